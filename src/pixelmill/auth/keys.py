@@ -1,0 +1,155 @@
+"""API keys, stored as SHA-256 hashes.
+
+Keys are 256-bit random strings, so a fast hash is the right choice: nobody can brute-force the
+preimage of a random 256-bit secret, and a slow password hash would cap request throughput.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, insert, select, update
+
+from pixelmill.clock import Clock
+from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.schema import api_keys, tenants
+from pixelmill.exceptions import AuthenticationError, PixelmillError
+
+KEY_PREFIX = "pm_"
+_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved from the bearer key on every request."""
+
+    key_id: str
+    tenant_id: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    tenant_id: str
+    prefix: str
+    name: str
+    is_admin: bool
+    created_at: int
+    revoked_at: int | None
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class KeyStore:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def create(
+        self,
+        *,
+        tenant_id: str = "default",
+        name: str = "",
+        is_admin: bool = False,
+        plaintext: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create a key (and its tenant when new). Returns the record and the only copy of the key."""
+        if not _TENANT_RE.match(tenant_id):
+            raise PixelmillError(
+                f"tenant id '{tenant_id}' must be 1-64 of a-z, 0-9, '_' or '-', starting alphanumeric"
+            )
+        plaintext = plaintext or generate_key()
+        now = self._clock.now_ms()
+        key = ApiKey(
+            id=secrets.token_hex(8),
+            tenant_id=tenant_id,
+            prefix=plaintext[:10],
+            name=name,
+            is_admin=is_admin,
+            created_at=now,
+            revoked_at=None,
+        )
+        with write_tx(self._engine) as conn:
+            if conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id)).first() is None:
+                conn.execute(insert(tenants).values(id=tenant_id, name=tenant_id, created_at=now))
+            conn.execute(
+                insert(api_keys).values(
+                    id=key.id,
+                    tenant_id=tenant_id,
+                    key_hash=hash_key(plaintext),
+                    prefix=key.prefix,
+                    name=name,
+                    is_admin=is_admin,
+                    created_at=now,
+                    revoked_at=None,
+                )
+            )
+        return key, plaintext
+
+    def list(self) -> list[ApiKey]:
+        with read_tx(self._engine) as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
+        return [_key_from_row(r) for r in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        with write_tx(self._engine) as conn:
+            res = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=self._clock.now_ms())
+            )
+        return res.rowcount == 1
+
+    def authenticate(self, plaintext: str | None) -> Principal:
+        if not plaintext:
+            raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
+        with read_tx(self._engine) as conn:
+            row = conn.execute(
+                select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at)
+                .where(api_keys.c.key_hash == hash_key(plaintext))
+            ).first()
+        if row is None or row.revoked_at is not None:
+            raise AuthenticationError("invalid or revoked API key")
+        return Principal(key_id=row.id, tenant_id=row.tenant_id, is_admin=row.is_admin)
+
+    def ensure_bootstrap(self, configured: str | None) -> str | None:
+        """Make sure an admin can call the service.
+
+        With a configured key: create it if it does not exist (never resurrect a revoked one).
+        Without: when no key exists at all, generate an admin key and return it so it is printed
+        once. Returns the plaintext of a key created now, else None.
+        """
+        with read_tx(self._engine) as conn:
+            if configured is not None:
+                exists = conn.execute(
+                    select(api_keys.c.id).where(api_keys.c.key_hash == hash_key(configured))
+                ).first()
+                if exists:
+                    return None
+            elif conn.execute(select(api_keys.c.id).limit(1)).first():
+                return None
+        _, plaintext = self.create(name="bootstrap admin", is_admin=True, plaintext=configured)
+        return plaintext
+
+
+def _key_from_row(row: object) -> ApiKey:
+    m = row._mapping  # type: ignore[attr-defined]
+    return ApiKey(
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        prefix=m["prefix"],
+        name=m["name"],
+        is_admin=m["is_admin"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+    )

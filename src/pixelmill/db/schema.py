@@ -1,0 +1,89 @@
+"""Table definitions used by the stores. Migrations (``pixelmill/migrations``) create them; keep
+the two in step (``tests/db/test_migrations.py`` checks that they match)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("is_admin", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("progress", Integer, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("final_prompt", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("engine", String(64), nullable=False),
+    Column("seed", BigInteger, nullable=True),
+    Column("quota", Integer, nullable=False),
+    Column("parent_task_id", String(32), ForeignKey("tasks.id"), nullable=True),
+    Column("image_index", Integer, nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("fail_reason", Text, nullable=True),
+    Column("submit_time", BigInteger, nullable=False),
+    Column("start_time", BigInteger, nullable=True),
+    Column("finish_time", BigInteger, nullable=True),
+    # Queue columns: the row is the job.
+    Column("lane", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("scheduled_at", BigInteger, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Column("errors", JSON, nullable=False),
+    Column("finalized_at", BigInteger, nullable=True),
+    CheckConstraint(f"status IN {TASK_STATUSES!r}", name="ck_tasks_status"),
+    CheckConstraint("progress BETWEEN 0 AND 100", name="ck_tasks_progress"),
+    CheckConstraint("lane IN ('interactive', 'batch')", name="ck_tasks_lane"),
+    CheckConstraint("attempt >= 0 AND attempt <= max_attempts", name="ck_tasks_attempt"),
+    CheckConstraint(
+        "(status = 'IN_PROGRESS') = (lease_owner IS NOT NULL)", name="ck_tasks_lease_iff_running"
+    ),
+    # The claim query walks this index: queued tasks of a lane, best priority, oldest first.
+    Index("ix_tasks_claim", "lane", "status", "priority", "scheduled_at"),
+    Index("ix_tasks_lease", "status", "lease_expires_at"),
+    Index("ix_tasks_tenant", "tenant_id", "submit_time"),
+)

@@ -1,0 +1,1 @@
+"""Image engines behind one small interface (``base.Engine``)."""

@@ -1,0 +1,71 @@
+"""The engine interface: a typed generation request in, images out.
+
+Every engine (procedural, diffusers, remote) implements ``Engine.generate``. One request yields
+one image per seed, so a 2×2 grid is reproducible image by image. Optional ``init_image`` +
+``strength`` (image-to-image), ``mask`` (inpaint: white = repaint) serve the follow-up operations.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from pixelmill.exceptions import EngineError
+
+#: Called by engines with the finished fraction of the request (0.0-1.0).
+ProgressCallback = Callable[[float], None]
+
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    width: int
+    height: int
+    seeds: tuple[int, ...]
+    negative_prompt: str = ""
+    init_image: Image.Image | None = None
+    mask: Image.Image | None = None
+    #: How far from ``init_image`` to move: 0 keeps it, 1 ignores it.
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Programming errors, not user errors: user input is validated before it gets here.
+        if not (64 <= self.width <= 8192 and 64 <= self.height <= 8192):
+            raise ValueError(f"size {self.width}x{self.height} outside 64..8192")
+        if self.width % 8 or self.height % 8:
+            raise ValueError(f"size {self.width}x{self.height} must be multiples of 8")
+        if not self.seeds or any(not 0 <= s <= MAX_SEED for s in self.seeds):
+            raise ValueError(f"seeds must be 1+ values in 0..{MAX_SEED}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError("strength must be within 0..1")
+        if self.mask is not None and self.init_image is None:
+            raise ValueError("a mask needs an init image")
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    images: tuple[Image.Image, ...]
+    #: The model that made the images, recorded with the task (e.g. "procedural-v1").
+    model: str
+
+
+class Engine(ABC):
+    #: The name used in settings and on tasks ("procedural", "diffusers", "remote").
+    name: str
+
+    @abstractmethod
+    def generate(
+        self, request: GenerationRequest, progress: ProgressCallback | None = None
+    ) -> GenerationResult:
+        """Make one RGB image per seed, ``width`` x ``height``. Raise ``EngineError`` on failure."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models, sessions, processes."""
+
+
+__all__ = ["Engine", "EngineError", "GenerationRequest", "GenerationResult", "ProgressCallback"]

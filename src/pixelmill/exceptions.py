@@ -1,0 +1,91 @@
+"""Every error pixelmill raises on purpose, as one tree. Each carries its wire answer.
+
+    PixelmillError                 HTTP 500, code 9   (internal, retryable by clients)
+    ├── AuthenticationError        HTTP 401, code 401
+    ├── QuotaExceeded              HTTP 402, code 402
+    ├── ValidationError            HTTP 400, code 4   (description names the field and rule)
+    ├── TaskNotFound               HTTP 404, code 3   (description contains "task")
+    ├── EngineUnavailable          HTTP 503, code 3   (description never contains "task")
+    ├── QueueFull                  HTTP 429, code 23  (Retry-After)
+    ├── RateLimited                HTTP 429, code 429 (Retry-After)
+    ├── InvalidTransition          a task status change the lifecycle forbids (a bug, so 500)
+    └── EngineError                raised by engines while generating; never reaches HTTP
+        (retryable or not, see ``retryable``)
+
+The HTTP envelope is made from these attributes in one place: ``api/errors.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PixelmillError(Exception):
+    http_status: int = 500
+    code: int = 9
+
+    def __init__(self, description: str, *, properties: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.properties = properties or {}
+
+
+class AuthenticationError(PixelmillError):
+    http_status = 401
+    code = 401
+
+
+class QuotaExceeded(PixelmillError):
+    http_status = 402
+    code = 402
+
+
+class ValidationError(PixelmillError):
+    http_status = 400
+    code = 4
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}", properties={"field": field})
+        self.field = field
+
+
+class TaskNotFound(PixelmillError):
+    http_status = 404
+    code = 3
+
+    def __init__(self, task_id: str) -> None:
+        # Clients decide "do not retry" by finding the word "task" in this text (seed 004).
+        super().__init__(f"task {task_id} does not exist", properties={"task_id": task_id})
+
+
+class EngineUnavailable(PixelmillError):
+    http_status = 503
+    code = 3
+
+
+class _TooMany(PixelmillError):
+    http_status = 429
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description, properties={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+class QueueFull(_TooMany):
+    code = 23
+
+
+class RateLimited(_TooMany):
+    code = 429
+
+
+class InvalidTransition(PixelmillError):
+    pass
+
+
+class EngineError(PixelmillError):
+    """An engine could not produce images. ``retryable`` says whether trying again may help."""
+
+    def __init__(self, description: str, *, retryable: bool) -> None:
+        super().__init__(description)
+        self.retryable = retryable

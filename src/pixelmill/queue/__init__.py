@@ -1,0 +1,1 @@
+"""The durable queue: the task table, claims with leases, workers and the scheduler."""

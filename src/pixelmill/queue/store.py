@@ -1,0 +1,295 @@
+"""TaskStore: the task table used as a queue.
+
+Every state change is one conditional UPDATE whose WHERE clause names the statuses it may start
+from (``tasks.status.sources_of``) and, for a worker's writes, the lease it must still hold. A
+worker whose lease expired (and whose task was handed to someone else) therefore cannot overwrite
+the newer attempt: its write matches no row and it learns it lost the task.
+
+Claims are ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``. On
+PostgreSQL concurrent claimers skip each other's locked rows; SQLite ignores the locking clause and
+serialises writers instead (``BEGIN IMMEDIATE``), which is equally safe.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Update, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from pixelmill.clock import Clock
+from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.schema import tasks
+from pixelmill.exceptions import QueueFull
+from pixelmill.queue.ids import new_task_id
+from pixelmill.tasks.actions import Lane
+from pixelmill.tasks.record import NewTask, Task, TaskResult
+from pixelmill.tasks.status import QUEUED, TaskStatus, sources_of
+
+
+def _statuses(statuses: Iterable[TaskStatus]) -> list[str]:
+    return sorted(s.value for s in statuses)
+
+
+def _to(target: TaskStatus) -> Update:
+    """The only way a status changes: an UPDATE that matches rows in a status allowed to precede
+    ``target``. Callers add their own conditions (which task, which lease)."""
+    return update(tasks).where(tasks.c.status.in_(_statuses(sources_of(target)))).values(
+        status=target.value
+    )
+
+
+def _held(task_id: str, worker_id: str) -> Any:
+    # The schema guarantees lease_owner IS NOT NULL only while IN_PROGRESS (ck_tasks_lease_iff_running).
+    return and_(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
+
+
+class TaskStore:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    # --- submit side -------------------------------------------------------------------------
+
+    def insert(self, new: NewTask, *, queue_limit: int) -> Task:
+        """Accept a task: enqueue it in its lane unless the lane already holds ``queue_limit``."""
+        for _ in range(3):
+            try:
+                return self._insert_once(new, queue_limit)
+            except IntegrityError:
+                # Only a task id collision can land here (ids are random in their millisecond).
+                continue
+        raise RuntimeError("could not mint a unique task id")
+
+    def _insert_once(self, new: NewTask, queue_limit: int) -> Task:
+        now = self._clock.now_ms()
+        task_id = new_task_id(now)
+        with write_tx(self._engine) as conn:
+            # "At least queue_limit waiting" without counting the whole lane.
+            waiting = conn.execute(
+                select(func.count())
+                .select_from(
+                    select(tasks.c.id)
+                    .where(tasks.c.lane == new.lane.value, tasks.c.status.in_(_statuses(QUEUED)))
+                    .limit(queue_limit)
+                    .subquery()
+                )
+            ).scalar_one()
+            if waiting >= queue_limit:
+                raise QueueFull(
+                    f"the {new.lane.value} queue is full ({queue_limit} waiting); try again later",
+                    retry_after=5,
+                )
+            row = conn.execute(
+                insert(tasks)
+                .values(
+                    id=task_id,
+                    tenant_id=new.tenant_id,
+                    action=new.action.value,
+                    status=TaskStatus.SUBMITTED.value,
+                    progress=0,
+                    prompt=new.prompt,
+                    final_prompt=new.final_prompt,
+                    description="",
+                    params=new.params,
+                    engine=new.engine,
+                    seed=new.seed,
+                    quota=new.quota,
+                    parent_task_id=new.parent_task_id,
+                    image_index=new.index,
+                    result=None,
+                    fail_reason=None,
+                    submit_time=now,
+                    lane=new.lane.value,
+                    priority=new.priority,
+                    attempt=0,
+                    max_attempts=new.max_attempts,
+                    scheduled_at=now,
+                    errors=[],
+                )
+                .returning(*tasks.c)
+            ).one()
+        return Task.from_row(row)
+
+    def get(self, task_id: str, *, tenant_id: str | None = None) -> Task | None:
+        query = select(tasks).where(tasks.c.id == task_id)
+        if tenant_id is not None:
+            query = query.where(tasks.c.tenant_id == tenant_id)
+        with read_tx(self._engine) as conn:
+            row = conn.execute(query).first()
+        return Task.from_row(row) if row else None
+
+    def count_by_status(self) -> dict[TaskStatus, int]:
+        with read_tx(self._engine) as conn:
+            rows = conn.execute(select(tasks.c.status, func.count()).group_by(tasks.c.status)).all()
+        return {TaskStatus(s): n for s, n in rows}
+
+    # --- worker side -------------------------------------------------------------------------
+
+    def claim(self, worker_id: str, lanes: Sequence[Lane], lease_seconds: float) -> Task | None:
+        """Take the next due task of the first lane in ``lanes`` that has one, under a lease."""
+        for lane in lanes:
+            task = self._claim_in(lane, worker_id, lease_seconds)
+            if task is not None:
+                return task
+        return None
+
+    def _claim_in(self, lane: Lane, worker_id: str, lease_seconds: float) -> Task | None:
+        now = self._clock.now_ms()
+        queued = _statuses(QUEUED)
+        next_id = (
+            select(tasks.c.id)
+            .where(tasks.c.lane == lane.value, tasks.c.status.in_(queued), tasks.c.scheduled_at <= now)
+            .order_by(tasks.c.priority.desc(), tasks.c.scheduled_at, tasks.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                _to(TaskStatus.IN_PROGRESS)
+                .where(tasks.c.id == next_id)
+                .values(
+                    attempt=tasks.c.attempt + 1,
+                    lease_owner=worker_id,
+                    lease_expires_at=now + int(lease_seconds * 1000),
+                    start_time=func.coalesce(tasks.c.start_time, now),
+                )
+                .returning(*tasks.c)
+            ).first()
+        return Task.from_row(row) if row else None
+
+    def heartbeat(self, worker_id: str, task_ids: Sequence[str], lease_seconds: float) -> int:
+        """Renew the leases ``worker_id`` still holds. Returns how many it holds."""
+        if not task_ids:
+            return 0
+        expires = self._clock.now_ms() + int(lease_seconds * 1000)
+        with write_tx(self._engine) as conn:
+            res = conn.execute(
+                update(tasks)
+                .where(tasks.c.id.in_(list(task_ids)), tasks.c.lease_owner == worker_id)
+                .values(lease_expires_at=expires)
+            )
+        return res.rowcount
+
+    def set_progress(self, task_id: str, worker_id: str, progress: int, lease_seconds: float) -> bool:
+        expires = self._clock.now_ms() + int(lease_seconds * 1000)
+        with write_tx(self._engine) as conn:
+            res = conn.execute(
+                update(tasks)
+                .where(_held(task_id, worker_id))
+                .values(progress=max(0, min(99, progress)), lease_expires_at=expires)
+            )
+        return res.rowcount == 1
+
+    def complete(self, task_id: str, worker_id: str, result: TaskResult, description: str = "") -> bool:
+        """IN_PROGRESS → SUCCESS. False when the worker no longer holds the task."""
+        now = self._clock.now_ms()
+        with write_tx(self._engine) as conn:
+            res = conn.execute(
+                _to(TaskStatus.SUCCESS)
+                .where(_held(task_id, worker_id))
+                .values(
+                    progress=100,
+                    result=result.to_json(),
+                    description=description,
+                    finish_time=now,
+                    finalized_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+        return res.rowcount == 1
+
+    def fail(
+        self,
+        task_id: str,
+        worker_id: str,
+        reason: str,
+        *,
+        retryable: bool,
+        backoff_seconds: Sequence[float],
+    ) -> TaskStatus | None:
+        """Record a failed attempt: retry after backoff when allowed, else FAILURE with a refund.
+
+        Returns the new status, or None when the worker no longer holds the task.
+        """
+        now = self._clock.now_ms()
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                select(tasks.c.attempt, tasks.c.max_attempts, tasks.c.errors)
+                .where(_held(task_id, worker_id))
+                .with_for_update()
+            ).first()
+            if row is None:
+                return None
+            errors = [*row.errors, {"attempt": row.attempt, "at": now, "error": reason}]
+            if retryable and row.attempt < row.max_attempts:
+                delay = backoff_seconds[min(row.attempt - 1, len(backoff_seconds) - 1)]
+                delay *= 1 + random.uniform(0, 0.25)
+                target = TaskStatus.NOT_START
+                values: dict[str, Any] = {"scheduled_at": now + int(delay * 1000)}
+            else:
+                target = TaskStatus.FAILURE
+                values = self._failure_values(now, reason, row.attempt, retryable)
+            conn.execute(
+                _to(target)
+                .where(_held(task_id, worker_id))
+                .values(errors=errors, lease_owner=None, lease_expires_at=None, **values)
+            )
+        return target
+
+    @staticmethod
+    def _failure_values(now: int, reason: str, attempt: int, retryable: bool) -> dict[str, Any]:
+        if retryable and attempt > 1:
+            reason = f"{reason} (gave up after {attempt} attempts)"
+        # quota 0: the charge is refunded (the ledger of a later issue books the refund).
+        return {
+            "fail_reason": reason,
+            "quota": 0,
+            "finish_time": now,
+            "finalized_at": now,
+        }
+
+    # --- scheduler side ----------------------------------------------------------------------
+
+    def requeue_expired(self) -> tuple[int, int]:
+        """Put tasks whose worker vanished back in the queue, or fail them when out of attempts.
+
+        Returns (requeued, failed).
+        """
+        now = self._clock.now_ms()
+        requeued = failed = 0
+        expired = and_(
+            tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.lease_expires_at < now
+        )
+        with write_tx(self._engine) as conn:
+            rows = conn.execute(
+                select(tasks.c.id, tasks.c.attempt, tasks.c.max_attempts, tasks.c.errors, tasks.c.lease_owner)
+                .where(expired)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                reason = f"worker {row.lease_owner} stopped answering (lease expired)"
+                errors = [*row.errors, {"attempt": row.attempt, "at": now, "error": reason}]
+                if row.attempt < row.max_attempts:
+                    target = TaskStatus.SUBMITTED
+                    values: dict[str, Any] = {"progress": 0}
+                    requeued += 1
+                else:
+                    target = TaskStatus.FAILURE
+                    values = self._failure_values(now, reason, row.attempt, retryable=True)
+                    failed += 1
+                conn.execute(
+                    _to(target)
+                    .where(tasks.c.id == row.id, expired)
+                    .values(errors=errors, lease_owner=None, lease_expires_at=None, **values)
+                )
+        return requeued, failed
+

@@ -1,0 +1,75 @@
+"""The one typed settings object. Every knob is an environment variable ``PIXELMILL_<NAME>``.
+
+Nothing else in the package reads the environment: the settings object is built once at the edge
+(CLI / app factory) and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PIXELMILL_", extra="ignore", frozen=True)
+
+    # --- serving -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: Absolute base URL used in task results (``https://img.example.com``). When unset, URLs are
+    #: built from the address the request came in on, which is right for direct access only.
+    public_url: str | None = None
+    #: Bootstrap admin key. When set it is created on start if missing; when unset and no key
+    #: exists at all, one is generated and printed once.
+    api_key: str | None = Field(None, min_length=16)
+
+    # --- state -------------------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    #: SQLAlchemy URL. Default: SQLite (WAL) file inside ``data_dir``.
+    database_url: str | None = None
+    storage: Literal["local"] = "local"
+    #: Where the local storage backend keeps files. Default: ``<data_dir>/files``.
+    storage_dir: Path | None = None
+
+    # --- generation --------------------------------------------------------------------------
+    engine: Literal["procedural"] = "procedural"
+    #: Long edge budget: a 1:1 image is ``image_size`` square; other ratios keep about the same
+    #: pixel count (see ``prompts.aspect``).
+    image_size: int = Field(512, ge=64, le=4096)
+    #: Artificial delay per image for the procedural engine (demos of a slow model, crash tests).
+    procedural_delay_ms: int = Field(0, ge=0, le=600_000)
+
+    # --- queue -------------------------------------------------------------------------------
+    #: Worker threads started inside ``pixelmill serve``. 0 = API only; run ``pixelmill worker``.
+    workers: int = Field(2, ge=0, le=64)
+    #: Tasks waiting per lane before submits are answered 429 / code 23.
+    interactive_queue_limit: int = Field(1000, ge=1)
+    batch_queue_limit: int = Field(100_000, ge=1)
+    #: A claimed task belongs to its worker for this long; heartbeats renew it. When a worker
+    #: dies its tasks are requeued once the lease runs out.
+    lease_seconds: float = Field(30.0, gt=0)
+    #: How often the scheduler looks for expired leases.
+    sweep_interval_seconds: float = Field(1.0, gt=0)
+    #: How often an idle worker looks at the database when nothing woke it (other processes'
+    #: submits are only seen this way).
+    worker_poll_seconds: float = Field(0.5, gt=0)
+    max_attempts: int = Field(3, ge=1, le=20)
+    #: Backoff before retry N (seconds); the last value repeats. Jitter of up to 25 % is added.
+    retry_backoff_seconds: tuple[float, ...] = (1.0, 4.0, 16.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.retry_backoff_seconds or any(s < 0 for s in self.retry_backoff_seconds):
+            raise ValueError("retry_backoff_seconds must be a non-empty list of seconds >= 0")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'pixelmill.db').resolve()}"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return (self.storage_dir or self.data_dir / "files").resolve()

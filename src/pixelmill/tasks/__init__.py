@@ -1,0 +1,1 @@
+"""The task: its record, its lifecycle, the operations it can name, and what it costs."""

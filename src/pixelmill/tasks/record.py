@@ -1,0 +1,123 @@
+"""The task record: one frozen value read from one database row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pixelmill.tasks.actions import Action, Lane
+from pixelmill.tasks.status import TaskStatus
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """Storage keys of what a successful task produced (URLs are made at the edge)."""
+
+    grid_key: str | None = None
+    image_keys: tuple[str, ...] = ()
+    width: int | None = None
+    height: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "grid_key": self.grid_key,
+            "image_keys": list(self.image_keys),
+            "width": self.width,
+            "height": self.height,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> TaskResult | None:
+        if not data:
+            return None
+        return cls(
+            grid_key=data.get("grid_key"),
+            image_keys=tuple(data.get("image_keys") or ()),
+            width=data.get("width"),
+            height=data.get("height"),
+        )
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What the submit path hands to the store; the store fills in ids, times and queue state."""
+
+    tenant_id: str
+    action: Action
+    prompt: str
+    final_prompt: str
+    params: dict[str, Any]
+    engine: str
+    seed: int | None
+    quota: int
+    lane: Lane = Lane.INTERACTIVE
+    priority: int = 0
+    parent_task_id: str | None = None
+    index: int | None = None
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    tenant_id: str
+    action: Action
+    status: TaskStatus
+    progress: int
+    prompt: str
+    final_prompt: str
+    description: str
+    params: dict[str, Any]
+    engine: str
+    seed: int | None
+    quota: int
+    parent_task_id: str | None
+    index: int | None
+    result: TaskResult | None
+    fail_reason: str | None
+    submit_time: int
+    start_time: int | None
+    finish_time: int | None
+    lane: Lane
+    priority: int
+    attempt: int
+    max_attempts: int
+    scheduled_at: int
+    lease_owner: str | None
+    lease_expires_at: int | None
+    errors: tuple[dict[str, Any], ...] = field(default=())
+    finalized_at: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Task:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            tenant_id=m["tenant_id"],
+            action=Action(m["action"]),
+            status=TaskStatus(m["status"]),
+            progress=m["progress"],
+            prompt=m["prompt"],
+            final_prompt=m["final_prompt"],
+            description=m["description"],
+            params=m["params"] or {},
+            engine=m["engine"],
+            seed=m["seed"],
+            quota=m["quota"],
+            parent_task_id=m["parent_task_id"],
+            index=m["image_index"],
+            result=TaskResult.from_json(m["result"]),
+            fail_reason=m["fail_reason"],
+            submit_time=m["submit_time"],
+            start_time=m["start_time"],
+            finish_time=m["finish_time"],
+            lane=Lane(m["lane"]),
+            priority=m["priority"],
+            attempt=m["attempt"],
+            max_attempts=m["max_attempts"],
+            scheduled_at=m["scheduled_at"],
+            lease_owner=m["lease_owner"],
+            lease_expires_at=m["lease_expires_at"],
+            errors=tuple(m["errors"] or ()),
+            finalized_at=m["finalized_at"],
+        )

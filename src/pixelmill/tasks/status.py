@@ -1,0 +1,64 @@
+"""Task lifecycle. The single place that says which status may follow which.
+
+The database enforces the same rules: every status update is a conditional ``UPDATE ... WHERE
+status IN (<allowed sources>)`` built from ``sources_of()``, so two racing writers cannot both win.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pixelmill.exceptions import InvalidTransition
+
+
+class TaskStatus(str, Enum):
+    #: Accepted, waiting for its scheduled time (the backoff before a retry). Claimable once
+    #: ``scheduled_at`` has passed. → IN_PROGRESS, CANCEL, FAILURE
+    NOT_START = "NOT_START"
+    #: Queued in its lane; a worker has not claimed it yet. → IN_PROGRESS, CANCEL, FAILURE
+    SUBMITTED = "SUBMITTED"
+    #: Waiting for a ``/modal`` call to supply the rest of its input. → SUBMITTED, CANCEL
+    MODAL = "MODAL"
+    #: Claimed by a worker holding a lease. → SUCCESS, FAILURE, NOT_START (retry after backoff),
+    #: SUBMITTED (lease expired, worker lost)
+    IN_PROGRESS = "IN_PROGRESS"
+    #: Terminal: results are available.
+    SUCCESS = "SUCCESS"
+    #: Terminal: ``fail_reason`` says why; the charge is refunded.
+    FAILURE = "FAILURE"
+    #: Terminal: cancelled by the caller or by expiry; the charge is refunded.
+    CANCEL = "CANCEL"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
+QUEUED = frozenset({TaskStatus.NOT_START, TaskStatus.SUBMITTED})
+
+_NEXT: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.NOT_START: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.CANCEL, TaskStatus.FAILURE}),
+    TaskStatus.SUBMITTED: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.CANCEL, TaskStatus.FAILURE}),
+    TaskStatus.MODAL: frozenset({TaskStatus.SUBMITTED, TaskStatus.CANCEL}),
+    TaskStatus.IN_PROGRESS: frozenset(
+        {TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.NOT_START, TaskStatus.SUBMITTED}
+    ),
+    TaskStatus.SUCCESS: frozenset(),
+    TaskStatus.FAILURE: frozenset(),
+    TaskStatus.CANCEL: frozenset(),
+}
+
+
+def can_transition(source: TaskStatus, target: TaskStatus) -> bool:
+    return target in _NEXT[source]
+
+
+def check_transition(source: TaskStatus, target: TaskStatus) -> None:
+    if not can_transition(source, target):
+        raise InvalidTransition(f"task status cannot go from {source.value} to {target.value}")
+
+
+def sources_of(target: TaskStatus) -> frozenset[TaskStatus]:
+    """Every status from which ``target`` may be reached."""
+    return frozenset(s for s, nexts in _NEXT.items() if target in nexts)
