@@ -1,0 +1,1 @@
+"""HTTP only: routers per contract, the error envelope, auth. No business logic here."""

@@ -1,0 +1,33 @@
+"""Request-scoped dependencies: the runtime and the calling principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pixelmill.auth.keys import Principal
+from pixelmill.runtime import Runtime
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def get_principal(
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    return runtime.keys.authenticate(credentials.credentials if credentials else None)
+
+
+def base_url(request: Request, runtime: Runtime) -> str:
+    """Where clients reach us: the configured public URL, else the address they used."""
+    return (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,80 @@
+"""The JSON envelope for every error, made in this one place.
+
+Every answer that is not a task object is ``{"code", "description", "properties", "data"}``:
+clients of the upstream contract read ``code`` and ``description`` from any failure, 429 included.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pixelmill.exceptions import PixelmillError, QueueFull, RateLimited
+
+log = logging.getLogger("pixelmill.api")
+
+
+def envelope(code: int, description: str, *, properties: dict[str, Any] | None = None, data: Any = None) -> dict[str, Any]:
+    return {"code": code, "description": description, "properties": properties or {}, "data": data if data is not None else []}
+
+
+def error_response(exc: PixelmillError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, QueueFull | RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        envelope(exc.code, exc.description, properties=exc.properties),
+        status_code=exc.http_status,
+        headers=headers,
+    )
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    field = ".".join(loc) or "body"
+    msg = first.get("msg", "invalid")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown field"
+    elif first.get("type") == "json_invalid":
+        field, msg = "body", f"not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+    elif first.get("type") in ("model_attributes_type", "dict_type") and not loc:
+        msg = "must be a JSON object"
+    return field, msg
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PixelmillError)
+    async def _pixelmill(_: Request, exc: PixelmillError) -> JSONResponse:
+        if exc.http_status >= 500:
+            log.error("request failed: %s", exc.description)
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        field, msg = _describe_validation(exc)
+        return JSONResponse(
+            envelope(4, f"{field}: {msg}", properties={"field": field}), status_code=400
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            code, text = 3, f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            code, text = 4, f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            code, text = 9 if exc.status_code >= 500 else 4, str(exc.detail)
+        return JSONResponse(envelope(code, text), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(envelope(9, "internal error; retry with backoff"), status_code=500)

@@ -1,0 +1,44 @@
+"""Build the ASGI app from settings: routers, error envelope, and the runtime's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from pixelmill import __version__
+from pixelmill.api import files, health, midjourney
+from pixelmill.api.errors import install_error_handlers
+from pixelmill.runtime import Runtime, build_runtime
+from pixelmill.settings import Settings
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """``runtime`` may be passed in (tests, ``serve`` that already opened it); else it is built
+    from ``settings`` when the app starts."""
+    settings = settings or (runtime.settings if runtime else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings)
+        rt.keys.ensure_bootstrap(settings.api_key)
+        if settings.workers:
+            rt.start_workers(settings.workers)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            rt.close()
+
+    app = FastAPI(
+        title="pixelmill",
+        version=__version__,
+        description="A Midjourney-style task API in front of image models.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(midjourney.router)
+    app.include_router(files.router)
+    app.include_router(health.router)
+    return app

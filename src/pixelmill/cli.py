@@ -1,0 +1,192 @@
+"""``pixelmill serve | worker | imagine | keys ...``"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from pixelmill import __version__
+from pixelmill.settings import Settings
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+@click.version_option(__version__)
+def main() -> None:
+    """pixelmill: a Midjourney-style task API in front of image models."""
+
+
+@main.command()
+@click.option("--host", help="Interface to bind (env PIXELMILL_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (env PIXELMILL_PORT, default 8080).")
+@click.option("--workers", type=int, help="In-process worker threads (env PIXELMILL_WORKERS).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API, with in-process workers."""
+    import uvicorn
+
+    from pixelmill.app import create_app
+    from pixelmill.runtime import build_runtime
+
+    _logging()
+    settings = _settings(host=host, port=port, workers=workers)
+    runtime = build_runtime(settings)
+    new_key = runtime.keys.ensure_bootstrap(settings.api_key)
+    _banner(settings, new_key)
+    uvicorn.run(create_app(runtime=runtime), host=settings.host, port=settings.port, log_level="warning")
+
+
+def _banner(settings: Settings, new_key: str | None) -> None:
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    if new_key:
+        key_line = f"  admin API key (shown only this once, keep it): {new_key}\n"
+        key = new_key
+    elif settings.api_key:
+        key_line, key = "  API key: the value of PIXELMILL_API_KEY\n", "$PIXELMILL_API_KEY"
+    else:
+        key_line = "  API key: the one printed at first start, or make one: pixelmill keys create\n"
+        key = "$PIXELMILL_API_KEY"
+    click.echo(
+        f"pixelmill {__version__} serving on {url}  (OpenAPI docs: {url}/docs)\n"
+        f"  engine {settings.engine}, {settings.workers} in-process workers, "
+        f"data in {settings.data_dir.resolve()}\n"
+        f"{key_line}"
+        f"Try it:\n"
+        f"  curl -s -X POST {url}/v1/midjourney/generations/imagine \\\n"
+        f"       -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+        f"       -d '{{\"prompt\": \"a serene mountain lake at sunrise --ar 16:9\"}}'\n"
+        f"  curl -s {url}/v1/midjourney/<task_id> -H 'Authorization: Bearer {key}'\n"
+        f"  PIXELMILL_API_KEY={key} .venv/bin/pixelmill imagine 'a lighthouse at dusk' --upscale 2 --out out/\n",
+        nl=True,
+    )
+
+
+@main.command()
+@click.option("--concurrency", type=int, help="Worker threads (default: PIXELMILL_WORKERS, at least 1).")
+def worker(concurrency: int | None) -> None:
+    """Run workers only: claim tasks from the shared database until stopped (SIGTERM / Ctrl-C)."""
+    from pixelmill.runtime import build_runtime
+
+    _logging()
+    settings = Settings()
+    runtime = build_runtime(settings)
+    pool = runtime.start_workers(concurrency or max(1, settings.workers))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"pixelmill worker {pool.process_id} running; Ctrl-C to stop")
+    stop.wait()
+    runtime.close()
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--upscale", "upscale_index", type=click.IntRange(1, 4), help="Also upscale image N (1-4).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
+@click.option("--url", envvar="PIXELMILL_URL", default="http://127.0.0.1:8080", show_default=True, help="Server (env PIXELMILL_URL).")
+@click.option("--api-key", envvar="PIXELMILL_API_KEY", required=True, help="API key (env PIXELMILL_API_KEY).")
+@click.option("--timeout", type=float, default=300, show_default=True)
+def imagine(prompt: str, upscale_index: int | None, out_dir: Path, url: str, api_key: str, timeout: float) -> None:
+    """Submit PROMPT to a running server, show progress, save the files.
+
+    Progress goes to stderr; stdout lists the saved files, one per line."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pixelmill.client import APIError, Client, TaskFailed
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with Client(url, api_key) as client, Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),  # stdout carries only the saved paths, for scripts
+        ) as bar:
+
+            def run(label: str, task_id: str) -> dict:  # type: ignore[type-arg]
+                row = bar.add_task(f"{label} {task_id}", total=100, status="SUBMITTED")
+
+                def update(t: dict) -> None:  # type: ignore[type-arg]
+                    bar.update(row, completed=int(t["progress"].rstrip("%")), status=t["status"])
+
+                return client.wait(task_id, timeout=timeout, poll_interval=0.25, on_update=update)
+
+            task = run("imagine", client.imagine(prompt))
+            saved = _save(client, task, out_dir)
+            if upscale_index:
+                up = run(f"upscale U{upscale_index}", client.upscale(task["task_id"], upscale_index))
+                saved += _save(client, up, out_dir, suffix=f"_U{upscale_index}")
+    except (APIError, TaskFailed, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in saved:
+        click.echo(str(path))
+
+
+def _save(client, task: dict, out_dir: Path, suffix: str = "") -> list[Path]:  # type: ignore[no-untyped-def, type-arg]
+    paths = []
+    urls = ([("grid", task["grid_image_url"])] if task.get("grid_image_url") else []) + [
+        (str(i + 1), u) for i, u in enumerate(task["image_urls"])
+    ]
+    for name, url in urls:
+        path = out_dir / f"{task['task_id']}{suffix}_{name}.png"
+        path.write_bytes(client.download(url))
+        paths.append(path)
+    return paths
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys (works on the configured database directly)."""
+
+
+def _key_store():  # type: ignore[no-untyped-def]
+    from pixelmill.auth.keys import KeyStore
+    from pixelmill.clock import SystemClock
+    from pixelmill.runtime import open_database
+
+    return KeyStore(open_database(Settings()), SystemClock())
+
+
+@keys.command("create")
+@click.option("--tenant", default="default", show_default=True, help="Tenant the key belongs to (created if new).")
+@click.option("--name", default="", help="A label for the key.")
+@click.option("--admin", is_flag=True, help="Make an admin key.")
+def keys_create(tenant: str, name: str, admin: bool) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    from pixelmill.exceptions import PixelmillError
+
+    try:
+        key, plaintext = _key_store().create(tenant_id=tenant, name=name, is_admin=admin)
+    except PixelmillError as exc:
+        raise click.ClickException(exc.description) from exc
+    click.echo(f"id {key.id} tenant {key.tenant_id}{' admin' if admin else ''}")
+    click.echo(plaintext)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    for k in _key_store().list():
+        state = "revoked" if k.revoked_at else "active"
+        click.echo(f"{k.id}  {k.prefix}…  tenant={k.tenant_id}  {'admin ' if k.is_admin else ''}{state}  {k.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (see ``keys list``); it stops working at once."""
+    if not _key_store().revoke(key_id):
+        raise click.ClickException(f"no active key with id {key_id}")
+    click.echo(f"revoked {key_id}")

@@ -1,0 +1,104 @@
+"""A small synchronous client for the pixelmill task API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
+
+
+class APIError(Exception):
+    """The service refused a request; ``code`` is the envelope's code (4, 3, 23, 401, ...)."""
+
+    def __init__(self, status_code: int, code: int, description: str) -> None:
+        super().__init__(f"[{status_code} / code {code}] {description}")
+        self.status_code = status_code
+        self.code = code
+        self.description = description
+
+
+class TaskFailed(Exception):
+    def __init__(self, task: dict[str, Any]) -> None:
+        super().__init__(f"task {task['task_id']} ended {task['status']}: {task.get('fail_reason')}")
+        self.task = task
+
+
+class Client:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(self, action: str, body: dict[str, Any]) -> str:
+        """Submit ``body`` to ``/v1/midjourney/generations/<action>``; returns the task id."""
+        data = self._json(self._http.post(f"/v1/midjourney/generations/{action}", json=body))
+        return str(data["data"][0]["task_id"])
+
+    def imagine(self, prompt: str, **fields: Any) -> str:
+        return self.submit("imagine", {"prompt": prompt, **fields})
+
+    def upscale(self, task_id: str, index: int) -> str:
+        return self.submit("upscale", {"task_id": task_id, "index": index})
+
+    def get(self, task_id: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/v1/midjourney/{task_id}"))
+
+    def wait(
+        self,
+        task_id: str,
+        *,
+        timeout: float = 300.0,
+        poll_interval: float = 1.0,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the task is terminal. Returns it on SUCCESS; raises ``TaskFailed`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.get(task_id)
+            if on_update is not None:
+                on_update(task)
+            if task["status"] == "SUCCESS":
+                return task
+            if task["status"] in TERMINAL:
+                raise TaskFailed(task)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id} still {task['status']} after {timeout:g}s")
+            time.sleep(poll_interval)
+
+    def download(self, url: str) -> bytes:
+        r = self._http.get(url)
+        r.raise_for_status()
+        return r.content
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            raise APIError(response.status_code, response.status_code, response.text[:200]) from None
+        if response.status_code != 200 or ("code" in data and data["code"] not in (1, 21, 200)):
+            raise APIError(response.status_code, data.get("code", response.status_code), data.get("description", ""))
+        return data  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""Image post-processing: grids, crops, encoding."""

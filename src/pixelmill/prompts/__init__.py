@@ -1,0 +1,1 @@
+"""Prompt text: parsing parameters, normalising, mapping aspect ratios to pixel sizes."""

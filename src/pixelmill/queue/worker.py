@@ -1,0 +1,167 @@
+"""Workers: claim a task under a lease, run it, record the outcome. Plus the heartbeat that keeps
+leases alive and the scheduler that requeues the tasks of workers that died.
+
+A worker pool is a few threads in one process (``pixelmill serve`` runs one in-process;
+``pixelmill worker`` runs one on its own, on any host that reaches the database).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from pixelmill.exceptions import EngineError
+from pixelmill.queue.store import TaskStore
+from pixelmill.settings import Settings
+from pixelmill.tasks.actions import Lane
+from pixelmill.tasks.execute import Executor
+from pixelmill.tasks.record import Task
+
+log = logging.getLogger("pixelmill.worker")
+
+#: Interactive work first: a worker takes batch work only when no interactive task is due.
+LANES = (Lane.INTERACTIVE, Lane.BATCH)
+
+
+class Wakeup:
+    """Tells idle in-process workers that work arrived, so they need not wait for their poll."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self._pending += 1
+            self._cond.notify()
+
+    def notify_all(self) -> None:
+        with self._cond:
+            self._pending += 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._cond:
+            if self._pending == 0:
+                self._cond.wait(timeout)
+            self._pending = max(0, self._pending - 1)
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        store: TaskStore,
+        executor: Executor,
+        settings: Settings,
+        wakeup: Wakeup,
+        *,
+        size: int,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._settings = settings
+        self._wakeup = wakeup
+        self._size = size
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[str, str] = {}  # task id -> worker id
+        self._running_lock = threading.Lock()
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def start(self) -> None:
+        for i in range(self._size):
+            self._spawn(self._work_loop, f"worker-{i}", f"{self.process_id}:{i}")
+        self._spawn(self._heartbeat_loop, "heartbeat")
+        self._spawn(self._scheduler_loop, "scheduler")
+
+    def _spawn(self, target, name: str, *args: object) -> None:  # type: ignore[no-untyped-def]
+        t = threading.Thread(target=target, args=args, name=f"pixelmill-{name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; let tasks in flight finish (up to ``timeout``). Anything still running
+        afterwards is picked up again by another worker when its lease expires."""
+        self._stop.set()
+        self._wakeup.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+
+    # --- loops -------------------------------------------------------------------------------
+
+    def _work_loop(self, worker_id: str) -> None:
+        while not self._stop.is_set():
+            try:
+                task = self._store.claim(worker_id, LANES, self._settings.lease_seconds)
+            except Exception:
+                log.exception("claim failed")
+                task = None
+            if task is None:
+                self._wakeup.wait(self._settings.worker_poll_seconds)
+                continue
+            self.run_task(task, worker_id)
+
+    def run_task(self, task: Task, worker_id: str) -> None:
+        with self._running_lock:
+            self._running[task.id] = worker_id
+        try:
+            self._execute(task, worker_id)
+        finally:
+            with self._running_lock:
+                self._running.pop(task.id, None)
+
+    def _execute(self, task: Task, worker_id: str) -> None:
+        lease = self._settings.lease_seconds
+        last = [0]
+
+        def progress(fraction: float) -> None:
+            pct = int(fraction * 100)
+            if pct >= last[0] + 5:  # a database write per 5 %, not per step
+                last[0] = pct
+                self._store.set_progress(task.id, worker_id, pct, lease)
+
+        try:
+            result = self._executor.run(task, progress)
+        except EngineError as exc:
+            self._record_failure(task, worker_id, exc.description, retryable=exc.retryable)
+            return
+        except Exception as exc:  # a bug or an unexpected library error: retry, it may pass
+            log.exception("task %s crashed", task.id)
+            self._record_failure(task, worker_id, f"internal error: {type(exc).__name__}: {exc}", retryable=True)
+            return
+        if not self._store.complete(task.id, worker_id, result):
+            log.warning("task %s finished after its lease was lost; result discarded", task.id)
+
+    def _record_failure(self, task: Task, worker_id: str, reason: str, *, retryable: bool) -> None:
+        status = self._store.fail(
+            task.id, worker_id, reason, retryable=retryable, backoff_seconds=self._settings.retry_backoff_seconds
+        )
+        log.info("task %s attempt %d failed (%s) -> %s", task.id, task.attempt, reason, status)
+
+    def _heartbeat_loop(self) -> None:
+        interval = self._settings.lease_seconds / 3
+        while not self._stop.wait(interval):
+            with self._running_lock:
+                by_worker: dict[str, list[str]] = {}
+                for task_id, worker_id in self._running.items():
+                    by_worker.setdefault(worker_id, []).append(task_id)
+            for worker_id, ids in by_worker.items():
+                try:
+                    self._store.heartbeat(worker_id, ids, self._settings.lease_seconds)
+                except Exception:
+                    log.exception("heartbeat failed")
+
+    def _scheduler_loop(self) -> None:
+        while not self._stop.wait(self._settings.sweep_interval_seconds):
+            try:
+                requeued, failed = self._store.requeue_expired()
+            except Exception:
+                log.exception("lease sweep failed")
+                continue
+            if requeued or failed:
+                log.warning("lease sweep: %d requeued, %d failed", requeued, failed)
+            if requeued:
+                self._wakeup.notify_all()

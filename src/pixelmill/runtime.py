@@ -1,0 +1,90 @@
+"""Build every long-lived part from the settings, in one place. String aliases from settings
+("local", "procedural") become instances only here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine as DbEngine
+
+from pixelmill.auth.keys import KeyStore
+from pixelmill.clock import Clock, SystemClock
+from pixelmill.db.engine import make_engine
+from pixelmill.db.migrate import upgrade
+from pixelmill.engines.base import Engine
+from pixelmill.engines.procedural import ProceduralEngine
+from pixelmill.queue.store import TaskStore
+from pixelmill.queue.worker import Wakeup, WorkerPool
+from pixelmill.settings import Settings
+from pixelmill.storage.base import Storage
+from pixelmill.storage.local import LocalStorage
+from pixelmill.tasks.execute import Executor
+from pixelmill.tasks.service import TaskService
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: DbEngine
+    keys: KeyStore
+    tasks: TaskStore
+    storage: Storage
+    engines: dict[str, Engine]
+    service: TaskService
+    executor: Executor
+    wakeup: Wakeup
+    pools: list[WorkerPool] = field(default_factory=list)
+
+    def start_workers(self, size: int) -> WorkerPool:
+        pool = WorkerPool(self.tasks, self.executor, self.settings, self.wakeup, size=size)
+        pool.start()
+        self.pools.append(pool)
+        return pool
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.stop()
+        for engine in self.engines.values():
+            engine.close()
+        self.storage.close()
+        self.db.dispose()
+
+
+def open_database(settings: Settings) -> DbEngine:
+    """Create the engine and bring the schema up to date."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = make_engine(settings.resolved_database_url)
+    upgrade(db)
+    return db
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.storage == "local":
+        return LocalStorage(settings.resolved_storage_dir)
+    raise ValueError(f"unknown storage backend {settings.storage!r}")
+
+
+def make_engines(settings: Settings) -> dict[str, Engine]:
+    if settings.engine == "procedural":
+        return {"procedural": ProceduralEngine(delay_ms=settings.procedural_delay_ms)}
+    raise ValueError(f"unknown engine {settings.engine!r}")
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    db = open_database(settings)
+    tasks = TaskStore(db, clock)
+    storage = make_storage(settings)
+    engines = make_engines(settings)
+    wakeup = Wakeup()
+    return Runtime(
+        settings=settings,
+        db=db,
+        keys=KeyStore(db, clock),
+        tasks=tasks,
+        storage=storage,
+        engines=engines,
+        service=TaskService(tasks, settings, frozenset(engines), on_enqueued=wakeup.notify),
+        executor=Executor(engines, storage, tasks),
+        wakeup=wakeup,
+    )

@@ -1,0 +1,1 @@
+"""Where output files live: a small interface (``base.Storage``) and its backends."""

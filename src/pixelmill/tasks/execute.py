@@ -1,0 +1,69 @@
+"""Running a claimed task: the engine call and post-processing for each action.
+
+An executor turns a task into a ``TaskResult`` (storage keys) or raises ``EngineError``. It does
+not touch the task's status: the worker records the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pixelmill.engines.base import Engine, GenerationRequest
+from pixelmill.exceptions import EngineError
+from pixelmill.media.encode import encode_png
+from pixelmill.media.grid import compose_grid
+from pixelmill.queue.store import TaskStore
+from pixelmill.storage.base import Storage
+from pixelmill.tasks.actions import Action
+from pixelmill.tasks.record import Task, TaskResult
+
+MAX_SEED = 2**32 - 1
+
+
+def image_seeds(seed: int, count: int = 4) -> tuple[int, ...]:
+    """One seed per image of a grid, so each image can be reproduced on its own."""
+    return tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
+
+
+class Executor:
+    def __init__(self, engines: Mapping[str, Engine], storage: Storage, store: TaskStore) -> None:
+        self._engines = engines
+        self._storage = storage
+        self._store = store
+
+    def run(self, task: Task, progress: Callable[[float], None]) -> TaskResult:
+        if task.action is Action.IMAGINE:
+            return self._imagine(task, progress)
+        if task.action is Action.UPSCALE:
+            return self._upscale(task)
+        raise EngineError(f"action {task.action.value} is not supported", retryable=False)
+
+    def _imagine(self, task: Task, progress: Callable[[float], None]) -> TaskResult:
+        engine = self._engines.get(task.engine)
+        if engine is None:
+            raise EngineError(f"engine {task.engine} is not loaded on this worker", retryable=True)
+        assert task.seed is not None
+        request = GenerationRequest(
+            prompt=task.params.get("subject") or task.prompt,
+            negative_prompt=task.params.get("negative_prompt", ""),
+            width=task.params["width"],
+            height=task.params["height"],
+            seeds=image_seeds(task.seed),
+        )
+        # Generation is most of the work: map it onto 0-90 %, storing takes the rest.
+        result = engine.generate(request, lambda f: progress(0.9 * f))
+        if len(result.images) != 4:
+            raise EngineError(f"engine returned {len(result.images)} images, expected 4", retryable=True)
+        keys = tuple(self._storage.put(encode_png(im), "png").key for im in result.images)
+        grid = self._storage.put(encode_png(compose_grid(result.images)), "png").key
+        return TaskResult(grid_key=grid, image_keys=keys, width=request.width, height=request.height)
+
+    def _upscale(self, task: Task) -> TaskResult:
+        # The chosen image is already stored under its content key: the "upscale" of a plain pick
+        # is that same object, composed locally with no engine call.
+        parent = self._store.get(task.parent_task_id or "")
+        if parent is None or parent.result is None or task.index is None:
+            raise EngineError(f"parent task {task.parent_task_id} has no images", retryable=False)
+        key = parent.result.image_keys[task.index - 1]
+        return TaskResult(image_keys=(key,), width=parent.result.width, height=parent.result.height)
+

@@ -1,0 +1,56 @@
+"""The ``pixelmill`` command line, run as a user would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from tests.helpers import Server
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        im.load()  # decodes: the file is a real PNG, not just a header
+        return im.size
+
+
+def test_keys_create_list_revoke(server: Server) -> None:
+    created = server.cli("keys", "create", "--tenant", "cli-team", "--name", "ci")
+    key_id = created.stdout.split()[1]
+    plaintext = created.stdout.strip().splitlines()[-1]
+    assert plaintext.startswith("pm_")
+    with server.client(plaintext) as c:
+        assert c.get("/v1/midjourney/1").status_code == 404  # authenticated, task unknown
+
+    listed = server.cli("keys", "list").stdout
+    assert key_id in listed and "tenant=cli-team" in listed and plaintext not in listed
+
+    assert "revoked" in server.cli("keys", "revoke", key_id).stdout
+    with server.client(plaintext) as c:
+        assert c.get("/v1/midjourney/1").status_code == 401
+    again = server.cli("keys", "revoke", key_id, check=False)
+    assert again.returncode != 0 and "no active key" in again.stderr
+
+
+def test_keys_create_refuses_a_bad_tenant(server: Server) -> None:
+    r = server.cli("keys", "create", "--tenant", "Bad Tenant!", check=False)
+    assert r.returncode != 0 and "tenant id" in r.stderr
+
+
+def test_imagine_saves_grid_images_and_upscale(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = server.cli("imagine", "a lighthouse at dusk --ar 3:2", "--upscale", "2", "--out", str(out))
+    paths = [Path(p) for p in r.stdout.split()]
+    assert len(paths) == 6  # grid, 4 images, the upscale
+    sizes = {p.name.rsplit("_", 1)[-1]: _size(p) for p in paths}
+    assert sizes["grid.png"] == (2 * 624, 2 * 416)
+    assert sizes["1.png"] == (624, 416)
+    upscaled = next(p for p in paths if "_U2_" in p.name)
+    image2 = next(p for p in paths if p.name.endswith("_2.png") and "_U2_" not in p.name)
+    assert upscaled.read_bytes() == image2.read_bytes()
+
+
+def test_imagine_reports_a_refusal_clearly(server: Server, tmp_path: Path) -> None:
+    r = server.cli("imagine", "a cat --ar 9:1", "--out", str(tmp_path), check=False)
+    assert r.returncode != 0 and "code 4" in r.stderr and "--ar" in r.stderr

@@ -1,0 +1,75 @@
+"""Queue behaviour across real processes: API-only servers, separate workers, crashes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TEST_KEY
+from tests.helpers import Server, wait_for, wait_terminal
+
+IMAGINE = "/v1/midjourney/generations/imagine"
+
+
+def submit(client: httpx.Client, prompt: str = "a cat") -> str:
+    r = client.post(IMAGINE, json={"prompt": prompt})
+    assert r.status_code == 200, r.text
+    return str(r.json()["data"][0]["task_id"])
+
+
+def test_queue_full_is_429_code_23_and_a_separate_worker_drains_it(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, workers=0, interactive_queue_limit=3).start()
+    worker = None
+    try:
+        with srv.client() as api:
+            ids = [submit(api) for _ in range(3)]
+            assert {api.get(f"/v1/midjourney/{i}").json()["status"] for i in ids} == {"SUBMITTED"}
+            r = api.post(IMAGINE, json={"prompt": "one too many"})
+            assert r.status_code == 429
+            assert r.json()["code"] == 23 and "queue is full" in r.json()["description"]
+            assert int(r.headers["Retry-After"]) > 0
+
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "pixelmill", "worker", "--concurrency", "2"],
+                env=srv.environ(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            done = [wait_terminal(api, i) for i in ids]
+            assert {t["status"] for t in done} == {"SUCCESS"}
+            assert api.post(IMAGINE, json={"prompt": "room again"}).status_code == 200
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(15)
+        srv.stop()
+
+
+def test_killing_the_server_mid_task_loses_nothing(tmp_path: Path) -> None:
+    # Slow images (0.5 s each) so that the kill lands while a task is running and others wait.
+    slow = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=500, lease_seconds=2, sweep_interval_seconds=0.2)
+    slow.start()
+    with slow.client() as api:
+        ids = [submit(api, f"a lighthouse {n}") for n in range(4)]
+        wait_for(
+            lambda: api.get(f"/v1/midjourney/{ids[0]}").json()["status"] == "IN_PROGRESS",
+            what="the first task to start",
+        )
+    slow.kill()
+
+    fast = Server(tmp_path, TEST_KEY, workers=2, lease_seconds=2, sweep_interval_seconds=0.2)
+    fast.port = slow.port  # same address, same database, same files
+    fast.url = slow.url
+    fast.start()
+    try:
+        with fast.client() as api:
+            done = [wait_terminal(api, i, timeout=60) for i in ids]
+            assert [t["status"] for t in done] == ["SUCCESS"] * 4
+            interrupted = done[0]
+            assert len(interrupted["image_urls"]) == 4
+            assert httpx.get(interrupted["grid_image_url"]).status_code == 200
+    finally:
+        fast.stop()
