@@ -1,102 +1,14 @@
-"""Test helpers: real server processes on loopback, and waiting on conditions with deadlines."""
+"""Test-only helpers on top of ``pixelmill.testing``."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-T = TypeVar("T")
+from pixelmill.testing import Server, free_port, wait_for
 
-
-def wait_for(condition: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.02, what: str = "condition") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``pixelmill serve`` in its own process, on a free loopback port."""
-
-    def __init__(self, data_dir: Path, api_key: str, **env: Any) -> None:
-        self.data_dir = data_dir
-        self.api_key = api_key
-        self.env = {k.upper(): str(v) for k, v in env.items()}
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = data_dir / f"server-{self.port}.log"
-
-    def environ(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            PIXELMILL_DATA_DIR=str(self.data_dir),
-            PIXELMILL_PORT=str(self.port),
-            PIXELMILL_API_KEY=self.api_key,
-        )
-        env.update({f"PIXELMILL_{k}": v for k, v in self.env.items()})
-        return env
-
-    def start(self) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pixelmill", "serve"], env=self.environ(), stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for(self._ready, timeout=60, interval=0.05, what=f"server on {self.url} (log: {self.log})")
-        return self
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as when a machine dies."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def client(self, api_key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {api_key or self.api_key}"}, timeout=30)
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = self.environ() | {"PIXELMILL_URL": self.url}
-        return subprocess.run(
-            [sys.executable, "-m", "pixelmill", *args], env=env, capture_output=True, text=True, check=check, timeout=120
-        )
+__all__ = ["Server", "free_port", "wait_for", "wait_terminal"]
 
 
 def wait_terminal(client: httpx.Client, task_id: str, timeout: float = 30) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class Runtime:
     def close(self) -> None:
         for pool in self.pools:
             pool.stop()
+        self.executor.close()
         for engine in self.engines.values():
             engine.close()
         self.storage.close()

@@ -3,6 +3,10 @@
 SQLite needs care to behave like a queue under concurrent writers:
 - WAL lets readers run while one writer writes; ``synchronous=NORMAL`` is durable across process
   crashes (not power loss of the last commits), which is the usual WAL trade-off.
+- Writers inside one process queue on a Python lock before ``BEGIN IMMEDIATE``. Left to SQLite,
+  contending writers wait in its busy handler, which sleeps in growing steps (1, 2, 5, 10 ... ms)
+  and wastes most of the time the lock is free; a lock hands over at once. Writers in other
+  processes (a separate ``pixelmill worker``) still meet ``busy_timeout``.
 - pysqlite's own transaction handling is switched off so that SQLAlchemy's ``begin`` decides:
   write transactions start with ``BEGIN IMMEDIATE`` (take the write lock up front and wait for it
   with ``busy_timeout``), instead of a deferred BEGIN that fails with SQLITE_BUSY when it later
@@ -11,11 +15,16 @@ SQLite needs care to behave like a queue under concurrent writers:
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+
+
+_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str) -> Engine:
@@ -52,13 +61,15 @@ def _sqlite_engine(url: str) -> Engine:
         mode = "IMMEDIATE" if conn.get_execution_options().get("pixelmill_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+    _sqlite_write_locks[engine] = threading.Lock()
     return engine
 
 
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it holds the write lock from its first statement."""
-    with engine.connect().execution_options(pixelmill_write=True) as conn, conn.begin():
+    lock = _sqlite_write_locks.get(engine) or nullcontext()
+    with lock, engine.connect().execution_options(pixelmill_write=True) as conn, conn.begin():
         yield conn
 
 

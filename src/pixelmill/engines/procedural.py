@@ -217,7 +217,7 @@ def render(scene: Scene, seed: int, width: int, height: int) -> np.ndarray:
     xs = np.linspace(0, 1, W, dtype=np.float32)[None, :]
     aspect = W / H
 
-    horizon = float(rng.uniform(0.48, 0.66))
+    horizon = float(rng.uniform(0.42, 0.68))
     sun_x, sun_y = float(rng.uniform(0.15, 0.85)), horizon - float(rng.uniform(0.08, 0.3))
     if scene.time_of_day in ("dawn", "dusk"):
         sun_y = horizon - float(rng.uniform(0.03, 0.1))

@@ -7,6 +7,9 @@ not touch the task's status: the worker records the outcome.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
 
 from pixelmill.engines.base import Engine, GenerationRequest
 from pixelmill.exceptions import EngineError
@@ -30,6 +33,15 @@ class Executor:
         self._engines = engines
         self._storage = storage
         self._store = store
+        # PNG encoding of a grid costs more than generating it on a CPU; Pillow releases the GIL
+        # while encoding, so the five files of an imagine encode side by side.
+        self._encoders = ThreadPoolExecutor(max_workers=5, thread_name_prefix="pixelmill-encode")
+
+    def close(self) -> None:
+        self._encoders.shutdown(wait=True)
+
+    def _store_png(self, image: Image.Image) -> str:
+        return self._storage.put(encode_png(image), "png").key
 
     def run(self, task: Task, progress: Callable[[float], None]) -> TaskResult:
         if task.action is Action.IMAGINE:
@@ -54,9 +66,8 @@ class Executor:
         result = engine.generate(request, lambda f: progress(0.9 * f))
         if len(result.images) != 4:
             raise EngineError(f"engine returned {len(result.images)} images, expected 4", retryable=True)
-        keys = tuple(self._storage.put(encode_png(im), "png").key for im in result.images)
-        grid = self._storage.put(encode_png(compose_grid(result.images)), "png").key
-        return TaskResult(grid_key=grid, image_keys=keys, width=request.width, height=request.height)
+        grid, *keys = self._encoders.map(self._store_png, [compose_grid(result.images), *result.images])
+        return TaskResult(grid_key=grid, image_keys=tuple(keys), width=request.width, height=request.height)
 
     def _upscale(self, task: Task) -> TaskResult:
         # The chosen image is already stored under its content key: the "upscale" of a plain pick
