@@ -35,7 +35,7 @@ def test_keys_create_list_revoke(server: Server) -> None:
 
 def test_keys_create_refuses_a_bad_tenant(server: Server) -> None:
     r = server.cli("keys", "create", "--tenant", "Bad Tenant!", check=False)
-    assert r.returncode != 0 and "tenant id" in r.stderr
+    assert r.returncode != 0 and "tenant: 'Bad Tenant!' must be 1-64" in r.stderr
 
 
 def test_imagine_saves_grid_images_and_upscale(server: Server, tmp_path: Path) -> None:

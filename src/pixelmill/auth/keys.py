@@ -16,7 +16,7 @@ from sqlalchemy import Engine, insert, select, update
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import api_keys, tenants
-from pixelmill.exceptions import AuthenticationError, PixelmillError
+from pixelmill.exceptions import AuthenticationError, ValidationError
 
 KEY_PREFIX = "pm_"
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -65,8 +65,8 @@ class KeyStore:
     ) -> tuple[ApiKey, str]:
         """Create a key (and its tenant when new). Returns the record and the only copy of the key."""
         if not _TENANT_RE.match(tenant_id):
-            raise PixelmillError(
-                f"tenant id '{tenant_id}' must be 1-64 of a-z, 0-9, '_' or '-', starting alphanumeric"
+            raise ValidationError(
+                "tenant", f"'{tenant_id}' must be 1-64 of a-z, 0-9, '_' or '-', starting alphanumeric"
             )
         plaintext = plaintext or generate_key()
         now = self._clock.now_ms()

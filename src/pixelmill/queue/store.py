@@ -51,10 +51,6 @@ class TaskStore:
         self._engine = engine
         self._clock = clock
 
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
     # --- submit side -------------------------------------------------------------------------
 
     def insert(self, new: NewTask, *, queue_limit: int) -> Task:
@@ -124,11 +120,6 @@ class TaskStore:
         with read_tx(self._engine) as conn:
             row = conn.execute(query).first()
         return Task.from_row(row) if row else None
-
-    def count_by_status(self) -> dict[TaskStatus, int]:
-        with read_tx(self._engine) as conn:
-            rows = conn.execute(select(tasks.c.status, func.count()).group_by(tasks.c.status)).all()
-        return {TaskStatus(s): n for s, n in rows}
 
     # --- worker side -------------------------------------------------------------------------
 
