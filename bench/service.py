@@ -26,7 +26,7 @@ from loadgen import post_json
 
 from pixelmill.engines.base import GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
-from pixelmill.testing import Server
+from pixelmill.testing import Server, wait_for
 
 KEY = "pm_bench_" + "b" * 32
 IMAGINE = "/v1/midjourney/generations/imagine"
@@ -37,16 +37,14 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-def until_success(api: httpx.Client, task_id: str, interval: float = 0.005) -> dict:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+def until_success(api: httpx.Client, task_id: str) -> dict:
+    def done() -> dict | None:
         task = api.get(f"/v1/midjourney/{task_id}").json()
-        if task["status"] == "SUCCESS":
-            return task
         if task["status"] in ("FAILURE", "CANCEL"):
             raise RuntimeError(task)
-        time.sleep(interval)
-    raise TimeoutError(task_id)
+        return task if task["status"] == "SUCCESS" else None
+
+    return wait_for(done, timeout=60, interval=0.005, what=f"task {task_id}")
 
 
 def bench_engine(runs: int = 30) -> float:

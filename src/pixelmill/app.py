@@ -21,8 +21,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings)
-        rt.keys.ensure_bootstrap(settings.api_key)
+        rt = runtime
+        if rt is None:  # `serve` builds its runtime (and bootstraps the key) before printing
+            rt = build_runtime(settings)
+            rt.keys.ensure_bootstrap(settings.api_key)
         if settings.workers:
             rt.start_workers(settings.workers)
         app.state.runtime = rt

@@ -2,13 +2,11 @@
 
     PixelmillError                 HTTP 500, code 9   (internal, retryable by clients)
     ├── AuthenticationError        HTTP 401, code 401
-    ├── QuotaExceeded              HTTP 402, code 402
     ├── ValidationError            HTTP 400, code 4   (description names the field and rule)
     ├── TaskNotFound               HTTP 404, code 3   (description contains "task")
     ├── EngineUnavailable          HTTP 503, code 3   (description never contains "task")
-    ├── QueueFull                  HTTP 429, code 23  (Retry-After)
-    ├── RateLimited                HTTP 429, code 429 (Retry-After)
-    ├── InvalidTransition          a task status change the lifecycle forbids (a bug, so 500)
+    ├── TooManyRequests            HTTP 429 (Retry-After)
+    │   └── QueueFull              code 23
     └── EngineError                raised by engines while generating; never reaches HTTP
         (retryable or not, see ``retryable``)
 
@@ -35,11 +33,6 @@ class AuthenticationError(PixelmillError):
     code = 401
 
 
-class QuotaExceeded(PixelmillError):
-    http_status = 402
-    code = 402
-
-
 class ValidationError(PixelmillError):
     http_status = 400
     code = 4
@@ -63,7 +56,9 @@ class EngineUnavailable(PixelmillError):
     code = 3
 
 
-class _TooMany(PixelmillError):
+class TooManyRequests(PixelmillError):
+    """Come back later: answered with a ``Retry-After`` header."""
+
     http_status = 429
 
     def __init__(self, description: str, retry_after: int) -> None:
@@ -71,16 +66,8 @@ class _TooMany(PixelmillError):
         self.retry_after = retry_after
 
 
-class QueueFull(_TooMany):
+class QueueFull(TooManyRequests):
     code = 23
-
-
-class RateLimited(_TooMany):
-    code = 429
-
-
-class InvalidTransition(PixelmillError):
-    pass
 
 
 class EngineError(PixelmillError):

@@ -166,3 +166,20 @@ def test_non_retryable_failure_is_final_at_once(store: TaskStore) -> None:
     assert task is not None
     assert store.fail(task.id, "w", "bad input", retryable=False, backoff_seconds=(1.0,)) is TaskStatus.FAILURE
     assert store.fail(task.id, "w", "again", retryable=False, backoff_seconds=(1.0,)) is None
+
+
+def test_an_id_collision_mints_a_new_id(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = store.insert(new_task(), queue_limit=10)
+    ids = iter([first.id, "20000000000000000001"])
+    monkeypatch.setattr("pixelmill.queue.store.new_task_id", lambda _now: next(ids))
+    second = store.insert(new_task(), queue_limit=10)
+    assert second.id == "20000000000000000001"
+
+
+def test_other_integrity_errors_are_not_retried(store: TaskStore) -> None:
+    from dataclasses import replace
+
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        store.insert(replace(new_task(), tenant_id="no-such-tenant"), queue_limit=10)

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pixelmill.exceptions import PixelmillError, QueueFull, RateLimited
+from pixelmill.exceptions import PixelmillError, TooManyRequests
 
 log = logging.getLogger("pixelmill.api")
 
@@ -25,7 +25,7 @@ def envelope(code: int, description: str, *, properties: dict[str, Any] | None =
 
 def error_response(exc: PixelmillError) -> JSONResponse:
     headers = {}
-    if isinstance(exc, QueueFull | RateLimited):
+    if isinstance(exc, TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"

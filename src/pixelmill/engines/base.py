@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from pixelmill.exceptions import EngineError
-
 #: Called by engines with the finished fraction of the request (0.0-1.0).
 ProgressCallback = Callable[[float], None]
 
@@ -62,10 +60,8 @@ class Engine(ABC):
     def generate(
         self, request: GenerationRequest, progress: ProgressCallback | None = None
     ) -> GenerationResult:
-        """Make one RGB image per seed, ``width`` x ``height``. Raise ``EngineError`` on failure."""
+        """Make one RGB image per seed, ``width`` x ``height``. Raise ``pixelmill.exceptions.EngineError`` on failure."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models, sessions, processes."""
 
-
-__all__ = ["Engine", "EngineError", "GenerationRequest", "GenerationResult", "ProgressCallback"]

@@ -10,11 +10,11 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 
+from pixelmill.engines.base import MAX_SEED
 from pixelmill.exceptions import ValidationError
 from pixelmill.prompts.aspect import SQUARE, AspectRatio
 
 MAX_PROMPT_CHARS = 4000
-MAX_SEED = 2**32 - 1
 _INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f\u200b-\u200f\u2060\ufeff]")
 _VERSION_RE = re.compile(r"^\d{1,2}(\.\d{1,2})?$")
 

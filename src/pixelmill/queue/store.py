@@ -55,17 +55,18 @@ class TaskStore:
 
     def insert(self, new: NewTask, *, queue_limit: int) -> Task:
         """Accept a task: enqueue it in its lane unless the lane already holds ``queue_limit``."""
-        for _ in range(3):
+        while True:
+            now = self._clock.now_ms()
+            task_id = new_task_id(now)
             try:
-                return self._insert_once(new, queue_limit)
+                return self._insert_once(new, queue_limit, task_id, now)
             except IntegrityError:
-                # Only a task id collision can land here (ids are random in their millisecond).
-                continue
-        raise RuntimeError("could not mint a unique task id")
+                # Ids are random within their millisecond; a collision mints a new one. Any other
+                # integrity error (a missing tenant or parent) is a real error.
+                if self.get(task_id) is None:
+                    raise
 
-    def _insert_once(self, new: NewTask, queue_limit: int) -> Task:
-        now = self._clock.now_ms()
-        task_id = new_task_id(now)
+    def _insert_once(self, new: NewTask, queue_limit: int, task_id: str, now: int) -> Task:
         with write_tx(self._engine) as conn:
             # "At least queue_limit waiting" without counting the whole lane.
             waiting = conn.execute(

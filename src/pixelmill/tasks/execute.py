@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from pixelmill.engines.base import Engine, GenerationRequest
+from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest
 from pixelmill.exceptions import EngineError
 from pixelmill.media.encode import encode_png
 from pixelmill.media.grid import compose_grid
@@ -19,8 +19,6 @@ from pixelmill.queue.store import TaskStore
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task, TaskResult
-
-MAX_SEED = 2**32 - 1
 
 
 def image_seeds(seed: int, count: int = 4) -> tuple[int, ...]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pixelmill.prompts.parse import MAX_PROMPT_CHARS, MAX_SEED
+from pixelmill.engines.base import MAX_SEED
+from pixelmill.prompts.parse import MAX_PROMPT_CHARS
 
 
 class _Body(BaseModel):

@@ -9,7 +9,8 @@ from dataclasses import replace
 from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.prompts.aspect import AspectRatio
-from pixelmill.prompts.parse import MAX_SEED, parse_prompt
+from pixelmill.engines.base import MAX_SEED
+from pixelmill.prompts.parse import parse_prompt
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.buttons import parse_custom_id

@@ -1,6 +1,6 @@
 """Task lifecycle. The single place that says which status may follow which.
 
-The database enforces the same rules: every status update is a conditional ``UPDATE ... WHERE
+``queue/store.py`` applies these rules: every status update is a conditional ``UPDATE ... WHERE
 status IN (<allowed sources>)`` built from ``sources_of()``, so two racing writers cannot both win.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pixelmill.exceptions import InvalidTransition
 
 
 class TaskStatus(str, Enum):
@@ -54,11 +53,6 @@ def can_transition(source: TaskStatus, target: TaskStatus) -> bool:
     return target in _NEXT[source]
 
 
-def check_transition(source: TaskStatus, target: TaskStatus) -> None:
-    if not can_transition(source, target):
-        raise InvalidTransition(f"task status cannot go from {source.value} to {target.value}")
-
-
 def sources_of(target: TaskStatus) -> frozenset[TaskStatus]:
     """Every status from which ``target`` may be reached."""
-    return frozenset(s for s, nexts in _NEXT.items() if target in nexts)
+    return frozenset(s for s in TaskStatus if can_transition(s, target))
