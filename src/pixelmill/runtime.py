@@ -13,6 +13,8 @@ from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.engines.base import Engine
 from pixelmill.engines.procedural import ProceduralEngine
+from pixelmill.media.fetch import FetchPolicy, SafeFetcher
+from pixelmill.media.inputs import InputImages
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
 from pixelmill.settings import Settings
@@ -29,6 +31,7 @@ class Runtime:
     keys: KeyStore
     tasks: TaskStore
     storage: Storage
+    inputs: InputImages
     engines: dict[str, Engine]
     service: TaskService
     executor: Executor
@@ -45,6 +48,7 @@ class Runtime:
         for pool in self.pools:
             pool.stop()
         self.executor.close()
+        self.inputs.close()
         for engine in self.engines.values():
             engine.close()
         self.storage.close()
@@ -65,6 +69,16 @@ def make_storage(settings: Settings) -> Storage:
     raise ValueError(f"unknown storage backend {settings.storage!r}")
 
 
+def make_inputs(settings: Settings, storage: Storage) -> InputImages:
+    policy = FetchPolicy(
+        max_bytes=settings.input_max_bytes,
+        max_redirects=settings.fetch_max_redirects,
+        timeout_seconds=settings.fetch_timeout_seconds,
+        allow=settings.fetch_allow,
+    )
+    return InputImages(storage, SafeFetcher(policy), max_pixels=settings.input_max_pixels)
+
+
 def make_engines(settings: Settings) -> dict[str, Engine]:
     if settings.engine == "procedural":
         return {"procedural": ProceduralEngine(delay_ms=settings.procedural_delay_ms)}
@@ -77,6 +91,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     tasks = TaskStore(db, clock)
     storage = make_storage(settings)
     engines = make_engines(settings)
+    inputs = make_inputs(settings, storage)
     wakeup = Wakeup()
     return Runtime(
         settings=settings,
@@ -84,8 +99,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         keys=KeyStore(db, clock),
         tasks=tasks,
         storage=storage,
+        inputs=inputs,
         engines=engines,
-        service=TaskService(tasks, settings, frozenset(engines), on_enqueued=wakeup.notify),
+        service=TaskService(tasks, settings, frozenset(engines), inputs, on_enqueued=wakeup.notify),
         executor=Executor(engines, storage, tasks),
         wakeup=wakeup,
     )

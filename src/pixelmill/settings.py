@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     #: Artificial delay per image for the procedural engine (demos of a slow model, crash tests).
     procedural_delay_ms: int = Field(0, ge=0, le=600_000)
 
+    # --- input images (image prompts, references, masks, uploads) --------------------------------
+    #: Largest input image, enforced while it streams in (URL fetch or upload).
+    input_max_bytes: int = Field(12 * 1024 * 1024, ge=1024)
+    #: Largest decoded size (width x height): refuses decompression bombs before decoding.
+    input_max_pixels: int = Field(25_000_000, ge=1)
+    #: Private hosts and networks that image URLs may point at after all (JSON list), for
+    #: operators who serve images from their own network: ``["images.internal", "10.2.0.0/16"]``.
+    fetch_allow: tuple[str, ...] = ()
+    #: Whole download of one input image, redirects included.
+    fetch_timeout_seconds: float = Field(20.0, gt=0)
+    fetch_max_redirects: int = Field(5, ge=0, le=20)
+
     # --- queue -------------------------------------------------------------------------------
     #: Worker threads started inside ``pixelmill serve``. 0 = API only; run ``pixelmill worker``.
     workers: int = Field(2, ge=0, le=64)

@@ -57,10 +57,10 @@ def test_401_without_a_valid_key(server: Server, headers: dict, text: str) -> No
         ({"prompt": "   "}, "prompt", "at least 1 character"),
         ({"prompt": "a cat", "colour": "red"}, "colour", "unknown field"),
         ({"prompt": "a cat", "seed": -1}, "seed", "greater than or equal to 0"),
-        ({"prompt": "a cat", "aspect_ratio": "wide"}, "aspect_ratio", "not a ratio"),
-        ({"prompt": "a cat --ar 1:0"}, "prompt --ar", "positive"),
+        ({"prompt": "a cat", "aspect_ratio": "wide"}, "aspect_ratio", "needs a ratio W:H"),
+        ({"prompt": "a cat --ar 1:0"}, "prompt", "--ar needs both sides of the ratio above 0"),
         ({"prompt": "a cat --zoom 2"}, "prompt", "unknown parameter --zoom"),
-        ({"prompt": "--ar 16:9"}, "prompt", "subject text"),
+        ({"prompt": "--ar 16:9"}, "prompt", "the subject is empty"),
         ({"prompt": 42}, "prompt", "valid string"),
     ],
 )

@@ -29,5 +29,10 @@ def base_url(request: Request, runtime: Runtime) -> str:
     return (runtime.settings.public_url or str(request.base_url)).rstrip("/")
 
 
+def own_bases(request: Request, runtime: Runtime) -> list[str]:
+    """Every base URL that names this server: image URLs under them are our own files."""
+    return list(dict.fromkeys([base_url(request, runtime), str(request.base_url).rstrip("/")]))
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

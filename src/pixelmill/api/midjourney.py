@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url
+from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
 from pixelmill.api.views import TaskView, task_view
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest
@@ -26,8 +26,9 @@ class SubmitAnswer(BaseModel):
     data: list[SubmittedTask]
 
 
-def _submitted(task: Task) -> SubmitAnswer:
-    return SubmitAnswer(code=1, description="submitted", properties={}, data=[SubmittedTask(task_id=task.id)])
+def _submitted(*tasks: Task) -> SubmitAnswer:
+    # One entry per task: several when the prompt asks for --repeat.
+    return SubmitAnswer(code=1, description="submitted", properties={}, data=[SubmittedTask(task_id=t.id) for t in tasks])
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -40,14 +41,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/generations/imagine", response_model=SubmitAnswer, responses=_ERRORS)
-def imagine(body: ImagineRequest, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
-    """Generate a 2×2 grid of four images from a prompt."""
-    return _submitted(runtime.service.imagine(principal, body))
+def imagine(body: ImagineRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
+    """Generate a 2×2 grid of four images from a prompt (one task per run with ``--repeat``)."""
+    return _submitted(*runtime.service.imagine(principal, body, own_bases(request, runtime)))
 
 
 @router.post("/generations", response_model=SubmitAnswer, responses=_ERRORS, include_in_schema=False)
-def imagine_bare(body: ImagineRequest, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
-    return _submitted(runtime.service.imagine(principal, body))
+def imagine_bare(body: ImagineRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
+    return imagine(body, request, principal, runtime)
 
 
 @router.post("/generations/upscale", response_model=SubmitAnswer, responses=_ERRORS)

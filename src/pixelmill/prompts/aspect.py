@@ -26,15 +26,18 @@ class AspectRatio:
         return f"{self.w}:{self.h}"
 
     @classmethod
-    def parse(cls, text: str, field: str = "aspect_ratio") -> AspectRatio:
+    def parse(cls, text: str, field: str = "aspect_ratio", label: str = "") -> AspectRatio:
+        """``label`` names the flag (``--ar``) when the ratio came from a prompt."""
+        needs = f"{label} needs" if label else "needs"
         m = _RATIO_RE.match(text)
         if not m:
-            raise ValidationError(field, f"'{text}' is not a ratio like 16:9")
+            raise ValidationError(field, f"{needs} a ratio W:H like 16:9, got {text!r}")
         w, h = int(m.group(1)), int(m.group(2))
         if w == 0 or h == 0:
-            raise ValidationError(field, f"'{text}': both sides must be positive")
+            raise ValidationError(field, f"{needs} both sides of the ratio above 0, got {text!r}")
         if max(w / h, h / w) > MAX_RATIO:
-            raise ValidationError(field, f"'{text}' is more extreme than 1:{MAX_RATIO:g} or {MAX_RATIO:g}:1")
+            must = f"{label} must" if label else "must"
+            raise ValidationError(field, f"{must} be within 1:{MAX_RATIO:g} and {MAX_RATIO:g}:1, got {text!r}")
         g = math.gcd(w, h)
         return cls(w // g, h // g)
 

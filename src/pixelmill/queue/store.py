@@ -54,65 +54,76 @@ class TaskStore:
     # --- submit side -------------------------------------------------------------------------
 
     def insert(self, new: NewTask, *, queue_limit: int) -> Task:
-        """Accept a task: enqueue it in its lane unless the lane already holds ``queue_limit``."""
+        return self.insert_all([new], queue_limit=queue_limit)[0]
+
+    def insert_all(self, news: Sequence[NewTask], *, queue_limit: int) -> list[Task]:
+        """Accept tasks, all or none, in one transaction: enqueue them in their lane unless that
+        would put more than ``queue_limit`` tasks in it."""
+        lanes = {new.lane for new in news}
+        if len(lanes) != 1:
+            raise ValueError("one insert fills one lane")
         while True:
             now = self._clock.now_ms()
-            task_id = new_task_id(now)
+            ids = [new_task_id(now) for _ in news]
             try:
-                return self._insert_once(new, queue_limit, task_id, now)
+                return self._insert_once(news, queue_limit, ids, now)
             except IntegrityError:
-                # Ids are random within their millisecond; a collision mints a new one. Any other
+                # Ids are random within their millisecond; a collision mints new ones. Any other
                 # integrity error (a missing tenant or parent) is a real error.
-                if self.get(task_id) is None:
+                if len(set(ids)) == len(ids) and all(self.get(i) is None for i in ids):
                     raise
 
-    def _insert_once(self, new: NewTask, queue_limit: int, task_id: str, now: int) -> Task:
+    def _insert_once(self, news: Sequence[NewTask], queue_limit: int, ids: list[str], now: int) -> list[Task]:
+        lane = news[0].lane
         with write_tx(self._engine) as conn:
             # "At least queue_limit waiting" without counting the whole lane.
             waiting = conn.execute(
                 select(func.count())
                 .select_from(
                     select(tasks.c.id)
-                    .where(tasks.c.lane == new.lane.value, tasks.c.status.in_(_statuses(QUEUED)))
+                    .where(tasks.c.lane == lane.value, tasks.c.status.in_(_statuses(QUEUED)))
                     .limit(queue_limit)
                     .subquery()
                 )
             ).scalar_one()
-            if waiting >= queue_limit:
+            if waiting + len(news) > queue_limit:
                 raise QueueFull(
-                    f"the {new.lane.value} queue is full ({queue_limit} waiting); try again later",
+                    f"the {lane.value} queue is full ({waiting} waiting, room for {queue_limit}); try again later",
                     retry_after=5,
                 )
-            row = conn.execute(
-                insert(tasks)
-                .values(
-                    id=task_id,
-                    tenant_id=new.tenant_id,
-                    action=new.action.value,
-                    status=TaskStatus.SUBMITTED.value,
-                    progress=0,
-                    prompt=new.prompt,
-                    final_prompt=new.final_prompt,
-                    description="",
-                    params=new.params,
-                    engine=new.engine,
-                    seed=new.seed,
-                    quota=new.quota,
-                    parent_task_id=new.parent_task_id,
-                    image_index=new.index,
-                    result=None,
-                    fail_reason=None,
-                    submit_time=now,
-                    lane=new.lane.value,
-                    priority=new.priority,
-                    attempt=0,
-                    max_attempts=new.max_attempts,
-                    scheduled_at=now,
-                    errors=[],
-                )
-                .returning(*tasks.c)
-            ).one()
-        return Task.from_row(row)
+            rows = [
+                conn.execute(
+                    insert(tasks)
+                    .values(
+                        id=task_id,
+                        tenant_id=new.tenant_id,
+                        action=new.action.value,
+                        status=TaskStatus.SUBMITTED.value,
+                        progress=0,
+                        prompt=new.prompt,
+                        final_prompt=new.final_prompt,
+                        description="",
+                        params=new.params,
+                        engine=new.engine,
+                        seed=new.seed,
+                        quota=new.quota,
+                        parent_task_id=new.parent_task_id,
+                        image_index=new.index,
+                        result=None,
+                        fail_reason=None,
+                        submit_time=now,
+                        lane=new.lane.value,
+                        priority=new.priority,
+                        attempt=0,
+                        max_attempts=new.max_attempts,
+                        scheduled_at=now,
+                        errors=[],
+                    )
+                    .returning(*tasks.c)
+                ).one()
+                for new, task_id in zip(news, ids, strict=True)
+            ]
+        return [Task.from_row(row) for row in rows]
 
     def get(self, task_id: str, *, tenant_id: str | None = None) -> Task | None:
         query = select(tasks).where(tasks.c.id == task_id)

@@ -54,8 +54,8 @@ class Executor:
             raise EngineError(f"engine {task.engine} is not loaded on this worker", retryable=True)
         assert task.seed is not None
         request = GenerationRequest(
-            prompt=task.params.get("subject") or task.prompt,
-            negative_prompt=task.params.get("negative_prompt", ""),
+            prompt=task.params["engine_prompt"],
+            negative_prompt=task.params["engine_negative"],
             width=task.params["width"],
             height=task.params["height"],
             seeds=image_seeds(task.seed),

@@ -1,35 +1,184 @@
 """Request bodies of the submit endpoints: one validated model per operation, shared by the HTTP
-routes, the SDK and the CLI (the OpenAPI schema shows their constraints)."""
+routes, the SDK and the CLI (the OpenAPI schema shows their constraints).
+
+Numeric limits and allowed values come from ``prompts.params``, the same table the prompt parser
+reads, so ``"stylize": 2000`` and ``--s 2000`` are refused by the same rule.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import re
+from dataclasses import replace
+from typing import Annotated, Any, Literal
 
-from pixelmill.engines.base import MAX_SEED
-from pixelmill.prompts.parse import MAX_PROMPT_CHARS
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from pixelmill.exceptions import ValidationError
+from pixelmill.prompts.aspect import AspectRatio
+from pixelmill.prompts.grammar import Prompt, check_free_text, check_url, parse_prompt
+from pixelmill.prompts.params import (
+    DEFAULT_NIJI,
+    MAX_IMAGE_PROMPTS,
+    MAX_PROMPT_CHARS,
+    MAX_URL_CHARS,
+    NIJI_VERSIONS,
+    QUALITIES,
+    RANGES,
+    VERSIONS,
+    fmt_number,
+)
+
+#: Largest side of an explicit ``size``; also what ``--hd`` may reach.
+MAX_SIDE = 4096
+_SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$")
+
+
+def _no_surrogates(value: Any) -> Any:
+    """JSON allows escaped lone surrogates (``"\\ud800"``); they are not text and cannot be
+    stored. Refuse them in any field instead of failing later."""
+    if isinstance(value, str):
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise ValueError("contains an unpaired UTF-16 surrogate; send valid Unicode text")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _no_surrogates(item)
+    elif isinstance(value, list):
+        for item in value:
+            _no_surrogates(item)
+    return value
 
 
 class _Body(BaseModel):
     # Unknown fields are an error, not silently ignored: a typo must not change the result.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return _no_surrogates(data)
+
+
+def _ranged(key: str, description: str) -> Any:
+    rule = RANGES[key]
+    return Field(None, ge=rule.lo, le=rule.hi, description=f"{description} ({rule.describe()}).")
+
+
+def _number_as_text(value: Any) -> Any:
+    # "version": 7 and "version": "7" mean the same; bools are not versions.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt_number(value)
+    return value
+
+
+Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
+UrlList = Annotated[list[Url], Field(max_length=MAX_IMAGE_PROMPTS)]
+Version = Annotated[Literal[VERSIONS], BeforeValidator(_number_as_text)]  # type: ignore[valid-type]
+
 
 class ImagineRequest(_Body):
+    """Body fields override the same parameter given as a ``--flag`` in ``prompt``."""
+
     prompt: str = Field(
         min_length=1,
         max_length=MAX_PROMPT_CHARS,
-        description="Subject text, optionally followed by --parameters (--ar 16:9 --seed 42 ...).",
-        examples=["a serene mountain lake at sunrise --ar 16:9"],
+        description="[image URLs] subject text, optionally followed by --parameters "
+        "(--ar 16:9 --v 8.1 --s 100 ...).",
+        examples=["a serene mountain lake at sunrise --ar 16:9 --v 8.1 --s 100"],
     )
-    aspect_ratio: str | None = Field(None, description="W:H; overrides --ar.", examples=["16:9"])
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Overrides --seed.")
+    aspect_ratio: str | None = Field(None, max_length=16, description="W:H within 1:4..4:1; overrides --ar.", examples=["16:9"])
+    size: str | None = Field(
+        None, max_length=16, description=f"Exact output size WxH in pixels, multiples of 8, sides 64-{MAX_SIDE}.", examples=["1024x576"]
+    )
+    version: Version | None = Field(None, description="Model version (--v); with niji: true, the niji version.")
+    niji: bool | None = Field(None, description=f"Use the niji model (--niji); versions {', '.join(NIJI_VERSIONS)}.")
+    stylize: int | None = _ranged("stylize", "--s / --stylize")
+    chaos: int | None = _ranged("chaos", "--c / --chaos")
+    weird: int | None = _ranged("weird", "--weird / --w")
+    quality: float | None = Field(
+        None, description="--q / --quality.", json_schema_extra={"enum": list(QUALITIES)}
+    )
+    seed: int | None = _ranged("seed", "--seed")
+    negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS, description="What to leave out (--no).")
+    tile: bool | None = Field(None, description="Seamless tiling (--tile).")
+    iw: float | None = _ranged("iw", "Image prompt weight --iw, default 1")
+    raw: bool | None = Field(None, description="--style raw.")
+    repeat: int | None = _ranged("repeat", "Run the job this many times (--repeat / --r); one task each")
+    stop: int | None = _ranged("stop", "Stop generation at this percentage (--stop)")
+    draft: bool | None = Field(None, description="Draft mode (--draft): fewer steps where the engine has steps.")
+    hd: bool | None = Field(None, description="Twice the base resolution (--hd).")
+    image_urls: UrlList | None = Field(None, description="Image prompts; replace leading URLs in prompt.")
+    sref: UrlList | None = Field(None, description="Style reference images (--sref).")
+    sw: int | None = _ranged("sw", "Style weight --sw")
+    cref: UrlList | None = Field(None, description="Character reference images (--cref).")
+    cw: int | None = _ranged("cw", "Character weight --cw")
+
+    @field_validator("quality")
+    @classmethod
+    def _quality(cls, value: float | None) -> float | None:
+        if value is not None and value not in QUALITIES:
+            raise ValueError(f"must be one of {', '.join(fmt_number(q) for q in QUALITIES)}")
+        return value
+
+    def to_prompt(self) -> Prompt:
+        """The prompt with every body field applied: what the task will run."""
+        prompt = parse_prompt(self.prompt)
+        updates: dict[str, Any] = {}
+        if self.aspect_ratio is not None:
+            updates["aspect"] = AspectRatio.parse(self.aspect_ratio)
+        if self.size is not None:
+            w, h = self.pixel_size() or (0, 0)
+            ratio = AspectRatio.parse(f"{w}:{h}", field="size")
+            if "aspect" in updates and updates["aspect"] != ratio:
+                raise ValidationError("size", f"{w}x{h} is {ratio}, but aspect_ratio is {updates['aspect']}")
+            updates["aspect"] = ratio
+        updates.update(self._model(prompt))
+        for name in ("stylize", "chaos", "weird", "quality", "seed", "iw", "repeat", "stop", "sw", "cw",
+                     "tile", "raw", "draft", "hd"):
+            if getattr(self, name) is not None:
+                updates[name] = getattr(self, name)
+        if self.negative_prompt is not None:
+            updates["negative"] = check_free_text(self.negative_prompt, "negative_prompt") or None
+        for name in ("image_urls", "sref", "cref"):
+            urls = getattr(self, name)
+            if urls is not None:
+                updates[name] = tuple(check_url(u, f"{name}[{i}]") for i, u in enumerate(urls))
+        result = replace(prompt, **updates).checked()
+        if self.size is not None and result.hd:
+            raise ValidationError("size", "an exact size and --hd both set the resolution; give one")
+        return result
+
+    def _model(self, prompt: Prompt) -> dict[str, Any]:
+        """``niji`` + ``version`` → which model: ``niji: true, version: "7"`` is ``--niji 7``."""
+        niji = self.niji if self.niji is not None else prompt.niji is not None
+        if not niji:
+            if self.niji is None and self.version is None:
+                return {}
+            return {"niji": None, "version": self.version or prompt.version}
+        version = self.version or prompt.niji or DEFAULT_NIJI
+        if version not in NIJI_VERSIONS:
+            raise ValidationError("version", f"niji versions are {', '.join(NIJI_VERSIONS)}, got {version!r}")
+        return {"niji": version, "version": None}
+
+    def pixel_size(self) -> tuple[int, int] | None:
+        """The explicit ``size``, checked; None when the size follows from the aspect ratio."""
+        if self.size is None:
+            return None
+        m = _SIZE_RE.match(self.size)
+        if not m:
+            raise ValidationError("size", f"needs WxH in pixels like 1024x576, got {self.size!r}")
+        w, h = int(m.group(1)), int(m.group(2))
+        if not (64 <= w <= MAX_SIDE and 64 <= h <= MAX_SIDE):
+            raise ValidationError("size", f"sides must be 64-{MAX_SIDE} pixels, got {w}x{h}")
+        if w % 8 or h % 8:
+            raise ValidationError("size", f"sides must be multiples of 8 (image models need it), got {w}x{h}")
+        return w, h
 
 
 class UpscaleRequest(_Body):
-    task_id: str | None = Field(None, description="The finished imagine task to pick from.")
+    task_id: str | None = Field(None, max_length=64, description="The finished imagine task to pick from.")
     index: int | None = Field(None, ge=1, le=4, description="Which image of the grid, 1-4.")
     custom_id: str | None = Field(
-        None, description="A button id from the parent's buttons, instead of task_id + index."
+        None, max_length=256, description="A button id from the parent's buttons, instead of task_id + index."
     )
 
     @field_validator("task_id", "custom_id")

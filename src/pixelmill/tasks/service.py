@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
-from pixelmill.prompts.aspect import AspectRatio
 from pixelmill.engines.base import MAX_SEED
-from pixelmill.prompts.parse import parse_prompt
+from pixelmill.media.inputs import FILES_PATH, InputImages
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.buttons import parse_custom_id
-from pixelmill.tasks.pricing import price_of
+from pixelmill.tasks.pricing import price_key, price_of
 from pixelmill.tasks.record import NewTask, Task
-from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest
+from pixelmill.tasks.requests import MAX_SIDE, ImagineRequest, UpscaleRequest
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.queue.store import TaskStore
 
@@ -27,11 +27,13 @@ class TaskService:
         store: TaskStore,
         settings: Settings,
         engine_names: frozenset[str],
+        inputs: InputImages,
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._engines = engine_names
+        self._inputs = inputs
         #: Wakes in-process workers at once, instead of at their next poll.
         self._on_enqueued = on_enqueued
 
@@ -42,40 +44,61 @@ class TaskService:
             raise TaskNotFound(task_id)
         return task
 
-    def imagine(self, principal: Principal, req: ImagineRequest) -> Task:
-        parsed = parse_prompt(req.prompt)
-        if req.aspect_ratio is not None:
-            parsed = replace(parsed, aspect=AspectRatio.parse(req.aspect_ratio))
-        if req.seed is not None:
-            parsed = parsed.with_seed(req.seed)
-        # Every task gets a concrete seed, so every result can be reproduced.
-        seed = parsed.seed if parsed.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        width, height = parsed.aspect.size(self._settings.image_size)
+    def imagine(self, principal: Principal, req: ImagineRequest, own_bases: Sequence[str] = ()) -> list[Task]:
+        """Accept an imagine: one task, or one per run with ``--repeat``, queued all or none.
+
+        ``own_bases`` are the base URLs this server is reached by: image URLs under them are read
+        from storage instead of fetched."""
+        prompt = req.to_prompt()
+        base = self._settings.image_size * (2 if prompt.hd else 1)
+        width, height = req.pixel_size() or prompt.aspect.size(base)
+        if max(width, height) > MAX_SIDE * 2:
+            raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
         engine = self._engine()
-        return self._enqueue(
-            NewTask(
-                tenant_id=principal.tenant_id,
-                action=Action.IMAGINE,
-                prompt=req.prompt,
-                final_prompt=parsed.with_seed(seed).canonical(),
-                params={
-                    "subject": parsed.subject,
-                    "aspect_ratio": str(parsed.aspect),
-                    "width": width,
-                    "height": height,
-                    "negative_prompt": parsed.negative or "",
-                    "version": parsed.version,
-                    "niji": parsed.niji,
-                    "stylize": parsed.stylize,
-                    "chaos": parsed.chaos,
-                    "tile": parsed.tile,
-                },
-                engine=engine,
-                seed=seed,
-                quota=price_of(Action.IMAGINE),
-                max_attempts=self._settings.max_attempts,
+        # The network work comes last: every cheap check above has passed by now.
+        inputs: dict[str, list[dict[str, Any]]] = {}
+        absolute: dict[str, tuple[str, ...]] = {}
+        for name in ("image_urls", "sref", "cref"):
+            urls: tuple[str, ...] = getattr(prompt, name)
+            from_body = getattr(req, name) is not None
+            fields = [f"{name}[{i}]" if from_body else "prompt" for i in range(len(urls))]
+            images = [self._inputs.resolve(url, f, own_bases) for url, f in zip(urls, fields, strict=True)]
+            inputs[name] = [image.to_json() for image in images]
+            # A relative /files/ URL is spelled out, so the final prompt stands on its own.
+            absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)
+        prompt = replace(prompt, **absolute)
+        key = price_key(Action.IMAGINE, prompt.niji)
+        runs = prompt.repeat or 1
+        # Every task gets a concrete seed, so every result can be reproduced. Repeats of a given
+        # seed step by 4: each grid's four images keep seeds of their own (see image_seeds).
+        first = prompt.seed
+        news = []
+        for run in range(runs):
+            seed = (first + 4 * run) % (MAX_SEED + 1) if first is not None else secrets.randbelow(MAX_SEED + 1)
+            one = replace(prompt, seed=seed, repeat=None)
+            news.append(
+                NewTask(
+                    tenant_id=principal.tenant_id,
+                    action=Action.IMAGINE,
+                    prompt=req.prompt,
+                    final_prompt=one.canonical(),
+                    params={
+                        **one.params(),
+                        "engine_prompt": prompt.positive_text,
+                        "engine_negative": prompt.negative_text,
+                        "width": width,
+                        "height": height,
+                        "inputs": inputs,
+                        "price_key": key,
+                        "repeat": {"run": run + 1, "of": runs} if prompt.repeat else None,
+                    },
+                    engine=engine,
+                    seed=seed,
+                    quota=price_of(key),
+                    max_attempts=self._settings.max_attempts,
+                )
             )
-        )
+        return self._enqueue(news)
 
     def upscale(self, principal: Principal, req: UpscaleRequest) -> Task:
         if req.custom_id is not None:
@@ -96,21 +119,23 @@ class TaskService:
             raise ValidationError("task_id", f"task {parent.id} is an {parent.action.value} task; only a grid can be upscaled")
         if parent.status is not TaskStatus.SUCCESS:
             raise ValidationError("task_id", f"task {parent.id} is {parent.status.value}; wait until it is SUCCESS")
-        return self._enqueue(
-            NewTask(
+        key = price_key(Action.UPSCALE)
+        [task] = self._enqueue(
+            [NewTask(
                 tenant_id=principal.tenant_id,
                 action=Action.UPSCALE,
                 prompt=parent.prompt,
                 final_prompt=parent.final_prompt,
-                params={**parent.params, "index": index},
+                params={**parent.params, "index": index, "price_key": key},
                 engine=parent.engine,
                 seed=parent.seed,
-                quota=price_of(Action.UPSCALE),
+                quota=price_of(key),
                 parent_task_id=parent.id,
                 index=index,
                 max_attempts=self._settings.max_attempts,
-            )
+            )]
         )
+        return task
 
     def _engine(self) -> str:
         name = self._settings.engine
@@ -119,13 +144,14 @@ class TaskService:
             raise EngineUnavailable(f"no {name} engine instance is available right now; retry later")
         return name
 
-    def _enqueue(self, new: NewTask) -> Task:
+    def _enqueue(self, news: Sequence[NewTask]) -> list[Task]:
+        lane = news[0].lane
         limit = (
             self._settings.interactive_queue_limit
-            if new.lane is Lane.INTERACTIVE
+            if lane is Lane.INTERACTIVE
             else self._settings.batch_queue_limit
         )
-        task = self._store.insert(new, queue_limit=limit)
+        tasks = self._store.insert_all(news, queue_limit=limit)
         self._on_enqueued()
-        return task
+        return tasks
 
