@@ -21,8 +21,11 @@ TEST_KEY = "pm_test_" + "k" * 32
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server process (SQLite, local storage, procedural engine) shared by API tests."""
-    srv = Server(tmp_path_factory.mktemp("server"), TEST_KEY).start()
+    """One real server process (SQLite, local storage, procedural engine) shared by API tests.
+
+    127.0.0.2 is allow-listed for image URLs, as an operator would list an internal image store,
+    so tests can serve input images from loopback; everything else on loopback stays refused."""
+    srv = Server(tmp_path_factory.mktemp("server"), TEST_KEY, fetch_allow='["127.0.0.2/32"]').start()
     yield srv
     srv.stop()
 

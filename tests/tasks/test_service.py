@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 from pixelmill.auth.keys import Principal
-from pixelmill.exceptions import EngineUnavailable, QueueFull
+from sqlalchemy import func, select
+
+from pixelmill.db.schema import tasks
+from pixelmill.exceptions import EngineUnavailable, QueueFull, ValidationError
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
 from pixelmill.tasks.requests import ImagineRequest
@@ -64,3 +67,10 @@ def test_sizes_follow_the_documented_rule(runtime: Runtime) -> None:
     assert size(prompt="a cat --ar 16:9") == (680, 384)
     assert size(prompt="a cat --ar 16:9 --hd") == (1368, 768)
     assert size(prompt="a cat", size="1024x576") == (1024, 576)
+
+
+def test_a_refused_image_queues_nothing(runtime: Runtime) -> None:
+    with pytest.raises(ValidationError, match="10.0.0.1 a private address"):
+        runtime.service.imagine(ACME, ImagineRequest(prompt="http://10.0.0.1/a.png a cat --r 3"))
+    with runtime.db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tasks)).scalar_one() == 0

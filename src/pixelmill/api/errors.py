@@ -6,6 +6,7 @@ clients of the upstream contract read ``code`` and ``description`` from any fail
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -19,6 +20,14 @@ from pixelmill.exceptions import PixelmillError, TooManyRequests
 log = logging.getLogger("pixelmill.api")
 
 
+class EnvelopeResponse(JSONResponse):
+    """JSON that renders whatever text an error quotes back: a lone surrogate from the request
+    (JSON can carry one) becomes a ``\\udXXX`` escape instead of an encoding failure."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
 def envelope(code: int, description: str, *, properties: dict[str, Any] | None = None, data: Any = None) -> dict[str, Any]:
     return {"code": code, "description": description, "properties": properties or {}, "data": data if data is not None else []}
 
@@ -29,7 +38,7 @@ def error_response(exc: PixelmillError) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(
+    return EnvelopeResponse(
         envelope(exc.code, exc.description, properties=exc.properties),
         status_code=exc.http_status,
         headers=headers,
@@ -60,7 +69,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         field, msg = _describe_validation(exc)
-        return JSONResponse(
+        return EnvelopeResponse(
             envelope(4, f"{field}: {msg}", properties={"field": field}), status_code=400
         )
 
@@ -72,9 +81,9 @@ def install_error_handlers(app: FastAPI) -> None:
             code, text = 4, f"method {request.method} is not allowed on {request.url.path}"
         else:
             code, text = 9 if exc.status_code >= 500 else 4, str(exc.detail)
-        return JSONResponse(envelope(code, text), status_code=exc.status_code, headers=exc.headers)
+        return EnvelopeResponse(envelope(code, text), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return JSONResponse(envelope(9, "internal error; retry with backoff"), status_code=500)
+        return EnvelopeResponse(envelope(9, "internal error; retry with backoff"), status_code=500)

@@ -2,7 +2,8 @@
 
 Every engine (procedural, diffusers, remote) implements ``Engine.generate``. One request yields
 one image per seed, so a 2×2 grid is reproducible image by image. Optional ``init_image`` +
-``strength`` (image-to-image), ``mask`` (inpaint: white = repaint) serve the follow-up operations.
+``strength`` (image-to-image), ``mask`` (inpaint: white = repaint) serve the follow-up operations;
+``image_prompts`` + ``image_weight`` (``--iw``) guide a generation towards given pictures.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class GenerationRequest:
     mask: Image.Image | None = None
     #: How far from ``init_image`` to move: 0 keeps it, 1 ignores it.
     strength: float = 1.0
+    image_prompts: tuple[Image.Image, ...] = ()
+    #: How strongly ``image_prompts`` steer the result, 0-3 (Midjourney's --iw; 1 is the default).
+    image_weight: float = 1.0
 
     def __post_init__(self) -> None:
         # Programming errors, not user errors: user input is validated before it gets here.
@@ -41,6 +45,8 @@ class GenerationRequest:
             raise ValueError(f"seeds must be 1+ values in 0..{MAX_SEED}")
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError("strength must be within 0..1")
+        if not 0.0 <= self.image_weight <= 3.0:
+            raise ValueError("image_weight must be within 0..3")
         if self.mask is not None and self.init_image is None:
             raise ValueError("a mask needs an init image")
 

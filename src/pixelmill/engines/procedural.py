@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pixelmill.engines.base import Engine, GenerationRequest, GenerationResult, ProgressCallback
 
@@ -367,6 +367,15 @@ def _reflect(rng: np.random.Generator, img: np.ndarray, line: float) -> None:
     img[:, row : row + max(1, H // 256)] *= 1.25  # a bright shoreline
 
 
+def _guided(image: Image.Image, prompts: tuple[Image.Image, ...], weight: float) -> Image.Image:
+    """Pull the picture towards the image prompts: their average, fitted to the frame, blended in
+    at up to 80 % (--iw 3); --iw 1 gives about a quarter, --iw 0 nothing."""
+    size = image.size
+    guides = [np.asarray(ImageOps.fit(p.convert("RGB"), size), dtype=np.float32) for p in prompts]
+    guide = Image.fromarray(np.mean(guides, axis=0).astype(np.uint8), mode="RGB")
+    return Image.blend(image, guide, 0.8 * weight / 3)
+
+
 class ProceduralEngine(Engine):
     name = "procedural"
 
@@ -383,7 +392,10 @@ class ProceduralEngine(Engine):
             if self._delay:
                 time.sleep(self._delay)
             pixels = render(scene, seed, request.width, request.height)
-            images.append(Image.fromarray(pixels, mode="RGB"))
+            image = Image.fromarray(pixels, mode="RGB")
+            if request.image_prompts:
+                image = _guided(image, request.image_prompts, request.image_weight)
+            images.append(image)
             if progress is not None:
                 progress((i + 1) / len(request.seeds))
         return GenerationResult(images=tuple(images), model=MODEL)

@@ -6,6 +6,7 @@ not touch the task's status: the worker records the outcome.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,6 +42,11 @@ class Executor:
     def _store_png(self, image: Image.Image) -> str:
         return self._storage.put(encode_png(image), "png").key
 
+    def _load(self, key: str) -> Image.Image:
+        """An input image from storage (it was checked when the task was accepted)."""
+        with Image.open(io.BytesIO(self._storage.get(key))) as im:
+            return im.convert("RGB")
+
     def run(self, task: Task, progress: Callable[[float], None]) -> TaskResult:
         if task.action is Action.IMAGINE:
             return self._imagine(task, progress)
@@ -59,6 +65,8 @@ class Executor:
             width=task.params["width"],
             height=task.params["height"],
             seeds=image_seeds(task.seed),
+            image_prompts=tuple(self._load(i["key"]) for i in task.params["inputs"]["image_urls"]),
+            image_weight=task.params["iw"] if task.params["iw"] is not None else 1.0,
         )
         # Generation is most of the work: map it onto 0-90 %, storing takes the rest.
         result = engine.generate(request, lambda f: progress(0.9 * f))

@@ -11,7 +11,7 @@ import re
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from pixelmill.exceptions import ValidationError
 from pixelmill.prompts.aspect import AspectRatio
@@ -39,9 +39,6 @@ def _no_surrogates(value: Any) -> Any:
     if isinstance(value, str):
         if any("\ud800" <= ch <= "\udfff" for ch in value):
             raise ValueError("contains an unpaired UTF-16 surrogate; send valid Unicode text")
-    elif isinstance(value, dict):
-        for item in value.values():
-            _no_surrogates(item)
     elif isinstance(value, list):
         for item in value:
             _no_surrogates(item)
@@ -52,10 +49,10 @@ class _Body(BaseModel):
     # Unknown fields are an error, not silently ignored: a typo must not change the result.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _valid_unicode(cls, data: Any) -> Any:
-        return _no_surrogates(data)
+    def _valid_unicode(cls, value: Any) -> Any:
+        return _no_surrogates(value)
 
 
 def _ranged(key: str, description: str) -> Any:
