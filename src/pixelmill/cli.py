@@ -5,12 +5,20 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+from pydantic import BaseModel
 
 from pixelmill import __version__
 from pixelmill.settings import Settings
+from pixelmill.tasks.requests import ImagineRequest
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings(**overrides: object) -> Settings:
@@ -89,17 +97,53 @@ def worker(concurrency: int | None) -> None:
     runtime.close()
 
 
+def _kinds(annotation: Any) -> set[Any]:
+    """The plain types inside ``X | None`` and ``Annotated[X, ...]``: {bool}, {list}, {int} ..."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _kinds(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_kinds(a) for a in typing.get_args(annotation)))
+    return {typing.get_origin(annotation) or annotation}
+
+
+def _body_options(model: type[BaseModel], skip: tuple[str, ...]) -> Callable[[F], F]:
+    """One CLI option per body field of ``model`` (``--aspect-ratio``, ``--tile/--no-tile``,
+    ``--image-urls`` repeated): the CLI cannot drift from the API, and values are checked by the
+    model itself."""
+
+    def decorate(command: F) -> F:
+        for name, info in reversed(list(model.model_fields.items())):
+            if name in skip:
+                continue
+            flag = "--" + name.replace("_", "-")
+            kinds = _kinds(info.annotation)
+            help_text = info.description
+            if bool in kinds:
+                command = click.option(f"{flag}/--no-{flag[2:]}", default=None, help=help_text)(command)
+            elif list in kinds:
+                command = click.option(flag, multiple=True, help=f"{help_text} Repeat for several.")(command)
+            else:
+                command = click.option(flag, help=help_text)(command)
+        return command
+
+    return decorate
+
+
 @main.command()
 @click.argument("prompt")
+@_body_options(ImagineRequest, skip=("prompt",))
 @click.option("--upscale", "upscale_index", type=click.IntRange(1, 4), help="Also upscale image N (1-4).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
 @click.option("--url", envvar="PIXELMILL_URL", default="http://127.0.0.1:8080", show_default=True, help="Server (env PIXELMILL_URL).")
 @click.option("--api-key", envvar="PIXELMILL_API_KEY", required=True, help="API key (env PIXELMILL_API_KEY).")
 @click.option("--timeout", type=float, default=300, show_default=True)
-def imagine(prompt: str, upscale_index: int | None, out_dir: Path, url: str, api_key: str, timeout: float) -> None:
+def imagine(
+    prompt: str, upscale_index: int | None, out_dir: Path, url: str, api_key: str, timeout: float, **fields: Any
+) -> None:
     """Submit PROMPT to a running server, show progress, save the files.
 
-    Progress goes to stderr; stdout lists the saved files, one per line."""
+    Body fields given as options override the prompt's --flags. Progress goes to stderr; stdout
+    lists the saved files, one per line."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -123,11 +167,14 @@ def imagine(prompt: str, upscale_index: int | None, out_dir: Path, url: str, api
 
                 return client.wait(task_id, timeout=timeout, poll_interval=0.25, on_update=update)
 
-            task = run("imagine", client.imagine(prompt))
-            saved = _save(client, task, out_dir)
-            if upscale_index:
-                up = run(f"upscale U{upscale_index}", client.upscale(task["task_id"], upscale_index))
-                saved += _save(client, up, out_dir, suffix=f"_U{upscale_index}")
+            body = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items() if v not in (None, ())}
+            saved = []
+            for task_id in client.imagine_all(prompt, **body):  # several with --repeat
+                task = run("imagine", task_id)
+                saved += _save(client, task, out_dir)
+                if upscale_index:
+                    up = run(f"upscale U{upscale_index}", client.upscale(task["task_id"], upscale_index))
+                    saved += _save(client, up, out_dir, suffix=f"_U{upscale_index}")
     except (APIError, TaskFailed, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from exc
     for path in saved:
@@ -144,6 +191,22 @@ def _save(client, task: dict, out_dir: Path, suffix: str = "") -> list[Path]:  #
         path.write_bytes(client.download(url))
         paths.append(path)
     return paths
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", envvar="PIXELMILL_URL", default="http://127.0.0.1:8080", show_default=True, help="Server (env PIXELMILL_URL).")
+@click.option("--api-key", envvar="PIXELMILL_API_KEY", required=True, help="API key (env PIXELMILL_API_KEY).")
+def upload(image: Path, url: str, api_key: str) -> None:
+    """Store IMAGE (PNG, JPEG or WebP) in pixelmill and print its URL, for image prompts,
+    --sref/--cref and masks."""
+    from pixelmill.client import APIError, Client
+
+    try:
+        with Client(url, api_key) as client:
+            click.echo(client.upload(image)["url"])
+    except APIError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.group()

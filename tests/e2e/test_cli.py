@@ -54,3 +54,30 @@ def test_imagine_saves_grid_images_and_upscale(server: Server, tmp_path: Path) -
 def test_imagine_reports_a_refusal_clearly(server: Server, tmp_path: Path) -> None:
     r = server.cli("imagine", "a cat --ar 9:1", "--out", str(tmp_path), check=False)
     assert r.returncode != 0 and "code 4" in r.stderr and "--ar" in r.stderr
+
+
+def test_body_field_options_override_the_prompt(server: Server, tmp_path: Path) -> None:
+    r = server.cli("imagine", "a lighthouse --ar 1:1", "--aspect-ratio", "2:3", "--seed", "9", "--no-tile",
+                   "--out", str(tmp_path))
+    grid = next(Path(p) for p in r.stdout.split() if p.endswith("_grid.png"))
+    assert _size(grid) == (2 * 416, 2 * 624)
+
+
+def test_a_bad_option_is_refused_in_the_words_of_the_api(server: Server, tmp_path: Path) -> None:
+    r = server.cli("imagine", "a cat", "--stylize", "5000", "--out", str(tmp_path), check=False)
+    assert r.returncode != 0
+    assert "[400 / code 4] stylize: Input should be less than or equal to 1000" in r.stderr
+
+
+def test_upload_prints_a_url_usable_as_an_image_prompt(server: Server, tmp_path: Path) -> None:
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (80, 60), (250, 250, 0)).save(picture)
+    url = server.cli("upload", str(picture)).stdout.strip()
+    assert url.startswith(f"{server.url}/files/")
+    r = server.cli("imagine", "a cat", "--image-urls", url, "--iw", "2", "--out", str(tmp_path / "out"))
+    assert len(r.stdout.split()) == 5
+
+
+def test_repeat_saves_every_run(server: Server, tmp_path: Path) -> None:
+    r = server.cli("imagine", "a cat --repeat 2", "--out", str(tmp_path))
+    assert len([p for p in r.stdout.split() if p.endswith("_grid.png")]) == 2

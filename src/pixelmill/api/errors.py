@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixelmill.exceptions import PixelmillError, TooManyRequests
+from pixelmill.tasks.requests import describe_errors
 
 log = logging.getLogger("pixelmill.api")
 
@@ -45,20 +46,6 @@ def error_response(exc: PixelmillError) -> JSONResponse:
     )
 
 
-def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
-    first = exc.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    field = ".".join(loc) or "body"
-    msg = first.get("msg", "invalid")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown field"
-    elif first.get("type") == "json_invalid":
-        field, msg = "body", f"not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
-    elif first.get("type") in ("model_attributes_type", "dict_type") and not loc:
-        msg = "must be a JSON object"
-    return field, msg
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PixelmillError)
     async def _pixelmill(_: Request, exc: PixelmillError) -> JSONResponse:
@@ -68,7 +55,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        field, msg = _describe_validation(exc)
+        field, msg = describe_errors(exc.errors())
         return EnvelopeResponse(
             envelope(4, f"{field}: {msg}", properties={"field": field}), status_code=400
         )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from pixelmill.exceptions import ValidationError
+from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest, validated
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 
@@ -25,6 +29,17 @@ class TaskFailed(Exception):
     def __init__(self, task: dict[str, Any]) -> None:
         super().__init__(f"task {task['task_id']} ended {task['status']}: {task.get('fail_reason')}")
         self.task = task
+
+
+def _checked(model: type[ImagineRequest] | type[UpscaleRequest], fields: dict[str, Any]) -> dict[str, Any]:
+    """The request body as the server will see it, or the server's own code-4 answer, raised."""
+    try:
+        request = validated(model, fields)
+        if isinstance(request, ImagineRequest):
+            request.to_prompt()
+    except ValidationError as exc:
+        raise APIError(400, exc.code, exc.description) from None
+    return request.model_dump(mode="json", exclude_none=True)
 
 
 class Client:
@@ -54,14 +69,32 @@ class Client:
 
     def submit(self, action: str, body: dict[str, Any]) -> str:
         """Submit ``body`` to ``/v1/midjourney/generations/<action>``; returns the task id."""
+        return self.submit_all(action, body)[0]
+
+    def submit_all(self, action: str, body: dict[str, Any]) -> list[str]:
+        """Like ``submit``, returning every task id (one per run of ``--repeat``)."""
         data = self._json(self._http.post(f"/v1/midjourney/generations/{action}", json=body))
-        return str(data["data"][0]["task_id"])
+        return [str(item["task_id"]) for item in data["data"]]
 
     def imagine(self, prompt: str, **fields: Any) -> str:
-        return self.submit("imagine", {"prompt": prompt, **fields})
+        """Submit an imagine; ``fields`` are the body fields (``aspect_ratio="16:9"``, ``seed=7``,
+        ``niji=True`` ...). They are checked here by the same model the server uses, so a bad
+        value raises ``APIError`` (code 4) with the server's words, before any request."""
+        return self.imagine_all(prompt, **fields)[0]
+
+    def imagine_all(self, prompt: str, **fields: Any) -> list[str]:
+        """``imagine`` returning every task id: several when the prompt has ``--repeat``."""
+        return self.submit_all("imagine", _checked(ImagineRequest, {"prompt": prompt, **fields}))
 
     def upscale(self, task_id: str, index: int) -> str:
-        return self.submit("upscale", {"task_id": task_id, "index": index})
+        return self.submit("upscale", _checked(UpscaleRequest, {"task_id": task_id, "index": index}))
+
+    def upload(self, image: bytes | Path, content_type: str = "application/octet-stream") -> dict[str, Any]:
+        """Store an image (PNG, JPEG or WebP) in pixelmill; returns ``{"url", "width", ...}``. The
+        URL works in every image field (``image_urls``, ``sref``, masks) with no fetch."""
+        data = image.read_bytes() if isinstance(image, Path) else image
+        answer = self._json(self._http.post("/v1/uploads", content=data, headers={"Content-Type": content_type}))
+        return answer["data"][0]  # type: ignore[no-any-return]
 
     def get(self, task_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/midjourney/{task_id}"))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import ValidationError
 from pixelmill.prompts.aspect import AspectRatio
@@ -53,6 +55,33 @@ class _Body(BaseModel):
     @classmethod
     def _valid_unicode(cls, value: Any) -> Any:
         return _no_surrogates(value)
+
+
+B = TypeVar("B", bound=BaseModel)
+
+
+def describe_errors(errors: Sequence[Any]) -> tuple[str, str]:
+    """The field and rule of the first Pydantic error, in the words every code-4 answer uses.
+    Shared by the HTTP error handler and the SDK, so both say exactly the same."""
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    field = ".".join(loc) or "body"
+    msg = first.get("msg", "invalid")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown field"
+    elif first.get("type") == "json_invalid":
+        field, msg = "body", f"not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+    elif first.get("type") in ("model_attributes_type", "dict_type") and not loc:
+        msg = "must be a JSON object"
+    return field, msg
+
+
+def validated(model: type[B], fields: dict[str, Any]) -> B:
+    """Build a request model, raising the same ``ValidationError`` the HTTP API answers with."""
+    try:
+        return model.model_validate(fields)
+    except PydanticValidationError as exc:
+        raise ValidationError(*describe_errors(exc.errors())) from None
 
 
 def _ranged(key: str, description: str) -> Any:
