@@ -11,6 +11,7 @@ from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.engines.base import MAX_SEED
 from pixelmill.media.inputs import FILES_PATH, InputImages
+from pixelmill.prompts.grammar import Prompt
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.buttons import parse_custom_id
@@ -56,17 +57,7 @@ class TaskService:
             raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
         engine = self._engine()
         # The network work comes last: every cheap check above has passed by now.
-        inputs: dict[str, list[dict[str, Any]]] = {}
-        absolute: dict[str, tuple[str, ...]] = {}
-        for name in ("image_urls", "sref", "cref"):
-            urls: tuple[str, ...] = getattr(prompt, name)
-            from_body = getattr(req, name) is not None
-            fields = [f"{name}[{i}]" if from_body else "prompt" for i in range(len(urls))]
-            images = [self._inputs.resolve(url, f, own_bases) for url, f in zip(urls, fields, strict=True)]
-            inputs[name] = [image.to_json() for image in images]
-            # A relative /files/ URL is spelled out, so the final prompt stands on its own.
-            absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)
-        prompt = replace(prompt, **absolute)
+        prompt, inputs = self._take_inputs(prompt, req, own_bases)
         key = price_key(Action.IMAGINE, prompt.niji)
         runs = prompt.repeat or 1
         # Every task gets a concrete seed, so every result can be reproduced. Repeats of a given
@@ -99,6 +90,24 @@ class TaskService:
                 )
             )
         return self._enqueue(news)
+
+    def _take_inputs(
+        self, prompt: Prompt, req: ImagineRequest, own_bases: Sequence[str]
+    ) -> tuple[Prompt, dict[str, list[dict[str, Any]]]]:
+        """Fetch (or find in storage) every input image; a refusal names the field it came from.
+        Returns the prompt with relative ``/files/`` URLs spelled out, so ``final_prompt`` stands
+        on its own, and what was stored for each image field."""
+        inputs: dict[str, list[dict[str, Any]]] = {}
+        absolute: dict[str, tuple[str, ...]] = {}
+        for name in ("image_urls", "sref", "cref"):
+            urls: tuple[str, ...] = getattr(prompt, name)
+            from_body = getattr(req, name) is not None
+            inputs[name] = [
+                self._inputs.resolve(url, f"{name}[{i}]" if from_body else "prompt", own_bases).to_json()
+                for i, url in enumerate(urls)
+            ]
+            absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)
+        return replace(prompt, **absolute), inputs
 
     def upscale(self, principal: Principal, req: UpscaleRequest) -> Task:
         if req.custom_id is not None:
