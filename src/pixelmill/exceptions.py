@@ -6,7 +6,11 @@
     ├── TaskNotFound               HTTP 404, code 3   (description contains "task")
     ├── EngineUnavailable          HTTP 503, code 3   (description never contains "task")
     ├── TooManyRequests            HTTP 429 (Retry-After)
-    │   └── QueueFull              code 23
+    │   ├── QueueFull              code 23
+    │   └── RateLimited            code 429
+    ├── IdempotencyInProgress      HTTP 409, code 409 (Retry-After; the first request is still
+    │                              being accepted)
+    ├── IdempotencyMismatch        HTTP 422, code 4   (the key was used with another body)
     └── EngineError                raised by engines while generating; never reaches HTTP
         (retryable or not, see ``retryable``)
 
@@ -21,6 +25,8 @@ from typing import Any
 class PixelmillError(Exception):
     http_status: int = 500
     code: int = 9
+    #: Seconds a client should wait before trying again (sent as ``Retry-After``), when known.
+    retry_after: int | None = None
 
     def __init__(self, description: str, *, properties: dict[str, Any] | None = None) -> None:
         super().__init__(description)
@@ -68,6 +74,21 @@ class TooManyRequests(PixelmillError):
 
 class QueueFull(TooManyRequests):
     code = 23
+
+
+class RateLimited(TooManyRequests):
+    code = 429
+
+
+class IdempotencyInProgress(PixelmillError):
+    http_status = 409
+    code = 409
+    retry_after = 1
+
+
+class IdempotencyMismatch(PixelmillError):
+    http_status = 422
+    code = 4
 
 
 class EngineError(PixelmillError):

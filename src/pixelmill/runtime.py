@@ -21,6 +21,8 @@ from pixelmill.settings import Settings
 from pixelmill.storage.base import Storage
 from pixelmill.storage.local import LocalStorage
 from pixelmill.tasks.execute import Executor
+from pixelmill.tasks.idempotency import IdempotencyStore
+from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.service import TaskService
 
 
@@ -32,6 +34,8 @@ class Runtime:
     tasks: TaskStore
     storage: Storage
     inputs: InputImages
+    idempotency: IdempotencyStore
+    limiter: RateLimiter
     engines: dict[str, Engine]
     service: TaskService
     executor: Executor
@@ -39,7 +43,10 @@ class Runtime:
     pools: list[WorkerPool] = field(default_factory=list)
 
     def start_workers(self, size: int) -> WorkerPool:
-        pool = WorkerPool(self.tasks, self.executor, self.settings, self.wakeup, size=size)
+        pool = WorkerPool(
+            self.tasks, self.executor, self.settings, self.wakeup, size=size,
+            chores=(self.idempotency.purge_expired, self.limiter.purge),
+        )
         pool.start()
         self.pools.append(pool)
         return pool
@@ -92,6 +99,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     storage = make_storage(settings)
     engines = make_engines(settings)
     inputs = make_inputs(settings, storage)
+    idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
+    limiter = RateLimiter(db, clock)
     wakeup = Wakeup()
     return Runtime(
         settings=settings,
@@ -100,8 +109,13 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         tasks=tasks,
         storage=storage,
         inputs=inputs,
+        idempotency=idempotency,
+        limiter=limiter,
         engines=engines,
-        service=TaskService(tasks, settings, frozenset(engines), inputs, on_enqueued=wakeup.notify),
+        service=TaskService(
+            tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter,
+            storage_has=storage.exists, on_enqueued=wakeup.notify,
+        ),
         executor=Executor(engines, storage, tasks),
         wakeup=wakeup,
     )

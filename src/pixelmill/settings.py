@@ -54,6 +54,22 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(20.0, gt=0)
     fetch_max_redirects: int = Field(5, ge=0, le=20)
 
+    # --- request path -----------------------------------------------------------------------
+    #: Submissions per API key per minute (keys may have their own; 0 = no cap). Over it: 429.
+    rate_per_minute: int = Field(600, ge=0)
+    #: Tasks one API key may have queued or running at once (keys may have their own; 0 = no cap).
+    max_concurrent_tasks: int = Field(1000, ge=0)
+    #: How long an Idempotency-Key remembers its answer.
+    idempotency_ttl_seconds: float = Field(86_400, gt=0)
+    #: What a cache hit costs: "free" (0) or "full" (the normal price).
+    cache_hit_charge: Literal["free", "full"] = "free"
+    #: A task waiting (SUBMITTED / NOT_START) longer than this fails with a refund.
+    queue_timeout_seconds: float = Field(3600, gt=0)
+    #: A task running (IN_PROGRESS) longer than this fails with a refund.
+    run_timeout_seconds: float = Field(600, gt=0)
+    #: Longest ``?wait=`` a long-poll may ask for.
+    max_wait_seconds: float = Field(60, gt=0)
+
     # --- queue -------------------------------------------------------------------------------
     #: Worker threads started inside ``pixelmill serve``. 0 = API only; run ``pixelmill worker``.
     workers: int = Field(2, ge=0, le=64)

@@ -66,13 +66,14 @@ def _submit(api: httpx.Client, body: dict[str, Any]) -> httpx.Response:
     return api.post(IMAGINE, json=body)
 
 
-@pytest.mark.parametrize(("body", "final"), OVERRIDES)
-def test_body_fields_override_flags(api: httpx.Client, body: dict[str, Any], final: str) -> None:
-    r = _submit(api, {**body, "seed": 5})
+@pytest.mark.parametrize(("seed", "body", "final"), [(1000 + i, *row) for i, row in enumerate(OVERRIDES)])
+def test_body_fields_override_flags(api: httpx.Client, seed: int, body: dict[str, Any], final: str) -> None:
+    # A seed of its own per case: equal requests would share one task (the request cache).
+    r = _submit(api, {**body, "seed": seed})
     assert r.status_code == 200, r.text
     task = api.get(f"/v1/midjourney/{r.json()['data'][0]['task_id']}").json()
     assert task["prompt"] == body["prompt"]  # the user's own text is kept as sent
-    assert task["final_prompt"] == f"{final} --seed 5"
+    assert task["final_prompt"] == f"{final} --seed {seed}"
 
 
 @pytest.mark.parametrize(("body", "description"), REFUSED)

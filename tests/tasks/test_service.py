@@ -14,53 +14,55 @@ from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
 from pixelmill.tasks.requests import ImagineRequest
 
-ACME = Principal("k", "acme", False)
-
-
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = build_runtime(Settings(data_dir=tmp_path, workers=0, interactive_queue_limit=5))
-    rt.keys.create(tenant_id="acme")
     yield rt
     rt.close()
 
 
-def test_no_engine_instance_is_503_code_3_without_the_word_task(runtime: Runtime) -> None:
+@pytest.fixture
+def acme(runtime: Runtime) -> Principal:
+    key, _ = runtime.keys.create(tenant_id="acme")
+    return Principal(key.id, "acme", False)
+
+
+def test_no_engine_instance_is_503_code_3_without_the_word_task(runtime: Runtime, acme: Principal) -> None:
     runtime.engines.clear()
     runtime.service._engines = frozenset()
     with pytest.raises(EngineUnavailable) as err:
-        runtime.service.imagine(ACME, ImagineRequest(prompt="a cat"))
+        runtime.service.imagine(acme, ImagineRequest(prompt="a cat"))
     assert err.value.http_status == 503 and err.value.code == 3
     # Clients treat code 3 as "retry later" unless the text mentions a task (seed 004).
     assert "task" not in err.value.description
 
 
-def test_repeat_makes_one_task_per_run_with_seeds_of_their_own(runtime: Runtime) -> None:
-    tasks = runtime.service.imagine(ACME, ImagineRequest(prompt="a cat --repeat 3 --seed 10"))
+def test_repeat_makes_one_task_per_run_with_seeds_of_their_own(runtime: Runtime, acme: Principal) -> None:
+    tasks = runtime.service.imagine(acme, ImagineRequest(prompt="a cat --repeat 3 --seed 10"))
     assert [t.seed for t in tasks] == [10, 14, 18]
     assert [t.final_prompt for t in tasks] == [f"a cat --seed {s}" for s in (10, 14, 18)]
     assert [t.params["repeat"] for t in tasks] == [{"run": r, "of": 3} for r in (1, 2, 3)]
 
 
-def test_repeat_is_queued_all_or_none(runtime: Runtime) -> None:
-    runtime.service.imagine(ACME, ImagineRequest(prompt="a cat --r 3"))
+def test_repeat_is_queued_all_or_none(runtime: Runtime, acme: Principal) -> None:
+    runtime.service.imagine(acme, ImagineRequest(prompt="a cat --r 3"))
     with pytest.raises(QueueFull):
-        runtime.service.imagine(ACME, ImagineRequest(prompt="a cat --r 3"))  # 3 + 3 > 5
-    [one] = runtime.service.imagine(ACME, ImagineRequest(prompt="a cat"))
+        runtime.service.imagine(acme, ImagineRequest(prompt="a cat --r 3"))  # 3 + 3 > 5
+    [one] = runtime.service.imagine(acme, ImagineRequest(prompt="a cat"))
     assert one.id
 
 
-def test_niji_body_fields_become_the_niji_flag_and_price_key(runtime: Runtime) -> None:
-    [task] = runtime.service.imagine(ACME, ImagineRequest(prompt="a girl --v 6", niji=True, version="7", seed=1))
+def test_niji_body_fields_become_the_niji_flag_and_price_key(runtime: Runtime, acme: Principal) -> None:
+    [task] = runtime.service.imagine(acme, ImagineRequest(prompt="a girl --v 6", niji=True, version="7", seed=1))
     assert task.final_prompt == "a girl --niji 7 --seed 1"
     assert task.params["price_key"] == "midjourney@imagine-niji7"
-    [plain] = runtime.service.imagine(ACME, ImagineRequest(prompt="a girl", seed=1))
+    [plain] = runtime.service.imagine(acme, ImagineRequest(prompt="a girl", seed=1))
     assert plain.params["price_key"] == "midjourney@imagine"
 
 
-def test_sizes_follow_the_documented_rule(runtime: Runtime) -> None:
+def test_sizes_follow_the_documented_rule(runtime: Runtime, acme: Principal) -> None:
     def size(**body: object) -> tuple[int, int]:
-        [task] = runtime.service.imagine(ACME, ImagineRequest(**body))  # type: ignore[arg-type]
+        [task] = runtime.service.imagine(acme, ImagineRequest(**body))  # type: ignore[arg-type]
         return task.params["width"], task.params["height"]
 
     assert size(prompt="a cat") == (512, 512)
@@ -69,8 +71,8 @@ def test_sizes_follow_the_documented_rule(runtime: Runtime) -> None:
     assert size(prompt="a cat", size="1024x576") == (1024, 576)
 
 
-def test_a_refused_image_queues_nothing(runtime: Runtime) -> None:
+def test_a_refused_image_queues_nothing(runtime: Runtime, acme: Principal) -> None:
     with pytest.raises(ValidationError, match="10.0.0.1 a private address"):
-        runtime.service.imagine(ACME, ImagineRequest(prompt="http://10.0.0.1/a.png a cat --r 3"))
+        runtime.service.imagine(acme, ImagineRequest(prompt="http://10.0.0.1/a.png a cat --r 3"))
     with runtime.db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tasks)).scalar_one() == 0

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pixelmill.exceptions import PixelmillError, TooManyRequests
+from pixelmill.exceptions import PixelmillError
 from pixelmill.tasks.requests import describe_errors
 
 log = logging.getLogger("pixelmill.api")
@@ -35,7 +35,7 @@ def envelope(code: int, description: str, *, properties: dict[str, Any] | None =
 
 def error_response(exc: PixelmillError) -> JSONResponse:
     headers = {}
-    if isinstance(exc, TooManyRequests):
+    if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"

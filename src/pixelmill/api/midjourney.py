@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
 from pixelmill.api.views import TaskView, task_view
+from pixelmill.exceptions import ValidationError
+from pixelmill.runtime import Runtime
 from pixelmill.tasks.record import Task
+from pixelmill.tasks.status import TaskStatus
 from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest
 
 router = APIRouter(prefix="/v1/midjourney", tags=["midjourney"])
+
+#: How often a long-poll or an event stream looks at its task again.
+POLL_SECONDS = 0.05
+KEEPALIVE_SECONDS = 15.0
 
 
 class SubmittedTask(BaseModel):
@@ -35,29 +47,134 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "code 4: bad parameters (the description names the field)"},
     401: {"description": "code 401: missing or invalid API key"},
     404: {"description": "code 3: the task does not exist"},
+    409: {"description": "code 409: the first request with this Idempotency-Key is still being accepted"},
+    422: {"description": "code 4: this Idempotency-Key was used with a different body"},
     429: {"description": "code 23: queue full, or code 429: rate limited (Retry-After)"},
     503: {"description": "code 3: no engine instance available; retry later"},
 }
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255,
+           description="Retry-safe submits: the same key and body answer the same task (kept 24 h)."),
+]
+CacheHeader = Annotated[
+    str | None,
+    Header(alias="Pixelmill-Cache", description="'allow': like cache: true in the body."),
+]
+
+
 @router.post("/generations/imagine", response_model=SubmitAnswer, responses=_ERRORS)
-def imagine(body: ImagineRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
+def imagine(
+    body: ImagineRequest,
+    request: Request,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+    cache: CacheHeader = None,
+) -> SubmitAnswer:
     """Generate a 2×2 grid of four images from a prompt (one task per run with ``--repeat``)."""
-    return _submitted(*runtime.service.imagine(principal, body, own_bases(request, runtime)))
+    tasks = runtime.service.imagine(
+        principal, body, own_bases(request, runtime),
+        idempotency_key=idempotency_key, allow_cache=(cache or "").strip().lower() == "allow",
+    )
+    return _submitted(*tasks)
 
 
 @router.post("/generations", response_model=SubmitAnswer, responses=_ERRORS, include_in_schema=False)
-def imagine_bare(body: ImagineRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
-    return imagine(body, request, principal, runtime)
+def imagine_bare(
+    body: ImagineRequest,
+    request: Request,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+    cache: CacheHeader = None,
+) -> SubmitAnswer:
+    return imagine(body, request, principal, runtime, idempotency_key, cache)
 
 
 @router.post("/generations/upscale", response_model=SubmitAnswer, responses=_ERRORS)
-def upscale(body: UpscaleRequest, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
+def upscale(
+    body: UpscaleRequest, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+) -> SubmitAnswer:
     """Pick one image (1-4) of a finished grid, by ``task_id`` + ``index`` or a button ``custom_id``."""
-    return _submitted(runtime.service.upscale(principal, body))
+    return _submitted(runtime.service.upscale(principal, body, idempotency_key=idempotency_key))
+
+
+@router.post("/{task_id}/cancel", response_model=SubmitAnswer, responses=_ERRORS)
+def cancel(task_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
+    """Cancel queued, waiting or running work; the charge is refunded. A finished task: code 4."""
+    task = runtime.service.cancel(principal, task_id)
+    return SubmitAnswer(code=1, description="cancelled", properties={}, data=[SubmittedTask(task_id=task.id)])
+
+
+def _wait_seconds(wait: float | None, prefer: str | None, runtime: Runtime) -> float:
+    """``?wait=30`` or ``Prefer: wait=30`` (RFC 7240), capped by the server's limit."""
+    if wait is None and prefer:
+        for part in prefer.split(","):
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == "wait":
+                try:
+                    wait = float(value.strip())
+                except ValueError:
+                    raise ValidationError("Prefer", f"wait needs seconds, got {value.strip()!r}") from None
+    return max(0.0, min(wait or 0.0, runtime.settings.max_wait_seconds))
+
+
+def _settled(task: Task) -> bool:
+    # MODAL waits for the caller, so waiting longer would not change it either.
+    return task.status.is_terminal or task.status is TaskStatus.MODAL
 
 
 @router.get("/{task_id}", response_model=TaskView, responses=_ERRORS)
-def get_task(task_id: str, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> TaskView:
+async def get_task(
+    task_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    wait: Annotated[float | None, Query(ge=0, le=3600, description="Long-poll: answer once the task is final, or after this many seconds.")] = None,
+    prefer: Annotated[str | None, Header(description="'wait=N': the same as ?wait=N.")] = None,
+) -> TaskView:
     """The task object: status, progress, and once SUCCESS its image URLs and buttons."""
-    return task_view(runtime.service.get(principal, task_id), base_url(request, runtime))
+    seconds = _wait_seconds(wait, prefer, runtime)
+    task = await run_in_threadpool(runtime.service.get, principal, task_id)
+    deadline = time.monotonic() + seconds
+    while not _settled(task) and time.monotonic() < deadline and not await request.is_disconnected():
+        # A read of one row by primary key: cheap enough to repeat at this pace.
+        await asyncio.sleep(POLL_SECONDS)
+        task = await run_in_threadpool(runtime.service.get, principal, task_id)
+    return task_view(task, base_url(request, runtime))
+
+
+@router.get(
+    "/{task_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}, **_ERRORS},
+)
+async def task_events(task_id: str, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> StreamingResponse:
+    """Server-Sent Events: one ``task`` event (the task object) per change of status or progress,
+    until the task is final. A ``: keep-alive`` comment every 15 s holds proxies open."""
+    task = await run_in_threadpool(runtime.service.get, principal, task_id)  # 404 before streaming
+    base = base_url(request, runtime)
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal task
+        last: tuple[str, int] | None = None
+        quiet = 0.0
+        while True:
+            state = (task.status.value, task.progress)
+            if state != last:
+                last, quiet = state, 0.0
+                data = task_view(task, base).model_dump_json()
+                yield f"id: {task.id}-{task.status.value}-{task.progress}\nevent: task\ndata: {data}\n\n".encode()
+            elif quiet >= KEEPALIVE_SECONDS:
+                quiet = 0.0
+                yield b": keep-alive\n\n"
+            if _settled(task) or await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_SECONDS)
+            quiet += POLL_SECONDS
+            task = await run_in_threadpool(runtime.service.get, principal, task_id)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

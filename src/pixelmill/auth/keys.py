@@ -29,6 +29,9 @@ class Principal:
     key_id: str
     tenant_id: str
     is_admin: bool
+    #: This key's own caps; None = the deployment default (settings).
+    rate_per_minute: int | None = None
+    max_concurrent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,12 +118,30 @@ class KeyStore:
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
         with read_tx(self._engine) as conn:
             row = conn.execute(
-                select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at)
-                .where(api_keys.c.key_hash == hash_key(plaintext))
+                select(
+                    api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at,
+                    api_keys.c.rate_per_minute, api_keys.c.max_concurrent,
+                ).where(api_keys.c.key_hash == hash_key(plaintext))
             ).first()
         if row is None or row.revoked_at is not None:
             raise AuthenticationError("invalid or revoked API key")
-        return Principal(key_id=row.id, tenant_id=row.tenant_id, is_admin=row.is_admin)
+        return Principal(
+            key_id=row.id, tenant_id=row.tenant_id, is_admin=row.is_admin,
+            rate_per_minute=row.rate_per_minute, max_concurrent=row.max_concurrent,
+        )
+
+    def set_limits(self, key_id: str, *, rate_per_minute: int | None, max_concurrent: int | None) -> bool:
+        """Give a key its own caps (None: back to the deployment default; 0: no cap)."""
+        for name, value in (("rate_per_minute", rate_per_minute), ("max_concurrent", max_concurrent)):
+            if value is not None and value < 0:
+                raise ValidationError(name, f"must be 0 (no cap) or more, got {value}")
+        with write_tx(self._engine) as conn:
+            res = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(rate_per_minute=rate_per_minute, max_concurrent=max_concurrent)
+            )
+        return res.rowcount == 1
 
     def ensure_bootstrap(self, configured: str | None) -> str | None:
         """Make sure an admin can call the service.

@@ -39,6 +39,9 @@ api_keys = Table(
     Column("is_admin", Boolean, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    # Per-key limits; NULL = the deployment default (settings).
+    Column("rate_per_minute", Integer, nullable=True),
+    Column("max_concurrent", Integer, nullable=True),
 )
 
 TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")
@@ -75,6 +78,11 @@ tasks = Table(
     Column("lease_expires_at", BigInteger, nullable=True),
     Column("errors", JSON, nullable=False),
     Column("finalized_at", BigInteger, nullable=True),
+    # Request cache: the canonical request with its seed, and without it (see tasks/cache.py).
+    #: The API key that submitted the task (per-key concurrency caps count by it).
+    Column("api_key_id", String(32), nullable=True),
+    Column("cache_key", String(64), nullable=True),
+    Column("prompt_key", String(64), nullable=True),
     CheckConstraint(f"status IN {TASK_STATUSES!r}", name="ck_tasks_status"),
     CheckConstraint("progress BETWEEN 0 AND 100", name="ck_tasks_progress"),
     CheckConstraint("lane IN ('interactive', 'batch')", name="ck_tasks_lane"),
@@ -86,4 +94,29 @@ tasks = Table(
     Index("ix_tasks_claim", "lane", "status", "priority", "scheduled_at"),
     Index("ix_tasks_lease", "status", "lease_expires_at"),
     Index("ix_tasks_tenant", "tenant_id", "submit_time"),
+    Index("ix_tasks_cache", "tenant_id", "cache_key"),
+    Index("ix_tasks_key_status", "api_key_id", "status"),
+    Index("ix_tasks_prompt_key", "tenant_id", "prompt_key"),
+)
+
+#: One row per (API key, Idempotency-Key). ``task_ids`` NULL while the first request is still
+#: being accepted; the primary key is what makes concurrent duplicates impossible.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key_id", String(32), ForeignKey("api_keys.id"), primary_key=True),
+    Column("idem_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("task_ids", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+#: Submissions per API key per minute window: shared by every API process.
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("key_id", String(32), ForeignKey("api_keys.id"), primary_key=True),
+    Column("window", BigInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
 )

@@ -61,6 +61,9 @@ class GenerationResult:
 class Engine(ABC):
     #: The name used in settings and on tasks ("procedural", "diffusers", "remote").
     name: str
+    #: The model version it renders with; part of the request cache key, so a new model never
+    #: answers from an old model's cache.
+    model: str
 
     @abstractmethod
     def generate(

@@ -378,6 +378,7 @@ def _guided(image: Image.Image, prompts: tuple[Image.Image, ...], weight: float)
 
 class ProceduralEngine(Engine):
     name = "procedural"
+    model = MODEL
 
     def __init__(self, delay_ms: int = 0) -> None:
         #: Simulated model latency per image (demos of a slow model, crash-recovery tests).

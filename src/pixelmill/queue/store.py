@@ -13,20 +13,20 @@ serialises writers instead (``BEGIN IMMEDIATE``), which is equally safe.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Update, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, Update, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
-from pixelmill.db.schema import tasks
-from pixelmill.exceptions import QueueFull
+from pixelmill.db.schema import api_keys, tasks
+from pixelmill.exceptions import QueueFull, RateLimited
 from pixelmill.queue.ids import new_task_id
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import NewTask, Task, TaskResult
-from pixelmill.tasks.status import QUEUED, TaskStatus, sources_of
+from pixelmill.tasks.status import ACTIVE, QUEUED, TaskStatus, sources_of
 
 
 def _statuses(statuses: Iterable[TaskStatus]) -> list[str]:
@@ -56,9 +56,19 @@ class TaskStore:
     def insert(self, new: NewTask, *, queue_limit: int) -> Task:
         return self.insert_all([new], queue_limit=queue_limit)[0]
 
-    def insert_all(self, news: Sequence[NewTask], *, queue_limit: int) -> list[Task]:
+    def insert_all(
+        self,
+        news: Sequence[NewTask],
+        *,
+        queue_limit: int,
+        max_concurrent: int = 0,
+        on_insert: Callable[[Connection, list[Task]], None] | None = None,
+    ) -> list[Task]:
         """Accept tasks, all or none, in one transaction: enqueue them in their lane unless that
-        would put more than ``queue_limit`` tasks in it."""
+        would put more than ``queue_limit`` tasks in it, or give their API key more than
+        ``max_concurrent`` (0: no cap) queued or running tasks. Cache hits (``cached``) are
+        inserted finished and count against neither. ``on_insert`` runs inside the transaction
+        (the idempotency record is written there)."""
         lanes = {new.lane for new in news}
         if len(lanes) != 1:
             raise ValueError("one insert fills one lane")
@@ -66,16 +76,27 @@ class TaskStore:
             now = self._clock.now_ms()
             ids = [new_task_id(now) for _ in news]
             try:
-                return self._insert_once(news, queue_limit, ids, now)
+                return self._insert_once(news, queue_limit, max_concurrent, on_insert, ids, now)
             except IntegrityError:
                 # Ids are random within their millisecond; a collision mints new ones. Any other
                 # integrity error (a missing tenant or parent) is a real error.
                 if len(set(ids)) == len(ids) and all(self.get(i) is None for i in ids):
                     raise
 
-    def _insert_once(self, news: Sequence[NewTask], queue_limit: int, ids: list[str], now: int) -> list[Task]:
+    def _insert_once(
+        self,
+        news: Sequence[NewTask],
+        queue_limit: int,
+        max_concurrent: int,
+        on_insert: Callable[[Connection, list[Task]], None] | None,
+        ids: list[str],
+        now: int,
+    ) -> list[Task]:
         lane = news[0].lane
+        queued = [new for new in news if new.cached is None]
         with write_tx(self._engine) as conn:
+            if queued and max_concurrent and news[0].api_key_id:
+                self._check_concurrency(conn, news[0].api_key_id, len(queued), max_concurrent)
             # "At least queue_limit waiting" without counting the whole lane.
             waiting = conn.execute(
                 select(func.count())
@@ -86,7 +107,7 @@ class TaskStore:
                     .subquery()
                 )
             ).scalar_one()
-            if waiting + len(news) > queue_limit:
+            if queued and waiting + len(queued) > queue_limit:
                 raise QueueFull(
                     f"the {lane.value} queue is full ({waiting} waiting, room for {queue_limit}); try again later",
                     retry_after=5,
@@ -98,8 +119,8 @@ class TaskStore:
                         id=task_id,
                         tenant_id=new.tenant_id,
                         action=new.action.value,
-                        status=TaskStatus.SUBMITTED.value,
-                        progress=0,
+                        status=(TaskStatus.SUBMITTED if new.cached is None else TaskStatus.SUCCESS).value,
+                        progress=0 if new.cached is None else 100,
                         prompt=new.prompt,
                         final_prompt=new.final_prompt,
                         description="",
@@ -109,9 +130,15 @@ class TaskStore:
                         quota=new.quota,
                         parent_task_id=new.parent_task_id,
                         image_index=new.index,
-                        result=None,
+                        result=new.cached.to_json() if new.cached else None,
                         fail_reason=None,
                         submit_time=now,
+                        start_time=now if new.cached else None,
+                        finish_time=now if new.cached else None,
+                        finalized_at=now if new.cached else None,
+                        api_key_id=new.api_key_id,
+                        cache_key=new.cache_key,
+                        prompt_key=new.prompt_key,
                         lane=new.lane.value,
                         priority=new.priority,
                         attempt=0,
@@ -123,7 +150,87 @@ class TaskStore:
                 ).one()
                 for new, task_id in zip(news, ids, strict=True)
             ]
-        return [Task.from_row(row) for row in rows]
+            accepted = [Task.from_row(row) for row in rows]
+            if on_insert is not None:
+                on_insert(conn, accepted)
+        return accepted
+
+    @staticmethod
+    def _check_concurrency(conn: Connection, key_id: str, adding: int, cap: int) -> None:
+        # Lock the key's row first (PostgreSQL): concurrent submits of one key take turns here,
+        # so two cannot both see room for the last slot. SQLite writes are serial already.
+        conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id).with_for_update())
+        active = conn.execute(
+            select(func.count()).select_from(
+                select(tasks.c.id)
+                .where(tasks.c.api_key_id == key_id, tasks.c.status.in_(_statuses(ACTIVE)))
+                .limit(cap)
+                .subquery()
+            )
+        ).scalar_one()
+        if active + adding > cap:
+            raise RateLimited(
+                f"this key already has {active} tasks queued or running (cap {cap}); retry when some finish",
+                retry_after=5,
+            )
+
+    def find_reusable(self, tenant_id: str, *, cache_key: str | None = None, prompt_key: str | None = None) -> Task | None:
+        """The newest task of this tenant for the same request: a SUCCESS to answer from cache,
+        else one still queued or running to coalesce onto."""
+        if cache_key is not None:
+            match = tasks.c.cache_key == cache_key
+        elif prompt_key is not None:
+            match = tasks.c.prompt_key == prompt_key
+        else:
+            return None
+        wanted = _statuses({TaskStatus.SUCCESS} | ACTIVE)
+        with read_tx(self._engine) as conn:
+            rows = conn.execute(
+                select(tasks)
+                .where(tasks.c.tenant_id == tenant_id, match, tasks.c.status.in_(wanted))
+                .order_by(tasks.c.submit_time.desc())
+                .limit(20)
+            ).all()
+        found = [Task.from_row(r) for r in rows]
+        return next((t for t in found if t.status is TaskStatus.SUCCESS), None) or next(iter(found), None)
+
+    def cancel(self, task_id: str, tenant_id: str) -> Task | None:
+        """Cancel a queued, waiting or running task (refunded). None when it is not cancellable
+        (already final, or not this tenant's)."""
+        now = self._clock.now_ms()
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                _to(TaskStatus.CANCEL)
+                .where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id)
+                .values(
+                    quota=0, fail_reason="cancelled by the caller", finish_time=now, finalized_at=now,
+                    lease_owner=None, lease_expires_at=None,
+                )
+                .returning(*tasks.c)
+            ).first()
+        return Task.from_row(row) if row else None
+
+    def expire_stale(self, queue_timeout_seconds: float, run_timeout_seconds: float) -> int:
+        """Fail (with a refund) tasks that waited or ran longer than allowed. Returns how many."""
+        now = self._clock.now_ms()
+        rules = [
+            (_statuses(QUEUED), tasks.c.submit_time, queue_timeout_seconds, "waiting in the queue"),
+            ([TaskStatus.IN_PROGRESS.value], tasks.c.start_time, run_timeout_seconds, "running"),
+        ]
+        total = 0
+        with write_tx(self._engine) as conn:
+            for statuses, since, limit, doing in rules:
+                stale = and_(tasks.c.status.in_(statuses), since < now - int(limit * 1000))
+                for status in statuses:
+                    total += conn.execute(
+                        _to(TaskStatus.FAILURE)
+                        .where(stale, tasks.c.status == status)
+                        .values(
+                            fail_reason=f"timed out after {limit:g}s {doing}; refunded",
+                            quota=0, finish_time=now, finalized_at=now, lease_owner=None, lease_expires_at=None,
+                        )
+                    ).rowcount
+        return total
 
     def get(self, task_id: str, *, tenant_id: str | None = None) -> Task | None:
         query = select(tasks).where(tasks.c.id == task_id)

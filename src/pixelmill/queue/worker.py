@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 
 from pixelmill.exceptions import EngineError
 from pixelmill.queue.store import TaskStore
@@ -59,7 +60,11 @@ class WorkerPool:
         wakeup: Wakeup,
         *,
         size: int,
+        chores: Sequence[Callable[[], object]] = (),
     ) -> None:
+        #: Housekeeping run by the scheduler on every sweep (expired idempotency keys, old
+        #: rate-limit windows).
+        self._chores = chores
         self._store = store
         self._executor = executor
         self._settings = settings
@@ -165,3 +170,14 @@ class WorkerPool:
                 log.warning("lease sweep: %d requeued, %d failed", requeued, failed)
             if requeued:
                 self._wakeup.notify_all()
+            try:
+                timed_out = self._store.expire_stale(
+                    self._settings.queue_timeout_seconds, self._settings.run_timeout_seconds
+                )
+                for chore in self._chores:
+                    chore()
+            except Exception:
+                log.exception("timeout sweep failed")
+                continue
+            if timed_out:
+                log.warning("timeout sweep: %d tasks failed (refunded)", timed_out)

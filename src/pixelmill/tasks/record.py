@@ -55,6 +55,11 @@ class NewTask:
     parent_task_id: str | None = None
     index: int | None = None
     max_attempts: int = 3
+    api_key_id: str | None = None
+    cache_key: str | None = None
+    prompt_key: str | None = None
+    #: A cache hit: the task is born SUCCESS with this result, and never queued.
+    cached: TaskResult | None = None
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,11 @@ class ImagineRequest(_Body):
     sw: int | None = _ranged("sw", "Style weight --sw")
     cref: UrlList | None = Field(None, description="Character reference images (--cref).")
     cw: int | None = _ranged("cw", "Character weight --cw")
+    cache: bool | None = Field(
+        None,
+        description="Without a seed, allow an earlier result of the same request as the answer "
+        "(requests with a seed are always answered from cache when possible).",
+    )
 
     @field_validator("quality")
     @classmethod

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection
 
 from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
@@ -15,8 +18,11 @@ from pixelmill.prompts.grammar import Prompt
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.buttons import parse_custom_id
+from pixelmill.tasks.cache import request_keys
+from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
+from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.pricing import price_key, price_of
-from pixelmill.tasks.record import NewTask, Task
+from pixelmill.tasks.record import NewTask, Task, TaskResult
 from pixelmill.tasks.requests import MAX_SIDE, ImagineRequest, UpscaleRequest
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.queue.store import TaskStore
@@ -27,14 +33,22 @@ class TaskService:
         self,
         store: TaskStore,
         settings: Settings,
-        engine_names: frozenset[str],
+        engines: Mapping[str, str],
         inputs: InputImages,
+        idempotency: IdempotencyStore,
+        limiter: RateLimiter,
+        storage_has: Callable[[str], bool],
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._settings = settings
-        self._engines = engine_names
+        #: Engine name → model version of every engine this deployment runs.
+        self._engines = engines
         self._inputs = inputs
+        self._idempotency = idempotency
+        self._limiter = limiter
+        #: Whether a stored object still exists: a cache hit must not point at deleted files.
+        self._storage_has = storage_has
         #: Wakes in-process workers at once, instead of at their next poll.
         self._on_enqueued = on_enqueued
 
@@ -45,51 +59,168 @@ class TaskService:
             raise TaskNotFound(task_id)
         return task
 
-    def imagine(self, principal: Principal, req: ImagineRequest, own_bases: Sequence[str] = ()) -> list[Task]:
+    def cancel(self, principal: Principal, task_id: str) -> Task:
+        task = self._store.cancel(task_id, principal.tenant_id)
+        if task is not None:
+            return task
+        current = self.get(principal, task_id)  # unknown → 404
+        raise ValidationError("task_id", f"task {task_id} is already {current.status.value}; only unfinished work can be cancelled")
+
+    # --- submitting ------------------------------------------------------------------------------
+
+    def imagine(
+        self,
+        principal: Principal,
+        req: ImagineRequest,
+        own_bases: Sequence[str] = (),
+        *,
+        idempotency_key: str | None = None,
+        allow_cache: bool = False,
+    ) -> list[Task]:
         """Accept an imagine: one task, or one per run with ``--repeat``, queued all or none.
 
         ``own_bases`` are the base URLs this server is reached by: image URLs under them are read
-        from storage instead of fetched."""
+        from storage instead of fetched. ``allow_cache`` (or ``cache: true`` in the body) lets a
+        request without a seed be answered by an earlier result of the same request."""
+        return self._idempotent(
+            principal, "imagine", req, idempotency_key,
+            lambda claim: self._imagine(principal, req, own_bases, claim, allow_cache or bool(req.cache)),
+        )
+
+    def upscale(self, principal: Principal, req: UpscaleRequest, *, idempotency_key: str | None = None) -> Task:
+        return self._idempotent(principal, "upscale", req, idempotency_key, lambda claim: self._upscale(principal, req, claim))[0]
+
+    def _idempotent(
+        self,
+        principal: Principal,
+        action: str,
+        req: BaseModel,
+        idempotency_key: str | None,
+        submit: Callable[[Claim | None], list[Task]],
+    ) -> list[Task]:
+        if idempotency_key is None:
+            return submit(None)
+        claim = self._idempotency.begin(principal.key_id, idempotency_key, request_hash(action, req.model_dump(mode="json")))
+        if isinstance(claim, list):  # answered before: the same tasks, the same answer
+            return [self.get(principal, task_id) for task_id in claim]
+        try:
+            return submit(claim)
+        except BaseException:
+            self._idempotency.abandon(claim)
+            raise
+
+    def _imagine(
+        self, principal: Principal, req: ImagineRequest, own_bases: Sequence[str], claim: Claim | None, allow_cache: bool
+    ) -> list[Task]:
         prompt = req.to_prompt()
         base = self._settings.image_size * (2 if prompt.hd else 1)
         width, height = req.pixel_size() or prompt.aspect.size(base)
         if max(width, height) > MAX_SIDE * 2:
             raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
         engine = self._engine()
+        runs = prompt.repeat or 1
+        self._take_rate(principal, runs)
         # The network work comes last: every cheap check above has passed by now.
         prompt, inputs = self._take_inputs(prompt, req, own_bases)
         key = price_key(Action.IMAGINE, prompt.niji)
-        runs = prompt.repeat or 1
         # Every task gets a concrete seed, so every result can be reproduced. Repeats of a given
         # seed step by 4: each grid's four images keep seeds of their own (see image_seeds).
         first = prompt.seed
-        news = []
+        plan: list[NewTask | Task] = []
         for run in range(runs):
             seed = (first + 4 * run) % (MAX_SEED + 1) if first is not None else secrets.randbelow(MAX_SEED + 1)
             one = replace(prompt, seed=seed, repeat=None)
-            news.append(
-                NewTask(
-                    tenant_id=principal.tenant_id,
-                    action=Action.IMAGINE,
-                    prompt=req.prompt,
-                    final_prompt=one.canonical(),
-                    params={
-                        **one.params(),
-                        "engine_prompt": prompt.positive_text,
-                        "engine_negative": prompt.negative_text,
-                        "width": width,
-                        "height": height,
-                        "inputs": inputs,
-                        "price_key": key,
-                        "repeat": {"run": run + 1, "of": runs} if prompt.repeat else None,
-                    },
-                    engine=engine,
-                    seed=seed,
-                    quota=price_of(key),
-                    max_attempts=self._settings.max_attempts,
-                )
+            cache_key, prompt_key = request_keys(
+                Action.IMAGINE.value, one, width, height, engine, self._engines[engine], inputs
             )
-        return self._enqueue(news)
+            new = NewTask(
+                tenant_id=principal.tenant_id,
+                action=Action.IMAGINE,
+                prompt=req.prompt,
+                final_prompt=one.canonical(),
+                params={
+                    **one.params(),
+                    "engine_prompt": prompt.positive_text,
+                    "engine_negative": prompt.negative_text,
+                    "width": width,
+                    "height": height,
+                    "inputs": inputs,
+                    "price_key": key,
+                    "repeat": {"run": run + 1, "of": runs} if prompt.repeat else None,
+                },
+                engine=engine,
+                seed=seed,
+                quota=price_of(key),
+                max_attempts=self._settings.max_attempts,
+                api_key_id=principal.key_id,
+                cache_key=cache_key,
+                prompt_key=prompt_key,
+            )
+            # A given seed names exact pixels: an earlier equal request is the same answer. No
+            # seed: only when the caller allows it, and never for --repeat (it asks for variety).
+            if first is not None:
+                plan.append(self._reuse(new, cache_key=cache_key))
+            elif allow_cache and runs == 1:
+                plan.append(self._reuse(new, prompt_key=prompt_key))
+            else:
+                plan.append(new)
+        return self._accept(plan, principal, claim)
+
+    def _reuse(self, new: NewTask, **key: str) -> NewTask | Task:
+        """A cache hit (a finished copy of an earlier SUCCESS), the running task to coalesce onto,
+        or ``new`` unchanged."""
+        found = self._store.find_reusable(new.tenant_id, **key)
+        if found is None:
+            return new
+        if found.status is not TaskStatus.SUCCESS:
+            return found  # identical work is queued or running: share it
+        if found.result is None or not all(self._storage_has(k) for k in (found.result.grid_key, *found.result.image_keys) if k):
+            return new  # its files are gone (retention): generate again
+        return replace(
+            new,
+            final_prompt=found.final_prompt,
+            seed=found.seed,
+            params={**new.params, "seed": found.seed, "cache_hit": found.id},
+            quota=new.quota if self._settings.cache_hit_charge == "full" else 0,
+            cached=TaskResult(found.result.grid_key, found.result.image_keys, found.result.width, found.result.height),
+        )
+
+    def _upscale(self, principal: Principal, req: UpscaleRequest, claim: Claim | None) -> list[Task]:
+        if req.custom_id is not None:
+            press = parse_custom_id(req.custom_id)
+            if press.action is not Action.UPSCALE:
+                raise ValidationError("custom_id", f"'{req.custom_id}' is not an upscale button")
+            if req.task_id is not None and req.task_id != press.task_id:
+                raise ValidationError("custom_id", "names a different task than task_id")
+            parent_id, index = press.task_id, press.index
+        elif req.task_id is not None and req.index is not None:
+            parent_id, index = req.task_id, req.index
+        else:
+            raise ValidationError("task_id", "give task_id and index (1-4), or custom_id")
+        if not 1 <= index <= 4:
+            raise ValidationError("index", f"must be 1-4, got {index}")
+        parent = self.get(principal, parent_id)
+        if not parent.action.makes_grid:
+            raise ValidationError("task_id", f"task {parent.id} is an {parent.action.value} task; only a grid can be upscaled")
+        if parent.status is not TaskStatus.SUCCESS:
+            raise ValidationError("task_id", f"task {parent.id} is {parent.status.value}; wait until it is SUCCESS")
+        self._take_rate(principal, 1)
+        key = price_key(Action.UPSCALE)
+        new = NewTask(
+            tenant_id=principal.tenant_id,
+            action=Action.UPSCALE,
+            prompt=parent.prompt,
+            final_prompt=parent.final_prompt,
+            params={**parent.params, "index": index, "price_key": key},
+            engine=parent.engine,
+            seed=parent.seed,
+            quota=price_of(key),
+            parent_task_id=parent.id,
+            index=index,
+            max_attempts=self._settings.max_attempts,
+            api_key_id=principal.key_id,
+        )
+        return self._accept([new], principal, claim)
 
     def _take_inputs(
         self, prompt: Prompt, req: ImagineRequest, own_bases: Sequence[str]
@@ -109,42 +240,9 @@ class TaskService:
             absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)
         return replace(prompt, **absolute), inputs
 
-    def upscale(self, principal: Principal, req: UpscaleRequest) -> Task:
-        if req.custom_id is not None:
-            press = parse_custom_id(req.custom_id)
-            if press.action is not Action.UPSCALE:
-                raise ValidationError("custom_id", f"'{req.custom_id}' is not an upscale button")
-            if req.task_id is not None and req.task_id != press.task_id:
-                raise ValidationError("custom_id", "names a different task than task_id")
-            parent_id, index = press.task_id, press.index
-        elif req.task_id is not None and req.index is not None:
-            parent_id, index = req.task_id, req.index
-        else:
-            raise ValidationError("task_id", "give task_id and index (1-4), or custom_id")
-        if not 1 <= index <= 4:
-            raise ValidationError("index", f"must be 1-4, got {index}")
-        parent = self.get(principal, parent_id)
-        if not parent.action.makes_grid:
-            raise ValidationError("task_id", f"task {parent.id} is an {parent.action.value} task; only a grid can be upscaled")
-        if parent.status is not TaskStatus.SUCCESS:
-            raise ValidationError("task_id", f"task {parent.id} is {parent.status.value}; wait until it is SUCCESS")
-        key = price_key(Action.UPSCALE)
-        [task] = self._enqueue(
-            [NewTask(
-                tenant_id=principal.tenant_id,
-                action=Action.UPSCALE,
-                prompt=parent.prompt,
-                final_prompt=parent.final_prompt,
-                params={**parent.params, "index": index, "price_key": key},
-                engine=parent.engine,
-                seed=parent.seed,
-                quota=price_of(key),
-                parent_task_id=parent.id,
-                index=index,
-                max_attempts=self._settings.max_attempts,
-            )]
-        )
-        return task
+    def _take_rate(self, principal: Principal, n: int) -> None:
+        cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute
+        self._limiter.take(principal.key_id, cap or None, n)
 
     def _engine(self) -> str:
         name = self._settings.engine
@@ -153,14 +251,27 @@ class TaskService:
             raise EngineUnavailable(f"no {name} engine instance is available right now; retry later")
         return name
 
-    def _enqueue(self, news: Sequence[NewTask]) -> list[Task]:
-        lane = news[0].lane
-        limit = (
-            self._settings.interactive_queue_limit
-            if lane is Lane.INTERACTIVE
-            else self._settings.batch_queue_limit
-        )
-        tasks = self._store.insert_all(news, queue_limit=limit)
-        self._on_enqueued()
-        return tasks
+    def _accept(self, plan: Sequence[NewTask | Task], principal: Principal, claim: Claim | None) -> list[Task]:
+        """Insert the new tasks of ``plan`` (existing ones were coalesced onto) and answer every
+        task in plan order; the idempotency record is written in the same transaction."""
+        news = [p for p in plan if isinstance(p, NewTask)]
 
+        def in_order(inserted: Sequence[Task]) -> list[Task]:
+            fresh = iter(inserted)
+            return [next(fresh) if isinstance(p, NewTask) else p for p in plan]
+
+        def record(conn: Connection, inserted: list[Task]) -> None:
+            if claim is not None:
+                self._idempotency.finish(conn, claim, [t.id for t in in_order(inserted)])
+
+        if not news:
+            if claim is not None:
+                self._idempotency.finish_now(claim, [t.id for t in plan if isinstance(t, Task)])
+            return in_order([])
+        lane = news[0].lane
+        limit = self._settings.interactive_queue_limit if lane is Lane.INTERACTIVE else self._settings.batch_queue_limit
+        cap = principal.max_concurrent if principal.max_concurrent is not None else self._settings.max_concurrent_tasks
+        inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, on_insert=record)
+        if any(n.cached is None for n in news):
+            self._on_enqueued()
+        return in_order(inserted)

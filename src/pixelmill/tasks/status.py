@@ -19,7 +19,7 @@ class TaskStatus(str, Enum):
     #: Waiting for a ``/modal`` call to supply the rest of its input. → SUBMITTED, CANCEL
     MODAL = "MODAL"
     #: Claimed by a worker holding a lease. → SUCCESS, FAILURE, NOT_START (retry after backoff),
-    #: SUBMITTED (lease expired, worker lost)
+    #: SUBMITTED (lease expired, worker lost), CANCEL (the worker's late result is fenced out)
     IN_PROGRESS = "IN_PROGRESS"
     #: Terminal: results are available.
     SUCCESS = "SUCCESS"
@@ -35,13 +35,15 @@ class TaskStatus(str, Enum):
 
 TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
 QUEUED = frozenset({TaskStatus.NOT_START, TaskStatus.SUBMITTED})
+#: Accepted and not final yet: what counts against a key's concurrent-task cap.
+ACTIVE = QUEUED | {TaskStatus.IN_PROGRESS}
 
 _NEXT: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.NOT_START: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.CANCEL, TaskStatus.FAILURE}),
     TaskStatus.SUBMITTED: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.CANCEL, TaskStatus.FAILURE}),
     TaskStatus.MODAL: frozenset({TaskStatus.SUBMITTED, TaskStatus.CANCEL}),
     TaskStatus.IN_PROGRESS: frozenset(
-        {TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.NOT_START, TaskStatus.SUBMITTED}
+        {TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.NOT_START, TaskStatus.SUBMITTED, TaskStatus.CANCEL}
     ),
     TaskStatus.SUCCESS: frozenset(),
     TaskStatus.FAILURE: frozenset(),

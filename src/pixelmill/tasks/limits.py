@@ -1,0 +1,55 @@
+"""Per-key submission caps, kept in the database so that every API process sees the same count.
+
+Per minute: one row per (key, minute window), incremented with a single conditional upsert
+(``INSERT ... ON CONFLICT DO UPDATE ... WHERE count + n <= limit RETURNING``), so two processes
+can never both take the last slot. Concurrent tasks are checked inside the transaction that
+inserts them (``TaskStore.insert_all``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, delete
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pixelmill.clock import Clock
+from pixelmill.db.engine import write_tx
+from pixelmill.db.schema import rate_windows
+from pixelmill.exceptions import RateLimited
+
+WINDOW_MS = 60_000
+
+
+class RateLimiter:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def take(self, key_id: str, per_minute: int | None, n: int = 1) -> None:
+        """Count ``n`` submissions against this minute, or raise ``RateLimited``. None: no cap."""
+        if per_minute is None:
+            return
+        now = self._clock.now_ms()
+        window = now // WINDOW_MS
+        retry_after = max(1, -(-((window + 1) * WINDOW_MS - now) // 1000))
+        if n > per_minute:
+            raise RateLimited(f"{n} tasks at once exceed this key's cap of {per_minute} per minute", retry_after=retry_after)
+        stmt = self._insert(rate_windows).values(key_id=key_id, window=window, count=n)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[rate_windows.c.key_id, rate_windows.c.window],
+            set_={"count": rate_windows.c.count + n},
+            where=rate_windows.c.count + n <= per_minute,
+        ).returning(rate_windows.c.count)
+        with write_tx(self._engine) as conn:
+            taken = conn.execute(stmt).first()
+        if taken is None:
+            raise RateLimited(
+                f"this key's cap of {per_minute} submissions per minute is reached; retry in {retry_after}s",
+                retry_after=retry_after,
+            )
+
+    def purge(self) -> int:
+        """Drop windows that can no longer matter."""
+        with write_tx(self._engine) as conn:
+            old = self._clock.now_ms() // WINDOW_MS - 1
+            return conn.execute(delete(rate_windows).where(rate_windows.c.window < old)).rowcount
