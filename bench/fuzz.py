@@ -26,8 +26,8 @@ def main() -> int:
     parser.add_argument("--paths", default="generations|uploads", help="regex of the paths to fuzz")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        # A queue that cannot fill up: the fuzzer submits thousands of valid tasks too.
-        server = Server(Path(tmp), KEY, interactive_queue_limit=10_000_000).start()
+        # No queue, rate or concurrency caps: the fuzzer submits thousands of valid tasks too.
+        server = Server(Path(tmp), KEY, interactive_queue_limit=10_000_000, rate_per_minute=0, max_concurrent_tasks=0).start()
         try:
             run = subprocess.run(
                 [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",

@@ -24,8 +24,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server process (SQLite, local storage, procedural engine) shared by API tests.
 
     127.0.0.2 is allow-listed for image URLs, as an operator would list an internal image store,
-    so tests can serve input images from loopback; everything else on loopback stays refused."""
-    srv = Server(tmp_path_factory.mktemp("server"), TEST_KEY, fetch_allow='["127.0.0.2/32"]').start()
+    so tests can serve input images from loopback; everything else on loopback stays refused.
+    No rate or concurrency caps: the fuzz test submits hundreds of tasks with this one key (the
+    caps are tested on servers of their own)."""
+    srv = Server(
+        tmp_path_factory.mktemp("server"), TEST_KEY, fetch_allow='["127.0.0.2/32"]', rate_per_minute=0, max_concurrent_tasks=0
+    ).start()
     yield srv
     srv.stop()
 

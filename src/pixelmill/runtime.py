@@ -100,7 +100,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engines = make_engines(settings)
     inputs = make_inputs(settings, storage)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
-    limiter = RateLimiter(db, clock)
+    limiter = RateLimiter(db, clock, settings.rate_window_seconds)
     wakeup = Wakeup()
     return Runtime(
         settings=settings,

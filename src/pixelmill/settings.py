@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # --- request path -----------------------------------------------------------------------
     #: Submissions per API key per minute (keys may have their own; 0 = no cap). Over it: 429.
     rate_per_minute: int = Field(600, ge=0)
+    #: The window of ``rate_per_minute``; only shortened for tests and demos.
+    rate_window_seconds: float = Field(60, gt=0)
     #: Tasks one API key may have queued or running at once (keys may have their own; 0 = no cap).
     max_concurrent_tasks: int = Field(1000, ge=0)
     #: How long an Idempotency-Key remembers its answer.

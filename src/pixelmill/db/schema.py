@@ -107,7 +107,8 @@ idempotency_keys = Table(
     Column("key_id", String(32), ForeignKey("api_keys.id"), primary_key=True),
     Column("idem_key", String(255), primary_key=True),
     Column("request_hash", String(64), nullable=False),
-    Column("task_ids", JSON, nullable=True),
+    # none_as_null: Python None must be SQL NULL here ("pending" is tested with IS NULL).
+    Column("task_ids", JSON(none_as_null=True), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
 )

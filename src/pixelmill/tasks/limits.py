@@ -1,6 +1,6 @@
 """Per-key submission caps, kept in the database so that every API process sees the same count.
 
-Per minute: one row per (key, minute window), incremented with a single conditional upsert
+Per minute (the window is configurable): one row per (key, window), incremented with a single conditional upsert
 (``INSERT ... ON CONFLICT DO UPDATE ... WHERE count + n <= limit RETURNING``), so two processes
 can never both take the last slot. Concurrent tasks are checked inside the transaction that
 inserts them (``TaskStore.insert_all``).
@@ -16,13 +16,11 @@ from pixelmill.db.engine import write_tx
 from pixelmill.db.schema import rate_windows
 from pixelmill.exceptions import RateLimited
 
-WINDOW_MS = 60_000
-
-
 class RateLimiter:
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, window_seconds: float = 60) -> None:
         self._engine = engine
         self._clock = clock
+        self._window_ms = int(window_seconds * 1000)
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def take(self, key_id: str, per_minute: int | None, n: int = 1) -> None:
@@ -30,10 +28,10 @@ class RateLimiter:
         if per_minute is None:
             return
         now = self._clock.now_ms()
-        window = now // WINDOW_MS
-        retry_after = max(1, -(-((window + 1) * WINDOW_MS - now) // 1000))
+        window = now // self._window_ms
+        retry_after = max(1, -(-((window + 1) * self._window_ms - now) // 1000))
         if n > per_minute:
-            raise RateLimited(f"{n} tasks at once exceed this key's cap of {per_minute} per minute", retry_after=retry_after)
+            raise RateLimited(f"{n} tasks at once exceed this key's cap of {per_minute} per window", retry_after=retry_after)
         stmt = self._insert(rate_windows).values(key_id=key_id, window=window, count=n)
         stmt = stmt.on_conflict_do_update(
             index_elements=[rate_windows.c.key_id, rate_windows.c.window],
@@ -44,12 +42,12 @@ class RateLimiter:
             taken = conn.execute(stmt).first()
         if taken is None:
             raise RateLimited(
-                f"this key's cap of {per_minute} submissions per minute is reached; retry in {retry_after}s",
+                f"this key's cap of {per_minute} submissions per window is reached; retry in {retry_after}s",
                 retry_after=retry_after,
             )
 
     def purge(self) -> int:
         """Drop windows that can no longer matter."""
         with write_tx(self._engine) as conn:
-            old = self._clock.now_ms() // WINDOW_MS - 1
+            old = self._clock.now_ms() // self._window_ms - 1
             return conn.execute(delete(rate_windows).where(rate_windows.c.window < old)).rowcount
