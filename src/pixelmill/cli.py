@@ -253,3 +253,21 @@ def keys_revoke(key_id: str) -> None:
     if not _key_store().revoke(key_id):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
+
+
+@keys.command("limits")
+@click.argument("key_id")
+@click.option("--rate-per-minute", type=int, help="Submissions per minute for this key (0 = no cap; omit = default).")
+@click.option("--max-concurrent", type=int, help="Tasks queued or running at once (0 = no cap; omit = default).")
+def keys_limits(key_id: str, rate_per_minute: int | None, max_concurrent: int | None) -> None:
+    """Give a key its own caps; an omitted cap falls back to the deployment default."""
+    from pixelmill.exceptions import ValidationError
+
+    try:
+        found = _key_store().set_limits(key_id, rate_per_minute=rate_per_minute, max_concurrent=max_concurrent)
+    except ValidationError as exc:
+        raise click.ClickException(exc.description) from exc
+    if not found:
+        raise click.ClickException(f"no active key with id {key_id}")
+    shown = {"rate_per_minute": rate_per_minute, "max_concurrent": max_concurrent}
+    click.echo(f"{key_id}: " + ", ".join(f"{k}={'default' if v is None else v}" for k, v in shown.items()))

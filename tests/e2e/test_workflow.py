@@ -219,3 +219,17 @@ def test_events_stream_progress_until_success(tmp_path: Path) -> None:
         assert progress == sorted(progress) and len(set(progress)) >= 3
     finally:
         srv.stop()
+
+
+def test_a_key_can_have_its_own_rate_cap(server: Server) -> None:
+    created = server.cli("keys", "create", "--tenant", "limited", "--name", "tight")
+    key_id, plaintext = created.stdout.split()[1], created.stdout.strip().splitlines()[-1]
+    assert "rate_per_minute=1" in server.cli("keys", "limits", key_id, "--rate-per-minute", "1").stdout
+    with server.client(plaintext) as api:
+        task_of(submit(api, {"prompt": "one"}))
+        r = submit(api, {"prompt": "two"})
+        # The window may just have turned over: then the next one is refused.
+        r = r if r.status_code == 429 else submit(api, {"prompt": "three"})
+    assert r.status_code == 429 and r.json()["code"] == 429
+    bad = server.cli("keys", "limits", key_id, "--max-concurrent", "-1", check=False)
+    assert bad.returncode != 0 and "max_concurrent: must be 0 (no cap) or more, got -1" in bad.stderr

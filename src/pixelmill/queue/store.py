@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Update, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, Update, and_, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pixelmill.clock import Clock
@@ -62,13 +62,14 @@ class TaskStore:
         *,
         queue_limit: int,
         max_concurrent: int = 0,
+        admit: Callable[[Connection], None] | None = None,
         on_insert: Callable[[Connection, list[Task]], None] | None = None,
     ) -> list[Task]:
         """Accept tasks, all or none, in one transaction: enqueue them in their lane unless that
         would put more than ``queue_limit`` tasks in it, or give their API key more than
         ``max_concurrent`` (0: no cap) queued or running tasks. Cache hits (``cached``) are
-        inserted finished and count against neither. ``on_insert`` runs inside the transaction
-        (the idempotency record is written there)."""
+        inserted finished and count against neither. ``admit`` runs first inside the transaction
+        (rate caps: it may refuse), ``on_insert`` last (the idempotency record)."""
         lanes = {new.lane for new in news}
         if len(lanes) != 1:
             raise ValueError("one insert fills one lane")
@@ -76,7 +77,7 @@ class TaskStore:
             now = self._clock.now_ms()
             ids = [new_task_id(now) for _ in news]
             try:
-                return self._insert_once(news, queue_limit, max_concurrent, on_insert, ids, now)
+                return self._insert_once(news, queue_limit, max_concurrent, admit, on_insert, ids, now)
             except IntegrityError:
                 # Ids are random within their millisecond; a collision mints new ones. Any other
                 # integrity error (a missing tenant or parent) is a real error.
@@ -88,6 +89,7 @@ class TaskStore:
         news: Sequence[NewTask],
         queue_limit: int,
         max_concurrent: int,
+        admit: Callable[[Connection], None] | None,
         on_insert: Callable[[Connection, list[Task]], None] | None,
         ids: list[str],
         now: int,
@@ -95,6 +97,8 @@ class TaskStore:
         lane = news[0].lane
         queued = [new for new in news if new.cached is None]
         with write_tx(self._engine) as conn:
+            if admit is not None:
+                admit(conn)
             if queued and max_concurrent and news[0].api_key_id:
                 self._check_concurrency(conn, news[0].api_key_id, len(queued), max_concurrent)
             # "At least queue_limit waiting" without counting the whole lane.
@@ -185,14 +189,13 @@ class TaskStore:
             return None
         wanted = _statuses({TaskStatus.SUCCESS} | ACTIVE)
         with read_tx(self._engine) as conn:
-            rows = conn.execute(
+            row = conn.execute(
                 select(tasks)
                 .where(tasks.c.tenant_id == tenant_id, match, tasks.c.status.in_(wanted))
-                .order_by(tasks.c.submit_time.desc())
-                .limit(20)
-            ).all()
-        found = [Task.from_row(r) for r in rows]
-        return next((t for t in found if t.status is TaskStatus.SUCCESS), None) or next(iter(found), None)
+                .order_by(case((tasks.c.status == TaskStatus.SUCCESS.value, 0), else_=1), tasks.c.submit_time.desc())
+                .limit(1)
+            ).first()
+        return Task.from_row(row) if row else None
 
     def cancel(self, task_id: str, tenant_id: str) -> Task | None:
         """Cancel a queued, waiting or running task (refunded). None when it is not cancellable

@@ -8,7 +8,7 @@ inserts them (``TaskStore.insert_all``).
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
@@ -23,8 +23,9 @@ class RateLimiter:
         self._window_ms = int(window_seconds * 1000)
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
-    def take(self, key_id: str, per_minute: int | None, n: int = 1) -> None:
-        """Count ``n`` submissions against this minute, or raise ``RateLimited``. None: no cap."""
+    def take_in(self, conn: Connection, key_id: str, per_minute: int | None, n: int = 1) -> None:
+        """Count ``n`` submissions against this window, or raise ``RateLimited`` (None: no cap).
+        Runs in the transaction that accepts the tasks, so only accepted submissions count."""
         if per_minute is None:
             return
         now = self._clock.now_ms()
@@ -38,8 +39,7 @@ class RateLimiter:
             set_={"count": rate_windows.c.count + n},
             where=rate_windows.c.count + n <= per_minute,
         ).returning(rate_windows.c.count)
-        with write_tx(self._engine) as conn:
-            taken = conn.execute(stmt).first()
+        taken = conn.execute(stmt).first()
         if taken is None:
             raise RateLimited(
                 f"this key's cap of {per_minute} submissions per window is reached; retry in {retry_after}s",

@@ -119,7 +119,6 @@ class TaskService:
             raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
         engine = self._engine()
         runs = prompt.repeat or 1
-        self._take_rate(principal, runs)
         # The network work comes last: every cheap check above has passed by now.
         prompt, inputs = self._take_inputs(prompt, req, own_bases)
         key = price_key(Action.IMAGINE, prompt.niji)
@@ -204,7 +203,6 @@ class TaskService:
             raise ValidationError("task_id", f"task {parent.id} is an {parent.action.value} task; only a grid can be upscaled")
         if parent.status is not TaskStatus.SUCCESS:
             raise ValidationError("task_id", f"task {parent.id} is {parent.status.value}; wait until it is SUCCESS")
-        self._take_rate(principal, 1)
         key = price_key(Action.UPSCALE)
         new = NewTask(
             tenant_id=principal.tenant_id,
@@ -240,9 +238,9 @@ class TaskService:
             absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)
         return replace(prompt, **absolute), inputs
 
-    def _take_rate(self, principal: Principal, n: int) -> None:
+    def _rate_cap(self, principal: Principal) -> int | None:
         cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute
-        self._limiter.take(principal.key_id, cap or None, n)
+        return cap or None
 
     def _engine(self) -> str:
         name = self._settings.engine
@@ -264,14 +262,20 @@ class TaskService:
             if claim is not None:
                 self._idempotency.finish(conn, claim, [t.id for t in in_order(inserted)])
 
-        if not news:
+        if not news:  # all coalesced onto running work: nothing to insert, nothing to count
             if claim is not None:
                 self._idempotency.finish_now(claim, [t.id for t in plan if isinstance(t, Task)])
             return in_order([])
         lane = news[0].lane
         limit = self._settings.interactive_queue_limit if lane is Lane.INTERACTIVE else self._settings.batch_queue_limit
         cap = principal.max_concurrent if principal.max_concurrent is not None else self._settings.max_concurrent_tasks
-        inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, on_insert=record)
+        rate = self._rate_cap(principal)
+
+        def admit(conn: Connection) -> None:
+            # Every submission counts against the rate cap, cache hits included.
+            self._limiter.take_in(conn, principal.key_id, rate, len(plan))
+
+        inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
         if any(n.cached is None for n in news):
             self._on_enqueued()
         return in_order(inserted)
