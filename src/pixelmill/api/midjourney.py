@@ -65,6 +65,7 @@ CacheHeader = Annotated[
 ]
 
 
+@router.post("/generations", response_model=SubmitAnswer, responses=_ERRORS, include_in_schema=False)
 @router.post("/generations/imagine", response_model=SubmitAnswer, responses=_ERRORS)
 def imagine(
     body: ImagineRequest,
@@ -80,18 +81,6 @@ def imagine(
         idempotency_key=idempotency_key, allow_cache=(cache or "").strip().lower() == "allow",
     )
     return _submitted(*tasks)
-
-
-@router.post("/generations", response_model=SubmitAnswer, responses=_ERRORS, include_in_schema=False)
-def imagine_bare(
-    body: ImagineRequest,
-    request: Request,
-    principal: PrincipalDep,
-    runtime: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
-    cache: CacheHeader = None,
-) -> SubmitAnswer:
-    return imagine(body, request, principal, runtime, idempotency_key, cache)
 
 
 @router.post("/generations/upscale", response_model=SubmitAnswer, responses=_ERRORS)
