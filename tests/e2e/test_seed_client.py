@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from pixelmill.media.grid import crop_quadrant
+from tests.conftest import TEST_KEY
 from tests.helpers import Server
 
 SEED_DOC = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "004_7a40f4550d30b0be.txt"
@@ -115,3 +116,15 @@ def test_submit_with_retry_stops_at_once_on_bad_parameters(server: Server) -> No
     ns = _seed_namespace(server)
     with pytest.raises(ValueError, match="prompt"):
         ns["submit_with_retry"]({"prompt": "a cat --ar 0:1"})
+
+
+def test_submit_with_retry_backs_off_past_a_low_rate_cap(tmp_path: Path) -> None:
+    """The seed's retry loop, unchanged, against a cap of 3 submissions per 2-second window:
+    every submit ends in success after backing off on 429, never in an unhandled error."""
+    capped = Server(tmp_path, TEST_KEY, rate_per_minute=3, rate_window_seconds=2).start()
+    try:
+        ns = _seed_namespace(capped)
+        ids = [ns["submit_with_retry"]({"prompt": f"a cat {i}"})["data"][0]["task_id"] for i in range(6)]
+    finally:
+        capped.stop()
+    assert len(set(ids)) == 6

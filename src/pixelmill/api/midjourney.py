@@ -56,8 +56,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=255,
-           description="Retry-safe submits: the same key and body answer the same task (kept 24 h)."),
+    # Its length and characters are checked in one place: tasks/idempotency.py.
+    Header(alias="Idempotency-Key", description="Retry-safe submits: the same key and body answer the same task (kept 24 h)."),
 ]
 CacheHeader = Annotated[
     str | None,

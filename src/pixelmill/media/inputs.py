@@ -67,8 +67,7 @@ class InputImages:
             data = self._fetcher.fetch(url)
         except FetchRefused as exc:
             raise ValidationError(field, f"{url}: {exc.reason}") from None
-        stored = self.accept(data, field, url)
-        return stored
+        return self.accept(data, field, url)
 
     def _inspect(self, data: bytes, field: str, source: str) -> ImageInfo:
         try:

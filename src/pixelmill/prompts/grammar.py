@@ -117,14 +117,11 @@ class Prompt:
             parts.append(f"--q {fmt_number(self.quality)}")
         if self.iw is not None:
             parts.append(f"--iw {fmt_number(self.iw)}")
-        if self.sref:
-            parts.append("--sref " + " ".join(self.sref))
-        if self.sw is not None:
-            parts.append(f"--sw {self.sw}")
-        if self.cref:
-            parts.append("--cref " + " ".join(self.cref))
-        if self.cw is not None:
-            parts.append(f"--cw {self.cw}")
+        for refs, weight in (("sref", "sw"), ("cref", "cw")):
+            if getattr(self, refs):
+                parts.append(f"--{refs} " + " ".join(getattr(self, refs)))
+            if getattr(self, weight) is not None:
+                parts.append(f"--{weight} {getattr(self, weight)}")
         if self.stop is not None:
             parts.append(f"--stop {self.stop}")
         parts += [f"--{name}" for name in ("tile", "draft", "hd") if getattr(self, name)]

@@ -41,6 +41,15 @@ def _to(target: TaskStatus) -> Update:
     )
 
 
+def _refunded_end(now: int) -> dict[str, Any]:
+    """What every unsuccessful end writes: quota 0 (the charge is refunded; the ledger of a
+    later issue books the refund), finished now."""
+    return {"quota": 0, "finish_time": now, "finalized_at": now}
+
+
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
 def _held(task_id: str, worker_id: str) -> Any:
     # The schema guarantees lease_owner IS NOT NULL only while IN_PROGRESS (ck_tasks_lease_iff_running).
     return and_(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
@@ -205,10 +214,7 @@ class TaskStore:
             row = conn.execute(
                 _to(TaskStatus.CANCEL)
                 .where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id)
-                .values(
-                    quota=0, fail_reason="cancelled by the caller", finish_time=now, finalized_at=now,
-                    lease_owner=None, lease_expires_at=None,
-                )
+                .values(fail_reason="cancelled by the caller", **_refunded_end(now), **_NO_LEASE)
                 .returning(*tasks.c)
             ).first()
         return Task.from_row(row) if row else None
@@ -223,16 +229,11 @@ class TaskStore:
         total = 0
         with write_tx(self._engine) as conn:
             for statuses, since, limit, doing in rules:
-                stale = and_(tasks.c.status.in_(statuses), since < now - int(limit * 1000))
-                for status in statuses:
-                    total += conn.execute(
-                        _to(TaskStatus.FAILURE)
-                        .where(stale, tasks.c.status == status)
-                        .values(
-                            fail_reason=f"timed out after {limit:g}s {doing}; refunded",
-                            quota=0, finish_time=now, finalized_at=now, lease_owner=None, lease_expires_at=None,
-                        )
-                    ).rowcount
+                total += conn.execute(
+                    _to(TaskStatus.FAILURE)
+                    .where(tasks.c.status.in_(statuses), since < now - int(limit * 1000))
+                    .values(fail_reason=f"timed out after {limit:g}s {doing}; refunded", **_refunded_end(now), **_NO_LEASE)
+                ).rowcount
         return total
 
     def get(self, task_id: str, *, tenant_id: str | None = None) -> Task | None:
@@ -362,13 +363,7 @@ class TaskStore:
     def _failure_values(now: int, reason: str, attempt: int, retryable: bool) -> dict[str, Any]:
         if retryable and attempt > 1:
             reason = f"{reason} (gave up after {attempt} attempts)"
-        # quota 0: the charge is refunded (the ledger of a later issue books the refund).
-        return {
-            "fail_reason": reason,
-            "quota": 0,
-            "finish_time": now,
-            "finalized_at": now,
-        }
+        return {"fail_reason": reason, **_refunded_end(now)}
 
     # --- scheduler side ----------------------------------------------------------------------
 

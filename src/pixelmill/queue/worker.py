@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,7 @@ log = logging.getLogger("pixelmill.worker")
 
 #: Interactive work first: a worker takes batch work only when no interactive task is due.
 LANES = (Lane.INTERACTIVE, Lane.BATCH)
+CHORES_INTERVAL_SECONDS = 60.0
 
 
 class Wakeup:
@@ -62,8 +64,8 @@ class WorkerPool:
         size: int,
         chores: Sequence[Callable[[], object]] = (),
     ) -> None:
-        #: Housekeeping run by the scheduler on every sweep (expired idempotency keys, old
-        #: rate-limit windows).
+        #: Housekeeping the scheduler runs every CHORES_INTERVAL_SECONDS (expired idempotency
+        #: keys, old rate-limit windows): nothing depends on it being prompt.
         self._chores = chores
         self._store = store
         self._executor = executor
@@ -160,6 +162,7 @@ class WorkerPool:
                     log.exception("heartbeat failed")
 
     def _scheduler_loop(self) -> None:
+        next_chores = 0.0
         while not self._stop.wait(self._settings.sweep_interval_seconds):
             try:
                 requeued, failed = self._store.requeue_expired()
@@ -174,8 +177,10 @@ class WorkerPool:
                 timed_out = self._store.expire_stale(
                     self._settings.queue_timeout_seconds, self._settings.run_timeout_seconds
                 )
-                for chore in self._chores:
-                    chore()
+                if time.monotonic() >= next_chores:
+                    next_chores = time.monotonic() + CHORES_INTERVAL_SECONDS
+                    for chore in self._chores:
+                        chore()
             except Exception:
                 log.exception("timeout sweep failed")
                 continue

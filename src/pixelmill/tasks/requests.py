@@ -8,8 +8,8 @@ reads, so ``"stylize": 2000`` and ``--s 2000`` are refused by the same rule.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator

@@ -272,8 +272,9 @@ class TaskService:
         rate = self._rate_cap(principal)
 
         def admit(conn: Connection) -> None:
-            # Every submission counts against the rate cap, cache hits included.
-            self._limiter.take_in(conn, principal.key_id, rate, len(plan))
+            # Every task created counts against the rate cap, cache hits included; a request
+            # coalesced onto running work creates none.
+            self._limiter.take_in(conn, principal.key_id, rate, len(news))
 
         inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
         if any(n.cached is None for n in news):
