@@ -4,6 +4,7 @@
     ├── AuthenticationError        HTTP 401, code 401
     ├── ValidationError            HTTP 400, code 4   (description names the field and rule)
     ├── TaskNotFound               HTTP 404, code 3   (description contains "task")
+    ├── BatchNotFound              HTTP 404, code 3
     ├── EngineUnavailable          HTTP 503, code 3   (description never contains "task")
     ├── TooManyRequests            HTTP 429 (Retry-After)
     │   ├── QueueFull              code 23
@@ -46,6 +47,11 @@ class ValidationError(PixelmillError):
     def __init__(self, field: str, rule: str) -> None:
         super().__init__(f"{field}: {rule}", properties={"field": field})
         self.field = field
+        self.rule = rule
+
+    def within(self, prefix: str) -> ValidationError:
+        """The same error for a field nested under ``prefix`` (``requests[3]`` + ``prompt``)."""
+        return ValidationError(f"{prefix}.{self.field}", self.rule)
 
 
 class TaskNotFound(PixelmillError):
@@ -55,6 +61,14 @@ class TaskNotFound(PixelmillError):
     def __init__(self, task_id: str) -> None:
         # Clients decide "do not retry" by finding the word "task" in this text (seed 004).
         super().__init__(f"task {task_id} does not exist", properties={"task_id": task_id})
+
+
+class BatchNotFound(PixelmillError):
+    http_status = 404
+    code = 3
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id} does not exist", properties={"batch_id": batch_id})
 
 
 class EngineUnavailable(PixelmillError):

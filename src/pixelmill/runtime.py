@@ -12,14 +12,18 @@ from pixelmill.clock import Clock, SystemClock
 from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.engines.base import Engine
+from pixelmill.engines.faults import FaultInjectingEngine
 from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.media.fetch import FetchPolicy, SafeFetcher
 from pixelmill.media.inputs import InputImages
+from pixelmill.notify.deliver import WebhookDeliverer
+from pixelmill.notify.outbox import Outbox
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
 from pixelmill.settings import Settings
 from pixelmill.storage.base import Storage
 from pixelmill.storage.local import LocalStorage
+from pixelmill.tasks.batches import BatchService
 from pixelmill.tasks.execute import Executor
 from pixelmill.tasks.idempotency import IdempotencyStore
 from pixelmill.tasks.limits import RateLimiter
@@ -40,20 +44,35 @@ class Runtime:
     service: TaskService
     executor: Executor
     wakeup: Wakeup
+    outbox: Outbox
+    webhook_wakeup: Wakeup
+    batches: BatchService
     pools: list[WorkerPool] = field(default_factory=list)
+    deliverer: WebhookDeliverer | None = None
 
     def start_workers(self, size: int) -> WorkerPool:
+        """Task workers, plus the webhook deliverer beside them (one per process)."""
         pool = WorkerPool(
             self.tasks, self.executor, self.settings, self.wakeup, size=size,
             chores=(self.idempotency.purge_expired, self.limiter.purge),
         )
         pool.start()
         self.pools.append(pool)
+        if self.deliverer is None:
+            self.deliverer = WebhookDeliverer(
+                self.outbox, self.inputs.fetcher, self.keys.webhook_secret, self.webhook_wakeup,
+                concurrency=self.settings.webhook_concurrency,
+                timeout_seconds=self.settings.webhook_timeout_seconds,
+                poll_seconds=self.settings.webhook_poll_seconds,
+            )
+            self.deliverer.start()
         return pool
 
     def close(self) -> None:
         for pool in self.pools:
             pool.stop()
+        if self.deliverer is not None:
+            self.deliverer.stop()
         self.executor.close()
         self.inputs.close()
         for engine in self.engines.values():
@@ -88,20 +107,30 @@ def make_inputs(settings: Settings, storage: Storage) -> InputImages:
 
 def make_engines(settings: Settings) -> dict[str, Engine]:
     if settings.engine == "procedural":
-        return {"procedural": ProceduralEngine(delay_ms=settings.procedural_delay_ms)}
-    raise ValueError(f"unknown engine {settings.engine!r}")
+        engine: Engine = ProceduralEngine(delay_ms=settings.procedural_delay_ms)
+    else:
+        raise ValueError(f"unknown engine {settings.engine!r}")
+    if settings.fault_injection:
+        engine = FaultInjectingEngine(engine, settings.fault_injection)
+    return {engine.name: engine}
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     db = open_database(settings)
-    tasks = TaskStore(db, clock)
+    webhook_wakeup = Wakeup()
+    outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify)
+    tasks = TaskStore(db, clock, on_change=outbox.record)
     storage = make_storage(settings)
     engines = make_engines(settings)
     inputs = make_inputs(settings, storage)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
     wakeup = Wakeup()
+    service = TaskService(
+        tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter,
+        storage_has=storage.exists, on_enqueued=wakeup.notify,
+    )
     return Runtime(
         settings=settings,
         db=db,
@@ -112,10 +141,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         idempotency=idempotency,
         limiter=limiter,
         engines=engines,
-        service=TaskService(
-            tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter,
-            storage_has=storage.exists, on_enqueued=wakeup.notify,
-        ),
+        service=service,
         executor=Executor(engines, storage, tasks),
         wakeup=wakeup,
+        outbox=outbox,
+        webhook_wakeup=webhook_wakeup,
+        batches=BatchService(service, tasks, db, clock, settings),
     )

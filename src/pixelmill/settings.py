@@ -7,7 +7,7 @@ Nothing else in the package reads the environment: the settings object is built 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # --- queue -------------------------------------------------------------------------------
     #: Worker threads started inside ``pixelmill serve``. 0 = API only; run ``pixelmill worker``.
     workers: int = Field(2, ge=0, le=64)
+    #: The lanes this process's workers take work from, interactive always first.
+    worker_lanes: tuple[Literal["interactive", "batch"], ...] = ("interactive", "batch")
+    #: How many of a process's workers may run batch work at once (default: all but one, so an
+    #: interactive task always finds a worker that is not busy with batch work).
+    batch_workers: int | None = Field(None, ge=1, le=64)
     #: Tasks waiting per lane before submits are answered 429 / code 23.
     interactive_queue_limit: int = Field(1000, ge=1)
     batch_queue_limit: int = Field(100_000, ge=1)
@@ -89,12 +94,35 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=20)
     #: Backoff before retry N (seconds); the last value repeats. Jitter of up to 25 % is added.
     retry_backoff_seconds: tuple[float, ...] = (1.0, 4.0, 16.0)
+    #: Low-resolution previews written while an engine runs, at most one per this many seconds.
+    preview_interval_seconds: float = Field(0.5, gt=0)
+    #: Engine faults to inject, for tests and failure drills (JSON list, see engines/faults.py):
+    #: ``[{"match": "flaky", "times": 2, "retryable": true}]``.
+    fault_injection: tuple[dict[str, Any], ...] = ()
+
+    # --- webhooks ---------------------------------------------------------------------------
+    #: Wait before delivery attempt 2, 3, ... (seconds, jitter up to 10 %); then the event is
+    #: given up. The default is the Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
+    webhook_retry_seconds: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000)
+    webhook_timeout_seconds: float = Field(10, gt=0)
+    #: Deliveries sent at once by one process.
+    webhook_concurrency: int = Field(4, ge=1, le=64)
+    #: How often an idle deliverer looks at the outbox (in-process events wake it at once).
+    webhook_poll_seconds: float = Field(0.5, gt=0)
+
+    # --- batches ----------------------------------------------------------------------------
+    batch_max_tasks: int = Field(10_000, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if not self.retry_backoff_seconds or any(s < 0 for s in self.retry_backoff_seconds):
             raise ValueError("retry_backoff_seconds must be a non-empty list of seconds >= 0")
+        if any(s < 0 for s in self.webhook_retry_seconds):
+            raise ValueError("webhook_retry_seconds must be seconds >= 0")
+        if not self.worker_lanes:
+            raise ValueError("worker_lanes must name at least one lane")
         return self
+
 
     @property
     def resolved_database_url(self) -> str:

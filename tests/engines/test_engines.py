@@ -6,6 +6,7 @@ import colorsys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pixelmill.engines.base import Engine, GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
@@ -33,10 +34,18 @@ def test_same_prompt_and_seed_same_pixels(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_progress_is_reported_up_to_done(engine: Engine) -> None:
+def test_progress_is_reported_up_to_done_with_previews(engine: Engine) -> None:
     seen: list[float] = []
-    engine.generate(GenerationRequest(prompt="a cat", width=64, height=64, seeds=(1, 2)), seen.append)
+    previews: list[Image.Image] = []
+
+    def progress(fraction: float, preview: Image.Image | None = None) -> None:
+        seen.append(fraction)
+        if preview is not None:
+            previews.append(preview)
+
+    engine.generate(GenerationRequest(prompt="a cat", width=64, height=64, seeds=(1, 2)), progress)
     assert seen and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    assert previews and all(p.size == (64, 64) for p in previews)
 
 
 def test_request_rejects_programming_errors() -> None:
@@ -45,8 +54,6 @@ def test_request_rejects_programming_errors() -> None:
     with pytest.raises(ValueError, match="seeds"):
         GenerationRequest(prompt="x", width=64, height=64, seeds=())
     with pytest.raises(ValueError, match="mask needs an init image"):
-        from PIL import Image
-
         GenerationRequest(prompt="x", width=64, height=64, seeds=(1,), mask=Image.new("L", (64, 64)))
 
 

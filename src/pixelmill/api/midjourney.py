@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
-from pixelmill.api.views import TaskView, task_view
+from pixelmill.tasks.view import TaskView, task_view
 from pixelmill.exceptions import ValidationError
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.record import Task
@@ -85,10 +85,10 @@ def imagine(
 
 @router.post("/generations/upscale", response_model=SubmitAnswer, responses=_ERRORS)
 def upscale(
-    body: UpscaleRequest, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+    body: UpscaleRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
 ) -> SubmitAnswer:
     """Pick one image (1-4) of a finished grid, by ``task_id`` + ``index`` or a button ``custom_id``."""
-    return _submitted(runtime.service.upscale(principal, body, idempotency_key=idempotency_key))
+    return _submitted(runtime.service.upscale(principal, body, own_bases(request, runtime), idempotency_key=idempotency_key))
 
 
 @router.post("/{task_id}/cancel", response_model=SubmitAnswer, responses=_ERRORS)
@@ -109,6 +109,11 @@ def _wait_seconds(wait: float | None, prefer: str | None, runtime: Runtime) -> f
                 except ValueError:
                     raise ValidationError("Prefer", f"wait needs seconds, got {value.strip()!r}") from None
     return max(0.0, min(wait or 0.0, runtime.settings.max_wait_seconds))
+
+
+def _view(runtime: Runtime, task: Task, base: str) -> TaskView:
+    """The task object; a waiting task also says where it stands in its lane."""
+    return task_view(task, base, runtime.service.queue_position(task))
 
 
 def _settled(task: Task) -> bool:
@@ -133,7 +138,7 @@ async def get_task(
         # A read of one row by primary key: cheap enough to repeat at this pace.
         await asyncio.sleep(POLL_SECONDS)
         task = await run_in_threadpool(runtime.service.get, principal, task_id)
-    return task_view(task, base_url(request, runtime))
+    return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
 
 
 @router.get(
@@ -142,8 +147,9 @@ async def get_task(
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}, **_ERRORS},
 )
 async def task_events(task_id: str, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> StreamingResponse:
-    """Server-Sent Events: one ``task`` event (the task object) per change of status or progress,
-    until the task is final. A ``: keep-alive`` comment every 15 s holds proxies open."""
+    """Server-Sent Events: one ``task`` event (the task object) per change of status, progress,
+    preview or queue position, until the task is final. A ``: keep-alive`` comment every 15 s
+    holds proxies open."""
     task = await run_in_threadpool(runtime.service.get, principal, task_id)  # 404 before streaming
     base = base_url(request, runtime)
 
@@ -152,10 +158,11 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
         last: tuple[str, int] | None = None
         quiet = 0.0
         while True:
-            state = (task.status.value, task.progress)
+            view = await run_in_threadpool(_view, runtime, task, base)
+            state = (task.status.value, task.progress, task.preview_key, view.queue_position)
             if state != last:
                 last, quiet = state, 0.0
-                data = task_view(task, base).model_dump_json()
+                data = view.model_dump_json()
                 yield f"id: {task.id}-{task.status.value}-{task.progress}\nevent: task\ndata: {data}\n\n".encode()
             elif quiet >= KEEPALIVE_SECONDS:
                 quiet = 0.0

@@ -17,6 +17,7 @@ from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import api_keys, tenants
 from pixelmill.exceptions import AuthenticationError, ValidationError
+from pixelmill.notify.signing import new_secret
 
 KEY_PREFIX = "pm_"
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -32,6 +33,16 @@ class Principal:
     #: This key's own caps; None = the deployment default (settings).
     rate_per_minute: int | None = None
     max_concurrent: int | None = None
+    #: The key's default webhook, used by tasks that name none.
+    webhook_url: str | None = None
+    webhook_events: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str | None
+    events: tuple[str, ...] | None
+    secret: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ class KeyStore:
                     is_admin=is_admin,
                     created_at=now,
                     revoked_at=None,
+                    webhook_secret=new_secret(),
                 )
             )
         return key, plaintext
@@ -120,7 +132,8 @@ class KeyStore:
             row = conn.execute(
                 select(
                     api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at,
-                    api_keys.c.rate_per_minute, api_keys.c.max_concurrent,
+                    api_keys.c.rate_per_minute, api_keys.c.max_concurrent, api_keys.c.webhook_url,
+                    api_keys.c.webhook_events,
                 ).where(api_keys.c.key_hash == hash_key(plaintext))
             ).first()
         if row is None or row.revoked_at is not None:
@@ -128,6 +141,7 @@ class KeyStore:
         return Principal(
             key_id=row.id, tenant_id=row.tenant_id, is_admin=row.is_admin,
             rate_per_minute=row.rate_per_minute, max_concurrent=row.max_concurrent,
+            webhook_url=row.webhook_url, webhook_events=tuple(row.webhook_events) if row.webhook_events else None,
         )
 
     def set_limits(self, key_id: str, *, rate_per_minute: int | None, max_concurrent: int | None) -> bool:
@@ -142,6 +156,30 @@ class KeyStore:
                 .values(rate_per_minute=rate_per_minute, max_concurrent=max_concurrent)
             )
         return res.rowcount == 1
+
+    def webhook_settings(self, key_id: str) -> WebhookSettings:
+        """The key's default webhook and its signing secret (made now for keys older than
+        webhooks)."""
+        with write_tx(self._engine) as conn:
+            conn.execute(
+                update(api_keys).where(api_keys.c.id == key_id, api_keys.c.webhook_secret.is_(None)).values(webhook_secret=new_secret())
+            )
+            row = conn.execute(
+                select(api_keys.c.webhook_url, api_keys.c.webhook_events, api_keys.c.webhook_secret).where(api_keys.c.id == key_id)
+            ).one()
+        return WebhookSettings(row.webhook_url, tuple(row.webhook_events) if row.webhook_events else None, row.webhook_secret)
+
+    def webhook_secret(self, key_id: str) -> str:
+        return self.webhook_settings(key_id).secret
+
+    def set_webhook(self, key_id: str, url: str | None, events: tuple[str, ...] | None, *, rotate_secret: bool = False) -> WebhookSettings:
+        """Set (or clear, with None) the key's default webhook; optionally a new signing secret."""
+        values: dict[str, object] = {"webhook_url": url, "webhook_events": list(events) if events else None}
+        if rotate_secret:
+            values["webhook_secret"] = new_secret()
+        with write_tx(self._engine) as conn:
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+        return self.webhook_settings(key_id)
 
     def ensure_bootstrap(self, configured: str | None) -> str | None:
         """Make sure an admin can call the service.

@@ -42,6 +42,11 @@ api_keys = Table(
     # Per-key limits; NULL = the deployment default (settings).
     Column("rate_per_minute", Integer, nullable=True),
     Column("max_concurrent", Integer, nullable=True),
+    # The key's default webhook (tasks without their own webhook_url use it) and the secret every
+    # delivery for this key is signed with (Standard Webhooks, "whsec_..."); made when first needed.
+    Column("webhook_url", Text, nullable=True),
+    Column("webhook_events", JSON, nullable=True),
+    Column("webhook_secret", String(64), nullable=True),
 )
 
 TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")
@@ -83,6 +88,15 @@ tasks = Table(
     Column("api_key_id", String(32), nullable=True),
     Column("cache_key", String(64), nullable=True),
     Column("prompt_key", String(64), nullable=True),
+    #: Start-time fair queueing between tenants inside a lane (see queue/fairness.py).
+    Column("fair_seq", BigInteger, nullable=False, server_default="0"),
+    # No foreign key: SQLite cannot add one to an existing table without rebuilding it.
+    Column("batch_id", String(32), nullable=True),
+    Column("batch_index", Integer, nullable=True),
+    #: Where this task's events go: {"url", "events", "base"}; NULL = no webhook.
+    Column("webhook", JSON(none_as_null=True), nullable=True),
+    #: Storage key of the latest low-resolution preview while the engine runs.
+    Column("preview_key", String(128), nullable=True),
     CheckConstraint(f"status IN {TASK_STATUSES!r}", name="ck_tasks_status"),
     CheckConstraint("progress BETWEEN 0 AND 100", name="ck_tasks_progress"),
     CheckConstraint("lane IN ('interactive', 'batch')", name="ck_tasks_lane"),
@@ -90,8 +104,12 @@ tasks = Table(
     CheckConstraint(
         "(status = 'IN_PROGRESS') = (lease_owner IS NOT NULL)", name="ck_tasks_lease_iff_running"
     ),
-    # The claim query walks this index: queued tasks of a lane, best priority, oldest first.
-    Index("ix_tasks_claim", "lane", "status", "priority", "scheduled_at"),
+    # The claim query walks this index: queued tasks of a lane, best priority, fairest first.
+    Index("ix_tasks_claim", "lane", "status", "priority", "fair_seq"),
+    # A tenant's newest place in a lane's fair order (queue/fairness.py).
+    Index("ix_tasks_tenant_fair", "tenant_id", "lane", "fair_seq"),
+    Index("ix_tasks_lane_fair", "lane", "fair_seq"),
+    Index("ix_tasks_batch", "batch_id", "batch_index"),
     Index("ix_tasks_lease", "status", "lease_expires_at"),
     Index("ix_tasks_tenant", "tenant_id", "submit_time"),
     Index("ix_tasks_cache", "tenant_id", "cache_key"),
@@ -120,4 +138,45 @@ rate_windows = Table(
     Column("key_id", String(32), ForeignKey("api_keys.id"), primary_key=True),
     Column("window", BigInteger, primary_key=True),
     Column("count", Integer, nullable=False),
+)
+
+#: A batch job: many tasks submitted together to the batch lane; counts come from its tasks.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("api_key_id", String(32), nullable=True),
+    Column("total", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("cancelled_at", BigInteger, nullable=True),
+    Column("metadata", JSON, nullable=False),
+    Index("ix_batches_tenant", "tenant_id", "created_at"),
+)
+
+WEBHOOK_STATES = ("pending", "delivered", "failed", "superseded")
+
+#: The webhook outbox: one row per event, written in the transaction that changed the task, so an
+#: event can be neither lost nor sent for a change that did not happen (notify/outbox.py).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the webhook-id header, stable across retries
+    Column("task_id", String(32), ForeignKey("tasks.id"), nullable=False),
+    Column("seq", Integer, nullable=False),  # per task: the order a receiver must see
+    Column("api_key_id", String(32), nullable=True),
+    Column("url", Text, nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("locked_by", String(128), nullable=True),
+    Column("locked_until", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger, nullable=True),
+    CheckConstraint(f"state IN {WEBHOOK_STATES!r}", name="ck_webhook_events_state"),
+    Index("ix_webhook_events_due", "state", "next_attempt_at"),
+    Index("ix_webhook_events_task", "task_id", "seq", unique=True),
 )

@@ -9,13 +9,32 @@ one image per seed, so a 2×2 grid is reproducible image by image. Optional ``in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image
 
-#: Called by engines with the finished fraction of the request (0.0-1.0).
-ProgressCallback = Callable[[float], None]
+from pixelmill.exceptions import EngineError
+
+
+class ProgressCallback(Protocol):
+    """Called by engines with the finished fraction of the request (0.0-1.0) and, when they
+    have one, a picture of the work so far (any size; it is shrunk to a low-resolution preview)."""
+
+    def __call__(self, fraction: float, preview: Image.Image | None = None) -> None: ...
+
+
+#: Failures that say nothing about the request: trying again may well pass.
+_TRANSIENT = (TimeoutError, ConnectionError, OSError, MemoryError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another attempt may succeed. Engines say so on ``EngineError``; otherwise timeouts,
+    connection and OS errors and memory pressure (a busy GPU) are transient, while programming
+    errors (TypeError, ValueError, KeyError ...) would fail the same way again."""
+    if isinstance(exc, EngineError):
+        return exc.retryable
+    return isinstance(exc, _TRANSIENT)
 
 MAX_SEED = 2**32 - 1
 

@@ -398,5 +398,5 @@ class ProceduralEngine(Engine):
                 image = _guided(image, request.image_prompts, request.image_weight)
             images.append(image)
             if progress is not None:
-                progress((i + 1) / len(request.seeds))
+                progress((i + 1) / len(request.seeds), image)
         return GenerationResult(images=tuple(images), model=MODEL)

@@ -159,7 +159,27 @@ class SafeFetcher:
                 response.close()
         raise FetchRefused(f"more than {self.policy.max_redirects} redirects")
 
-    def _pinned_request(self, url: str) -> httpx.Request:
+    def check_url(self, url: str) -> None:
+        """Raise ``FetchRefused`` unless ``url`` may be reached (the checks of a request, no I/O
+        beyond DNS): for targets stored now and called later, such as webhooks."""
+        self._pinned_request(url)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> httpx.Response:
+        """POST to ``url`` under the same address rules, pinned to the checked address. Redirects
+        are not followed: a webhook receiver answers where it was configured. The response body
+        is not read beyond what httpx buffers (callers look at the status)."""
+        request = self._pinned_request(url, method="POST", content=body, headers=headers)
+        request.extensions = {**request.extensions, "timeout": httpx.Timeout(timeout).as_dict()}
+        try:
+            return self._http.send(request)
+        except httpx.TimeoutException:
+            raise FetchRefused("timed out") from None
+        except httpx.HTTPError as exc:
+            raise FetchRefused(f"could not connect ({type(exc).__name__}: {exc})") from None
+
+    def _pinned_request(
+        self, url: str, *, method: str = "GET", content: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Request:
         try:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
@@ -181,9 +201,10 @@ class SafeFetcher:
         pinned = addresses[0].split("%", 1)[0]
         extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
         return self._http.build_request(
-            "GET",
+            method,
             parsed.copy_with(host=pinned),
-            headers={"Host": parsed.netloc.decode("ascii")},
+            content=content,
+            headers={**(headers or {}), "Host": parsed.netloc.decode("ascii")},
             extensions=extensions,
         )
 

@@ -41,6 +41,10 @@ class InputImages:
         self._fetcher = fetcher
         self._max_pixels = max_pixels
 
+    @property
+    def fetcher(self) -> SafeFetcher:
+        return self._fetcher
+
     def close(self) -> None:
         self._fetcher.close()
 

@@ -7,7 +7,12 @@ the newer attempt: its write matches no row and it learns it lost the task.
 
 Claims are ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``. On
 PostgreSQL concurrent claimers skip each other's locked rows; SQLite ignores the locking clause and
-serialises writers instead (``BEGIN IMMEDIATE``), which is equally safe.
+serialises writers instead (``BEGIN IMMEDIATE``), which is equally safe. Inside a lane, claims
+follow priority, then the fair order between tenants (``queue/fairness.py``).
+
+Every change a caller could observe is handed to ``on_change`` inside its own transaction, with
+the row as it now is: the webhook outbox is written there, so an event exists exactly when its
+change does.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import api_keys, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
+from pixelmill.queue.fairness import CLAIM_ORDER, ahead_of, fair_start
 from pixelmill.queue.ids import new_task_id
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import NewTask, Task, TaskResult
-from pixelmill.tasks.status import ACTIVE, QUEUED, TaskStatus, sources_of
+from pixelmill.tasks.status import ACTIVE, QUEUED, TaskEvent, TaskStatus, sources_of
+
+#: Called inside the transaction of a change, with the changed task as it now is.
+ChangeObserver = Callable[[Connection, Task, TaskEvent], None]
 
 
 def _statuses(statuses: Iterable[TaskStatus]) -> list[str]:
@@ -56,9 +65,17 @@ def _held(task_id: str, worker_id: str) -> Any:
 
 
 class TaskStore:
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, on_change: ChangeObserver | None = None) -> None:
         self._engine = engine
         self._clock = clock
+        self._on_change = on_change
+
+    def _changed(self, conn: Connection, rows: Iterable[Any], event: TaskEvent) -> list[Task]:
+        changed = [Task.from_row(row) for row in rows]
+        if self._on_change is not None:
+            for task in changed:
+                self._on_change(conn, task, event)
+        return changed
 
     # --- submit side -------------------------------------------------------------------------
 
@@ -109,7 +126,7 @@ class TaskStore:
             if admit is not None:
                 admit(conn)
             if queued and max_concurrent and news[0].api_key_id:
-                self._check_concurrency(conn, news[0].api_key_id, len(queued), max_concurrent)
+                self._check_concurrency(conn, news[0].api_key_id, lane, len(queued), max_concurrent)
             # "At least queue_limit waiting" without counting the whole lane.
             waiting = conn.execute(
                 select(func.count())
@@ -125,8 +142,10 @@ class TaskStore:
                     f"the {lane.value} queue is full ({waiting} waiting, room for {queue_limit}); try again later",
                     retry_after=5,
                 )
-            rows = [
-                conn.execute(
+            fair = fair_start(conn, news[0].tenant_id, lane) if queued else 0
+            rows = []
+            for new, task_id in zip(news, ids, strict=True):
+                rows.append(conn.execute(
                     insert(tasks)
                     .values(
                         id=task_id,
@@ -154,29 +173,35 @@ class TaskStore:
                         prompt_key=new.prompt_key,
                         lane=new.lane.value,
                         priority=new.priority,
+                        fair_seq=fair if new.cached is None else 0,
                         attempt=0,
                         max_attempts=new.max_attempts,
                         scheduled_at=now,
                         errors=[],
+                        webhook=new.webhook,
+                        batch_id=new.batch_id,
+                        batch_index=new.batch_index,
                     )
                     .returning(*tasks.c)
-                ).one()
-                for new, task_id in zip(news, ids, strict=True)
-            ]
+                ).one())
+                fair += new.cached is None
             accepted = [Task.from_row(row) for row in rows]
+            self._changed(conn, (row for row in rows if row.status == TaskStatus.SUCCESS.value), TaskEvent.COMPLETED)
             if on_insert is not None:
                 on_insert(conn, accepted)
         return accepted
 
     @staticmethod
-    def _check_concurrency(conn: Connection, key_id: str, adding: int, cap: int) -> None:
+    def _check_concurrency(conn: Connection, key_id: str, lane: Lane, adding: int, cap: int) -> None:
+        """Per-key cap on a lane's queued + running tasks; batch work has its own lane limits, so
+        a key's big batch never blocks its interactive submits."""
         # Lock the key's row first (PostgreSQL): concurrent submits of one key take turns here,
         # so two cannot both see room for the last slot. SQLite writes are serial already.
         conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id).with_for_update())
         active = conn.execute(
             select(func.count()).select_from(
                 select(tasks.c.id)
-                .where(tasks.c.api_key_id == key_id, tasks.c.status.in_(_statuses(ACTIVE)))
+                .where(tasks.c.api_key_id == key_id, tasks.c.lane == lane.value, tasks.c.status.in_(_statuses(ACTIVE)))
                 .limit(cap)
                 .subquery()
             )
@@ -209,15 +234,21 @@ class TaskStore:
     def cancel(self, task_id: str, tenant_id: str) -> Task | None:
         """Cancel a queued, waiting or running task (refunded). None when it is not cancellable
         (already final, or not this tenant's)."""
+        cancelled = self._cancel_where(and_(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id), "cancelled by the caller")
+        return cancelled[0] if cancelled else None
+
+    def cancel_batch(self, batch_id: str, tenant_id: str) -> int:
+        """Cancel every unfinished task of a batch (refunded); returns how many."""
+        where = and_(tasks.c.batch_id == batch_id, tasks.c.tenant_id == tenant_id)
+        return len(self._cancel_where(where, "cancelled with its batch"))
+
+    def _cancel_where(self, where: Any, reason: str) -> list[Task]:
         now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
-            row = conn.execute(
-                _to(TaskStatus.CANCEL)
-                .where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id)
-                .values(fail_reason="cancelled by the caller", **_refunded_end(now), **_NO_LEASE)
-                .returning(*tasks.c)
-            ).first()
-        return Task.from_row(row) if row else None
+            rows = conn.execute(
+                _to(TaskStatus.CANCEL).where(where).values(fail_reason=reason, **_refunded_end(now), **_NO_LEASE).returning(*tasks.c)
+            ).all()
+            return self._changed(conn, rows, TaskEvent.COMPLETED)
 
     def expire_stale(self, queue_timeout_seconds: float, run_timeout_seconds: float) -> int:
         """Fail (with a refund) tasks that waited or ran longer than allowed. Returns how many."""
@@ -229,11 +260,13 @@ class TaskStore:
         total = 0
         with write_tx(self._engine) as conn:
             for statuses, since, limit, doing in rules:
-                total += conn.execute(
+                rows = conn.execute(
                     _to(TaskStatus.FAILURE)
                     .where(tasks.c.status.in_(statuses), since < now - int(limit * 1000))
                     .values(fail_reason=f"timed out after {limit:g}s {doing}; refunded", **_refunded_end(now), **_NO_LEASE)
-                ).rowcount
+                    .returning(*tasks.c)
+                ).all()
+                total += len(self._changed(conn, rows, TaskEvent.COMPLETED))
         return total
 
     def get(self, task_id: str, *, tenant_id: str | None = None) -> Task | None:
@@ -243,6 +276,28 @@ class TaskStore:
         with read_tx(self._engine) as conn:
             row = conn.execute(query).first()
         return Task.from_row(row) if row else None
+
+    def queue_position(self, task: Task) -> int | None:
+        """1 = the next task its lane's workers take; None when it is not waiting."""
+        if task.status not in QUEUED:
+            return None
+        with read_tx(self._engine) as conn:
+            ahead = conn.execute(select(func.count()).select_from(tasks).where(ahead_of(task))).scalar_one()
+        return int(ahead) + 1
+
+    def batch_tasks(self, batch_id: str, tenant_id: str) -> list[Task]:
+        with read_tx(self._engine) as conn:
+            rows = conn.execute(
+                select(tasks).where(tasks.c.batch_id == batch_id, tasks.c.tenant_id == tenant_id).order_by(tasks.c.batch_index)
+            ).all()
+        return [Task.from_row(r) for r in rows]
+
+    def batch_counts(self, batch_id: str) -> dict[str, int]:
+        with read_tx(self._engine) as conn:
+            rows = conn.execute(
+                select(tasks.c.status, func.count()).where(tasks.c.batch_id == batch_id).group_by(tasks.c.status)
+            ).all()
+        return {status: int(n) for status, n in rows}
 
     # --- worker side -------------------------------------------------------------------------
 
@@ -260,7 +315,7 @@ class TaskStore:
         next_id = (
             select(tasks.c.id)
             .where(tasks.c.lane == lane.value, tasks.c.status.in_(queued), tasks.c.scheduled_at <= now)
-            .order_by(tasks.c.priority.desc(), tasks.c.scheduled_at, tasks.c.id)
+            .order_by(*CLAIM_ORDER)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
@@ -277,7 +332,8 @@ class TaskStore:
                 )
                 .returning(*tasks.c)
             ).first()
-        return Task.from_row(row) if row else None
+            claimed = self._changed(conn, [row] if row else [], TaskEvent.START)
+        return claimed[0] if claimed else None
 
     def heartbeat(self, worker_id: str, task_ids: Sequence[str], lease_seconds: float) -> int:
         """Renew the leases ``worker_id`` still holds. Returns how many it holds."""
@@ -292,21 +348,23 @@ class TaskStore:
             )
         return res.rowcount
 
-    def set_progress(self, task_id: str, worker_id: str, progress: int, lease_seconds: float) -> bool:
+    def set_progress(
+        self, task_id: str, worker_id: str, progress: int, lease_seconds: float, preview_key: str | None = None
+    ) -> bool:
+        """Record progress (and the newest preview, when given); renews the lease."""
         expires = self._clock.now_ms() + int(lease_seconds * 1000)
+        values: dict[str, Any] = {"progress": max(0, min(99, progress)), "lease_expires_at": expires}
+        if preview_key is not None:
+            values["preview_key"] = preview_key
         with write_tx(self._engine) as conn:
-            res = conn.execute(
-                update(tasks)
-                .where(_held(task_id, worker_id))
-                .values(progress=max(0, min(99, progress)), lease_expires_at=expires)
-            )
-        return res.rowcount == 1
+            row = conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values).returning(*tasks.c)).first()
+            return bool(self._changed(conn, [row] if row else [], TaskEvent.PROGRESS))
 
     def complete(self, task_id: str, worker_id: str, result: TaskResult, description: str = "") -> bool:
         """IN_PROGRESS → SUCCESS. False when the worker no longer holds the task."""
         now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
-            res = conn.execute(
+            row = conn.execute(
                 _to(TaskStatus.SUCCESS)
                 .where(_held(task_id, worker_id))
                 .values(
@@ -318,8 +376,9 @@ class TaskStore:
                     lease_owner=None,
                     lease_expires_at=None,
                 )
-            )
-        return res.rowcount == 1
+                .returning(*tasks.c)
+            ).first()
+            return bool(self._changed(conn, [row] if row else [], TaskEvent.COMPLETED))
 
     def fail(
         self,
@@ -352,11 +411,14 @@ class TaskStore:
             else:
                 target = TaskStatus.FAILURE
                 values = self._failure_values(now, reason, row.attempt, retryable)
-            conn.execute(
+            changed = conn.execute(
                 _to(target)
                 .where(_held(task_id, worker_id))
                 .values(errors=errors, lease_owner=None, lease_expires_at=None, **values)
-            )
+                .returning(*tasks.c)
+            ).all()
+            if target is TaskStatus.FAILURE:
+                self._changed(conn, changed, TaskEvent.COMPLETED)
         return target
 
     @staticmethod
@@ -394,10 +456,13 @@ class TaskStore:
                     target = TaskStatus.FAILURE
                     values = self._failure_values(now, reason, row.attempt, retryable=True)
                     failed += 1
-                conn.execute(
+                changed = conn.execute(
                     _to(target)
                     .where(tasks.c.id == row.id, expired)
                     .values(errors=errors, lease_owner=None, lease_expires_at=None, **values)
-                )
+                    .returning(*tasks.c)
+                ).all()
+                if target is TaskStatus.FAILURE:
+                    self._changed(conn, changed, TaskEvent.COMPLETED)
         return requeued, failed
 

@@ -15,6 +15,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from PIL import Image
+
+from pixelmill.engines.base import is_retryable
 from pixelmill.exceptions import EngineError
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
@@ -24,8 +27,6 @@ from pixelmill.tasks.record import Task
 
 log = logging.getLogger("pixelmill.worker")
 
-#: Interactive work first: a worker takes batch work only when no interactive task is due.
-LANES = (Lane.INTERACTIVE, Lane.BATCH)
 CHORES_INTERVAL_SECONDS = 60.0
 
 
@@ -76,6 +77,12 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._running: dict[str, str] = {}  # task id -> worker id
         self._running_lock = threading.Lock()
+        #: Interactive work first: a worker takes batch work only when no interactive task is
+        #: due, and only while one of the pool's batch slots is free. So batch work delays an
+        #: interactive task by at most the batch task a worker is finishing, and with the default
+        #: slots (all workers but one) an interactive task always finds a worker free of batch work.
+        self._lanes = tuple(sorted((Lane(name) for name in settings.worker_lanes), key=lambda lane: lane is Lane.BATCH))
+        self._batch_slots = threading.BoundedSemaphore(settings.batch_workers or max(1, size - 1))
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def start(self) -> None:
@@ -101,15 +108,24 @@ class WorkerPool:
 
     def _work_loop(self, worker_id: str) -> None:
         while not self._stop.is_set():
+            slot = Lane.BATCH in self._lanes and self._batch_slots.acquire(blocking=False)
+            lanes = [lane for lane in self._lanes if lane is not Lane.BATCH or slot]
             try:
-                task = self._store.claim(worker_id, LANES, self._settings.lease_seconds)
+                task = self._store.claim(worker_id, lanes, self._settings.lease_seconds) if lanes else None
             except Exception:
                 log.exception("claim failed")
                 task = None
+            if slot and (task is None or task.lane is not Lane.BATCH):
+                self._batch_slots.release()
+                slot = False
             if task is None:
                 self._wakeup.wait(self._settings.worker_poll_seconds)
                 continue
-            self.run_task(task, worker_id)
+            try:
+                self.run_task(task, worker_id)
+            finally:
+                if slot:
+                    self._batch_slots.release()
 
     def run_task(self, task: Task, worker_id: str) -> None:
         with self._running_lock:
@@ -123,21 +139,27 @@ class WorkerPool:
     def _execute(self, task: Task, worker_id: str) -> None:
         lease = self._settings.lease_seconds
         last = [0]
+        next_preview = [0.0]
 
-        def progress(fraction: float) -> None:
+        def progress(fraction: float, preview: Image.Image | None = None) -> None:
             pct = int(fraction * 100)
-            if pct >= last[0] + 5:  # a database write per 5 %, not per step
-                last[0] = pct
-                self._store.set_progress(task.id, worker_id, pct, lease)
+            key = None
+            if preview is not None and time.monotonic() >= next_preview[0]:
+                next_preview[0] = time.monotonic() + self._settings.preview_interval_seconds
+                key = self._executor.store_preview(preview)
+            if pct >= last[0] + 5 or key:  # a database write per 5 % (or new preview), not per step
+                last[0] = max(last[0], pct)
+                self._store.set_progress(task.id, worker_id, pct, lease, preview_key=key)
 
         try:
             result = self._executor.run(task, progress)
-        except EngineError as exc:
-            self._record_failure(task, worker_id, exc.description, retryable=exc.retryable)
-            return
-        except Exception as exc:  # a bug or an unexpected library error: retry, it may pass
-            log.exception("task %s crashed", task.id)
-            self._record_failure(task, worker_id, f"internal error: {type(exc).__name__}: {exc}", retryable=True)
+        except Exception as exc:
+            if isinstance(exc, EngineError):
+                reason = exc.description
+            else:  # a bug or an unexpected library error
+                log.exception("task %s crashed", task.id)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+            self._record_failure(task, worker_id, reason, retryable=is_retryable(exc))
             return
         if not self._store.complete(task.id, worker_id, result):
             log.warning("task %s finished after its lease was lost; result discarded", task.id)

@@ -7,14 +7,14 @@ not touch the task's status: the worker records the outcome.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest
+from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback
 from pixelmill.exceptions import EngineError
-from pixelmill.media.encode import encode_png
+from pixelmill.media.encode import encode_png, encode_preview
 from pixelmill.media.grid import compose_grid
 from pixelmill.queue.store import TaskStore
 from pixelmill.storage.base import Storage
@@ -42,19 +42,23 @@ class Executor:
     def _store_png(self, image: Image.Image) -> str:
         return self._storage.put(encode_png(image), "png").key
 
+    def store_preview(self, image: Image.Image) -> str:
+        """Store a low-resolution preview of work in progress; returns its storage key."""
+        return self._storage.put(encode_preview(image), "jpg").key
+
     def _load(self, key: str) -> Image.Image:
         """An input image from storage (it was checked when the task was accepted)."""
         with Image.open(io.BytesIO(self._storage.get(key))) as im:
             return im.convert("RGB")
 
-    def run(self, task: Task, progress: Callable[[float], None]) -> TaskResult:
+    def run(self, task: Task, progress: ProgressCallback) -> TaskResult:
         if task.action is Action.IMAGINE:
             return self._imagine(task, progress)
         if task.action is Action.UPSCALE:
             return self._upscale(task)
         raise EngineError(f"action {task.action.value} is not supported", retryable=False)
 
-    def _imagine(self, task: Task, progress: Callable[[float], None]) -> TaskResult:
+    def _imagine(self, task: Task, progress: ProgressCallback) -> TaskResult:
         engine = self._engines.get(task.engine)
         if engine is None:
             raise EngineError(f"engine {task.engine} is not loaded on this worker", retryable=True)
@@ -69,7 +73,7 @@ class Executor:
             image_weight=task.params["iw"] if task.params["iw"] is not None else 1.0,
         )
         # Generation is most of the work: map it onto 0-90 %, storing takes the rest.
-        result = engine.generate(request, lambda f: progress(0.9 * f))
+        result = engine.generate(request, lambda f, preview=None: progress(0.9 * f, preview))
         if len(result.images) != 4:
             raise EngineError(f"engine returned {len(result.images)} images, expected 4", retryable=True)
         grid, *keys = self._encoders.map(self._store_png, [compose_grid(result.images), *result.images])

@@ -60,6 +60,10 @@ class NewTask:
     prompt_key: str | None = None
     #: A cache hit: the task is born SUCCESS with this result, and never queued.
     cached: TaskResult | None = None
+    #: Where its events are delivered (``notify.webhooks.WebhookTarget.to_json``); None = nowhere.
+    webhook: dict[str, Any] | None = None
+    batch_id: str | None = None
+    batch_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ class Task:
     lease_expires_at: int | None
     errors: tuple[dict[str, Any], ...] = field(default=())
     finalized_at: int | None = None
+    api_key_id: str | None = None
+    fair_seq: int = 0
+    batch_id: str | None = None
+    batch_index: int | None = None
+    webhook: dict[str, Any] | None = None
+    preview_key: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -125,4 +135,10 @@ class Task:
             lease_expires_at=m["lease_expires_at"],
             errors=tuple(m["errors"] or ()),
             finalized_at=m["finalized_at"],
+            api_key_id=m["api_key_id"],
+            fair_seq=m["fair_seq"],
+            batch_id=m["batch_id"],
+            batch_index=m["batch_index"],
+            webhook=m["webhook"],
+            preview_key=m["preview_key"],
         )

@@ -47,7 +47,7 @@ def _no_surrogates(value: Any) -> Any:
     return value
 
 
-class _Body(BaseModel):
+class RequestBody(BaseModel):
     # Unknown fields are an error, not silently ignored: a typo must not change the result.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -99,9 +99,30 @@ def _number_as_text(value: Any) -> Any:
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 UrlList = Annotated[list[Url], Field(max_length=MAX_IMAGE_PROMPTS)]
 Version = Annotated[Literal[VERSIONS], BeforeValidator(_number_as_text)]  # type: ignore[valid-type]
+WebhookEvent = Literal["start", "progress", "completed"]
+#: What a webhook gets when it names no events.
+DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = ("start", "progress", "completed")
+MAX_PRIORITY = 10
 
 
-class ImagineRequest(_Body):
+class Delivery(RequestBody):
+    """Where a task runs and who hears about it: the same fields on every submit route."""
+
+    lane: Literal["interactive", "batch"] | None = Field(
+        None, description="interactive (default) or batch: batch work never holds up interactive work."
+    )
+    priority: int | None = Field(
+        None, ge=-MAX_PRIORITY, le=MAX_PRIORITY, description="Higher runs first inside its lane (default 0)."
+    )
+    webhook_url: Url | None = Field(
+        None, description="POST signed events of this task here (Standard Webhooks); overrides the key's default."
+    )
+    webhook_events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=3)] | None = Field(
+        None, description="Which events to send: start, progress, completed (default: all)."
+    )
+
+
+class ImagineRequest(Delivery):
     """Body fields override the same parameter given as a ``--flag`` in ``prompt``."""
 
     prompt: str = Field(
@@ -205,7 +226,7 @@ class ImagineRequest(_Body):
         return w, h
 
 
-class UpscaleRequest(_Body):
+class UpscaleRequest(Delivery):
     task_id: str | None = Field(None, max_length=64, description="The finished imagine task to pick from.")
     index: int | None = Field(None, ge=1, le=4, description="Which image of the grid, 1-4.")
     custom_id: str | None = Field(
@@ -218,3 +239,26 @@ class UpscaleRequest(_Body):
         if v is not None and not v:
             raise ValueError("must not be empty")
         return v
+
+
+#: A template variable's value; it may not smuggle parameters into the prompt.
+VariableValue = Annotated[str | int | float, Field(union_mode="left_to_right")]
+
+
+class BatchRequest(Delivery):
+    """Many imagine tasks at once, in the batch lane: either ``requests`` (imagine bodies) or a
+    ``prompt_template`` with ``{name}`` slots and one ``variables`` entry per task."""
+
+    requests: list[ImagineRequest] | None = Field(None, min_length=1, description="Imagine bodies, one task each (more with --repeat).")
+    prompt_template: str | None = Field(
+        None, min_length=1, max_length=MAX_PROMPT_CHARS, description="A prompt with {name} slots, e.g. 'a {animal} at dusk --ar 3:2'.",
+    )
+    variables: list[dict[str, VariableValue]] | None = Field(
+        None, min_length=1, description="One set of slot values per task, for prompt_template."
+    )
+    defaults: ImagineRequest | None = Field(
+        None, description="Body fields for every task made from prompt_template (its prompt is ignored)."
+    )
+    metadata: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(
+        None, max_length=20, description="Your labels for the batch, returned with its status and manifest."
+    )

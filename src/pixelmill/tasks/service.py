@@ -13,7 +13,9 @@ from sqlalchemy import Connection
 from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.engines.base import MAX_SEED
+from pixelmill.media.fetch import FetchRefused
 from pixelmill.media.inputs import FILES_PATH, InputImages
+from pixelmill.notify.outbox import WebhookTarget
 from pixelmill.prompts.grammar import Prompt
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
@@ -23,7 +25,7 @@ from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
 from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.pricing import price_key, price_of
 from pixelmill.tasks.record import NewTask, Task, TaskResult
-from pixelmill.tasks.requests import MAX_SIDE, ImagineRequest, UpscaleRequest
+from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest, UpscaleRequest
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.queue.store import TaskStore
 
@@ -40,6 +42,8 @@ class TaskService:
         storage_has: Callable[[str], bool],
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
+        #: Webhook targets pass the same address rules as input images.
+        self._check_target = inputs.fetcher.check_url
         self._store = store
         self._settings = settings
         #: Engine name → model version of every engine this deployment runs.
@@ -82,15 +86,22 @@ class TaskService:
         ``own_bases`` are the base URLs this server is reached by: image URLs under them are read
         from storage instead of fetched. ``allow_cache`` (or ``cache: true`` in the body) lets a
         request without a seed be answered by an earlier result of the same request."""
-        return self._idempotent(
+        return self.idempotent(
             principal, "imagine", req, idempotency_key,
             lambda claim: self._imagine(principal, req, own_bases, claim, allow_cache or bool(req.cache)),
         )
 
-    def upscale(self, principal: Principal, req: UpscaleRequest, *, idempotency_key: str | None = None) -> Task:
-        return self._idempotent(principal, "upscale", req, idempotency_key, lambda claim: self._upscale(principal, req, claim))[0]
+    def upscale(
+        self, principal: Principal, req: UpscaleRequest, own_bases: Sequence[str] = (), *, idempotency_key: str | None = None
+    ) -> Task:
+        return self.idempotent(
+            principal, "upscale", req, idempotency_key, lambda claim: self._upscale(principal, req, own_bases, claim)
+        )[0]
 
-    def _idempotent(
+    def queue_position(self, task: Task) -> int | None:
+        return self._store.queue_position(task)
+
+    def idempotent(
         self,
         principal: Principal,
         action: str,
@@ -112,6 +123,23 @@ class TaskService:
     def _imagine(
         self, principal: Principal, req: ImagineRequest, own_bases: Sequence[str], claim: Claim | None, allow_cache: bool
     ) -> list[Task]:
+        return self.accept(self.plan_imagine(principal, req, own_bases, allow_cache=allow_cache), principal, claim)
+
+    def plan_imagine(
+        self,
+        principal: Principal,
+        req: ImagineRequest,
+        own_bases: Sequence[str],
+        *,
+        allow_cache: bool,
+        batch: tuple[str, int] | None = None,
+    ) -> list[NewTask | Task]:
+        """The tasks an imagine asks for: new ones, cache hits born finished, or running tasks
+        to coalesce onto. ``batch`` (id, index) puts them in the batch lane as part of a batch
+        job, which owns its tasks: nothing is coalesced onto other work."""
+        delivery = self._delivery(principal, req, own_bases)
+        if batch is not None:
+            delivery.update(lane=Lane.BATCH, batch_id=batch[0], batch_index=batch[1])
         prompt = req.to_prompt()
         base = self._settings.image_size * (2 if prompt.hd else 1)
         width, height = req.pixel_size() or prompt.aspect.size(base)
@@ -154,6 +182,7 @@ class TaskService:
                 api_key_id=principal.key_id,
                 cache_key=cache_key,
                 prompt_key=prompt_key,
+                **delivery,
             )
             # A given seed names exact pixels: an earlier equal request is the same answer. No
             # seed: only when the caller allows it, and never for --repeat (it asks for variety).
@@ -163,7 +192,27 @@ class TaskService:
                 plan.append(self._reuse(new, prompt_key=prompt_key))
             else:
                 plan.append(new)
-        return self._accept(plan, principal, claim)
+        return plan
+
+    def _delivery(self, principal: Principal, req: Delivery, own_bases: Sequence[str]) -> dict[str, Any]:
+        """Lane, priority and webhook of a task-to-be, as ``NewTask`` fields."""
+        url = req.webhook_url or principal.webhook_url
+        if url is None and req.webhook_events is not None:
+            raise ValidationError("webhook_events", "needs webhook_url (or a default webhook on the API key)")
+        webhook = None
+        if url is not None:
+            if req.webhook_url is not None:  # a key's default was checked when it was set
+                self.check_webhook_url(req.webhook_url, "webhook_url")
+            events = req.webhook_events or (None if req.webhook_url else principal.webhook_events) or DEFAULT_WEBHOOK_EVENTS
+            base = own_bases[0] if own_bases else (self._settings.public_url or "")
+            webhook = WebhookTarget(url, tuple(dict.fromkeys(events)), base).to_json()
+        return {"lane": Lane(req.lane or Lane.INTERACTIVE.value), "priority": req.priority or 0, "webhook": webhook}
+
+    def check_webhook_url(self, url: str, field: str) -> None:
+        try:
+            self._check_target(url)
+        except FetchRefused as exc:
+            raise ValidationError(field, f"{url}: {exc.reason}") from None
 
     def _reuse(self, new: NewTask, **key: str) -> NewTask | Task:
         """A cache hit (a finished copy of an earlier SUCCESS), the running task to coalesce onto,
@@ -172,7 +221,10 @@ class TaskService:
         if found is None:
             return new
         if found.status is not TaskStatus.SUCCESS:
-            return found  # identical work is queued or running: share it
+            # Identical work is queued or running: share it, unless this request's events go
+            # elsewhere (it would never hear of them) or it belongs to a batch (which owns its tasks).
+            shareable = found.webhook == new.webhook and new.batch_id is None and found.lane is new.lane
+            return found if shareable else new
         if found.result is None or not all(self._storage_has(k) for k in (found.result.grid_key, *found.result.image_keys) if k):
             return new  # its files are gone (retention): generate again
         return replace(
@@ -184,7 +236,7 @@ class TaskService:
             cached=TaskResult(found.result.grid_key, found.result.image_keys, found.result.width, found.result.height),
         )
 
-    def _upscale(self, principal: Principal, req: UpscaleRequest, claim: Claim | None) -> list[Task]:
+    def _upscale(self, principal: Principal, req: UpscaleRequest, own_bases: Sequence[str], claim: Claim | None) -> list[Task]:
         if req.custom_id is not None:
             press = parse_custom_id(req.custom_id)
             if press.action is not Action.UPSCALE:
@@ -217,8 +269,9 @@ class TaskService:
             index=index,
             max_attempts=self._settings.max_attempts,
             api_key_id=principal.key_id,
+            **self._delivery(principal, req, own_bases),
         )
-        return self._accept([new], principal, claim)
+        return self.accept([new], principal, claim)
 
     def _take_inputs(
         self, prompt: Prompt, req: ImagineRequest, own_bases: Sequence[str]
@@ -249,9 +302,19 @@ class TaskService:
             raise EngineUnavailable(f"no {name} engine instance is available right now; retry later")
         return name
 
-    def _accept(self, plan: Sequence[NewTask | Task], principal: Principal, claim: Claim | None) -> list[Task]:
+    def accept(
+        self,
+        plan: Sequence[NewTask | Task],
+        principal: Principal,
+        claim: Claim | None,
+        *,
+        submissions: int | None = None,
+        before_insert: Callable[[Connection], None] | None = None,
+    ) -> list[Task]:
         """Insert the new tasks of ``plan`` (existing ones were coalesced onto) and answer every
-        task in plan order; the idempotency record is written in the same transaction."""
+        task in plan order; the idempotency record is written in the same transaction.
+        ``submissions``: what this counts against the key's rate cap (default: one per new
+        task); ``before_insert`` writes rows that belong to the same transaction (a batch)."""
         news = [p for p in plan if isinstance(p, NewTask)]
 
         def in_order(inserted: Sequence[Task]) -> list[Task]:
@@ -274,8 +337,13 @@ class TaskService:
         def admit(conn: Connection) -> None:
             # Every task created counts against the rate cap, cache hits included; a request
             # coalesced onto running work creates none.
-            self._limiter.take_in(conn, principal.key_id, rate, len(news))
+            self._limiter.take_in(conn, principal.key_id, rate, len(news) if submissions is None else submissions)
+            if before_insert is not None:
+                before_insert(conn)
 
+        # The concurrency cap guards the interactive lane; batch work is bounded by its lane's
+        # queue limit and worker slots instead, so a 10,000-task batch is not refused by it.
+        cap = cap if lane is Lane.INTERACTIVE else 0
         inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
         if any(n.cached is None for n in news):
             self._on_enqueued()

@@ -10,6 +10,18 @@ from enum import Enum
 
 
 
+class TaskEvent(str, Enum):
+    """What happened to a task, as observers (webhooks) see it. The store names the event in the
+    same transaction as the change."""
+
+    #: A worker claimed it: IN_PROGRESS (again, after a retry).
+    START = "start"
+    #: Its progress (or preview) moved.
+    PROGRESS = "progress"
+    #: It reached SUCCESS, FAILURE or CANCEL.
+    COMPLETED = "completed"
+
+
 class TaskStatus(str, Enum):
     #: Accepted, waiting for its scheduled time (the backoff before a retry). Claimable once
     #: ``scheduled_at`` has passed. → IN_PROGRESS, CANCEL, FAILURE

@@ -1,10 +1,11 @@
-"""The wire form of a task (``GET /v1/midjourney/{task_id}``): the task object itself, unwrapped."""
+"""The wire form of a task: what ``GET /v1/midjourney/{task_id}`` answers (the task object itself,
+unwrapped), what the event stream sends and what webhooks carry."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pixelmill.tasks.buttons import buttons_for
 from pixelmill.tasks.record import Task
@@ -13,6 +14,12 @@ from pixelmill.tasks.record import Task
 class ButtonView(BaseModel):
     custom_id: str
     label: str
+
+
+class AttemptError(BaseModel):
+    attempt: int
+    at: int
+    error: str
 
 
 class TaskView(BaseModel):
@@ -37,13 +44,21 @@ class TaskView(BaseModel):
     finish_time: int | None
     template: dict[str, Any] | None
     params: dict[str, Any]
+    lane: str = Field(description="interactive or batch.")
+    priority: int = Field(description="Higher runs first inside its lane.")
+    queue_position: int | None = Field(
+        description="While SUBMITTED / NOT_START: 1 = next to run in its lane; null otherwise."
+    )
+    preview_url: str | None = Field(description="A low-resolution preview while the engine runs, when it makes them.")
+    attempts: list[AttemptError] = Field(description="The error of every failed attempt, oldest first.")
+    batch_id: str | None
 
 
 def file_url(base: str, key: str) -> str:
     return f"{base}/files/{key}"
 
 
-def task_view(task: Task, base: str) -> TaskView:
+def task_view(task: Task, base: str, queue_position: int | None = None) -> TaskView:
     result = task.result
     return TaskView(
         task_id=task.id,
@@ -67,4 +82,10 @@ def task_view(task: Task, base: str) -> TaskView:
         finish_time=task.finish_time,
         template=None,
         params=task.params,
+        lane=task.lane.value,
+        priority=task.priority,
+        queue_position=queue_position,
+        preview_url=file_url(base, task.preview_key) if task.preview_key and not task.status.is_terminal else None,
+        attempts=[AttemptError(**e) for e in task.errors],
+        batch_id=task.batch_id,
     )

@@ -1,0 +1,1 @@
+"""Telling callers what happened: webhooks (signed, from a durable outbox)."""

@@ -1,0 +1,98 @@
+"""Sending the outbox: a thread that claims due events and POSTs them, signed, a few at a time.
+
+It runs beside the task workers (``pixelmill serve`` with workers, ``pixelmill worker``), never
+inside them: a slow receiver delays other webhooks at most, never generation. Targets go through
+the same address rules as input images (``media/fetch.py``), checked again at every attempt
+since DNS may have changed since the task was accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from pixelmill import __version__
+from pixelmill.media.fetch import FetchRefused, SafeFetcher
+from pixelmill.notify.outbox import Delivery, Outbox
+from pixelmill.notify.signing import signed_headers
+from pixelmill.queue.worker import Wakeup
+
+log = logging.getLogger("pixelmill.webhooks")
+
+
+class WebhookDeliverer:
+    def __init__(
+        self,
+        outbox: Outbox,
+        fetcher: SafeFetcher,
+        secret_of: Callable[[str], str],
+        wakeup: Wakeup,
+        *,
+        concurrency: int,
+        timeout_seconds: float,
+        poll_seconds: float,
+    ) -> None:
+        self._outbox = outbox
+        self._fetcher = fetcher
+        #: API key id → its signing secret (made when first needed).
+        self._secret_of = secret_of
+        self._wakeup = wakeup
+        self._concurrency = concurrency
+        self._timeout = timeout_seconds
+        self._poll = poll_seconds
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:webhooks:{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._senders = ThreadPoolExecutor(concurrency, thread_name_prefix="pixelmill-webhook")
+        self._thread = threading.Thread(target=self._loop, name="pixelmill-webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wakeup.notify_all()
+        self._thread.join(timeout)
+        self._senders.shutdown(wait=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                # Locked a little longer than a send may take, so a dead process's claims return.
+                due = self._outbox.claim_due(self._owner, self._concurrency, self._timeout + 5)
+            except Exception:
+                log.exception("webhook claim failed")
+                due = []
+            if not due:
+                self._wakeup.wait(self._poll)
+                continue
+            list(self._senders.map(self.send, due))
+
+    def send(self, delivery: Delivery) -> bool:
+        body = delivery.payload.encode()
+        try:
+            if delivery.api_key_id is None:
+                raise FetchRefused("the task has no API key to sign with")
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": f"pixelmill-webhooks/{__version__}",
+                **signed_headers(self._secret_of(delivery.api_key_id), delivery.id, body),
+            }
+            response = self._fetcher.post(delivery.url, body, headers, self._timeout)
+            error = None if 200 <= response.status_code < 300 else f"answered HTTP {response.status_code}"
+        except FetchRefused as exc:
+            error = exc.reason
+        except Exception as exc:  # never let one event stop the loop
+            log.exception("webhook %s crashed", delivery.id)
+            error = f"internal error: {type(exc).__name__}"
+        if error is None:
+            self._outbox.delivered(delivery, self._owner)
+            return True
+        state = self._outbox.failed(delivery, self._owner, error)
+        log.info("webhook %s (task %s %s) attempt %d: %s -> %s", delivery.id, delivery.task_id, delivery.event,
+                 delivery.attempts + 1, error, state)
+        return False
