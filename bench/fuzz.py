@@ -23,7 +23,7 @@ KEY = "pm_fuzz_" + "f" * 32
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-examples", type=int, default=1500, help="per operation and phase")
-    parser.add_argument("--paths", default="generations|uploads", help="regex of the paths to fuzz")
+    parser.add_argument("--paths", default="generations|uploads|batches$", help="regex of the paths to fuzz")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         # No queue, rate or concurrency caps: the fuzzer submits thousands of valid tasks too.

@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,3 +100,50 @@ class Server:
         return subprocess.run(
             [sys.executable, "-m", "pixelmill", *args], env=env, capture_output=True, text=True, check=check, timeout=120
         )
+
+
+class WebhookReceiver:
+    """A real HTTP server on loopback that records webhook deliveries, for tests and benchmarks.
+
+    ``fail_first`` answers HTTP 500 to the first N attempts of every event (by ``webhook-id``),
+    so retries can be watched. ``with WebhookReceiver(host="127.0.0.2") as hooks: hooks.url``"""
+
+    def __init__(self, host: str = "127.0.0.1", fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        #: Every attempt: (arrival time.time(), headers, raw body, status answered).
+        self.attempts: list[tuple[float, dict[str, str], bytes, int]] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with outer._lock:
+                    seen = sum(1 for _, h, _, _ in outer.attempts if h.get("webhook-id") == headers.get("webhook-id"))
+                    status = 500 if seen < outer.fail_first else 204
+                    outer.attempts.append((time.time(), headers, raw, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer((host, 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://{host}:{self._httpd.server_address[1]}/hooks"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def delivered(self) -> list[tuple[float, dict[str, str], bytes]]:
+        """Attempts that were answered 2xx, in arrival order."""
+        with self._lock:
+            return [(t, h, b) for t, h, b, status in self.attempts if status < 300]
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.conftest import TEST_KEY
 from tests.helpers import Server
 
-SUBMIT_PATHS = "generations|uploads"
+SUBMIT_PATHS = "generations|uploads|batches$"
 
 
 def _operations(server: Server) -> list[schemathesis.APIOperation]:
@@ -20,10 +20,12 @@ def _operations(server: Server) -> list[schemathesis.APIOperation]:
 
 def test_the_schema_lists_every_submit_endpoint(server: Server) -> None:
     paths = {op.path for op in _operations(server)}
-    assert {"/v1/midjourney/generations/imagine", "/v1/midjourney/generations/upscale", "/v1/uploads"} <= paths
+    assert {"/v1/midjourney/generations/imagine", "/v1/midjourney/generations/upscale", "/v1/uploads", "/v1/batches"} <= paths
 
 
-@pytest.mark.parametrize("path", ["/v1/midjourney/generations/imagine", "/v1/midjourney/generations/upscale", "/v1/uploads"])
+@pytest.mark.parametrize(
+    "path", ["/v1/midjourney/generations/imagine", "/v1/midjourney/generations/upscale", "/v1/uploads", "/v1/batches"]
+)
 def test_submit_endpoints_never_answer_5xx(server: Server, path: str) -> None:
     [operation] = [op for op in _operations(server) if op.path == path]
     seen: list[int] = []

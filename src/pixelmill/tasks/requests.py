@@ -64,8 +64,9 @@ def describe_errors(errors: Sequence[Any]) -> tuple[str, str]:
     """The field and rule of the first Pydantic error, in the words every code-4 answer uses.
     Shared by the HTTP error handler and the SDK, so both say exactly the same."""
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    field = ".".join(loc) or "body"
+    loc = [p for p in first.get("loc", ()) if p != "body"]
+    # List positions read as they do everywhere else: requests[3].prompt, image_urls[0].
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "body"
     msg = first.get("msg", "invalid")
     if first.get("type") == "extra_forbidden":
         msg = "unknown field"

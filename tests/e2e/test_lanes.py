@@ -1,0 +1,89 @@
+"""Lanes, priorities and failure handling against real server processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import TEST_KEY
+from tests.helpers import Server, wait_for, wait_terminal
+
+IMAGINE = "/v1/midjourney/generations/imagine"
+FAULTS = (
+    '[{"match": "flaky", "times": 2, "retryable": true, "error": "upstream timed out"},'
+    ' {"match": "broken", "retryable": false, "error": "model refused the input"}]'
+)
+
+
+def test_interactive_work_is_not_held_behind_a_500_task_batch(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, workers=2, procedural_delay_ms=20, rate_per_minute=0).start()
+    try:
+        with srv.client() as api:
+            batch = api.post("/v1/batches", json={
+                "prompt_template": "a {thing} in fog", "variables": [{"thing": f"tower {i}"} for i in range(500)],
+            })
+            assert batch.status_code == 200, batch.text
+            batch_id = batch.json()["data"][0]["batch_id"]
+            last = api.get(f"/v1/batches/{batch_id}/manifest").json()["tasks"][-1]
+            waiting = api.get(f"/v1/midjourney/{last['task_id']}").json()
+            assert waiting["lane"] == "batch" and waiting["queue_position"] > 400
+            finished = []
+            for i in range(5):
+                task_id = api.post(IMAGINE, json={"prompt": f"a lighthouse {i}"}).json()["data"][0]["task_id"]
+                finished.append(wait_terminal(api, task_id))
+            status = api.get(f"/v1/batches/{batch_id}").json()
+        assert all(t["status"] == "SUCCESS" and t["lane"] == "interactive" for t in finished)
+        # Five interactive tasks ran one after another while the batch had barely started.
+        assert status["status"] == "running" and status["done"] < 100
+    finally:
+        srv.stop()
+
+
+def test_priority_orders_work_inside_a_lane(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=150).start()
+    try:
+        with srv.client() as api:
+            ids = [api.post(IMAGINE, json={"prompt": f"a cat {i}", **extra}).json()["data"][0]["task_id"]
+                   for i, extra in enumerate([{}, {}, {}, {"priority": 5}])]
+            tasks = [wait_terminal(api, task_id) for task_id in ids]
+        starts = {t["task_id"]: t["start_time"] for t in tasks}
+        # The first was already running; the urgent one overtook the two still queued.
+        assert starts[ids[3]] < starts[ids[1]] < starts[ids[2]]
+    finally:
+        srv.stop()
+
+
+def test_retryable_faults_are_retried_and_the_rest_fail_at_once(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, fault_injection=FAULTS, retry_backoff_seconds="[0.1]").start()
+    try:
+        with srv.client() as api:
+            flaky = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a flaky bridge"}).json()["data"][0]["task_id"])
+            broken = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a broken bridge"}).json()["data"][0]["task_id"])
+        assert flaky["status"] == "SUCCESS" and len(flaky["image_urls"]) == 4
+        assert [(a["attempt"], a["error"]) for a in flaky["attempts"]] == [
+            (1, "upstream timed out (injected, attempt 1)"), (2, "upstream timed out (injected, attempt 2)"),
+        ]
+        assert broken["status"] == "FAILURE" and broken["quota"] == 0
+        assert broken["fail_reason"] == "model refused the input (injected, attempt 1)"
+        assert [a["attempt"] for a in broken["attempts"]] == [1]
+    finally:
+        srv.stop()
+
+
+def test_previews_appear_while_the_engine_runs(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, procedural_delay_ms=400, preview_interval_seconds=0.05).start()
+    try:
+        with srv.client() as api:
+            task_id = api.post(IMAGINE, json={"prompt": "a red barn"}).json()["data"][0]["task_id"]
+            running = wait_for(lambda: (t := api.get(f"/v1/midjourney/{task_id}").json())["preview_url"] and t,
+                               timeout=30, what="a preview")
+            preview = api.get(running["preview_url"])
+            done = wait_terminal(api, task_id)
+        from io import BytesIO
+
+        from PIL import Image
+
+        with Image.open(BytesIO(preview.content)) as im:
+            assert im.format == "JPEG" and max(im.size) <= 160
+        assert running["status"] == "IN_PROGRESS" and done["preview_url"] is None
+    finally:
+        srv.stop()

@@ -1,0 +1,100 @@
+"""Fair order between tenants inside a lane, queue positions, and the change events the store
+reports inside its transactions. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy import Connection, Engine
+
+from pixelmill.auth.keys import KeyStore
+from pixelmill.clock import ManualClock
+from pixelmill.queue.store import TaskStore
+from pixelmill.tasks.actions import Lane
+from pixelmill.tasks.record import Task, TaskResult
+from pixelmill.tasks.status import TaskEvent, TaskStatus
+
+from tests.queue.test_store import LANES, new_task
+
+
+def tenant(db: Engine, clock: ManualClock, name: str) -> None:
+    KeyStore(db, clock).create(tenant_id=name)
+
+
+def test_a_big_batch_does_not_starve_a_later_tenant(store: TaskStore, db: Engine, clock: ManualClock) -> None:
+    tenant(db, clock, "big")
+    big = replace(new_task(lane=Lane.BATCH), tenant_id="big")
+    store.insert_all([big] * 300, queue_limit=100_000)
+    for _ in range(10):  # the big tenant's work is under way
+        assert store.claim("w", LANES, 30) is not None
+    clock.advance(1)
+    small = [store.insert(new_task(lane=Lane.BATCH), queue_limit=100_000) for _ in range(5)]
+    order = [store.claim("w", LANES, 30) for _ in range(12)]
+    tenants = [t.tenant_id for t in order if t is not None]
+    # The newcomer's 5 tasks alternate with the big batch instead of waiting behind 290 tasks.
+    assert {t.id for t in order if t is not None} >= {t.id for t in small}
+    assert tenants[:10].count("acme") == 5 and tenants[:10].count("big") == 5
+
+
+def test_a_tenant_returning_to_an_idle_lane_is_not_put_behind_its_own_history(store: TaskStore, db: Engine, clock: ManualClock) -> None:
+    tenant(db, clock, "big")
+    big = replace(new_task(lane=Lane.BATCH), tenant_id="big")
+    store.insert_all([big] * 50, queue_limit=1000)
+    while (t := store.claim("w", LANES, 30)) is not None:
+        store.complete(t.id, "w", TaskResult())
+    # The lane is idle; now both queue a lot at once: they share the lane from the start.
+    store.insert_all([big] * 20, queue_limit=1000)
+    store.insert_all([new_task(lane=Lane.BATCH)] * 20, queue_limit=1000)
+    first_ten = [store.claim("w", LANES, 30).tenant_id for _ in range(10)]  # type: ignore[union-attr]
+    assert 4 <= first_ten.count("acme") <= 6
+
+
+def test_priority_still_comes_before_fairness(store: TaskStore, db: Engine, clock: ManualClock) -> None:
+    tenant(db, clock, "big")
+    store.insert_all([replace(new_task(), tenant_id="big")] * 5, queue_limit=100)
+    urgent = store.insert(new_task(priority=5), queue_limit=100)
+    assert store.claim("w", LANES, 30).id == urgent.id  # type: ignore[union-attr]
+
+
+def test_queue_position_follows_claim_order(store: TaskStore) -> None:
+    tasks = store.insert_all([new_task()] * 4, queue_limit=100)
+    vip = store.insert(new_task(priority=3), queue_limit=100)
+    positions = {t.id: store.queue_position(store.get(t.id)) for t in [*tasks, vip]}  # type: ignore[arg-type]
+    assert positions[vip.id] == 1
+    assert [positions[t.id] for t in tasks] == [2, 3, 4, 5]
+    claimed = store.claim("w", LANES, 30)
+    assert claimed is not None and claimed.id == vip.id and store.queue_position(claimed) is None
+    assert store.queue_position(store.get(tasks[3].id)) == 4  # type: ignore[arg-type]
+
+
+def test_changes_are_reported_inside_their_transaction(db: Engine, clock: ManualClock) -> None:
+    KeyStore(db, clock).create(tenant_id="acme")
+    seen: list[tuple[str, TaskEvent, TaskStatus, bool]] = []
+
+    def observe(conn: Connection, task: Task, event: TaskEvent) -> None:
+        seen.append((task.id, event, task.status, conn.in_transaction()))
+
+    store = TaskStore(db, clock, on_change=observe)
+    a, b = store.insert_all([new_task(), new_task()], queue_limit=10)
+    claimed = store.claim("w", LANES, 30)
+    assert claimed is not None and claimed.id == a.id
+    store.set_progress(a.id, "w", 50, 30)
+    store.complete(a.id, "w", TaskResult())
+    store.cancel(b.id, "acme")
+    assert seen == [
+        (a.id, TaskEvent.START, TaskStatus.IN_PROGRESS, True),
+        (a.id, TaskEvent.PROGRESS, TaskStatus.IN_PROGRESS, True),
+        (a.id, TaskEvent.COMPLETED, TaskStatus.SUCCESS, True),
+        (b.id, TaskEvent.COMPLETED, TaskStatus.CANCEL, True),
+    ]
+
+
+def test_cancel_batch_ends_only_unfinished_tasks(store: TaskStore) -> None:
+    tasks = store.insert_all([replace(new_task(lane=Lane.BATCH), batch_id="b1", batch_index=i) for i in range(3)], queue_limit=10)
+    running = store.claim("w", LANES, 30)
+    assert running is not None and store.complete(running.id, "w", TaskResult())
+    assert store.cancel_batch("b1", "someone-else") == 0
+    assert store.cancel_batch("b1", "acme") == 2
+    assert store.batch_counts("b1") == {"SUCCESS": 1, "CANCEL": 2}
+    assert [t.batch_index for t in store.batch_tasks("b1", "acme")] == [0, 1, 2]
+    assert {t.id for t in tasks} == {t.id for t in store.batch_tasks("b1", "acme")}
