@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/service.py
+	$(BIN)/python bench/workflow.py
 
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz.py

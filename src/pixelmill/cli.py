@@ -81,18 +81,24 @@ def _banner(settings: Settings, new_key: str | None) -> None:
 
 @main.command()
 @click.option("--concurrency", type=int, help="Worker threads (default: PIXELMILL_WORKERS, at least 1).")
-def worker(concurrency: int | None) -> None:
-    """Run workers only: claim tasks from the shared database until stopped (SIGTERM / Ctrl-C)."""
+@click.option(
+    "--lanes", type=click.Choice(["interactive", "batch", "interactive,batch"]),
+    help="Lanes to take work from (default: PIXELMILL_WORKER_LANES, both; interactive first).",
+)
+@click.option("--batch-workers", type=int, help="Threads that may run batch work at once (default: all but one).")
+def worker(concurrency: int | None, lanes: str | None, batch_workers: int | None) -> None:
+    """Run workers only: claim tasks from the shared database until stopped (SIGTERM / Ctrl-C).
+    Also delivers webhooks from the outbox."""
     from pixelmill.runtime import build_runtime
 
     _logging()
-    settings = Settings()
+    settings = _settings(worker_lanes=tuple(lanes.split(",")) if lanes else None, batch_workers=batch_workers)
     runtime = build_runtime(settings)
     pool = runtime.start_workers(concurrency or max(1, settings.workers))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"pixelmill worker {pool.process_id} running; Ctrl-C to stop")
+    click.echo(f"pixelmill worker {pool.process_id} running ({', '.join(settings.worker_lanes)}); Ctrl-C to stop")
     stop.wait()
     runtime.close()
 

@@ -73,3 +73,23 @@ def test_killing_the_server_mid_task_loses_nothing(tmp_path: Path) -> None:
             assert httpx.get(interrupted["grid_image_url"]).status_code == 200
     finally:
         fast.stop()
+
+
+def test_a_worker_process_dedicated_to_the_batch_lane(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, workers=0).start()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pixelmill", "worker", "--concurrency", "2", "--lanes", "batch"],
+        env=srv.environ(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with srv.client() as api:
+            interactive = submit(api, "an interactive cat")
+            batch_id = api.post("/v1/batches", json={"requests": [{"prompt": "a batch cat"}]}).json()["data"][0]["batch_id"]
+            wait_for(lambda: api.get(f"/v1/batches/{batch_id}").json()["status"] == "completed", timeout=60, what="the batch")
+            waiting = api.get(f"/v1/midjourney/{interactive}").json()
+        # Only batch work is taken by this worker: the interactive task still waits, first in line.
+        assert (waiting["status"], waiting["queue_position"]) == ("SUBMITTED", 1)
+    finally:
+        worker.terminate()
+        worker.wait(15)
+        srv.stop()

@@ -35,3 +35,28 @@ def test_upload_then_use_it(client: Client) -> None:
     [one, two] = client.imagine_all(f"{url} a cat --repeat 2 --iw 0.5")
     assert client.wait(two, timeout=30, poll_interval=0.05)["status"] == "SUCCESS"
     assert one != two
+
+
+def test_batches_and_webhooks_through_the_sdk(client: Client) -> None:
+    import json
+
+    from pixelmill.client import WebhookVerificationError, verify_webhook
+    from pixelmill.testing import WebhookReceiver, wait_for
+
+    with WebhookReceiver(host="127.0.0.2") as hooks:
+        batch_id = client.batch(prompt_template="a {colour} door", variables=[{"colour": "red"}, {"colour": "blue"}],
+                                webhook_url=hooks.url, webhook_events=["completed"])
+        status = client.wait_batch(batch_id, timeout=60, poll_interval=0.1)
+        deliveries = wait_for(lambda: len(hooks.delivered()) >= 2 and hooks.delivered(), timeout=30, what="two webhooks")
+    assert status["status"] == "completed" and status["counts"]["SUCCESS"] == 2
+    manifest = client.batch_manifest(batch_id)
+    secret = client.webhook()["secret"]
+    payloads = [verify_webhook(body, headers, secret) for _, headers, body in deliveries]
+    assert {p["data"]["task_id"] for p in payloads} == {row["task_id"] for row in manifest}
+    _, headers, body = deliveries[0]
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(body.replace(b"SUCCESS", b"FAILURE"), headers, secret)
+    assert json.loads(body)["type"] == "task.completed"
+    with pytest.raises(APIError) as bad:
+        client.batch(requests=[{"prompt": "a cat", "stylize": 5000}])
+    assert bad.value.code == 4 and bad.value.description.startswith("requests[0].stylize")

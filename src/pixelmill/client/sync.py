@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from pixelmill.exceptions import ValidationError
-from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest, validated
+from pixelmill.notify.signing import WebhookVerificationError, verify
+from pixelmill.tasks.requests import BatchRequest, ImagineRequest, UpscaleRequest, validated
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 
@@ -31,7 +32,19 @@ class TaskFailed(Exception):
         self.task = task
 
 
-def _checked(model: type[ImagineRequest] | type[UpscaleRequest], fields: dict[str, Any]) -> dict[str, Any]:
+def verify_webhook(body: bytes | str, headers: Any, secret: str, *, tolerance_seconds: float = 300) -> dict[str, Any]:
+    """Check a pixelmill webhook delivery (Standard Webhooks) and return its payload:
+    ``{"type": "task.completed", "sequence": n, "data": <task object>, ...}``.
+
+    ``body`` is the raw request body exactly as received; ``headers`` any mapping of the request's
+    headers; ``secret`` the key's ``whsec_...`` (``Client.webhook()["secret"]``). Raises
+    ``WebhookVerificationError`` when the signature or timestamp does not hold. Deliveries of one
+    task arrive in ``sequence`` order; a retry repeats its ``webhook-id``, so drop ids already seen."""
+    return verify(body, dict(headers.items()), secret, tolerance_seconds=tolerance_seconds)
+
+
+
+def _checked(model: type[ImagineRequest] | type[UpscaleRequest] | type[BatchRequest], fields: dict[str, Any]) -> dict[str, Any]:
     """The request body as the server will see it, or the server's own code-4 answer, raised."""
     try:
         request = validated(model, fields)
@@ -88,6 +101,39 @@ class Client:
 
     def upscale(self, task_id: str, index: int) -> str:
         return self.submit("upscale", _checked(UpscaleRequest, {"task_id": task_id, "index": index}))
+
+    def batch(self, **fields: Any) -> str:
+        """Submit a batch job (``requests=[{...}, ...]`` or ``prompt_template=...,
+        variables=[{...}, ...]``); returns the batch id. Checked locally like ``imagine``."""
+        data = self._json(self._http.post("/v1/batches", json=_checked(BatchRequest, fields)))
+        return str(data["data"][0]["batch_id"])
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/v1/batches/{batch_id}"))
+
+    def wait_batch(self, batch_id: str, *, timeout: float = 3600.0, poll_interval: float = 5.0) -> dict[str, Any]:
+        """Poll until the batch is completed or cancelled; returns its status."""
+        deadline = time.monotonic() + timeout
+        while (status := self.get_batch(batch_id))["status"] == "running":
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"batch {batch_id} still running after {timeout:g}s ({status['done']}/{status['total']} done)")
+            time.sleep(poll_interval)
+        return status
+
+    def batch_manifest(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every task of the batch with its outputs and metadata, in batch order."""
+        return self._json(self._http.get(f"/v1/batches/{batch_id}/manifest"))["tasks"]  # type: ignore[no-any-return]
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json(self._http.post(f"/v1/batches/{batch_id}/cancel"))
+
+    def webhook(self) -> dict[str, Any]:
+        """This key's default webhook and its signing secret: ``{"url", "events", "secret"}``."""
+        return self._json(self._http.get("/v1/webhook"))
+
+    def set_webhook(self, url: str | None, events: list[str] | None = None, *, rotate_secret: bool = False) -> dict[str, Any]:
+        body = {"url": url, "events": events, "rotate_secret": rotate_secret}
+        return self._json(self._http.put("/v1/webhook", json=body))
 
     def upload(self, image: bytes | Path, content_type: str = "application/octet-stream") -> dict[str, Any]:
         """Store an image (PNG, JPEG or WebP) in pixelmill; returns ``{"url", "width", ...}``. The

@@ -127,8 +127,9 @@ class TaskStore:
                 admit(conn)
             if queued and max_concurrent and news[0].api_key_id:
                 self._check_concurrency(conn, news[0].api_key_id, lane, len(queued), max_concurrent)
-            # "At least queue_limit waiting" without counting the whole lane.
-            waiting = conn.execute(
+            # "At least queue_limit waiting" without counting the whole lane (nor at all when
+            # everything is a cache hit: those are born finished).
+            waiting = 0 if not queued else conn.execute(
                 select(func.count())
                 .select_from(
                     select(tasks.c.id)
