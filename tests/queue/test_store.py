@@ -183,3 +183,13 @@ def test_other_integrity_errors_are_not_retried(store: TaskStore) -> None:
 
     with pytest.raises(IntegrityError):
         store.insert(replace(new_task(), tenant_id="no-such-tenant"), queue_limit=10)
+
+
+def test_many_tasks_in_one_millisecond_get_distinct_ids(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A batch mints thousands of ids in one millisecond; here 40 ids from a space of 60 suffixes
+    # collide for certain. The insert must still succeed at once, not redo itself until lucky.
+    import secrets
+
+    monkeypatch.setattr("pixelmill.queue.store.new_task_id", lambda now: f"{now:013d}{secrets.randbelow(60):07d}")
+    tasks = store.insert_all([new_task(lane=Lane.BATCH)] * 40, queue_limit=1000)
+    assert len({t.id for t in tasks}) == 40 and len({t.submit_time for t in tasks}) == 1

@@ -101,7 +101,12 @@ class TaskStore:
             raise ValueError("one insert fills one lane")
         while True:
             now = self._clock.now_ms()
-            ids = [new_task_id(now) for _ in news]
+            # Distinct among themselves: a batch mints thousands of ids in one millisecond, where
+            # random suffixes alone would collide (and every collision would redo the insert).
+            minted: dict[str, None] = {}
+            while len(minted) < len(news):
+                minted[new_task_id(now)] = None
+            ids = list(minted)
             try:
                 return self._insert_once(news, queue_limit, max_concurrent, admit, on_insert, ids, now)
             except IntegrityError:
