@@ -54,7 +54,11 @@ class Runtime:
         """Task workers, plus the webhook deliverer beside them (one per process)."""
         pool = WorkerPool(
             self.tasks, self.executor, self.settings, self.wakeup, size=size,
-            chores=(self.idempotency.purge_expired, self.limiter.purge),
+            chores=(
+                self.idempotency.purge_expired,
+                self.limiter.purge,
+                lambda: self.outbox.purge(self.settings.webhook_retention_seconds),
+            ),
         )
         pool.start()
         self.pools.append(pool)

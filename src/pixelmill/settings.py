@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(4, ge=1, le=64)
     #: How often an idle deliverer looks at the outbox (in-process events wake it at once).
     webhook_poll_seconds: float = Field(0.5, gt=0)
+    #: Settled events (delivered, given up, superseded) are kept this long for inspection.
+    webhook_retention_seconds: float = Field(7 * 86_400, gt=0)
 
     # --- batches ----------------------------------------------------------------------------
     batch_max_tasks: int = Field(10_000, ge=1)

@@ -87,3 +87,20 @@ def test_previews_appear_while_the_engine_runs(tmp_path: Path) -> None:
         assert running["status"] == "IN_PROGRESS" and done["preview_url"] is None
     finally:
         srv.stop()
+
+
+def test_the_event_stream_shows_the_queue_position_until_the_task_runs(tmp_path: Path) -> None:
+    import json
+
+    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=300).start()
+    try:
+        with srv.client() as api:
+            api.post(IMAGINE, json={"prompt": "first in line"})
+            task_id = api.post(IMAGINE, json={"prompt": "second in line"}).json()["data"][0]["task_id"]
+            with api.stream("GET", f"/v1/midjourney/{task_id}/events") as stream:
+                events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
+        assert (events[0]["status"], events[0]["queue_position"]) == ("SUBMITTED", 1)
+        assert events[-1]["status"] == "SUCCESS" and events[-1]["queue_position"] is None
+        assert all(e["queue_position"] is None for e in events if e["status"] != "SUBMITTED")
+    finally:
+        srv.stop()

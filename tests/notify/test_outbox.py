@@ -102,3 +102,17 @@ def test_a_dead_senders_lock_runs_out(db: Engine, clock: ManualClock) -> None:
     assert again.id == d.id
     outbox.delivered(d, "dead")  # the dead sender's late word changes nothing
     assert outbox.events_of(again.task_id)[0].state == "pending"
+
+
+def test_settled_events_are_purged_after_the_retention(db: Engine, clock: ManualClock) -> None:
+    store, outbox = stores(db, clock)
+    a = store.insert(hooked(("start", "completed")), queue_limit=10)
+    store.claim("w", LANES, 30)
+    store.complete(a.id, "w", TaskResult())
+    [start] = outbox.claim_due("d", 10, 30)
+    outbox.delivered(start, "d")
+    clock.advance(3600)
+    assert outbox.purge(retention_seconds=7200) == 0
+    clock.advance(3601)
+    assert outbox.purge(retention_seconds=7200) == 1  # the delivered one; completed is still pending
+    assert [(e.event, e.state) for e in outbox.events_of(a.id)] == [("completed", "pending")]

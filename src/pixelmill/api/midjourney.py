@@ -25,6 +25,8 @@ router = APIRouter(prefix="/v1/midjourney", tags=["midjourney"])
 #: How often a long-poll or an event stream looks at its task again.
 POLL_SECONDS = 0.05
 KEEPALIVE_SECONDS = 15.0
+#: How often an event stream refreshes a waiting task's queue position.
+POSITION_SECONDS = 1.0
 
 
 class SubmittedTask(BaseModel):
@@ -155,11 +157,17 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal task
-        last: tuple[str, int] | None = None
+        last: tuple[object, ...] | None = None
         quiet = 0.0
+        position: int | None = None
+        position_at = -POSITION_SECONDS
         while True:
-            view = await run_in_threadpool(_view, runtime, task, base)
-            state = (task.status.value, task.progress, task.preview_key, view.queue_position)
+            # The queue position is a count over the lane: refreshed once a second, not per tick.
+            if time.monotonic() - position_at >= POSITION_SECONDS or (last and last[0] != task.status.value):
+                position = await run_in_threadpool(runtime.service.queue_position, task)
+                position_at = time.monotonic()
+            view = task_view(task, base, position)
+            state = (task.status.value, task.progress, task.preview_key, position)
             if state != last:
                 last, quiet = state, 0.0
                 data = view.model_dump_json()

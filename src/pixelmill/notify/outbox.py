@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
@@ -174,6 +174,14 @@ class Outbox:
                 .where(and_(e.id == delivery.id, e.locked_by == owner))
                 .values(locked_by=None, locked_until=None, **values)
             )
+
+    def purge(self, retention_seconds: float) -> int:
+        """Forget events that are settled (delivered, given up or superseded) and older than the
+        retention; pending ones are kept however old."""
+        e = webhook_events.c
+        cutoff = self._clock.now_ms() - int(retention_seconds * 1000)
+        with write_tx(self._engine) as conn:
+            return conn.execute(delete(webhook_events).where(e.state != "pending", e.created_at < cutoff)).rowcount
 
     def events_of(self, task_id: str) -> list[EventRecord]:
         e = webhook_events.c
