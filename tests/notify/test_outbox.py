@@ -116,3 +116,14 @@ def test_settled_events_are_purged_after_the_retention(db: Engine, clock: Manual
     clock.advance(3601)
     assert outbox.purge(retention_seconds=7200) == 1  # the delivered one; completed is still pending
     assert [(e.event, e.state) for e in outbox.events_of(a.id)] == [("completed", "pending")]
+
+
+def test_the_deliverer_is_woken_only_once_the_event_is_committed(db: Engine, clock: ManualClock) -> None:
+    KeyStore(db, clock).create(tenant_id="acme")
+    woken: list[int] = []
+    outbox = Outbox(db, clock, (5,), on_recorded=lambda: woken.append(len(outbox.claim_due("d", 10, 30))))
+    store = TaskStore(db, clock, on_change=outbox.record)
+    store.insert(hooked(("start",)), queue_limit=10)
+    store.claim("w", LANES, 30)
+    # When the wake-up ran, a claim from another connection already saw the event.
+    assert woken == [1]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -65,12 +65,30 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+_AFTER_COMMIT = "pixelmill_after_commit"
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: on SQLite it holds the write lock from its first statement."""
+    """A transaction that will write: on SQLite it holds the write lock from its first statement.
+    Callbacks given to ``after_commit`` run once it has committed (and the lock is released)."""
     lock = _sqlite_write_locks.get(engine) or nullcontext()
-    with lock, engine.connect().execution_options(pixelmill_write=True) as conn, conn.begin():
-        yield conn
+    callbacks: list[Callable[[], None]] = []
+    with lock, engine.connect().execution_options(pixelmill_write=True) as conn:
+        conn.info[_AFTER_COMMIT] = callbacks  # info belongs to the pooled DBAPI connection: cleared below
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop(_AFTER_COMMIT, None)
+    for callback in callbacks:  # not reached when the transaction rolled back
+        callback()
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` when the ``write_tx`` transaction of ``conn`` has committed: telling
+    another thread about a row before then could let it look too early and miss it."""
+    conn.info[_AFTER_COMMIT].append(callback)
 
 
 @contextmanager

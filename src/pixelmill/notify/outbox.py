@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.engine import after_commit, read_tx, write_tx
 from pixelmill.db.schema import webhook_events
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskEvent
@@ -117,7 +117,7 @@ class Outbox:
                 state="pending", attempts=0, next_attempt_at=now, created_at=now,
             )
         )
-        self._on_recorded()
+        after_commit(conn, self._on_recorded)
 
     # --- delivering -----------------------------------------------------------------------------
 
