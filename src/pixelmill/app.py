@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pixelmill import __version__
-from pixelmill.api import batches, files, health, midjourney, uploads, webhooks
+from pixelmill.api import admin, batches, files, health, midjourney, uploads, webhooks
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     app.include_router(midjourney.router)
     app.include_router(batches.router)
+    app.include_router(admin.router)
     app.include_router(webhooks.router)
     app.include_router(uploads.router)
     app.include_router(files.router)

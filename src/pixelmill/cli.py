@@ -228,6 +228,29 @@ def _key_store():  # type: ignore[no-untyped-def]
     return KeyStore(open_database(Settings()), SystemClock())
 
 
+def _ledger():  # type: ignore[no-untyped-def]
+    from pixelmill.billing.ledger import Ledger
+    from pixelmill.clock import SystemClock
+    from pixelmill.runtime import open_database
+
+    return Ledger(open_database(Settings()), SystemClock())
+
+
+def _date_ms(value: str | None, default_ms: int) -> int:
+    """YYYY-MM-DD (UTC) or epoch milliseconds."""
+    import datetime as dt
+
+    if value is None:
+        return default_ms
+    if value.isdigit():
+        return int(value)
+    try:
+        day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give YYYY-MM-DD or epoch milliseconds") from None
+    return int(day.timestamp() * 1000)
+
+
 @keys.command("create")
 @click.option("--tenant", default="default", show_default=True, help="Tenant the key belongs to (created if new).")
 @click.option("--name", default="", help="A label for the key.")
@@ -277,3 +300,77 @@ def keys_limits(key_id: str, rate_per_minute: int | None, max_concurrent: int | 
         raise click.ClickException(f"no active key with id {key_id}")
     shown = {"rate_per_minute": rate_per_minute, "max_concurrent": max_concurrent}
     click.echo(f"{key_id}: " + ", ".join(f"{k}={'default' if v is None else v}" for k, v in shown.items()))
+
+
+@keys.command("balance")
+@click.argument("key_id")
+@click.option("--set", "set_to", type=int, help="Give the key exactly this many units (makes it limited).")
+@click.option("--credit", type=int, help="Add units to a limited key (negative takes away).")
+@click.option("--unlimited", is_flag=True, help="Make the key unlimited.")
+def keys_balance(key_id: str, set_to: int | None, credit: int | None, unlimited: bool) -> None:
+    """Show or change a key's quota balance; every change is a ledger entry."""
+    from pixelmill.exceptions import ValidationError
+
+    if sum(x is not None and x is not False for x in (set_to, credit, unlimited or None)) > 1:
+        raise click.UsageError("give one of --set, --credit, --unlimited")
+    ledger = _ledger()
+    try:
+        if set_to is not None or unlimited:
+            ledger.set_balance(key_id, None if unlimited else set_to, "set by CLI")
+        elif credit is not None:
+            ledger.credit(key_id, credit, "credit by CLI")
+        balance = ledger.balance(key_id)
+    except ValidationError as exc:
+        raise click.ClickException(exc.description) from exc
+    click.echo(f"{key_id}: balance {'unlimited' if balance is None else balance}")
+
+
+@main.command()
+@click.option("--since", help="Start: YYYY-MM-DD (UTC) or epoch ms (default: 30 days ago).")
+@click.option("--until", help="End, exclusive (default: now).")
+@click.option("--key", "key_id", help="Only this API key.")
+def usage(since: str | None, until: str | None, key_id: str | None) -> None:
+    """Charged and refunded units per key and price key, and estimated engine cost."""
+    import time as _time
+
+    settings = Settings()
+    end = _date_ms(until, int(_time.time() * 1000))
+    start = _date_ms(since, end - 30 * 86_400_000)
+    ledger = _ledger()
+    for row in ledger.usage(start, end, key_id=key_id):
+        click.echo(f"{row.key_id}  {row.price_key}  tasks {row.tasks}  charged {row.charged}  refunded {row.refunded}  net {row.net}")
+    for cost in ledger.engine_costs(start, end, settings.engine_cost_per_second):
+        click.echo(f"engine {cost.engine}  tasks {cost.tasks}  run {cost.run_seconds:.1f}s  estimated cost {cost.estimated_cost:.4f}")
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def prices(ctx: click.Context) -> None:
+    """Show the price table (units per price key); ``prices set KEY UNITS`` changes one."""
+    if ctx.invoked_subcommand is None:
+        for key, units in _price_table().all().items():
+            click.echo(f"{key}  {units}")
+
+
+def _price_table():  # type: ignore[no-untyped-def]
+    from pixelmill.billing.prices import PriceTable
+    from pixelmill.clock import SystemClock
+    from pixelmill.runtime import open_database
+
+    table = PriceTable(open_database(Settings()), SystemClock())
+    table.seed(Settings().prices_file)
+    return table
+
+
+@prices.command("set")
+@click.argument("price_key")
+@click.argument("units", type=int)
+def prices_set(price_key: str, units: int) -> None:
+    """Set what one PRICE_KEY costs, in units (video keys: per clip)."""
+    from pixelmill.exceptions import ValidationError
+
+    try:
+        _price_table().set(price_key, units)
+    except ValidationError as exc:
+        raise click.ClickException(exc.description) from exc
+    click.echo(f"{price_key}  {units}")

@@ -2,6 +2,8 @@
 
     PixelmillError                 HTTP 500, code 9   (internal, retryable by clients)
     ├── AuthenticationError        HTTP 401, code 401
+    ├── Forbidden                  HTTP 403, code 403 (an admin route called with a non-admin key)
+    ├── InsufficientQuota          HTTP 402, code 402 (nothing was queued or charged)
     ├── ValidationError            HTTP 400, code 4   (description names the field and rule)
     ├── TaskNotFound               HTTP 404, code 3   (description contains "task")
     ├── BatchNotFound              HTTP 404, code 3
@@ -38,6 +40,16 @@ class PixelmillError(Exception):
 class AuthenticationError(PixelmillError):
     http_status = 401
     code = 401
+
+
+class Forbidden(PixelmillError):
+    http_status = 403
+    code = 403
+
+
+class InsufficientQuota(PixelmillError):
+    http_status = 402
+    code = 402
 
 
 class ValidationError(PixelmillError):

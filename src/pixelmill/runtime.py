@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine as DbEngine
 
 from pixelmill.auth.keys import KeyStore
+from pixelmill.billing.ledger import Ledger
+from pixelmill.billing.prices import PriceTable
 from pixelmill.clock import Clock, SystemClock
 from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
@@ -47,6 +49,8 @@ class Runtime:
     outbox: Outbox
     webhook_wakeup: Wakeup
     batches: BatchService
+    prices: PriceTable
+    ledger: Ledger
     pools: list[WorkerPool] = field(default_factory=list)
     deliverer: WebhookDeliverer | None = None
 
@@ -124,7 +128,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     db = open_database(settings)
     webhook_wakeup = Wakeup()
     outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify)
-    tasks = TaskStore(db, clock, on_change=outbox.record)
+    ledger = Ledger(db, clock)
+    prices = PriceTable(db, clock)
+    prices.seed(settings.prices_file)
+    tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record])
     storage = make_storage(settings)
     engines = make_engines(settings)
     inputs = make_inputs(settings, storage)
@@ -132,7 +139,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
     wakeup = Wakeup()
     service = TaskService(
-        tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter,
+        tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
         storage_has=storage.exists, on_enqueued=wakeup.notify,
     )
     return Runtime(
@@ -151,4 +158,6 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,
         batches=BatchService(service, tasks, db, clock, settings),
+        prices=prices,
+        ledger=ledger,
     )

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     #: Settled events (delivered, given up, superseded) are kept this long for inspection.
     webhook_retention_seconds: float = Field(7 * 86_400, gt=0)
 
+    # --- billing ----------------------------------------------------------------------------
+    #: JSON file of price key -> units (``{"midjourney@imagine": 2}``), applied at start over the
+    #: defaults; the admin API changes prices afterwards.
+    prices_file: Path | None = None
+    #: What a second of each engine costs you, for the estimated-cost report (``{"diffusers": 0.0011}``).
+    engine_cost_per_second: dict[str, float] = {}
+
     # --- batches ----------------------------------------------------------------------------
     batch_max_tasks: int = Field(10_000, ge=1)
 

@@ -22,7 +22,7 @@ HOOK = WebhookTarget("https://hooks.example.com/in", ("start", "progress", "comp
 def stores(db: Engine, clock: ManualClock, retry: tuple[float, ...] = (5, 60)) -> tuple[TaskStore, Outbox]:
     KeyStore(db, clock).create(tenant_id="acme")
     outbox = Outbox(db, clock, retry)
-    return TaskStore(db, clock, on_change=outbox.record), outbox
+    return TaskStore(db, clock, on_change=[outbox.record]), outbox
 
 
 def hooked(events: tuple[str, ...] = HOOK.events) -> NewTask:
@@ -122,7 +122,7 @@ def test_the_deliverer_is_woken_only_once_the_event_is_committed(db: Engine, clo
     KeyStore(db, clock).create(tenant_id="acme")
     woken: list[int] = []
     outbox = Outbox(db, clock, (5,), on_recorded=lambda: woken.append(len(outbox.claim_due("d", 10, 30))))
-    store = TaskStore(db, clock, on_change=outbox.record)
+    store = TaskStore(db, clock, on_change=[outbox.record])
     store.insert(hooked(("start",)), queue_limit=10)
     store.claim("w", LANES, 30)
     # When the wake-up ran, a claim from another connection already saw the event.

@@ -74,7 +74,7 @@ def test_changes_are_reported_inside_their_transaction(db: Engine, clock: Manual
     def observe(conn: Connection, task: Task, event: TaskEvent) -> None:
         seen.append((task.id, event, task.status, conn.in_transaction()))
 
-    store = TaskStore(db, clock, on_change=observe)
+    store = TaskStore(db, clock, on_change=[observe])
     a, b = store.insert_all([new_task(), new_task()], queue_limit=10)
     claimed = store.claim("w", LANES, 30)
     assert claimed is not None and claimed.id == a.id

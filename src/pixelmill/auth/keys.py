@@ -111,6 +111,13 @@ class KeyStore:
             )
         return key, plaintext
 
+    def get(self, key_id: str) -> ApiKey:
+        with read_tx(self._engine) as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None:
+            raise ValidationError("key", f"no key with id {key_id}")
+        return _key_from_row(row)
+
     def list(self) -> list[ApiKey]:
         with read_tx(self._engine) as conn:
             rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()

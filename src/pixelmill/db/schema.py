@@ -47,6 +47,9 @@ api_keys = Table(
     Column("webhook_url", Text, nullable=True),
     Column("webhook_events", JSON, nullable=True),
     Column("webhook_secret", String(64), nullable=True),
+    #: Quota units left; NULL = unlimited. Always equal to the sum of the key's ledger amounts
+    #: while limited (billing/ledger.py keeps both in one transaction).
+    Column("balance", BigInteger, nullable=True),
 )
 
 TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")
@@ -179,4 +182,38 @@ webhook_events = Table(
     CheckConstraint(f"state IN {WEBHOOK_STATES!r}", name="ck_webhook_events_state"),
     Index("ix_webhook_events_due", "state", "next_attempt_at"),
     Index("ix_webhook_events_task", "task_id", "seq", unique=True),
+)
+
+LEDGER_KINDS = ("charge", "refund", "credit")
+
+#: Append-only: every change of a key's balance, and every charge of an unlimited key (usage).
+#: The unique (task_id, kind) makes a second charge or refund of one task impossible.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("task_id", String(32), nullable=True),
+    Column("kind", String(16), nullable=False),
+    #: Signed units: a charge is negative, a refund or credit positive.
+    Column("amount", BigInteger, nullable=False),
+    Column("price_key", String(64), nullable=True),
+    Column("engine", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    CheckConstraint(f"kind IN {LEDGER_KINDS!r}", name="ck_ledger_kind"),
+    Index("ux_ledger_task_kind", "task_id", "kind", unique=True),
+    Index("ix_ledger_key_time", "key_id", "created_at"),
+    Index("ix_ledger_time", "created_at"),
+)
+
+#: The price table: units per price key, set by file at start or by the admin API.
+prices = Table(
+    "prices",
+    metadata,
+    Column("price_key", String(64), primary_key=True),
+    Column("units", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    CheckConstraint("units >= 0", name="ck_prices_units"),
 )

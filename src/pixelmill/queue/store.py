@@ -10,9 +10,9 @@ PostgreSQL concurrent claimers skip each other's locked rows; SQLite ignores the
 serialises writers instead (``BEGIN IMMEDIATE``), which is equally safe. Inside a lane, claims
 follow priority, then the fair order between tenants (``queue/fairness.py``).
 
-Every change a caller could observe is handed to ``on_change`` inside its own transaction, with
-the row as it now is: the webhook outbox is written there, so an event exists exactly when its
-change does.
+Every change a caller could observe is handed to the ``on_change`` observers inside its own
+transaction, with the row as it now is: refunds and the webhook outbox are written there, so a
+refund or an event exists exactly when its change does.
 """
 
 from __future__ import annotations
@@ -65,16 +65,17 @@ def _held(task_id: str, worker_id: str) -> Any:
 
 
 class TaskStore:
-    def __init__(self, engine: Engine, clock: Clock, on_change: ChangeObserver | None = None) -> None:
+    def __init__(self, engine: Engine, clock: Clock, on_change: Sequence[ChangeObserver] = ()) -> None:
         self._engine = engine
         self._clock = clock
-        self._on_change = on_change
+        #: In order: the ledger (refunds), then the webhook outbox.
+        self._observers = tuple(on_change)
 
     def _changed(self, conn: Connection, rows: Iterable[Any], event: TaskEvent) -> list[Task]:
         changed = [Task.from_row(row) for row in rows]
-        if self._on_change is not None:
-            for task in changed:
-                self._on_change(conn, task, event)
+        for task in changed:
+            for observe in self._observers:
+                observe(conn, task, event)
         return changed
 
     # --- submit side -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What each task costs, in quota units, by price key (``midjourney@<action>[-<variant>]``)."""
+"""Which price key a task bills under (``midjourney@<action>[-<variant>]``), and the default units
+of each key. What a key actually costs in a deployment is the price table's (``billing/prices.py``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ DEFAULT_PRICES: dict[str, int] = {
     "midjourney@upscale": 1,
     # niji models are billed under their own keys (seed 004: midjourney@imagine-niji7).
     **{f"midjourney@imagine-niji{v}": 1 for v in NIJI_VERSIONS},
+    # Video is billed per clip: batch_size × the key (seed 004).
+    "midjourney@video": 1,
+    "midjourney@video-720p": 2,
 }
 
 
 def price_key(action: Action, niji: str | None = None) -> str:
     key = f"midjourney@{action.value.lower()}"
     return f"{key}-niji{niji}" if niji else key
-
-
-def price_of(key: str, prices: dict[str, int] = DEFAULT_PRICES) -> int:
-    return prices[key]

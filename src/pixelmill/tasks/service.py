@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from pixelmill.auth.keys import Principal
+from pixelmill.billing.ledger import Ledger
+from pixelmill.billing.prices import PriceTable
 from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.engines.base import MAX_SEED
 from pixelmill.media.fetch import FetchRefused
@@ -23,7 +25,7 @@ from pixelmill.tasks.buttons import parse_custom_id
 from pixelmill.tasks.cache import request_keys
 from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
 from pixelmill.tasks.limits import RateLimiter
-from pixelmill.tasks.pricing import price_key, price_of
+from pixelmill.tasks.pricing import price_key
 from pixelmill.tasks.record import NewTask, Task, TaskResult
 from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest, UpscaleRequest
 from pixelmill.tasks.status import TaskStatus
@@ -39,9 +41,13 @@ class TaskService:
         inputs: InputImages,
         idempotency: IdempotencyStore,
         limiter: RateLimiter,
+        prices: PriceTable,
+        ledger: Ledger,
         storage_has: Callable[[str], bool],
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
+        self._prices = prices
+        self._ledger = ledger
         #: Webhook targets pass the same address rules as input images.
         self._check_target = inputs.fetcher.check_url
         self._store = store
@@ -177,7 +183,7 @@ class TaskService:
                 },
                 engine=engine,
                 seed=seed,
-                quota=price_of(key),
+                quota=self._prices.units(key),
                 max_attempts=self._settings.max_attempts,
                 api_key_id=principal.key_id,
                 cache_key=cache_key,
@@ -264,7 +270,7 @@ class TaskService:
             params={**parent.params, "index": index, "price_key": key},
             engine=parent.engine,
             seed=parent.seed,
-            quota=price_of(key),
+            quota=self._prices.units(key),
             parent_task_id=parent.id,
             index=index,
             max_attempts=self._settings.max_attempts,
@@ -322,6 +328,8 @@ class TaskService:
             return [next(fresh) if isinstance(p, NewTask) else p for p in plan]
 
         def record(conn: Connection, inserted: list[Task]) -> None:
+            # Charged in the accepting transaction: not enough quota (402) queues nothing.
+            self._ledger.charge(conn, principal.key_id, inserted)
             if claim is not None:
                 self._idempotency.finish(conn, claim, [t.id for t in in_order(inserted)])
 

@@ -1,0 +1,139 @@
+"""Operator routes (``/v1/admin/...``, admin keys only) and a key's own usage (``/v1/usage``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from pixelmill.api.deps import PrincipalDep, RuntimeDep
+from pixelmill.auth.keys import Principal
+from pixelmill.exceptions import Forbidden, ValidationError
+from pixelmill.runtime import Runtime
+from pixelmill.tasks.requests import RequestBody
+
+router = APIRouter(tags=["admin"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "code 4: bad parameters"},
+    401: {"description": "code 401: missing or invalid API key"},
+    403: {"description": "code 403: an admin key is needed"},
+}
+DAY_MS = 86_400_000
+
+
+def admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this route needs an admin API key")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(admin)]
+Since = Annotated[int | None, Query(ge=0, description="Start, Unix epoch ms (default: 30 days ago).")]
+Until = Annotated[int | None, Query(ge=0, description="End (exclusive), Unix epoch ms (default: now).")]
+
+
+class PriceUpdate(RequestBody):
+    units: int = Field(ge=0, le=1_000_000, description="Quota units one task (or one video clip) of this key costs.")
+
+
+class BalanceUpdate(RequestBody):
+    balance: int | None = Field(ge=0, description="Units left; null makes the key unlimited.")
+
+
+class Credit(RequestBody):
+    units: int = Field(description="Units to add (negative to take away).")
+    note: str = Field("", max_length=500)
+
+
+class BalanceView(BaseModel):
+    key_id: str
+    balance: int | None = Field(description="Units left; null = unlimited.")
+
+
+class UsageLine(BaseModel):
+    key_id: str
+    price_key: str | None
+    tasks: int
+    charged: int
+    refunded: int
+    net: int
+
+
+class EngineCostLine(BaseModel):
+    engine: str
+    tasks: int
+    run_seconds: float
+    estimated_cost: float
+
+
+class UsageReport(BaseModel):
+    since: int
+    until: int
+    usage: list[UsageLine]
+    engines: list[EngineCostLine]
+
+
+def _period(since: int | None, until: int | None) -> tuple[int, int]:
+    end = until if until is not None else int(time.time() * 1000)
+    start = since if since is not None else end - 30 * DAY_MS
+    if start >= end:
+        raise ValidationError("since", "must be before until")
+    return start, end
+
+
+def _report(runtime: Runtime, since: int | None, until: int | None, *, key_id: str | None, tenant_id: str | None) -> UsageReport:
+    start, end = _period(since, until)
+    usage = runtime.ledger.usage(start, end, key_id=key_id, tenant_id=tenant_id)
+    costs = runtime.ledger.engine_costs(start, end, runtime.settings.engine_cost_per_second, tenant_id=tenant_id)
+    return UsageReport(
+        since=start, until=end,
+        usage=[UsageLine(key_id=u.key_id, price_key=u.price_key, tasks=u.tasks, charged=u.charged, refunded=u.refunded, net=u.net) for u in usage],
+        engines=[EngineCostLine(**c.__dict__) for c in costs],
+    )
+
+
+@router.get("/v1/usage", response_model=UsageReport, responses=_ERRORS)
+def own_usage(principal: PrincipalDep, runtime: RuntimeDep, since: Since = None, until: Until = None) -> UsageReport:
+    """This key's charged and refunded units per price key over a period, and the engine time its
+    tenant's tasks used."""
+    return _report(runtime, since, until, key_id=principal.key_id, tenant_id=principal.tenant_id)
+
+
+@router.get("/v1/admin/usage", response_model=UsageReport, responses=_ERRORS)
+def usage(_: AdminDep, runtime: RuntimeDep, since: Since = None, until: Until = None, key_id: str | None = None) -> UsageReport:
+    """Usage per key and price key, and estimated engine cost per engine, over a period."""
+    return _report(runtime, since, until, key_id=key_id, tenant_id=None)
+
+
+@router.get("/v1/admin/prices", response_model=dict[str, int], responses=_ERRORS)
+def get_prices(_: AdminDep, runtime: RuntimeDep) -> dict[str, int]:
+    """The price table: units per price key."""
+    return runtime.prices.all()
+
+
+@router.put("/v1/admin/prices/{price_key}", response_model=dict[str, int], responses=_ERRORS)
+def put_price(price_key: str, body: PriceUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, int]:
+    """Set one price; every process charges it within about a second."""
+    runtime.prices.set(price_key, body.units)
+    return runtime.prices.all()
+
+
+@router.get("/v1/admin/keys/{key_id}/balance", response_model=BalanceView, responses=_ERRORS)
+def get_balance(key_id: str, _: AdminDep, runtime: RuntimeDep) -> BalanceView:
+    runtime.keys.get(key_id)  # unknown key: code 4
+    return BalanceView(key_id=key_id, balance=runtime.ledger.balance(key_id))
+
+
+@router.put("/v1/admin/keys/{key_id}/balance", response_model=BalanceView, responses=_ERRORS)
+def put_balance(key_id: str, body: BalanceUpdate, _: AdminDep, runtime: RuntimeDep) -> BalanceView:
+    """Give a key exactly this many units (recorded in the ledger as a credit), or make it unlimited."""
+    return BalanceView(key_id=key_id, balance=runtime.ledger.set_balance(key_id, body.balance))
+
+
+@router.post("/v1/admin/keys/{key_id}/credit", response_model=BalanceView, responses=_ERRORS)
+def credit(key_id: str, body: Credit, _: AdminDep, runtime: RuntimeDep) -> BalanceView:
+    """Add units to a limited key."""
+    return BalanceView(key_id=key_id, balance=runtime.ledger.credit(key_id, body.units, body.note))

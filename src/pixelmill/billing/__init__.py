@@ -1,0 +1,1 @@
+"""Money: what tasks cost, the per-key balance and its append-only ledger, usage reports."""
