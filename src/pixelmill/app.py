@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import structlog
+from fastapi import FastAPI, Request, Response
+from starlette.middleware.base import RequestResponseEndpoint
 
 from pixelmill import __version__
-from pixelmill.api import admin, batches, files, health, midjourney, uploads, webhooks
+from pixelmill.api import admin, batches, files, health, midjourney, observe, uploads, webhooks
 from pixelmill.api.errors import install_error_handlers
+from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
 
@@ -40,6 +43,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        # Every log line of this request, and of the tasks it creates, carries this id.
+        rid = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            response = await call_next(request)
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
     app.include_router(midjourney.router)
     app.include_router(batches.router)
     app.include_router(admin.router)
@@ -47,4 +60,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(uploads.router)
     app.include_router(files.router)
     app.include_router(health.router)
+    app.include_router(observe.router)
     return app

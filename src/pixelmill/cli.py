@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import types
@@ -25,8 +24,10 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(settings: Settings) -> None:
+    from pixelmill.observe.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
 
 
 @click.group()
@@ -46,8 +47,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from pixelmill.app import create_app
     from pixelmill.runtime import build_runtime
 
-    _logging()
     settings = _settings(host=host, port=port, workers=workers)
+    _logging(settings)
     runtime = build_runtime(settings)
     new_key = runtime.keys.ensure_bootstrap(settings.api_key)
     _banner(settings, new_key)
@@ -91,8 +92,8 @@ def worker(concurrency: int | None, lanes: str | None, batch_workers: int | None
     Also delivers webhooks from the outbox."""
     from pixelmill.runtime import build_runtime
 
-    _logging()
     settings = _settings(worker_lanes=tuple(lanes.split(",")) if lanes else None, batch_workers=batch_workers)
+    _logging(settings)
     runtime = build_runtime(settings)
     pool = runtime.start_workers(concurrency or max(1, settings.workers))
     stop = threading.Event()

@@ -11,6 +11,7 @@
     ├── TooManyRequests            HTTP 429 (Retry-After)
     │   ├── QueueFull              code 23
     │   └── RateLimited            code 429
+    ├── BannedPrompt               HTTP 400, code 24  (nothing charged; the term in properties)
     ├── IdempotencyInProgress      HTTP 409, code 409 (Retry-After; the first request is still
     │                              being accepted)
     ├── IdempotencyMismatch        HTTP 422, code 4   (the key was used with another body)
@@ -64,6 +65,13 @@ class ValidationError(PixelmillError):
     def within(self, prefix: str) -> ValidationError:
         """The same error for a field nested under ``prefix`` (``requests[3]`` + ``prompt``)."""
         return ValidationError(f"{prefix}.{self.field}", self.rule)
+
+
+class BannedPrompt(PixelmillError):
+    """The prompt (or a rendered template) asks for something this service will not make."""
+
+    http_status = 400
+    code = 24
 
 
 class TaskNotFound(PixelmillError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine as DbEngine
+from sqlalchemy import text
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.billing.ledger import Ledger
@@ -20,6 +22,9 @@ from pixelmill.media.fetch import FetchPolicy, SafeFetcher
 from pixelmill.media.inputs import InputImages
 from pixelmill.notify.deliver import WebhookDeliverer
 from pixelmill.notify.outbox import Outbox
+from pixelmill.observe.health import HealthReport, Thresholds
+from pixelmill.observe.metrics import WorkerMetrics, make_registry
+from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
 from pixelmill.settings import Settings
@@ -51,13 +56,16 @@ class Runtime:
     batches: BatchService
     prices: PriceTable
     ledger: Ledger
+    metrics: CollectorRegistry
+    worker_metrics: WorkerMetrics
+    health: HealthReport
     pools: list[WorkerPool] = field(default_factory=list)
     deliverer: WebhookDeliverer | None = None
 
     def start_workers(self, size: int) -> WorkerPool:
         """Task workers, plus the webhook deliverer beside them (one per process)."""
         pool = WorkerPool(
-            self.tasks, self.executor, self.settings, self.wakeup, size=size,
+            self.tasks, self.executor, self.settings, self.wakeup, size=size, metrics=self.worker_metrics,
             chores=(
                 self.idempotency.purge_expired,
                 self.limiter.purge,
@@ -72,9 +80,27 @@ class Runtime:
                 concurrency=self.settings.webhook_concurrency,
                 timeout_seconds=self.settings.webhook_timeout_seconds,
                 poll_seconds=self.settings.webhook_poll_seconds,
+                metrics=self.worker_metrics,
             )
             self.deliverer.start()
         return pool
+
+    def readiness(self) -> dict[str, str]:
+        """Each part's state: "ok" or what is wrong. Ready when every value is "ok"."""
+        checks: dict[str, object] = {"database": lambda: self._ping_database(), "storage": self.storage.check}
+        checks.update({f"engine:{name}": engine.check for name, engine in self.engines.items()})
+        states = {}
+        for name, check in checks.items():
+            try:
+                check()  # type: ignore[operator]
+                states[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said in words
+                states[name] = f"{type(exc).__name__}: {exc}"[:300]
+        return states
+
+    def _ping_database(self) -> None:
+        with self.db.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
         for pool in self.pools:
@@ -138,9 +164,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
     wakeup = Wakeup()
+    registry, worker_metrics = make_registry(db, clock)
     service = TaskService(
         tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
-        storage_has=storage.exists, on_enqueued=wakeup.notify,
+        RefusalLog(db, clock), storage_has=storage.exists, on_enqueued=wakeup.notify,
     )
     return Runtime(
         settings=settings,
@@ -160,4 +187,13 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         batches=BatchService(service, tasks, db, clock, settings),
         prices=prices,
         ledger=ledger,
+        metrics=registry,
+        worker_metrics=worker_metrics,
+        health=HealthReport(db, clock, Thresholds(
+            success_rate_min=settings.health_success_rate_min,
+            avg_completion_seconds_max=settings.health_avg_completion_seconds_max,
+            modal_max=settings.health_modal_max,
+            banned_share_max=settings.health_banned_share_max,
+            stuck_after_seconds=settings.health_stuck_after_seconds,
+        )),
     )

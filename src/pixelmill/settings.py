@@ -119,6 +119,20 @@ class Settings(BaseSettings):
     #: What a second of each engine costs you, for the estimated-cost report (``{"diffusers": 0.0011}``).
     engine_cost_per_second: dict[str, float] = {}
 
+    # --- observability ----------------------------------------------------------------------
+    #: Serve /metrics without a key (for a scraper on a private network); else an admin key.
+    metrics_public: bool = False
+    #: Health report thresholds (seed 004's monitoring table).
+    health_success_rate_min: float = Field(0.95, ge=0, le=1)
+    health_avg_completion_seconds_max: float = Field(90, gt=0)
+    health_modal_max: int = Field(5, ge=0)
+    health_banned_share_max: float = Field(0.05, ge=0, le=1)
+    #: A task waiting longer than this is listed as stuck in the health report.
+    health_stuck_after_seconds: float = Field(300, gt=0)
+    #: "json" (one JSON object per line), "console" (for people), or "auto": console on a terminal.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     # --- batches ----------------------------------------------------------------------------
     batch_max_tasks: int = Field(10_000, ge=1)
 

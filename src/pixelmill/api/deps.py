@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pixelmill.auth.keys import Principal
 from pixelmill.runtime import Runtime
 
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -19,7 +19,7 @@ def get_runtime(request: Request) -> Runtime:
 
 def get_principal(
     runtime: Annotated[Runtime, Depends(get_runtime)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     return runtime.keys.authenticate(credentials.credentials if credentials else None)
 

@@ -217,3 +217,17 @@ prices = Table(
     Column("updated_at", BigInteger, nullable=False),
     CheckConstraint("units >= 0", name="ck_prices_units"),
 )
+
+#: Submits refused for their content (code 24, banned prompt), kept so the share of such refusals
+#: can be reported from the database, the same in every process.
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(32), nullable=True),
+    Column("tenant_id", String(64), nullable=True),
+    Column("code", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_refusals_time", "created_at"),
+)

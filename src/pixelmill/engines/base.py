@@ -90,6 +90,9 @@ class Engine(ABC):
     ) -> GenerationResult:
         """Make one RGB image per seed, ``width`` x ``height``. Raise ``pixelmill.exceptions.EngineError`` on failure."""
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise when the engine cannot take work now (readiness: model loaded, upstream up)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models, sessions, processes."""
 

@@ -61,5 +61,8 @@ class FaultInjectingEngine(Engine):
                     raise EngineError(f"{rule.error} (injected, attempt {attempt})", retryable=rule.retryable)
         return self._inner.generate(request, progress)
 
+    def check(self) -> None:
+        self._inner.check()
+
     def close(self) -> None:
         self._inner.close()

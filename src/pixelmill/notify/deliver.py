@@ -8,7 +8,6 @@ since DNS may have changed since the task was accepted.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -16,13 +15,16 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import structlog
+
 from pixelmill import __version__
 from pixelmill.media.fetch import FetchRefused, SafeFetcher
 from pixelmill.notify.outbox import Delivery, Outbox
 from pixelmill.notify.signing import signed_headers
+from pixelmill.observe.metrics import WorkerMetrics
 from pixelmill.queue.worker import Wakeup
 
-log = logging.getLogger("pixelmill.webhooks")
+log = structlog.get_logger("pixelmill.webhooks")
 
 
 class WebhookDeliverer:
@@ -36,7 +38,9 @@ class WebhookDeliverer:
         concurrency: int,
         timeout_seconds: float,
         poll_seconds: float,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._outbox = outbox
         self._fetcher = fetcher
         #: API key id → its signing secret (made when first needed).
@@ -70,7 +74,11 @@ class WebhookDeliverer:
             if not due:
                 self._wakeup.wait(self._poll)
                 continue
-            list(self._senders.map(self.send, due))
+            for sent in [self._senders.submit(self.send, d) for d in due]:
+                try:
+                    sent.result()
+                except Exception:  # a bug in one send must not stop delivery: its lock runs out, it is retried
+                    log.exception("webhook send crashed")
 
     def send(self, delivery: Delivery) -> bool:
         body = delivery.payload.encode()
@@ -87,12 +95,14 @@ class WebhookDeliverer:
         except FetchRefused as exc:
             error = exc.reason
         except Exception as exc:  # never let one event stop the loop
-            log.exception("webhook %s crashed", delivery.id)
+            log.exception("webhook crashed", webhook_id=delivery.id, task_id=delivery.task_id)
             error = f"internal error: {type(exc).__name__}"
+        if self._metrics is not None:
+            self._metrics.webhook_deliveries.labels("delivered" if error is None else "failed").inc()
         if error is None:
             self._outbox.delivered(delivery, self._owner)
             return True
         state = self._outbox.failed(delivery, self._owner, error)
-        log.info("webhook %s (task %s %s) attempt %d: %s -> %s", delivery.id, delivery.task_id, delivery.event,
-                 delivery.attempts + 1, error, state)
+        log.info("webhook attempt failed", webhook_id=delivery.id, task_id=delivery.task_id, webhook_event=delivery.event,
+                 attempt=delivery.attempts + 1, error=error, next_state=state)
         return False

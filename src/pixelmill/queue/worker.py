@@ -7,7 +7,6 @@ A worker pool is a few threads in one process (``pixelmill serve`` runs one in-p
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -15,17 +14,19 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+import structlog
 from PIL import Image
 
 from pixelmill.engines.base import is_retryable
 from pixelmill.exceptions import EngineError
+from pixelmill.observe.metrics import WorkerMetrics
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.execute import Executor
 from pixelmill.tasks.record import Task
 
-log = logging.getLogger("pixelmill.worker")
+log = structlog.get_logger("pixelmill.worker")
 
 CHORES_INTERVAL_SECONDS = 60.0
 
@@ -64,7 +65,9 @@ class WorkerPool:
         *,
         size: int,
         chores: Sequence[Callable[[], object]] = (),
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         #: Housekeeping the scheduler runs every CHORES_INTERVAL_SECONDS (expired idempotency
         #: keys, old rate-limit windows): nothing depends on it being prompt.
         self._chores = chores
@@ -130,8 +133,14 @@ class WorkerPool:
     def run_task(self, task: Task, worker_id: str) -> None:
         with self._running_lock:
             self._running[task.id] = worker_id
+        context = {
+            "task_id": task.id, "tenant": task.tenant_id, "action": task.action.value, "engine": task.engine,
+            "attempt": task.attempt, "request_id": task.params.get("request_id"), "worker": worker_id,
+        }
         try:
-            self._execute(task, worker_id)
+            with structlog.contextvars.bound_contextvars(**context):
+                log.info("task started", lane=task.lane.value, queued_ms=(task.start_time or 0) - task.submit_time)
+                self._execute(task, worker_id)
         finally:
             with self._running_lock:
                 self._running.pop(task.id, None)
@@ -157,18 +166,23 @@ class WorkerPool:
             if isinstance(exc, EngineError):
                 reason = exc.description
             else:  # a bug or an unexpected library error
-                log.exception("task %s crashed", task.id)
+                log.exception("task crashed")
                 reason = f"internal error: {type(exc).__name__}: {exc}"
-            self._record_failure(task, worker_id, reason, retryable=is_retryable(exc))
+            retryable = is_retryable(exc)
+            if self._metrics is not None:
+                self._metrics.engine_errors.labels(task.engine, "retryable" if retryable else "fatal").inc()
+            self._record_failure(task, worker_id, reason, retryable=retryable)
             return
-        if not self._store.complete(task.id, worker_id, result):
-            log.warning("task %s finished after its lease was lost; result discarded", task.id)
+        if self._store.complete(task.id, worker_id, result):
+            log.info("task succeeded")
+        else:
+            log.warning("task finished after its lease was lost; result discarded")
 
     def _record_failure(self, task: Task, worker_id: str, reason: str, *, retryable: bool) -> None:
         status = self._store.fail(
             task.id, worker_id, reason, retryable=retryable, backoff_seconds=self._settings.retry_backoff_seconds
         )
-        log.info("task %s attempt %d failed (%s) -> %s", task.id, task.attempt, reason, status)
+        log.info("task attempt failed", reason=reason, retryable=retryable, next_status=status.value if status else None)
 
     def _heartbeat_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
@@ -192,7 +206,7 @@ class WorkerPool:
                 log.exception("lease sweep failed")
                 continue
             if requeued or failed:
-                log.warning("lease sweep: %d requeued, %d failed", requeued, failed)
+                log.warning("lease sweep", requeued=requeued, failed=failed)
             if requeued:
                 self._wakeup.notify_all()
             try:
@@ -207,4 +221,4 @@ class WorkerPool:
                 log.exception("timeout sweep failed")
                 continue
             if timed_out:
-                log.warning("timeout sweep: %d tasks failed (refunded)", timed_out)
+                log.warning("timeout sweep: tasks failed (refunded)", count=timed_out)

@@ -62,5 +62,9 @@ class Storage(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def check(self) -> None:
+        """Raise when the backend cannot serve now (readiness). Default: a lookup round trip."""
+        self.exists(content_key(b"readiness probe", "png"))
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -41,5 +41,9 @@ class LocalStorage(Storage):
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"no file {key}") from exc
 
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise OSError(f"storage folder {self.root} is not writable")
+
     def exists(self, key: str) -> bool:
         return is_valid_key(key) and (self.root / key).exists()

@@ -90,7 +90,7 @@ class BatchService:
     def create(
         self, principal: Principal, req: BatchRequest, own_bases: Sequence[str], *, idempotency_key: str | None = None
     ) -> str:
-        tasks = self._tasks.idempotent(
+        tasks = self._tasks.guarded_submit(
             principal, "batch", req, idempotency_key, lambda claim: self._create(principal, req, own_bases, claim)
         )
         return str(tasks[0].batch_id)

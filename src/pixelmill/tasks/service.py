@@ -7,13 +7,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import structlog
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from pixelmill.auth.keys import Principal
 from pixelmill.billing.ledger import Ledger
 from pixelmill.billing.prices import PriceTable
-from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
+from pixelmill.observe.logs import current_request_id
+from pixelmill.observe.refusals import RefusalLog
+from pixelmill.exceptions import BannedPrompt, EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.engines.base import MAX_SEED
 from pixelmill.media.fetch import FetchRefused
 from pixelmill.media.inputs import FILES_PATH, InputImages
@@ -32,6 +35,11 @@ from pixelmill.tasks.status import TaskStatus
 from pixelmill.queue.store import TaskStore
 
 
+log = structlog.get_logger("pixelmill.tasks")
+#: A batch of thousands logs one summary line, not one line per task.
+LOGGED_PER_SUBMIT = 10
+
+
 class TaskService:
     def __init__(
         self,
@@ -43,11 +51,13 @@ class TaskService:
         limiter: RateLimiter,
         prices: PriceTable,
         ledger: Ledger,
+        refusals: RefusalLog,
         storage_has: Callable[[str], bool],
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._prices = prices
         self._ledger = ledger
+        self._refusals = refusals
         #: Webhook targets pass the same address rules as input images.
         self._check_target = inputs.fetcher.check_url
         self._store = store
@@ -92,7 +102,7 @@ class TaskService:
         ``own_bases`` are the base URLs this server is reached by: image URLs under them are read
         from storage instead of fetched. ``allow_cache`` (or ``cache: true`` in the body) lets a
         request without a seed be answered by an earlier result of the same request."""
-        return self.idempotent(
+        return self.guarded_submit(
             principal, "imagine", req, idempotency_key,
             lambda claim: self._imagine(principal, req, own_bases, claim, allow_cache or bool(req.cache)),
         )
@@ -100,14 +110,30 @@ class TaskService:
     def upscale(
         self, principal: Principal, req: UpscaleRequest, own_bases: Sequence[str] = (), *, idempotency_key: str | None = None
     ) -> Task:
-        return self.idempotent(
+        return self.guarded_submit(
             principal, "upscale", req, idempotency_key, lambda claim: self._upscale(principal, req, own_bases, claim)
         )[0]
 
     def queue_position(self, task: Task) -> int | None:
         return self._store.queue_position(task)
 
-    def idempotent(
+    def guarded_submit(
+        self,
+        principal: Principal,
+        action: str,
+        req: BaseModel,
+        idempotency_key: str | None,
+        submit: Callable[[Claim | None], list[Task]],
+    ) -> list[Task]:
+        """Run one submit under its Idempotency-Key (if any), counting a banned-prompt refusal."""
+        try:
+            return self._idempotent(principal, action, req, idempotency_key, submit)
+        except BannedPrompt as exc:
+            # Every submit passes here: the one place banned prompts are counted (health report).
+            self._refusals.record(principal.key_id, principal.tenant_id, exc)
+            raise
+
+    def _idempotent(
         self,
         principal: Principal,
         action: str,
@@ -321,6 +347,9 @@ class TaskService:
         task in plan order; the idempotency record is written in the same transaction.
         ``submissions``: what this counts against the key's rate cap (default: one per new
         task); ``before_insert`` writes rows that belong to the same transaction (a batch)."""
+        request_id = current_request_id()
+        if request_id is not None:  # the request's id travels with its tasks into the workers' logs
+            plan = [replace(p, params={**p.params, "request_id": request_id}) if isinstance(p, NewTask) else p for p in plan]
         news = [p for p in plan if isinstance(p, NewTask)]
 
         def in_order(inserted: Sequence[Task]) -> list[Task]:
@@ -355,4 +384,9 @@ class TaskService:
         inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
         if any(n.cached is None for n in news):
             self._on_enqueued()
+        for task in inserted[:LOGGED_PER_SUBMIT]:
+            log.info("task accepted", task_id=task.id, tenant=task.tenant_id, action=task.action.value, engine=task.engine,
+                     lane=task.lane.value, status=task.status.value, quota=task.quota, batch_id=task.batch_id)
+        if len(inserted) > LOGGED_PER_SUBMIT:
+            log.info("tasks accepted", count=len(inserted), lane=lane.value, batch_id=inserted[0].batch_id)
         return in_order(inserted)

@@ -1,4 +1,4 @@
-"""Billing: per-key balances, the append-only ledger, the price table.
+"""Billing: per-key balances, the append-only ledger, the price table; refused submits (code 24).
 
 Revision ID: 0004
 Revises: 0003
@@ -39,9 +39,20 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.CheckConstraint("units >= 0", name="ck_prices_units"),
     )
+    op.create_table(
+        "refusals",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key_id", sa.String(32), nullable=True),
+        sa.Column("tenant_id", sa.String(64), nullable=True),
+        sa.Column("code", sa.Integer, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_refusals_time", "refusals", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("refusals")
     op.drop_table("prices")
     op.drop_table("ledger")
     with op.batch_alter_table("api_keys") as batch:

@@ -1,0 +1,1 @@
+"""Seeing what the service does: Prometheus metrics, the health report, structured logs."""

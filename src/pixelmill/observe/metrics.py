@@ -1,0 +1,146 @@
+"""Prometheus metrics.
+
+Two sources, chosen by what must agree:
+
+- **From the database, at scrape time** (``DatabaseCollector``): everything about tasks, queues,
+  the ledger, webhooks and refusals. Every API process reads the same rows, so any process
+  answers the same figures and nothing is lost when a process restarts.
+- **From this process** (``WorkerMetrics``): events that happen inside a worker and leave no row
+  of their own, such as each engine error with its class and each retry. Counters, summed across
+  processes in PromQL; ``pixelmill worker --metrics-port`` exposes a separate worker's.
+
+The list of every metric with its meaning is in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, case, func, select
+
+from pixelmill.clock import Clock
+from pixelmill.db.engine import read_tx
+from pixelmill.db.schema import ledger, refusals, tasks, webhook_events
+from pixelmill.tasks.actions import Lane
+from pixelmill.tasks.status import QUEUED, TaskStatus
+
+#: Seconds; from a cache hit (milliseconds) to a slow model run with a long queue.
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120, 300, 600, 1800, 3600)
+QUEUED_VALUES = sorted(s.value for s in QUEUED)
+HOUR_MS = 3_600_000
+
+
+def cache_hit() -> object:
+    """SQL: the task was answered from the request cache."""
+    return tasks.c.params["cache_hit"].as_string().is_not(None)
+
+
+class DatabaseCollector(Collector):
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def collect(self) -> Iterator[object]:
+        now = self._clock.now_ms()
+        t = tasks.c
+        with read_tx(self._engine) as conn:
+            by_state = GaugeMetricFamily(
+                "pixelmill_tasks", "Tasks in the task table by action, status, engine and lane.",
+                labels=["action", "status", "engine", "lane"],
+            )
+            for action, status, engine, lane, n in conn.execute(
+                select(t.action, t.status, t.engine, t.lane, func.count()).group_by(t.action, t.status, t.engine, t.lane)
+            ):
+                by_state.add_metric([action, status, engine, lane], n)
+            yield by_state
+
+            yield self._histogram(
+                conn, "pixelmill_task_completion_seconds",
+                "Submit to SUCCESS of finished tasks (cache hits excluded), by lane.",
+                t.finish_time - t.submit_time, [t.status == TaskStatus.SUCCESS.value, ~cache_hit()],
+            )
+            yield self._histogram(
+                conn, "pixelmill_task_queue_wait_seconds",
+                "Submit to first start of tasks a worker took, by lane.",
+                t.start_time - t.submit_time, [t.start_time.is_not(None), ~cache_hit()],
+            )
+
+            depth = GaugeMetricFamily("pixelmill_queue_depth", "Tasks waiting (SUBMITTED or NOT_START) per lane.", labels=["lane"])
+            oldest = GaugeMetricFamily("pixelmill_queue_oldest_age_seconds", "Age of the oldest waiting task per lane (0 when none).", labels=["lane"])
+            waiting = dict(
+                (lane, (n, first)) for lane, n, first in conn.execute(
+                    select(t.lane, func.count(), func.min(t.submit_time)).where(t.status.in_(QUEUED_VALUES)).group_by(t.lane)
+                )
+            )
+            for lane in Lane:
+                n, first = waiting.get(lane.value, (0, None))
+                depth.add_metric([lane.value], n)
+                oldest.add_metric([lane.value], (now - first) / 1000 if first is not None else 0)
+            yield depth
+            yield oldest
+
+            modal = conn.execute(select(func.count()).where(t.status == TaskStatus.MODAL.value)).scalar_one()
+            yield GaugeMetricFamily("pixelmill_tasks_in_modal", "Tasks waiting for a /modal call.", value=modal)
+
+            hits = CounterMetricFamily("pixelmill_cache_hits", "Tasks answered from the request cache.", labels=["action"])
+            for action, n in conn.execute(select(t.action, func.count()).where(cache_hit()).group_by(t.action)):
+                hits.add_metric([action], n)
+            yield hits
+
+            banned = conn.execute(select(func.count()).select_from(refusals).where(refusals.c.code == 24)).scalar_one()
+            yield CounterMetricFamily("pixelmill_banned_prompts", "Submits refused with code 24 (banned prompt).", value=banned)
+
+            retries = conn.execute(select(func.coalesce(func.sum(t.attempt - 1), 0)).where(t.attempt > 1)).scalar_one()
+            yield CounterMetricFamily("pixelmill_task_retries", "Attempts beyond the first, over all tasks.", value=retries)
+
+            units = CounterMetricFamily("pixelmill_ledger_units", "Quota units by ledger entry kind (charge, refund, credit).", labels=["kind", "price_key"])
+            for kind, price_key, total in conn.execute(
+                select(ledger.c.kind, ledger.c.price_key, func.sum(func.abs(ledger.c.amount))).group_by(ledger.c.kind, ledger.c.price_key)
+            ):
+                units.add_metric([kind, price_key or ""], total)
+            yield units
+
+            hooks = GaugeMetricFamily("pixelmill_webhook_events", "Webhook outbox events by state.", labels=["state"])
+            attempts = CounterMetricFamily("pixelmill_webhook_attempts", "Delivery attempts of events still in the outbox.", labels=["state"])
+            for state, n, tries in conn.execute(
+                select(webhook_events.c.state, func.count(), func.sum(webhook_events.c.attempts)).group_by(webhook_events.c.state)
+            ):
+                hooks.add_metric([state], n)
+                attempts.add_metric([state], tries or 0)
+            yield hooks
+            yield attempts
+
+    @staticmethod
+    def _histogram(conn, name: str, documentation: str, seconds_ms, where) -> HistogramMetricFamily:  # type: ignore[no-untyped-def]
+        """A histogram over table rows, made in one query: one SUM(CASE) per bucket."""
+        t = tasks.c
+        columns = [func.sum(case((seconds_ms <= int(b * 1000), 1), else_=0)) for b in BUCKETS]
+        rows = conn.execute(
+            select(t.lane, func.count(), func.coalesce(func.sum(seconds_ms), 0), *columns).where(*where).group_by(t.lane)
+        ).all()
+        family = HistogramMetricFamily(name, documentation, labels=["lane"])
+        for lane, count, total_ms, *cumulative in rows:
+            buckets = [(str(b), int(c or 0)) for b, c in zip(BUCKETS, cumulative, strict=True)] + [("+Inf", int(count))]
+            family.add_metric([lane], buckets, sum_value=total_ms / 1000)
+        return family
+
+
+class WorkerMetrics:
+    """Counters of one process's workers."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.engine_errors = Counter(
+            "pixelmill_engine_errors", "Failed attempts by engine and class (retryable, fatal).", ["engine", "error_class"], registry=registry,
+        )
+        self.webhook_deliveries = Counter(
+            "pixelmill_webhook_deliveries", "Webhook delivery attempts by result (delivered, failed).", ["result"], registry=registry,
+        )
+
+
+def make_registry(engine: Engine, clock: Clock) -> tuple[CollectorRegistry, WorkerMetrics]:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(DatabaseCollector(engine, clock))
+    return registry, WorkerMetrics(registry)
