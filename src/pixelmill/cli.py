@@ -87,7 +87,8 @@ def _banner(settings: Settings, new_key: str | None) -> None:
     help="Lanes to take work from (default: PIXELMILL_WORKER_LANES, both; interactive first).",
 )
 @click.option("--batch-workers", type=int, help="Threads that may run batch work at once (default: all but one).")
-def worker(concurrency: int | None, lanes: str | None, batch_workers: int | None) -> None:
+@click.option("--metrics-port", type=int, help="Serve this worker's Prometheus counters on this port (on PIXELMILL_HOST).")
+def worker(concurrency: int | None, lanes: str | None, batch_workers: int | None, metrics_port: int | None) -> None:
     """Run workers only: claim tasks from the shared database until stopped (SIGTERM / Ctrl-C).
     Also delivers webhooks from the outbox."""
     from pixelmill.runtime import build_runtime
@@ -96,6 +97,10 @@ def worker(concurrency: int | None, lanes: str | None, batch_workers: int | None
     _logging(settings)
     runtime = build_runtime(settings)
     pool = runtime.start_workers(concurrency or max(1, settings.workers))
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host, registry=runtime.worker_metrics.registry)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

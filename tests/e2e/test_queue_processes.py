@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_for, wait_terminal
+from tests.helpers import Server, free_port, wait_for, wait_terminal
 
 IMAGINE = "/v1/midjourney/generations/imagine"
 
@@ -77,8 +77,9 @@ def test_killing_the_server_mid_task_loses_nothing(tmp_path: Path) -> None:
 
 def test_a_worker_process_dedicated_to_the_batch_lane(tmp_path: Path) -> None:
     srv = Server(tmp_path, TEST_KEY, workers=0).start()
+    metrics_port = free_port()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "pixelmill", "worker", "--concurrency", "2", "--lanes", "batch"],
+        [sys.executable, "-m", "pixelmill", "worker", "--concurrency", "2", "--lanes", "batch", "--metrics-port", str(metrics_port)],
         env=srv.environ(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -89,6 +90,10 @@ def test_a_worker_process_dedicated_to_the_batch_lane(tmp_path: Path) -> None:
             waiting = api.get(f"/v1/midjourney/{interactive}").json()
         # Only batch work is taken by this worker: the interactive task still waits, first in line.
         assert (waiting["status"], waiting["queue_position"]) == ("SUBMITTED", 1)
+        # The worker serves its own counters only; the database figures are the API's to serve.
+        own = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert "pixelmill_engine_errors_total" in own and "pixelmill_webhook_deliveries_total" in own
+        assert "pixelmill_tasks{" not in own and "pixelmill_queue_depth" not in own
     finally:
         worker.terminate()
         worker.wait(15)

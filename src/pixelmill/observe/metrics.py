@@ -129,9 +129,11 @@ class DatabaseCollector(Collector):
 
 
 class WorkerMetrics:
-    """Counters of one process's workers."""
+    """Counters of one process's workers, in a registry of their own: ``serve`` shows them beside
+    the database figures, a separate ``pixelmill worker --metrics-port`` shows only them."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
         self.engine_errors = Counter(
             "pixelmill_engine_errors", "Failed attempts by engine and class (retryable, fatal).", ["engine", "error_class"], registry=registry,
         )
@@ -141,6 +143,9 @@ class WorkerMetrics:
 
 
 def make_registry(engine: Engine, clock: Clock) -> tuple[CollectorRegistry, WorkerMetrics]:
+    """What an API process's /metrics serves: the database figures and its own workers' counters."""
+    worker = WorkerMetrics()
     registry = CollectorRegistry(auto_describe=True)
     registry.register(DatabaseCollector(engine, clock))
-    return registry, WorkerMetrics(registry)
+    registry.register(worker.registry)
+    return registry, worker
