@@ -77,3 +77,17 @@ def test_cache_hits_are_free_by_default(api: httpx.Client) -> None:
     wait_terminal(api, api.post(IMAGINE, json=body).json()["data"][0]["task_id"])
     hit = api.get(f"/v1/midjourney/{api.post(IMAGINE, json=body).json()['data'][0]['task_id']}").json()
     assert "cache_hit" in hit["params"] and hit["quota"] == 0
+
+
+def test_speed_tiers_bill_under_their_own_key_when_priced(api: httpx.Client) -> None:
+    assert api.put("/v1/admin/prices/midjourney@imagine-turbo", json={"units": 3}).status_code == 200
+    turbo = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a tiered comet --turbo", "seed": 9191}).json()["data"][0]["task_id"])
+    assert (turbo["quota"], turbo["params"]["price_key"], turbo["params"]["speed"]) == (3, "midjourney@imagine-turbo", "turbo")
+    # Unpriced tier: the plain key's price. Relax also waits in the batch lane.
+    relax = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a tiered comet", "speed": "relax", "seed": 9292}).json()["data"][0]["task_id"])
+    assert (relax["quota"], relax["params"]["price_key"], relax["lane"]) == (1, "midjourney@imagine", "batch")
+    # The tier changes price and queue, never pixels: the same request at another speed is a cache hit.
+    again = api.get(f"/v1/midjourney/{api.post(IMAGINE, json={'prompt': 'a tiered comet --fast', 'seed': 9191}).json()['data'][0]['task_id']}").json()
+    assert again["params"]["cache_hit"] == turbo["task_id"]
+    both = api.post(IMAGINE, json={"prompt": "a comet --fast --turbo"})
+    assert both.status_code == 400 and both.json()["description"] == "prompt: --fast and --turbo both pick the speed; give one"

@@ -160,3 +160,14 @@ def test_aspect_ratio_keeps_the_pixel_budget(ratio: str, size: tuple[int, int]) 
     assert (w, h) == size
     assert w % 8 == 0 and h % 8 == 0
     assert abs(w * h - 512 * 512) / (512 * 512) < 0.05
+
+
+@pytest.mark.parametrize("speed", ["relax", "fast", "turbo"])
+def test_speed_flags_round_trip(speed: str) -> None:
+    p = parse_prompt(f"a fox --{speed.upper()} --ar 3:2")
+    assert p.speed == speed and p.canonical() == f"a fox --ar 3:2 --{speed}" and parse_prompt(p.canonical()) == p
+
+
+def test_a_speed_flag_takes_no_value() -> None:
+    with pytest.raises(ValidationError, match="--fast takes no value, got '2'"):
+        parse_prompt("a fox --fast 2")

@@ -74,12 +74,22 @@ class PriceTable:
         with read_tx(self._engine) as conn:
             return {k: int(u) for k, u in conn.execute(select(prices.c.price_key, prices.c.units).order_by(prices.c.price_key))}
 
+    def tiered(self, key: str, speed: str | None) -> str:
+        """The price key a speed tier bills under: ``<key>-<speed>`` when the operator priced that
+        tier, else the plain key (tiers are optional; unpriced ones cost what the plain key does)."""
+        if speed is None:
+            return key
+        return f"{key}-{speed}" if f"{key}-{speed}" in self._table() else key
+
     def units(self, key: str, count: int = 1) -> int:
         """What ``count`` of ``key`` cost (video: count = clips)."""
-        with self._lock:
-            if time.monotonic() - self._cached_at >= CACHE_SECONDS:
-                self._cached, self._cached_at = self.all(), time.monotonic()
-            table = self._cached
+        table = self._table()
         if key not in table:
             raise PriceMissing(f"no price is configured for {key}; an operator must set one")
         return table[key] * count
+
+    def _table(self) -> dict[str, int]:
+        with self._lock:
+            if time.monotonic() - self._cached_at >= CACHE_SECONDS:
+                self._cached, self._cached_at = self.all(), time.monotonic()
+            return self._cached

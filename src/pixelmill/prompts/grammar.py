@@ -33,6 +33,7 @@ from pixelmill.prompts.params import (
     NIJI_VERSIONS,
     QUALITIES,
     RANGES,
+    SPEEDS,
     STYLES,
     VERSIONS,
     WEIGHT_RANGE,
@@ -78,6 +79,7 @@ class Prompt:
     repeat: int | None = None
     negative: str | None = None
     seed: int | None = None
+    speed: str | None = None
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -131,6 +133,8 @@ class Prompt:
             parts.append(f"--no {self.negative}")
         if self.seed is not None:
             parts.append(f"--seed {self.seed}")
+        if self.speed is not None:
+            parts.append(f"--{self.speed}")
         return " ".join(parts)
 
     def params(self) -> dict[str, Any]:
@@ -181,6 +185,8 @@ def parse_prompt(text: str) -> Prompt:
         if name is None:
             raise ValidationError(FIELD, f"unknown parameter --{written}")
         attr, convert = _FLAGS[name]
+        if attr == "speed" and "speed" in values and values["speed"] != name:
+            raise ValidationError(FIELD, f"--{values['speed']} and --{written} both pick the speed; give one")
         if attr in values or (attr in ("version", "niji") and {"version", "niji"} & values.keys()):
             raise ValidationError(FIELD, _duplicate(written, attr, values))
         values[attr] = convert(written.lower(), value)
@@ -358,6 +364,11 @@ def _switch(flag: str, value: str) -> bool:
     return True
 
 
+def _speed(flag: str, value: str) -> str:
+    _switch(flag, value)
+    return flag
+
+
 def _style(flag: str, value: str) -> bool:
     check_choice(value, STYLES, f"--{flag}")
     return True
@@ -422,6 +433,7 @@ _FLAGS: dict[str, tuple[str, Convert]] = {
     "repeat": ("repeat", _needs_value(_single(_number("repeat")))),
     "no": ("negative", _needs_value(_text)),
     "seed": ("seed", _needs_value(_single(_number("seed")))),
+    **{speed: ("speed", _speed) for speed in SPEEDS},
 }
 _ALIASES: dict[str, str] = {name: name for name in _FLAGS} | {
     "aspect": "ar", "version": "v", "stylize": "s", "chaos": "c", "w": "weird",

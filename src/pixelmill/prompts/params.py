@@ -22,6 +22,8 @@ NIJI_VERSIONS = ("4", "5", "6", "7")
 DEFAULT_NIJI = "7"
 QUALITIES = (0.25, 0.5, 1.0, 2.0, 4.0)
 STYLES = ("raw",)
+#: Speed tiers (``--relax`` / ``--fast`` / ``--turbo``): they pick a price key and a lane, never pixels.
+SPEEDS = ("relax", "fast", "turbo")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ def request_keys(
     action: str, prompt: Prompt, width: int, height: int, engine: str, model: str, inputs: dict[str, Any]
 ) -> tuple[str, str]:
     """(cache_key, prompt_key) of one task-to-be; ``prompt`` carries the task's own seed."""
+    prompt = replace(prompt, speed=None)  # a speed tier changes the price and the queue, not the pixels
     payload = {
         "action": action,
         "size": [width, height],

@@ -26,6 +26,7 @@ from pixelmill.prompts.params import (
     NIJI_VERSIONS,
     QUALITIES,
     RANGES,
+    SPEEDS,
     VERSIONS,
     fmt_number,
 )
@@ -154,6 +155,10 @@ class ImagineRequest(Delivery):
     stop: int | None = _ranged("stop", "Stop generation at this percentage (--stop)")
     draft: bool | None = Field(None, description="Draft mode (--draft): fewer steps where the engine has steps.")
     hd: bool | None = Field(None, description="Twice the base resolution (--hd).")
+    speed: Literal[SPEEDS] | None = Field(  # type: ignore[valid-type]
+        None, description="Speed tier (--relax / --fast / --turbo): its price key when the operator prices it; "
+        "relax also runs in the batch lane unless lane is given.",
+    )
     image_urls: UrlList | None = Field(None, description="Image prompts; replace leading URLs in prompt.")
     sref: UrlList | None = Field(None, description="Style reference images (--sref).")
     sw: int | None = _ranged("sw", "Style weight --sw")
@@ -186,7 +191,7 @@ class ImagineRequest(Delivery):
             updates["aspect"] = ratio
         updates.update(self._model(prompt))
         for name in ("stylize", "chaos", "weird", "quality", "seed", "iw", "repeat", "stop", "sw", "cw",
-                     "tile", "raw", "draft", "hd"):
+                     "tile", "raw", "draft", "hd", "speed"):
             if getattr(self, name) is not None:
                 updates[name] = getattr(self, name)
         if self.negative_prompt is not None:

@@ -169,10 +169,12 @@ class TaskService:
         """The tasks an imagine asks for: new ones, cache hits born finished, or running tasks
         to coalesce onto. ``batch`` (id, index) puts them in the batch lane as part of a batch
         job, which owns its tasks: nothing is coalesced onto other work."""
+        prompt = req.to_prompt()
         delivery = self._delivery(principal, req, own_bases)
         if batch is not None:
             delivery.update(lane=Lane.BATCH, batch_id=batch[0], batch_index=batch[1])
-        prompt = req.to_prompt()
+        elif prompt.speed == "relax" and req.lane is None:
+            delivery.update(lane=Lane.BATCH)  # relax work waits for spare capacity
         base = self._settings.image_size * (2 if prompt.hd else 1)
         width, height = req.pixel_size() or prompt.aspect.size(base)
         if max(width, height) > MAX_SIDE * 2:
@@ -181,7 +183,7 @@ class TaskService:
         runs = prompt.repeat or 1
         # The network work comes last: every cheap check above has passed by now.
         prompt, inputs = self._take_inputs(prompt, req, own_bases)
-        key = price_key(Action.IMAGINE, prompt.niji)
+        key = self._prices.tiered(price_key(Action.IMAGINE, prompt.niji), prompt.speed)
         # Every task gets a concrete seed, so every result can be reproduced. Repeats of a given
         # seed step by 4: each grid's four images keep seeds of their own (see image_seeds).
         first = prompt.seed
@@ -287,7 +289,7 @@ class TaskService:
             raise ValidationError("task_id", f"task {parent.id} is an {parent.action.value} task; only a grid can be upscaled")
         if parent.status is not TaskStatus.SUCCESS:
             raise ValidationError("task_id", f"task {parent.id} is {parent.status.value}; wait until it is SUCCESS")
-        key = price_key(Action.UPSCALE)
+        key = self._prices.tiered(price_key(Action.UPSCALE), parent.params.get("speed"))
         new = NewTask(
             tenant_id=principal.tenant_id,
             action=Action.UPSCALE,
