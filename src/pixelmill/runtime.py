@@ -34,6 +34,7 @@ from pixelmill.tasks.batches import BatchService
 from pixelmill.tasks.execute import Executor
 from pixelmill.tasks.idempotency import IdempotencyStore
 from pixelmill.tasks.limits import RateLimiter
+from pixelmill.tasks.operations import Operations
 from pixelmill.tasks.service import TaskService
 
 
@@ -49,6 +50,7 @@ class Runtime:
     limiter: RateLimiter
     engines: dict[str, Engine]
     service: TaskService
+    operations: Operations
     executor: Executor
     wakeup: Wakeup
     outbox: Outbox
@@ -180,6 +182,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         limiter=limiter,
         engines=engines,
         service=service,
+        operations=Operations(service, tasks, prices, inputs, settings, on_enqueued=wakeup.notify),
         executor=Executor(engines, storage, tasks),
         wakeup=wakeup,
         outbox=outbox,

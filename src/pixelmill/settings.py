@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     image_size: int = Field(512, ge=64, le=4096)
     #: Artificial delay per image for the procedural engine (demos of a slow model, crash tests).
     procedural_delay_ms: int = Field(0, ge=0, le=600_000)
+    #: Length and frame rate of every video clip.
+    video_seconds: float = Field(5.0, gt=0, le=30)
+    video_fps: int = Field(24, ge=1, le=60)
 
     # --- input images (image prompts, references, masks, uploads) --------------------------------
     #: Largest input image, enforced while it streams in (URL fetch or upload).
@@ -69,6 +72,9 @@ class Settings(BaseSettings):
     queue_timeout_seconds: float = Field(3600, gt=0)
     #: A task running (IN_PROGRESS) longer than this fails with a refund.
     run_timeout_seconds: float = Field(600, gt=0)
+    #: A task waiting in MODAL (inpaint, custom zoom) this long without a ``/modal`` call is
+    #: cancelled and refunded (seed 004: 30 minutes).
+    modal_timeout_seconds: float = Field(1800, gt=0)
     #: Longest ``?wait=`` a long-poll may ask for.
     max_wait_seconds: float = Field(60, gt=0)
 

@@ -59,7 +59,7 @@ def test_401_without_a_valid_key(server: Server, headers: dict, text: str) -> No
         ({"prompt": "a cat", "seed": -1}, "seed", "greater than or equal to 0"),
         ({"prompt": "a cat", "aspect_ratio": "wide"}, "aspect_ratio", "needs a ratio W:H"),
         ({"prompt": "a cat --ar 1:0"}, "prompt", "--ar needs both sides of the ratio above 0"),
-        ({"prompt": "a cat --zoom 2"}, "prompt", "unknown parameter --zoom"),
+        ({"prompt": "a cat --zoomz 2"}, "prompt", "unknown parameter --zoomz"),
         ({"prompt": "--ar 16:9"}, "prompt", "the subject is empty"),
         ({"prompt": 42}, "prompt", "valid string"),
     ],
@@ -109,15 +109,16 @@ def test_upscale_by_button_custom_id(api: httpx.Client) -> None:
     button = next(b for b in parent["buttons"] if b["label"] == "U3")
     r = api.post("/v1/midjourney/generations/upscale", json={"custom_id": button["custom_id"]})
     up = wait_terminal(api, r.json()["data"][0]["task_id"])
-    assert up["image_urls"] == [parent["image_urls"][2]] and up["index"] == 3 and up["buttons"] == []
+    assert up["image_urls"] == [parent["image_urls"][2]] and up["index"] == 3
+    assert [b["label"] for b in up["buttons"]][:2] == ["Upscale (Subtle)", "Upscale (Creative)"]
 
 
 @pytest.mark.parametrize(
     ("body", "text"),
     [
         ({"task_id": "PARENT", "index": 5}, "index: Input should be less than or equal to 4"),
-        ({"task_id": "PARENT"}, "give task_id and index"),
-        ({"custom_id": "MJ::JOB::variation::1::PARENT"}, "operation 'variation' is not supported"),
+        ({"task_id": "PARENT"}, "index: task PARENT is a grid: say which image (1-4)"),
+        ({"custom_id": "MJ::JOB::variation::1::PARENT"}, "is a variation button; send it to /variation or /action"),
         ({"custom_id": "hello"}, "not a button id"),
     ],
 )
@@ -125,7 +126,7 @@ def test_upscale_refusals(api: httpx.Client, body: dict, text: str) -> None:
     parent = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a cat"}).json()["data"][0]["task_id"])
     body = {k: (v.replace("PARENT", parent["task_id"]) if isinstance(v, str) else v) for k, v in body.items()}
     r = api.post("/v1/midjourney/generations/upscale", json=body)
-    assert r.status_code == 400 and r.json()["code"] == 4 and text in r.json()["description"]
+    assert r.status_code == 400 and r.json()["code"] == 4 and text.replace("PARENT", parent["task_id"]) in r.json()["description"]
 
 
 def test_upscale_of_an_upscale_is_refused(api: httpx.Client) -> None:
@@ -133,7 +134,7 @@ def test_upscale_of_an_upscale_is_refused(api: httpx.Client) -> None:
     up = api.post("/v1/midjourney/generations/upscale", json={"task_id": parent["task_id"], "index": 1}).json()
     up_task = wait_terminal(api, up["data"][0]["task_id"])
     r = api.post("/v1/midjourney/generations/upscale", json={"task_id": up_task["task_id"], "index": 1})
-    assert r.status_code == 400 and "only a grid can be upscaled" in r.json()["description"]
+    assert r.status_code == 400 and "is a single picture already; upscale it with mode subtle or creative" in r.json()["description"]
 
 
 def test_files_are_immutable_and_conditional(api: httpx.Client) -> None:

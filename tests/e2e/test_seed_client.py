@@ -59,6 +59,18 @@ result = wait_task(imagine_id)           # grid_image_url + 4 image_urls + butto
 upscale_id = submit_to("/upscale", {"task_id": imagine_id, "index": 2})["data"][0]["task_id"]
 final = wait_task(upscale_id)            # upscale is composed locally, 1–2s
 single_image = final["image_urls"][0]'''
+
+INPAINT_FLOW = '''imagine_id = submit({"prompt": "a portrait"})["data"][0]["task_id"]; wait_task(imagine_id)
+upscale_id = submit_to("/upscale", {"task_id": imagine_id, "index": 1})["data"][0]["task_id"]; wait_task(upscale_id)
+
+inpaint_id = submit_to("/inpaint", {"task_id": upscale_id})["data"][0]["task_id"]  # status=modal
+# Frontend draws the mask (white = repaint area), uploads it to your own OSS to get mask_url
+final = submit_to("/modal", {
+    "task_id": inpaint_id,
+    "prompt": "replace the eyes with cybernetic blue eyes",
+    "mask_url": "https://your-oss.com/mask.png"
+})
+wait_task(final["data"][0]["task_id"])'''
 # -------------------------------------------------------------------------------------------------
 
 
@@ -66,7 +78,7 @@ def test_pasted_code_is_the_seed_verbatim() -> None:
     if not SEED_DOC.exists():
         pytest.skip(f"{SEED_DOC} not beside the repository")
     text = SEED_DOC.read_text()
-    for block in (WAIT_TASK, SUBMIT_WITH_RETRY, FLOW):
+    for block in (WAIT_TASK, SUBMIT_WITH_RETRY, FLOW, INPAINT_FLOW):
         assert block in text
 
 
@@ -98,7 +110,7 @@ def test_imagine_poll_upscale_flow_runs_unchanged(server: Server) -> None:
 
     assert result["status"] == "SUCCESS" and result["action"] == "IMAGINE"
     assert len(result["image_urls"]) == 4
-    assert [b["label"] for b in result["buttons"]] == ["U1", "U2", "U3", "U4"]
+    assert [b["label"] for b in result["buttons"]] == ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "🔄"]
     grid = _image(result["grid_image_url"])
     singles = [_image(u) for u in result["image_urls"]]
     w, h = singles[0].size
@@ -128,3 +140,34 @@ def test_submit_with_retry_backs_off_past_a_low_rate_cap(tmp_path: Path) -> None
     finally:
         capped.stop()
     assert len(set(ids)) == 6
+
+
+def test_inpaint_through_modal_runs_unchanged(server: Server) -> None:
+    """The seed's inpaint flow. Its mask URL stands for "your own OSS"; no host outside is
+    reachable here, so the mask goes to pixelmill's upload endpoint and that URL takes its place:
+    the only edit to the pasted code."""
+    ns = _seed_namespace(server)
+    mask = Image.new("L", (512, 512), 0)
+    mask.paste(255, (128, 128, 384, 256))  # repaint a band across the middle
+    buf = io.BytesIO()
+    mask.save(buf, format="PNG")
+    upload = httpx.post(f"{server.url}/v1/uploads", content=buf.getvalue(),
+                        headers={"Authorization": f"Bearer {server.api_key}", "Content-Type": "image/png"})
+    mask_url = upload.json()["data"][0]["url"]
+    modal_answers: list[dict] = []
+    submit_to = ns["submit_to"]
+    ns["submit_to"] = lambda path, payload: modal_answers.append(submit_to(path, payload)) or modal_answers[-1]
+    exec(INPAINT_FLOW.replace("https://your-oss.com/mask.png", mask_url), ns)
+
+    inpaint = modal_answers[1]
+    assert (inpaint["code"], inpaint["description"]) == (21, "waiting for /modal")
+    assert modal_answers[2]["code"] == 1 and modal_answers[2]["data"][0]["task_id"] == inpaint["data"][0]["task_id"]
+    done = httpx.get(f"{server.url}/v1/midjourney/{inpaint['data'][0]['task_id']}", headers={"Authorization": f"Bearer {server.api_key}"}).json()
+    assert done["status"] == "SUCCESS" and done["action"] == "INPAINT" and len(done["image_urls"]) == 4
+    source = np.asarray(_image(httpx.get(f"{server.url}/v1/midjourney/{ns['upscale_id']}",
+                                         headers={"Authorization": f"Bearer {server.api_key}"}).json()["image_urls"][0]))
+    keep = np.asarray(mask) == 0
+    for url in done["image_urls"]:
+        painted = np.asarray(_image(url))
+        assert np.array_equal(painted[keep], source[keep])  # outside the mask: the same pixels
+        assert not np.array_equal(painted[~keep], source[~keep])  # inside: repainted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -193,3 +194,29 @@ def test_many_tasks_in_one_millisecond_get_distinct_ids(store: TaskStore, monkey
     monkeypatch.setattr("pixelmill.queue.store.new_task_id", lambda now: f"{now:013d}{secrets.randbelow(60):07d}")
     tasks = store.insert_all([new_task(lane=Lane.BATCH)] * 40, queue_limit=1000)
     assert len({t.id for t in tasks}) == 40 and len({t.submit_time for t in tasks}) == 1
+
+
+def test_a_modal_task_waits_unclaimed_until_its_modal_call(store: TaskStore, clock: ManualClock) -> None:
+    waiting = store.insert(replace(new_task(), modal=True), queue_limit=1)
+    assert waiting.status is TaskStatus.MODAL and store.queue_position(waiting) is None
+    assert store.claim("w1", LANES, lease_seconds=30) is None
+    assert store.submit_modal(waiting.id, "other-tenant", prompt="x", final_prompt="x", params={}) is None
+    queued = store.submit_modal(waiting.id, "acme", prompt="eyes", final_prompt="eyes --seed 1", params={"mask": {"key": "k"}})
+    assert queued is not None and queued.status is TaskStatus.SUBMITTED and queued.params == {"mask": {"key": "k"}}
+    assert store.submit_modal(waiting.id, "acme", prompt="again", final_prompt="again", params={}) is None  # once only
+    claimed = store.claim("w1", LANES, lease_seconds=30)
+    assert claimed is not None and claimed.id == waiting.id and claimed.prompt == "eyes"
+
+
+def test_an_unanswered_modal_expires_into_cancel(store: TaskStore, clock: ManualClock) -> None:
+    waiting = store.insert(replace(new_task(), modal=True), queue_limit=10)
+    answered = store.insert(replace(new_task(), modal=True), queue_limit=10)
+    store.submit_modal(answered.id, "acme", prompt="p", final_prompt="p", params={})
+    clock.advance(1799)
+    assert store.expire_modal(1800) == 0
+    clock.advance(2)
+    assert store.expire_modal(1800) == 1
+    task = store.get(waiting.id)
+    assert task is not None and task.status is TaskStatus.CANCEL and task.quota == 0
+    assert task.fail_reason == "no /modal call within 30 minutes; cancelled and refunded"
+    assert store.get(answered.id).status is TaskStatus.SUBMITTED  # type: ignore[union-attr]

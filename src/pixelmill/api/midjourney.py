@@ -18,7 +18,24 @@ from pixelmill.exceptions import ValidationError
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskStatus
-from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest
+from pixelmill.auth.keys import Principal
+from pixelmill.tasks.actions import Action
+from pixelmill.tasks.requests import (
+    ActionRequest,
+    BlendRequest,
+    Delivery,
+    DescribeRequest,
+    ImagineRequest,
+    InpaintRequest,
+    ModalRequest,
+    PanRequest,
+    RerollRequest,
+    ShortenRequest,
+    UpscaleRequest,
+    VariationRequest,
+    VideoRequest,
+    ZoomRequest,
+)
 
 router = APIRouter(prefix="/v1/midjourney", tags=["midjourney"])
 
@@ -42,7 +59,11 @@ class SubmitAnswer(BaseModel):
 
 def _submitted(*tasks: Task) -> SubmitAnswer:
     # One entry per task: several when the prompt asks for --repeat.
-    return SubmitAnswer(code=1, description="submitted", properties={}, data=[SubmittedTask(task_id=t.id) for t in tasks])
+    data = [SubmittedTask(task_id=t.id) for t in tasks]
+    if any(t.status is TaskStatus.MODAL for t in tasks):
+        # Seed 004: code 21 says the task waits for a /modal call within 30 minutes.
+        return SubmitAnswer(code=21, description="waiting for /modal", properties={}, data=data)
+    return SubmitAnswer(code=1, description="submitted", properties={}, data=data)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -85,12 +106,94 @@ def imagine(
     return _submitted(*tasks)
 
 
+def _operation(action: Action, body: Delivery, request: Request, principal: Principal, runtime: Runtime, key: str | None) -> SubmitAnswer:
+    task = runtime.operations.submit(principal, action, body, own_bases(request, runtime), idempotency_key=key)
+    return _submitted(task)
+
+
 @router.post("/generations/upscale", response_model=SubmitAnswer, responses=_ERRORS)
-def upscale(
-    body: UpscaleRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
-) -> SubmitAnswer:
-    """Pick one image (1-4) of a finished grid, by ``task_id`` + ``index`` or a button ``custom_id``."""
-    return _submitted(runtime.service.upscale(principal, body, own_bases(request, runtime), idempotency_key=idempotency_key))
+def upscale(body: UpscaleRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Pick one image (1-4) of a grid as it is, or enlarge a picture 2× (``mode`` subtle / creative)."""
+    return _operation(Action.UPSCALE, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/variation", response_model=SubmitAnswer, responses=_ERRORS)
+def variation(body: VariationRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Four variations of a picture (``mode`` subtle / strong); with ``prompt`` it is a remix."""
+    return _operation(Action.VARIATION, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/low-variation", response_model=SubmitAnswer, responses=_ERRORS)
+def low_variation(body: VariationRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """A subtle variation (``mode`` is set to subtle)."""
+    return _operation(Action.VARIATION, body.model_copy(update={"mode": "subtle"}), request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/high-variation", response_model=SubmitAnswer, responses=_ERRORS)
+def high_variation(body: VariationRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """A strong variation (``mode`` is set to strong)."""
+    return _operation(Action.VARIATION, body.model_copy(update={"mode": "strong"}), request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/reroll", response_model=SubmitAnswer, responses=_ERRORS)
+def reroll(body: RerollRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """The same job again with a new seed."""
+    return _operation(Action.REROLL, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/zoom", response_model=SubmitAnswer, responses=_ERRORS)
+def zoom(body: ZoomRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Zoom out (``zoom`` 1-2) and paint the new surroundings; ``custom: true`` waits in MODAL (code 21)."""
+    return _operation(Action.ZOOM, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/pan", response_model=SubmitAnswer, responses=_ERRORS)
+def pan(body: PanRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Extend the canvas by half a side towards ``direction`` and paint the new area."""
+    return _operation(Action.PAN, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/inpaint", response_model=SubmitAnswer, responses=_ERRORS)
+def inpaint(body: InpaintRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Vary a region: the task waits in MODAL (code 21) until ``/modal`` brings prompt + mask_url."""
+    return _operation(Action.INPAINT, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/modal", response_model=SubmitAnswer, responses=_ERRORS)
+def modal(body: ModalRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
+    """Continue a MODAL task (inpaint: prompt + mask_url; custom zoom: zoom or --zoom); it is queued."""
+    return _submitted(runtime.operations.modal(principal, body, own_bases(request, runtime)))
+
+
+@router.post("/generations/describe", response_model=SubmitAnswer, responses=_ERRORS)
+def describe(body: DescribeRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Four prompts for a picture, in the task's ``description``."""
+    return _operation(Action.DESCRIBE, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/blend", response_model=SubmitAnswer, responses=_ERRORS)
+def blend(body: BlendRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Blend 2-5 pictures into a grid (``dimensions`` PORTRAIT / SQUARE / LANDSCAPE)."""
+    return _operation(Action.BLEND, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/shorten", response_model=SubmitAnswer, responses=_ERRORS)
+def shorten(body: ShortenRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Shorter prompts that keep the words that carry weight, in ``description``."""
+    return _operation(Action.SHORTEN, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/video", response_model=SubmitAnswer, responses=_ERRORS)
+def video(body: VideoRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """MP4 clips from a picture (``batch_size`` 1, 2 or 4, each billed), in ``video_urls``."""
+    return _operation(Action.VIDEO, body, request, principal, runtime, idempotency_key)
+
+
+@router.post("/generations/action", response_model=SubmitAnswer, responses=_ERRORS)
+def action(body: ActionRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    """Press a button: ``custom_id`` from a task's ``buttons`` (code 4 when it does not apply)."""
+    task = runtime.operations.press(principal, body, own_bases(request, runtime), idempotency_key=idempotency_key)
+    return _submitted(task)
 
 
 @router.post("/{task_id}/cancel", response_model=SubmitAnswer, responses=_ERRORS)

@@ -2,8 +2,13 @@
 
 Every engine (procedural, diffusers, remote) implements ``Engine.generate``. One request yields
 one image per seed, so a 2×2 grid is reproducible image by image. Optional ``init_image`` +
-``strength`` (image-to-image), ``mask`` (inpaint: white = repaint) serve the follow-up operations;
+``strength`` (image-to-image: variation, remix, creative upscale, blend), ``mask`` (inpaint, and
+the canvas extension of zoom and pan: white = repaint) serve the follow-up operations;
 ``image_prompts`` + ``image_weight`` (``--iw``) guide a generation towards given pictures.
+
+Two optional methods: ``describe`` (image → prompt suggestions; the default reads colour, light
+and composition, see ``media/describe.py``) and ``animate`` (image → MP4 clips), which engines
+without video leave refusing.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Protocol
 from PIL import Image
 
 from pixelmill.exceptions import EngineError
+from pixelmill.media.describe import describe_image
 
 
 class ProgressCallback(Protocol):
@@ -71,6 +77,35 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class VideoRequest:
+    image: Image.Image
+    width: int
+    height: int
+    #: One clip per seed.
+    seeds: tuple[int, ...]
+    frames: int
+    fps: int
+    #: "low" or "high": how far the camera and the scene move.
+    motion: str = "low"
+    prompt: str = ""
+    #: The start_end forms: the clip ends on this picture.
+    end_image: Image.Image | None = None
+
+    def __post_init__(self) -> None:
+        if self.width % 2 or self.height % 2 or not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
+            raise ValueError(f"video size {self.width}x{self.height} must be even and within 16..4096")
+        if not self.seeds or self.frames < 1 or self.fps < 1 or self.motion not in ("low", "high"):
+            raise ValueError("a video needs seeds, frames >= 1, fps >= 1 and motion low|high")
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    #: One H.264 MP4 file per seed.
+    clips: tuple[bytes, ...]
+    model: str
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     images: tuple[Image.Image, ...]
     #: The model that made the images, recorded with the task (e.g. "procedural-v1").
@@ -89,6 +124,14 @@ class Engine(ABC):
         self, request: GenerationRequest, progress: ProgressCallback | None = None
     ) -> GenerationResult:
         """Make one RGB image per seed, ``width`` x ``height``. Raise ``pixelmill.exceptions.EngineError`` on failure."""
+
+    def describe(self, image: Image.Image) -> tuple[str, ...]:
+        """Four prompts that could have made ``image``. Default: pixelmill's own image analysis."""
+        return describe_image(image)
+
+    def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
+        """MP4 clips that bring ``request.image`` to life, one per seed."""
+        raise EngineError(f"the {self.name} engine does not make videos", retryable=False)
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise when the engine cannot take work now (readiness: model loaded, upstream up)."""

@@ -80,6 +80,7 @@ class Prompt:
     negative: str | None = None
     seed: int | None = None
     speed: str | None = None
+    zoom: float | None = None
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -135,6 +136,8 @@ class Prompt:
             parts.append(f"--seed {self.seed}")
         if self.speed is not None:
             parts.append(f"--{self.speed}")
+        if self.zoom is not None:
+            parts.append(f"--zoom {fmt_number(self.zoom)}")
         return " ".join(parts)
 
     def params(self) -> dict[str, Any]:
@@ -434,6 +437,7 @@ _FLAGS: dict[str, tuple[str, Convert]] = {
     "no": ("negative", _needs_value(_text)),
     "seed": ("seed", _needs_value(_single(_number("seed")))),
     **{speed: ("speed", _speed) for speed in SPEEDS},
+    "zoom": ("zoom", _needs_value(_single(_number("zoom")))),
 }
 _ALIASES: dict[str, str] = {name: name for name in _FLAGS} | {
     "aspect": "ar", "version": "v", "stylize": "s", "chaos": "c", "w": "weird",

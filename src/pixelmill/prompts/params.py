@@ -48,6 +48,8 @@ RANGES: dict[str, Range] = {
     "stop": Range(10, 100, True),
     "sw": Range(0, 1000, True),
     "cw": Range(0, 100, True),
+    # Custom zoom (the /modal call of a zoom task): how far to zoom out.
+    "zoom": Range(1, 2, False),
 }
 
 #: ``::`` weights of a multi-prompt; their sum must be positive.

@@ -59,6 +59,12 @@ def _refunded_end(now: int) -> dict[str, Any]:
 _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
 
+def _born_status(new: NewTask) -> TaskStatus:
+    if new.cached is not None:
+        return TaskStatus.SUCCESS
+    return TaskStatus.MODAL if new.modal else TaskStatus.SUBMITTED
+
+
 def _held(task_id: str, worker_id: str) -> Any:
     # The schema guarantees lease_owner IS NOT NULL only while IN_PROGRESS (ck_tasks_lease_iff_running).
     return and_(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
@@ -127,7 +133,7 @@ class TaskStore:
         now: int,
     ) -> list[Task]:
         lane = news[0].lane
-        queued = [new for new in news if new.cached is None]
+        queued = [new for new in news if _born_status(new) is TaskStatus.SUBMITTED]
         with write_tx(self._engine) as conn:
             if admit is not None:
                 admit(conn)
@@ -158,7 +164,7 @@ class TaskStore:
                         id=task_id,
                         tenant_id=new.tenant_id,
                         action=new.action.value,
-                        status=(TaskStatus.SUBMITTED if new.cached is None else TaskStatus.SUCCESS).value,
+                        status=_born_status(new).value,
                         progress=0 if new.cached is None else 100,
                         prompt=new.prompt,
                         final_prompt=new.final_prompt,
@@ -180,7 +186,7 @@ class TaskStore:
                         prompt_key=new.prompt_key,
                         lane=new.lane.value,
                         priority=new.priority,
-                        fair_seq=fair if new.cached is None else 0,
+                        fair_seq=fair if _born_status(new) is TaskStatus.SUBMITTED else 0,
                         attempt=0,
                         max_attempts=new.max_attempts,
                         scheduled_at=now,
@@ -191,7 +197,7 @@ class TaskStore:
                     )
                     .returning(*tasks.c)
                 ).one())
-                fair += new.cached is None
+                fair += _born_status(new) is TaskStatus.SUBMITTED
             accepted = [Task.from_row(row) for row in rows]
             self._changed(conn, (row for row in rows if row.status == TaskStatus.SUCCESS.value), TaskEvent.COMPLETED)
             if on_insert is not None:
@@ -275,6 +281,38 @@ class TaskStore:
                 ).all()
                 total += len(self._changed(conn, rows, TaskEvent.COMPLETED))
         return total
+
+    def submit_modal(self, task_id: str, tenant_id: str, *, prompt: str, final_prompt: str, params: dict[str, Any]) -> Task | None:
+        """MODAL → SUBMITTED with the input the ``/modal`` call supplied; the task joins the back
+        of its lane. None when it is not (or no longer) waiting for one."""
+        now = self._clock.now_ms()
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                select(tasks.c.lane).where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id, tasks.c.status == TaskStatus.MODAL.value)
+            ).first()
+            if row is None:
+                return None
+            fair = fair_start(conn, tenant_id, Lane(row.lane))
+            changed = conn.execute(
+                _to(TaskStatus.SUBMITTED)
+                .where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id)
+                .values(prompt=prompt, final_prompt=final_prompt, params=params, fair_seq=fair, scheduled_at=now)
+                .returning(*tasks.c)
+            ).first()
+        return Task.from_row(changed) if changed else None
+
+    def expire_modal(self, timeout_seconds: float) -> int:
+        """Cancel (with a refund) tasks that waited in MODAL longer than allowed. Returns how many."""
+        now = self._clock.now_ms()
+        minutes = f"{timeout_seconds / 60:g} minutes" if timeout_seconds >= 60 else f"{timeout_seconds:g}s"
+        with write_tx(self._engine) as conn:
+            rows = conn.execute(
+                _to(TaskStatus.CANCEL)
+                .where(tasks.c.status == TaskStatus.MODAL.value, tasks.c.submit_time < now - int(timeout_seconds * 1000))
+                .values(fail_reason=f"no /modal call within {minutes}; cancelled and refunded", **_refunded_end(now), **_NO_LEASE)
+                .returning(*tasks.c)
+            ).all()
+            return len(self._changed(conn, rows, TaskEvent.COMPLETED))
 
     def get(self, task_id: str, *, tenant_id: str | None = None) -> Task | None:
         query = select(tasks).where(tasks.c.id == task_id)

@@ -161,7 +161,7 @@ class WorkerPool:
                 self._store.set_progress(task.id, worker_id, pct, lease, preview_key=key)
 
         try:
-            result = self._executor.run(task, progress)
+            outcome = self._executor.run(task, progress)
         except Exception as exc:
             if isinstance(exc, EngineError):
                 reason = exc.description
@@ -173,7 +173,7 @@ class WorkerPool:
                 self._metrics.engine_errors.labels(task.engine, "retryable" if retryable else "fatal").inc()
             self._record_failure(task, worker_id, reason, retryable=retryable)
             return
-        if self._store.complete(task.id, worker_id, result):
+        if self._store.complete(task.id, worker_id, outcome.result, outcome.description):
             log.info("task succeeded")
         else:
             log.warning("task finished after its lease was lost; result discarded")
@@ -213,6 +213,7 @@ class WorkerPool:
                 timed_out = self._store.expire_stale(
                     self._settings.queue_timeout_seconds, self._settings.run_timeout_seconds
                 )
+                timed_out += self._store.expire_modal(self._settings.modal_timeout_seconds)
                 if time.monotonic() >= next_chores:
                     next_chores = time.monotonic() + CHORES_INTERVAL_SECONDS
                     for chore in self._chores:
@@ -221,4 +222,4 @@ class WorkerPool:
                 log.exception("timeout sweep failed")
                 continue
             if timed_out:
-                log.warning("timeout sweep: tasks failed (refunded)", count=timed_out)
+                log.warning("timeout sweep: tasks failed or cancelled (refunded)", count=timed_out)

@@ -1,7 +1,13 @@
 """Running a claimed task: the engine call and post-processing for each action.
 
-An executor turns a task into a ``TaskResult`` (storage keys) or raises ``EngineError``. It does
-not touch the task's status: the worker records the outcome.
+An executor turns a task into an ``Outcome`` (storage keys, and text for describe / shorten) or
+raises ``EngineError``. It does not touch the task's status: the worker records the outcome.
+
+Every picture operation is one engine request: variation and remix are image-to-image from the
+picked picture; zoom and pan paint a mask on a bigger canvas (``media/canvas.py``); inpaint
+paints the caller's mask; blend starts from the mean of its pictures; creative upscale re-renders
+detail on a 2× enlargement. Wherever a mask says "keep", the source pixels are put back exactly
+after the engine ran, whatever the engine did there.
 """
 
 from __future__ import annotations
@@ -9,22 +15,42 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
 
-from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback
+from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback, VideoRequest
 from pixelmill.exceptions import EngineError
+from pixelmill.media.canvas import composite, pan_canvas, paint_mask, zoom_canvas
 from pixelmill.media.encode import encode_png, encode_preview
 from pixelmill.media.grid import compose_grid
+from pixelmill.media.video import first_frame
+from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task, TaskResult
 
+#: Share of progress the engine's work stands for; storing the files takes the rest.
+ENGINE_SHARE = 0.9
+#: Creative upscale re-renders detail at this strength on the 2× enlargement.
+CREATIVE_UPSCALE_STRENGTH = 0.3
+#: Blend starts from the mean of its pictures and moves this far from it.
+BLEND_STRENGTH = 0.55
+
 
 def image_seeds(seed: int, count: int = 4) -> tuple[int, ...]:
     """One seed per image of a grid, so each image can be reproduced on its own."""
     return tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: TaskResult
+    #: The text of a describe or shorten task.
+    description: str = ""
 
 
 class Executor:
@@ -49,42 +75,126 @@ class Executor:
     def _load(self, key: str) -> Image.Image:
         """An input image from storage (it was checked when the task was accepted)."""
         with Image.open(io.BytesIO(self._storage.get(key))) as im:
-            return im.convert("RGB")
+            im.load()
+            return im if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
 
-    def run(self, task: Task, progress: ProgressCallback) -> TaskResult:
-        if task.action is Action.IMAGINE:
-            return self._imagine(task, progress)
-        if task.action is Action.UPSCALE:
-            return self._upscale(task)
-        raise EngineError(f"action {task.action.value} is not supported", retryable=False)
+    def _rgb(self, key: str) -> Image.Image:
+        return self._load(key).convert("RGB")
 
-    def _imagine(self, task: Task, progress: ProgressCallback) -> TaskResult:
+    def _engine(self, task: Task) -> Engine:
         engine = self._engines.get(task.engine)
         if engine is None:
             raise EngineError(f"engine {task.engine} is not loaded on this worker", retryable=True)
+        return engine
+
+    def run(self, task: Task, progress: ProgressCallback) -> Outcome:
+        # A reroll does again whatever made its parent's grid.
+        action = Action(task.params["rerun"]) if task.action is Action.REROLL else task.action
+        if action is Action.UPSCALE:
+            return Outcome(self._upscale(task, progress))
+        if action is Action.DESCRIBE:
+            suggestions = self._engine(task).describe(self._rgb(task.params["source"]["key"]))
+            return Outcome(TaskResult(), "\n\n".join(f"{i}\ufe0f\u20e3 {s}" for i, s in enumerate(suggestions, 1)))
+        if action is Action.SHORTEN:
+            return Outcome(TaskResult(), self._shorten(task))
+        if action is Action.VIDEO:
+            return Outcome(self._video(task, progress))
+        if action.makes_grid:
+            return Outcome(self._grid(task, action, progress))
+        raise EngineError(f"action {task.action.value} is not supported", retryable=False)
+
+    # --- grids -----------------------------------------------------------------------------------
+
+    def _grid(self, task: Task, action: Action, progress: ProgressCallback) -> TaskResult:
         assert task.seed is not None
-        request = GenerationRequest(
-            prompt=task.params["engine_prompt"],
-            negative_prompt=task.params["engine_negative"],
-            width=task.params["width"],
-            height=task.params["height"],
-            seeds=image_seeds(task.seed),
-            image_prompts=tuple(self._load(i["key"]) for i in task.params["inputs"]["image_urls"]),
-            image_weight=task.params["iw"] if task.params["iw"] is not None else 1.0,
-        )
-        # Generation is most of the work: map it onto 0-90 %, storing takes the rest.
-        result = engine.generate(request, lambda f, preview=None: progress(0.9 * f, preview))
+        p = task.params
+        base: dict[str, Any] = {
+            "prompt": p.get("engine_prompt", ""),
+            "negative_prompt": p.get("engine_negative", ""),
+            "width": p["width"],
+            "height": p["height"],
+            "seeds": image_seeds(task.seed),
+        }
+        keep: tuple[Image.Image, Image.Image] | None = None  # (original, mask): pixels to put back
+        if action is Action.IMAGINE:
+            inputs = p["inputs"]["image_urls"]
+            base.update(image_prompts=tuple(self._rgb(i["key"]) for i in inputs),
+                        image_weight=p["iw"] if p.get("iw") is not None else 1.0)
+        elif action is Action.VARIATION:
+            base.update(init_image=self._rgb(p["source"]["key"]), strength=p["strength"])
+        elif action in (Action.ZOOM, Action.PAN, Action.INPAINT):
+            source = self._rgb(p["source"]["key"])
+            if action is Action.ZOOM:
+                canvas, mask = zoom_canvas(source, p["zoom"])
+            elif action is Action.PAN:
+                canvas, mask = pan_canvas(source, p["direction"])
+            else:
+                canvas, mask = source, paint_mask(self._load(p["mask"]["key"]), source.size)
+            base.update(init_image=canvas, mask=mask, strength=1.0)
+            keep = (canvas, mask)
+        elif action is Action.BLEND:
+            pictures = [self._rgb(i["key"]) for i in p["inputs"]["image_urls"]]
+            size = (p["width"], p["height"])
+            mean = np.mean([np.asarray(ImageOps.fit(im, size), dtype=np.float32) for im in pictures], axis=0)
+            base.update(init_image=Image.fromarray(mean.astype(np.uint8), "RGB"), strength=BLEND_STRENGTH,
+                        image_prompts=tuple(pictures), image_weight=2.0)
+        request = GenerationRequest(**base)
+        result = self._engine(task).generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
         if len(result.images) != 4:
             raise EngineError(f"engine returned {len(result.images)} images, expected 4", retryable=True)
-        grid, *keys = self._encoders.map(self._store_png, [compose_grid(result.images), *result.images])
+        images = list(result.images)
+        if keep is not None:
+            images = [composite(keep[0], im, keep[1]) for im in images]
+        grid, *keys = self._encoders.map(self._store_png, [compose_grid(images), *images])
         return TaskResult(grid_key=grid, image_keys=tuple(keys), width=request.width, height=request.height)
 
-    def _upscale(self, task: Task) -> TaskResult:
-        # The chosen image is already stored under its content key: the "upscale" of a plain pick
-        # is that same object, composed locally with no engine call.
-        parent = self._store.get(task.parent_task_id or "")
-        if parent is None or parent.result is None or task.index is None:
-            raise EngineError(f"parent task {task.parent_task_id} has no images", retryable=False)
-        key = parent.result.image_keys[task.index - 1]
-        return TaskResult(image_keys=(key,), width=parent.result.width, height=parent.result.height)
+    # --- single pictures -------------------------------------------------------------------------
 
+    def _upscale(self, task: Task, progress: ProgressCallback) -> TaskResult:
+        p = task.params
+        source = p.get("source")
+        if source is None:  # a task accepted before sources were recorded: its parent's image
+            parent = self._store.get(task.parent_task_id or "")
+            if parent is None or parent.result is None or task.index is None:
+                raise EngineError(f"parent task {task.parent_task_id} has no images", retryable=False)
+            source = {"key": parent.result.image_keys[task.index - 1], "width": parent.result.width, "height": parent.result.height}
+        mode = p.get("upscale_mode")
+        if mode is None:
+            # The chosen image is already stored under its content key: the plain pick is that
+            # same object, composed locally with no engine call.
+            return TaskResult(image_keys=(source["key"],), width=source["width"], height=source["height"])
+        size = (p["width"], p["height"])
+        enlarged = self._rgb(source["key"]).resize(size, Image.Resampling.LANCZOS)
+        if mode == "subtle":
+            image = enlarged.filter(ImageFilter.UnsharpMask(radius=2, percent=60, threshold=2))
+        else:
+            assert task.seed is not None
+            request = GenerationRequest(
+                prompt=p.get("engine_prompt", ""), negative_prompt=p.get("engine_negative", ""), width=size[0], height=size[1],
+                seeds=(task.seed,), init_image=enlarged, strength=CREATIVE_UPSCALE_STRENGTH,
+            )
+            image = self._engine(task).generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]
+        return TaskResult(image_keys=(self._store_png(image),), width=size[0], height=size[1])
+
+    def _shorten(self, task: Task) -> str:
+        short = shorten(task.final_prompt)
+        lines = [f"{i}\ufe0f\u20e3 {c}" for i, c in enumerate(short.candidates, 1)]
+        if short.low_weight:
+            lines.append("Words that carried little weight: " + ", ".join(short.low_weight))
+        return "\n\n".join(lines)
+
+    def _video(self, task: Task, progress: ProgressCallback) -> TaskResult:
+        assert task.seed is not None
+        p = task.params
+        request = VideoRequest(
+            image=self._rgb(p["source"]["key"]),
+            end_image=self._rgb(p["end"]["key"]) if p.get("end") else None,
+            width=p["width"], height=p["height"], seeds=image_seeds(task.seed, p["batch_size"]),
+            frames=p["frames"], fps=p["fps"], motion=p["motion"], prompt=p.get("engine_prompt", ""),
+        )
+        clips = self._engine(task).animate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).clips
+        if len(clips) != len(request.seeds):
+            raise EngineError(f"engine returned {len(clips)} clips, expected {len(request.seeds)}", retryable=True)
+        videos = [self._storage.put(clip, "mp4").key for clip in clips]
+        posters = list(self._encoders.map(lambda clip: self._store_png(first_frame(clip)), clips))
+        return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height)

@@ -17,6 +17,8 @@ class TaskResult:
     image_keys: tuple[str, ...] = ()
     width: int | None = None
     height: int | None = None
+    #: MP4 clips of a video task (``image_keys`` then hold one poster per clip).
+    video_keys: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -24,6 +26,7 @@ class TaskResult:
             "image_keys": list(self.image_keys),
             "width": self.width,
             "height": self.height,
+            "video_keys": list(self.video_keys),
         }
 
     @classmethod
@@ -35,6 +38,7 @@ class TaskResult:
             image_keys=tuple(data.get("image_keys") or ()),
             width=data.get("width"),
             height=data.get("height"),
+            video_keys=tuple(data.get("video_keys") or ()),
         )
 
 
@@ -60,6 +64,8 @@ class NewTask:
     prompt_key: str | None = None
     #: A cache hit: the task is born SUCCESS with this result, and never queued.
     cached: TaskResult | None = None
+    #: Born MODAL: it waits for a ``/modal`` call (inpaint, custom zoom) before it is queued.
+    modal: bool = False
     #: Where its events are delivered (``notify.webhooks.WebhookTarget.to_json``); None = nowhere.
     webhook: dict[str, Any] | None = None
     batch_id: str | None = None

@@ -232,19 +232,96 @@ class ImagineRequest(Delivery):
         return w, h
 
 
-class UpscaleRequest(Delivery):
-    task_id: str | None = Field(None, max_length=64, description="The finished imagine task to pick from.")
-    index: int | None = Field(None, ge=1, le=4, description="Which image of the grid, 1-4.")
+TaskId = Annotated[str, Field(min_length=1, max_length=64)]
+OptionalPrompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+
+
+class FollowUp(Delivery):
+    """An operation on a finished task's picture: ``task_id`` + ``index`` (which image of a grid;
+    not needed for a single image), or a button's ``custom_id``."""
+
+    task_id: TaskId | None = Field(None, description="The finished task whose picture to work on.")
+    index: int | None = Field(None, ge=1, le=4, description="Which image of a grid, 1-4.")
     custom_id: str | None = Field(
-        None, max_length=256, description="A button id from the parent's buttons, instead of task_id + index."
+        None, min_length=1, max_length=256, description="A button id from the task's buttons, instead of task_id + index."
     )
 
-    @field_validator("task_id", "custom_id")
-    @classmethod
-    def _not_blank(cls, v: str | None) -> str | None:
-        if v is not None and not v:
-            raise ValueError("must not be empty")
-        return v
+
+class UpscaleRequest(FollowUp):
+    mode: Literal["subtle", "creative"] | None = Field(
+        None, description="None: the picked image as it is. subtle: 2× enlargement. creative: 2×, detail re-rendered by the engine."
+    )
+
+
+class VariationRequest(FollowUp):
+    mode: Literal["subtle", "strong"] | None = Field(None, description="How far from the picture to move (default strong).")
+    prompt: OptionalPrompt | None = Field(None, description="Remix: vary towards this prompt instead of the original one.")
+
+
+class RerollRequest(Delivery):
+    task_id: TaskId | None = Field(None, description="The task to run again with a new seed.")
+    custom_id: str | None = Field(None, min_length=1, max_length=256, description="Its reroll button, instead of task_id.")
+
+
+class ZoomRequest(FollowUp):
+    zoom: float | None = Field(None, ge=1, le=2, description="Zoom out by this factor (Midjourney's buttons: 1.5 and 2).")
+    custom: bool | None = Field(None, description="Custom zoom: the task waits in MODAL for /modal to supply prompt and --zoom.")
+    prompt: OptionalPrompt | None = Field(None, description="What to paint in the new surroundings (default: the original prompt).")
+
+
+class PanRequest(FollowUp):
+    direction: Literal["left", "right", "up", "down"] = Field(description="Which side to extend the canvas on.")
+    prompt: OptionalPrompt | None = Field(None, description="What to paint in the new area (default: the original prompt).")
+
+
+class InpaintRequest(FollowUp):
+    """Vary a region: the task waits in MODAL (answer code 21) for /modal with prompt + mask_url."""
+
+
+class ModalRequest(RequestBody):
+    task_id: TaskId = Field(description="The task waiting in MODAL.")
+    prompt: OptionalPrompt | None = Field(None, description="Inpaint: what to paint in the masked area. Custom zoom: the prompt, may hold --zoom 1-2.")
+    mask_url: Url | None = Field(None, description="Inpaint: white = repaint (or a PNG whose transparent area is repainted).")
+    zoom: float | None = Field(None, ge=1, le=2, description="Custom zoom factor (or --zoom in prompt).")
+
+
+class DescribeRequest(Delivery):
+    image_url: Url | None = Field(None, description="The picture to describe.")
+    task_id: TaskId | None = Field(None, description="Or a finished task's picture (with index for a grid).")
+    index: int | None = Field(None, ge=1, le=4)
+
+
+class BlendRequest(Delivery):
+    image_urls: Annotated[list[Url], Field(min_length=2, max_length=5)] = Field(description="2-5 pictures to blend.")
+    dimensions: Literal["PORTRAIT", "SQUARE", "LANDSCAPE"] = Field("SQUARE", description="2:3, 1:1 or 3:2.")
+    prompt: OptionalPrompt | None = Field(None, description="Optional words to steer the blend.")
+    seed: int | None = _ranged("seed", "--seed")
+
+
+class ShortenRequest(Delivery):
+    prompt: OptionalPrompt = Field(description="The prompt to shorten.")
+
+
+VIDEO_TYPES = ("vid_1.1_i2v_480", "vid_1.1_i2v_720", "vid_1.1_i2v_start_end_480", "vid_1.1_i2v_start_end_720")
+
+
+class VideoRequest(Delivery):
+    image_url: Url | None = Field(None, description="The first frame; or task_id + index.")
+    task_id: TaskId | None = Field(None, description="A finished task whose picture to animate.")
+    index: int | None = Field(None, ge=0, le=3, description="Which image of a grid, 0-3 (seed 004 counts from 0 here).")
+    end_url: Url | None = Field(None, description="The last frame, for the start_end video types.")
+    batch_size: Literal[1, 2, 4] = Field(1, description="Clips to make; each is billed (midjourney@video × batch_size).")
+    video_type: Literal[VIDEO_TYPES] = Field("vid_1.1_i2v_480", description="480p or 720p; start_end forms end on end_url.")  # type: ignore[valid-type]
+    motion: Literal["low", "high"] = Field("low", description="How much the camera and scene move.")
+    prompt: OptionalPrompt | None = Field(None, description="Optional words about the motion.")
+    custom_id: str | None = Field(None, min_length=1, max_length=256, description="An animate button, instead of task_id + index.")
+
+
+class ActionRequest(Delivery):
+    """Press a button: the custom_id says which operation on which task."""
+
+    custom_id: str = Field(min_length=1, max_length=256, description="From the task's buttons.")
+    task_id: TaskId | None = Field(None, description="The task the button belongs to (checked against the custom_id).")
 
 
 #: A template variable's value; it may not smuggle parameters into the prompt.

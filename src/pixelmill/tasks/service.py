@@ -24,13 +24,12 @@ from pixelmill.notify.outbox import WebhookTarget
 from pixelmill.prompts.grammar import Prompt
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
-from pixelmill.tasks.buttons import parse_custom_id
 from pixelmill.tasks.cache import request_keys
 from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
 from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.pricing import price_key
 from pixelmill.tasks.record import NewTask, Task, TaskResult
-from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest, UpscaleRequest
+from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.queue.store import TaskStore
 
@@ -107,13 +106,6 @@ class TaskService:
             lambda claim: self._imagine(principal, req, own_bases, claim, allow_cache or bool(req.cache)),
         )
 
-    def upscale(
-        self, principal: Principal, req: UpscaleRequest, own_bases: Sequence[str] = (), *, idempotency_key: str | None = None
-    ) -> Task:
-        return self.guarded_submit(
-            principal, "upscale", req, idempotency_key, lambda claim: self._upscale(principal, req, own_bases, claim)
-        )[0]
-
     def queue_position(self, task: Task) -> int | None:
         return self._store.queue_position(task)
 
@@ -170,7 +162,9 @@ class TaskService:
         to coalesce onto. ``batch`` (id, index) puts them in the batch lane as part of a batch
         job, which owns its tasks: nothing is coalesced onto other work."""
         prompt = req.to_prompt()
-        delivery = self._delivery(principal, req, own_bases)
+        if prompt.zoom is not None:
+            raise ValidationError("prompt", "--zoom belongs to a custom zoom's /modal call, not to imagine")
+        delivery = self.delivery(principal, req, own_bases)
         if batch is not None:
             delivery.update(lane=Lane.BATCH, batch_id=batch[0], batch_index=batch[1])
         elif prompt.speed == "relax" and req.lane is None:
@@ -179,7 +173,7 @@ class TaskService:
         width, height = req.pixel_size() or prompt.aspect.size(base)
         if max(width, height) > MAX_SIDE * 2:
             raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
-        engine = self._engine()
+        engine = self.engine_name()
         runs = prompt.repeat or 1
         # The network work comes last: every cheap check above has passed by now.
         prompt, inputs = self._take_inputs(prompt, req, own_bases)
@@ -228,7 +222,7 @@ class TaskService:
                 plan.append(new)
         return plan
 
-    def _delivery(self, principal: Principal, req: Delivery, own_bases: Sequence[str]) -> dict[str, Any]:
+    def delivery(self, principal: Principal, req: Delivery, own_bases: Sequence[str]) -> dict[str, Any]:
         """Lane, priority and webhook of a task-to-be, as ``NewTask`` fields."""
         url = req.webhook_url or principal.webhook_url
         if url is None and req.webhook_events is not None:
@@ -270,43 +264,6 @@ class TaskService:
             cached=TaskResult(found.result.grid_key, found.result.image_keys, found.result.width, found.result.height),
         )
 
-    def _upscale(self, principal: Principal, req: UpscaleRequest, own_bases: Sequence[str], claim: Claim | None) -> list[Task]:
-        if req.custom_id is not None:
-            press = parse_custom_id(req.custom_id)
-            if press.action is not Action.UPSCALE:
-                raise ValidationError("custom_id", f"'{req.custom_id}' is not an upscale button")
-            if req.task_id is not None and req.task_id != press.task_id:
-                raise ValidationError("custom_id", "names a different task than task_id")
-            parent_id, index = press.task_id, press.index
-        elif req.task_id is not None and req.index is not None:
-            parent_id, index = req.task_id, req.index
-        else:
-            raise ValidationError("task_id", "give task_id and index (1-4), or custom_id")
-        if not 1 <= index <= 4:
-            raise ValidationError("index", f"must be 1-4, got {index}")
-        parent = self.get(principal, parent_id)
-        if not parent.action.makes_grid:
-            raise ValidationError("task_id", f"task {parent.id} is an {parent.action.value} task; only a grid can be upscaled")
-        if parent.status is not TaskStatus.SUCCESS:
-            raise ValidationError("task_id", f"task {parent.id} is {parent.status.value}; wait until it is SUCCESS")
-        key = self._prices.tiered(price_key(Action.UPSCALE), parent.params.get("speed"))
-        new = NewTask(
-            tenant_id=principal.tenant_id,
-            action=Action.UPSCALE,
-            prompt=parent.prompt,
-            final_prompt=parent.final_prompt,
-            params={**parent.params, "index": index, "price_key": key},
-            engine=parent.engine,
-            seed=parent.seed,
-            quota=self._prices.units(key),
-            parent_task_id=parent.id,
-            index=index,
-            max_attempts=self._settings.max_attempts,
-            api_key_id=principal.key_id,
-            **self._delivery(principal, req, own_bases),
-        )
-        return self.accept([new], principal, claim)
-
     def _take_inputs(
         self, prompt: Prompt, req: ImagineRequest, own_bases: Sequence[str]
     ) -> tuple[Prompt, dict[str, list[dict[str, Any]]]]:
@@ -329,8 +286,12 @@ class TaskService:
         cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute
         return cap or None
 
-    def _engine(self) -> str:
-        name = self._settings.engine
+    def engine_name(self) -> str:
+        """The deployment's engine for new work."""
+        return self.engine_for(self._settings.engine)
+
+    def engine_for(self, name: str) -> str:
+        """``name`` when this deployment runs that engine (follow-ups run where their parent ran)."""
         if name not in self._engines:
             # Clients retry code 3 later unless the text mentions a task (seed 004), so no "task" here.
             raise EngineUnavailable(f"no {name} engine instance is available right now; retry later")

@@ -70,7 +70,7 @@ def task_view(task: Task, base: str, queue_position: int | None = None) -> TaskV
         description=task.description,
         grid_image_url=file_url(base, result.grid_key) if result and result.grid_key else None,
         image_urls=[file_url(base, k) for k in result.image_keys] if result else [],
-        video_urls=[],
+        video_urls=[file_url(base, k) for k in result.video_keys] if result else [],
         buttons=[ButtonView(custom_id=b.custom_id, label=b.label) for b in buttons_for(task)],
         fail_reason=task.fail_reason,
         quota=task.quota,
