@@ -15,7 +15,21 @@ from pydantic import BaseModel
 
 from pixelmill import __version__
 from pixelmill.settings import Settings
-from pixelmill.tasks.requests import ImagineRequest
+from pixelmill.tasks.requests import (
+    ActionRequest,
+    BlendRequest,
+    DescribeRequest,
+    ImagineRequest,
+    InpaintRequest,
+    ModalRequest,
+    PanRequest,
+    RerollRequest,
+    ShortenRequest,
+    UpscaleRequest,
+    VariationRequest,
+    VideoRequest,
+    ZoomRequest,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -197,12 +211,58 @@ def _save(client, task: dict, out_dir: Path, suffix: str = "") -> list[Path]:  #
     paths = []
     urls = ([("grid", task["grid_image_url"])] if task.get("grid_image_url") else []) + [
         (str(i + 1), u) for i, u in enumerate(task["image_urls"])
-    ]
+    ] + [(f"clip{i + 1}", u) for i, u in enumerate(task.get("video_urls") or [])]
     for name, url in urls:
-        path = out_dir / f"{task['task_id']}{suffix}_{name}.png"
+        path = out_dir / f"{task['task_id']}{suffix}_{name}.{url.rsplit('.', 1)[-1]}"
         path.write_bytes(client.download(url))
         paths.append(path)
     return paths
+
+
+@main.group()
+def op() -> None:
+    """Every operation after imagine, on a running server: variation, upscale, zoom, pan, ...
+
+    Options are the operation's body fields. The command waits for the task, saves its files
+    (images, clips) to --out and prints their paths; describe and shorten print their text. A
+    task that waits in MODAL (inpaint, custom zoom) prints its id: continue it with `op modal`."""
+
+
+def _operation_command(name: str, model: type[BaseModel]) -> None:
+    @op.command(name=name, help=(model.__doc__ or f"Submit a {name} task.").split("\n\n")[0])
+    @_body_options(model, skip=())
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
+    @click.option("--url", envvar="PIXELMILL_URL", default="http://127.0.0.1:8080", show_default=True, help="Server (env PIXELMILL_URL).")
+    @click.option("--api-key", envvar="PIXELMILL_API_KEY", required=True, help="API key (env PIXELMILL_API_KEY).")
+    @click.option("--timeout", type=float, default=300, show_default=True)
+    def command(out_dir: Path, url: str, api_key: str, timeout: float, **fields: Any) -> None:
+        from pixelmill.client import APIError, Client, NeedsModal, TaskFailed
+        from pixelmill.client.sync import check_body  # the server's own checks, before any request
+
+        body = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items() if v not in (None, ())}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with Client(url, api_key) as client:
+                task_id = client.submit(name, check_body(model, body))
+                try:
+                    task = client.wait(task_id, timeout=timeout, poll_interval=0.25)
+                except NeedsModal:
+                    click.echo(f"{task_id} waits in MODAL: pixelmill op modal --task-id {task_id} ...")
+                    return
+                if task["description"]:
+                    click.echo(task["description"])
+                for path in _save(client, task, out_dir):
+                    click.echo(str(path))
+        except (APIError, TaskFailed, TimeoutError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+for _name, _model in {
+    "upscale": UpscaleRequest, "variation": VariationRequest, "reroll": RerollRequest, "zoom": ZoomRequest,
+    "pan": PanRequest, "inpaint": InpaintRequest, "modal": ModalRequest, "describe": DescribeRequest,
+    "blend": BlendRequest, "shorten": ShortenRequest, "video": VideoRequest, "action": ActionRequest,
+}.items():
+    _operation_command(_name, _model)
 
 
 @main.command()

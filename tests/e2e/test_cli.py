@@ -81,3 +81,22 @@ def test_upload_prints_a_url_usable_as_an_image_prompt(server: Server, tmp_path:
 def test_repeat_saves_every_run(server: Server, tmp_path: Path) -> None:
     r = server.cli("imagine", "a cat --repeat 2", "--out", str(tmp_path))
     assert len([p for p in r.stdout.split() if p.endswith("_grid.png")]) == 2
+
+
+def test_op_commands_run_follow_ups_and_save_their_files(server: Server, tmp_path: Path) -> None:
+    from pixelmill.client import Client
+
+    with Client(server.url, server.api_key) as client:
+        grid = client.wait(client.imagine("a lake at dawn", seed=11), timeout=30, poll_interval=0.05)
+    panned = server.cli("op", "pan", "--task-id", grid["task_id"], "--index", "1", "--direction", "right", "--out", str(tmp_path))
+    paths = [Path(p) for p in panned.stdout.split()]
+    assert len(paths) == 5 and all(p.suffix == ".png" for p in paths)
+    w, h = grid["params"]["width"], grid["params"]["height"]
+    assert _size(paths[1]) == (w + w // 2, h)
+    short = server.cli("op", "shorten", "--prompt", "a very old castle on a hill, highly detailed")
+    assert short.stdout.startswith("1\ufe0f\u20e3 old castle hill")
+    waiting = server.cli("op", "inpaint", "--task-id", grid["task_id"], "--index", "2")
+    task_id = waiting.stdout.split()[0]
+    assert waiting.stdout.strip() == f"{task_id} waits in MODAL: pixelmill op modal --task-id {task_id} ..."
+    bad = server.cli("op", "zoom", "--task-id", grid["task_id"], "--index", "1", "--zoom", "3", check=False)
+    assert bad.returncode != 0 and "zoom: Input should be less than or equal to 2" in bad.stderr

@@ -60,3 +60,18 @@ def test_batches_and_webhooks_through_the_sdk(client: Client) -> None:
     with pytest.raises(APIError) as bad:
         client.batch(requests=[{"prompt": "a cat", "stylize": 5000}])
     assert bad.value.code == 4 and bad.value.description.startswith("requests[0].stylize")
+
+
+def test_follow_ups_through_the_sdk(client: Client) -> None:
+    from pixelmill.client import NeedsModal
+
+    grid = client.wait(client.imagine("a forest at night", seed=21), timeout=30, poll_interval=0.05)
+    picked = client.wait(client.press(grid["buttons"][0]["custom_id"]), timeout=30, poll_interval=0.05)
+    assert picked["action"] == "UPSCALE" and picked["index"] == 1
+    with pytest.raises(NeedsModal):
+        client.wait(client.inpaint(picked["task_id"]), timeout=30, poll_interval=0.05)
+    clip = client.wait(client.video(task_id=grid["task_id"], index=3), timeout=60, poll_interval=0.05)
+    assert len(clip["video_urls"]) == 1 and client.download(clip["video_urls"][0])[4:8] == b"ftyp"
+    with pytest.raises(APIError) as err:
+        client.pan(picked["task_id"], "diagonal")
+    assert err.value.code == 4 and err.value.description.startswith("direction: Input should be 'left'")

@@ -11,7 +11,24 @@ import httpx
 
 from pixelmill.exceptions import ValidationError
 from pixelmill.notify.signing import WebhookVerificationError, verify
-from pixelmill.tasks.requests import BatchRequest, ImagineRequest, UpscaleRequest, validated
+from pixelmill.tasks.requests import (
+    ActionRequest,
+    BatchRequest,
+    BlendRequest,
+    DescribeRequest,
+    ImagineRequest,
+    InpaintRequest,
+    ModalRequest,
+    PanRequest,
+    RequestBody,
+    RerollRequest,
+    ShortenRequest,
+    UpscaleRequest,
+    VariationRequest,
+    VideoRequest,
+    ZoomRequest,
+    validated,
+)
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 
@@ -32,6 +49,15 @@ class TaskFailed(Exception):
         self.task = task
 
 
+class NeedsModal(Exception):
+    """The task waits in MODAL: call ``Client.modal`` (inpaint: prompt + mask_url; custom zoom:
+    zoom) within 30 minutes, or it is cancelled and refunded."""
+
+    def __init__(self, task: dict[str, Any]) -> None:
+        super().__init__(f"task {task['task_id']} ({task['action']}) waits for a /modal call")
+        self.task = task
+
+
 def verify_webhook(body: bytes | str, headers: Any, secret: str, *, tolerance_seconds: float = 300) -> dict[str, Any]:
     """Check a pixelmill webhook delivery (Standard Webhooks) and return its payload:
     ``{"type": "task.completed", "sequence": n, "data": <task object>, ...}``.
@@ -44,7 +70,7 @@ def verify_webhook(body: bytes | str, headers: Any, secret: str, *, tolerance_se
 
 
 
-def _checked(model: type[ImagineRequest] | type[UpscaleRequest] | type[BatchRequest], fields: dict[str, Any]) -> dict[str, Any]:
+def check_body(model: type[RequestBody], fields: dict[str, Any]) -> dict[str, Any]:
     """The request body as the server will see it, or the server's own code-4 answer, raised."""
     try:
         request = validated(model, fields)
@@ -97,15 +123,57 @@ class Client:
 
     def imagine_all(self, prompt: str, **fields: Any) -> list[str]:
         """``imagine`` returning every task id: several when the prompt has ``--repeat``."""
-        return self.submit_all("imagine", _checked(ImagineRequest, {"prompt": prompt, **fields}))
+        return self.submit_all("imagine", check_body(ImagineRequest, {"prompt": prompt, **fields}))
 
-    def upscale(self, task_id: str, index: int) -> str:
-        return self.submit("upscale", _checked(UpscaleRequest, {"task_id": task_id, "index": index}))
+    # Every follow-up is checked locally by the server's own request model, like imagine.
+
+    def upscale(self, task_id: str, index: int | None = None, *, mode: str | None = None, **fields: Any) -> str:
+        """Pick image ``index`` of a grid, or enlarge a picture 2× with ``mode`` subtle / creative."""
+        return self.submit("upscale", check_body(UpscaleRequest, {"task_id": task_id, "index": index, "mode": mode, **fields}))
+
+    def variation(self, task_id: str, index: int | None = None, *, mode: str | None = None, prompt: str | None = None, **fields: Any) -> str:
+        """Four variations (``mode`` subtle / strong); with ``prompt`` a remix."""
+        body = {"task_id": task_id, "index": index, "mode": mode, "prompt": prompt, **fields}
+        return self.submit("variation", check_body(VariationRequest, body))
+
+    def reroll(self, task_id: str, **fields: Any) -> str:
+        return self.submit("reroll", check_body(RerollRequest, {"task_id": task_id, **fields}))
+
+    def zoom(self, task_id: str, index: int | None = None, *, zoom: float | None = None, custom: bool | None = None, **fields: Any) -> str:
+        """Zoom out by ``zoom`` (1-2); ``custom=True`` waits in MODAL for ``modal(task_id, zoom=...)``."""
+        return self.submit("zoom", check_body(ZoomRequest, {"task_id": task_id, "index": index, "zoom": zoom, "custom": custom, **fields}))
+
+    def pan(self, task_id: str, direction: str, index: int | None = None, **fields: Any) -> str:
+        return self.submit("pan", check_body(PanRequest, {"task_id": task_id, "index": index, "direction": direction, **fields}))
+
+    def inpaint(self, task_id: str, index: int | None = None, **fields: Any) -> str:
+        """Vary a region: the task waits in MODAL until ``modal(task_id, prompt=..., mask_url=...)``."""
+        return self.submit("inpaint", check_body(InpaintRequest, {"task_id": task_id, "index": index, **fields}))
+
+    def modal(self, task_id: str, **fields: Any) -> str:
+        return self.submit("modal", check_body(ModalRequest, {"task_id": task_id, **fields}))
+
+    def describe(self, image_url: str | None = None, **fields: Any) -> str:
+        return self.submit("describe", check_body(DescribeRequest, {"image_url": image_url, **fields}))
+
+    def blend(self, image_urls: list[str], dimensions: str = "SQUARE", **fields: Any) -> str:
+        return self.submit("blend", check_body(BlendRequest, {"image_urls": image_urls, "dimensions": dimensions, **fields}))
+
+    def shorten(self, prompt: str, **fields: Any) -> str:
+        return self.submit("shorten", check_body(ShortenRequest, {"prompt": prompt, **fields}))
+
+    def video(self, **fields: Any) -> str:
+        """MP4 clips: ``image_url=...`` or ``task_id=..., index=0``; ``batch_size`` clips (each billed)."""
+        return self.submit("video", check_body(VideoRequest, fields))
+
+    def press(self, custom_id: str, **fields: Any) -> str:
+        """Press a button of a finished task (``task["buttons"][n]["custom_id"]``)."""
+        return self.submit("action", check_body(ActionRequest, {"custom_id": custom_id, **fields}))
 
     def batch(self, **fields: Any) -> str:
         """Submit a batch job (``requests=[{...}, ...]`` or ``prompt_template=...,
         variables=[{...}, ...]``); returns the batch id. Checked locally like ``imagine``."""
-        data = self._json(self._http.post("/v1/batches", json=_checked(BatchRequest, fields)))
+        data = self._json(self._http.post("/v1/batches", json=check_body(BatchRequest, fields)))
         return str(data["data"][0]["batch_id"])
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
@@ -163,6 +231,8 @@ class Client:
                 return task
             if task["status"] in TERMINAL:
                 raise TaskFailed(task)
+            if task["status"] == "MODAL":
+                raise NeedsModal(task)
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"task {task_id} still {task['status']} after {timeout:g}s")
             time.sleep(poll_interval)

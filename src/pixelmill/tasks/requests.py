@@ -248,28 +248,38 @@ class FollowUp(Delivery):
 
 
 class UpscaleRequest(FollowUp):
+    """Pick one image of a grid as it is, or enlarge a picture 2× (mode subtle / creative)."""
+
     mode: Literal["subtle", "creative"] | None = Field(
         None, description="None: the picked image as it is. subtle: 2× enlargement. creative: 2×, detail re-rendered by the engine."
     )
 
 
 class VariationRequest(FollowUp):
+    """Four variations of a picture, subtle or strong; with prompt, a remix."""
+
     mode: Literal["subtle", "strong"] | None = Field(None, description="How far from the picture to move (default strong).")
     prompt: OptionalPrompt | None = Field(None, description="Remix: vary towards this prompt instead of the original one.")
 
 
 class RerollRequest(Delivery):
+    """Run a finished grid's job again with a new seed."""
+
     task_id: TaskId | None = Field(None, description="The task to run again with a new seed.")
     custom_id: str | None = Field(None, min_length=1, max_length=256, description="Its reroll button, instead of task_id.")
 
 
 class ZoomRequest(FollowUp):
+    """Zoom out of a picture and paint the new surroundings; custom: true waits in MODAL."""
+
     zoom: float | None = Field(None, ge=1, le=2, description="Zoom out by this factor (Midjourney's buttons: 1.5 and 2).")
     custom: bool | None = Field(None, description="Custom zoom: the task waits in MODAL for /modal to supply prompt and --zoom.")
     prompt: OptionalPrompt | None = Field(None, description="What to paint in the new surroundings (default: the original prompt).")
 
 
 class PanRequest(FollowUp):
+    """Extend the canvas of a picture towards one side and paint the new area."""
+
     direction: Literal["left", "right", "up", "down"] = Field(description="Which side to extend the canvas on.")
     prompt: OptionalPrompt | None = Field(None, description="What to paint in the new area (default: the original prompt).")
 
@@ -279,6 +289,8 @@ class InpaintRequest(FollowUp):
 
 
 class ModalRequest(RequestBody):
+    """Continue a task waiting in MODAL: inpaint (prompt + mask_url) or custom zoom (zoom)."""
+
     task_id: TaskId = Field(description="The task waiting in MODAL.")
     prompt: OptionalPrompt | None = Field(None, description="Inpaint: what to paint in the masked area. Custom zoom: the prompt, may hold --zoom 1-2.")
     mask_url: Url | None = Field(None, description="Inpaint: white = repaint (or a PNG whose transparent area is repainted).")
@@ -286,12 +298,16 @@ class ModalRequest(RequestBody):
 
 
 class DescribeRequest(Delivery):
+    """Four prompts that could have made a picture, in the task's description."""
+
     image_url: Url | None = Field(None, description="The picture to describe.")
     task_id: TaskId | None = Field(None, description="Or a finished task's picture (with index for a grid).")
     index: int | None = Field(None, ge=1, le=4)
 
 
 class BlendRequest(Delivery):
+    """Blend 2-5 pictures into a grid."""
+
     image_urls: Annotated[list[Url], Field(min_length=2, max_length=5)] = Field(description="2-5 pictures to blend.")
     dimensions: Literal["PORTRAIT", "SQUARE", "LANDSCAPE"] = Field("SQUARE", description="2:3, 1:1 or 3:2.")
     prompt: OptionalPrompt | None = Field(None, description="Optional words to steer the blend.")
@@ -299,6 +315,8 @@ class BlendRequest(Delivery):
 
 
 class ShortenRequest(Delivery):
+    """Shorter prompts that keep the words carrying weight, in the task's description."""
+
     prompt: OptionalPrompt = Field(description="The prompt to shorten.")
 
 
@@ -306,6 +324,8 @@ VIDEO_TYPES = ("vid_1.1_i2v_480", "vid_1.1_i2v_720", "vid_1.1_i2v_start_end_480"
 
 
 class VideoRequest(Delivery):
+    """MP4 clips that animate a picture; batch_size clips, each billed."""
+
     image_url: Url | None = Field(None, description="The first frame; or task_id + index.")
     task_id: TaskId | None = Field(None, description="A finished task whose picture to animate.")
     index: int | None = Field(None, ge=0, le=3, description="Which image of a grid, 0-3 (seed 004 counts from 0 here).")
