@@ -18,7 +18,6 @@ from pixelmill.exceptions import ValidationError
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskStatus
-from pixelmill.auth.keys import Principal
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.requests import (
     ActionRequest,
@@ -106,87 +105,44 @@ def imagine(
     return _submitted(*tasks)
 
 
-def _operation(action: Action, body: Delivery, request: Request, principal: Principal, runtime: Runtime, key: str | None) -> SubmitAnswer:
-    task = runtime.operations.submit(principal, action, body, own_bases(request, runtime), idempotency_key=key)
-    return _submitted(task)
+#: The operation routes: path → (action, request model, fields the route fixes, summary).
+_OPERATIONS: dict[str, tuple[Action, type[Delivery], dict[str, Any], str]] = {
+    "upscale": (Action.UPSCALE, UpscaleRequest, {}, "Pick one image (1-4) of a grid as it is, or enlarge a picture 2× (mode subtle / creative)."),
+    "variation": (Action.VARIATION, VariationRequest, {}, "Four variations of a picture (mode subtle / strong); with prompt it is a remix."),
+    "low-variation": (Action.VARIATION, VariationRequest, {"mode": "subtle"}, "A subtle variation (mode is set to subtle)."),
+    "high-variation": (Action.VARIATION, VariationRequest, {"mode": "strong"}, "A strong variation (mode is set to strong)."),
+    "reroll": (Action.REROLL, RerollRequest, {}, "The same job again with a new seed."),
+    "zoom": (Action.ZOOM, ZoomRequest, {}, "Zoom out (zoom 1-2) and paint the new surroundings; custom: true waits in MODAL (code 21)."),
+    "pan": (Action.PAN, PanRequest, {}, "Extend the canvas by half a side towards direction and paint the new area."),
+    "inpaint": (Action.INPAINT, InpaintRequest, {}, "Vary a region: the task waits in MODAL (code 21) until /modal brings prompt + mask_url."),
+    "describe": (Action.DESCRIBE, DescribeRequest, {}, "Four prompts for a picture, in the task's description."),
+    "blend": (Action.BLEND, BlendRequest, {}, "Blend 2-5 pictures into a grid (dimensions PORTRAIT / SQUARE / LANDSCAPE)."),
+    "shorten": (Action.SHORTEN, ShortenRequest, {}, "Shorter prompts that keep the words that carry weight, in description."),
+    "video": (Action.VIDEO, VideoRequest, {}, "MP4 clips from a picture (batch_size 1, 2 or 4, each billed), in video_urls."),
+}
 
 
-@router.post("/generations/upscale", response_model=SubmitAnswer, responses=_ERRORS)
-def upscale(body: UpscaleRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Pick one image (1-4) of a grid as it is, or enlarge a picture 2× (``mode`` subtle / creative)."""
-    return _operation(Action.UPSCALE, body, request, principal, runtime, idempotency_key)
+def _operation_route(path: str, action: Action, model: type[Delivery], fixed: dict[str, Any], summary: str) -> None:
+    def submit(body: Delivery, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+        if fixed:
+            body = body.model_copy(update=fixed)
+        return _submitted(runtime.operations.submit(principal, action, body, own_bases(request, runtime), idempotency_key=idempotency_key))
+
+    submit.__annotations__["body"] = model  # each route validates its own body model
+    router.add_api_route(
+        f"/generations/{path}", submit, methods=["POST"], response_model=SubmitAnswer, responses=_ERRORS,
+        name=path.replace("-", "_"), summary=path.replace("-", " ").capitalize(), description=summary,
+    )
 
 
-@router.post("/generations/variation", response_model=SubmitAnswer, responses=_ERRORS)
-def variation(body: VariationRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Four variations of a picture (``mode`` subtle / strong); with ``prompt`` it is a remix."""
-    return _operation(Action.VARIATION, body, request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/low-variation", response_model=SubmitAnswer, responses=_ERRORS)
-def low_variation(body: VariationRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """A subtle variation (``mode`` is set to subtle)."""
-    return _operation(Action.VARIATION, body.model_copy(update={"mode": "subtle"}), request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/high-variation", response_model=SubmitAnswer, responses=_ERRORS)
-def high_variation(body: VariationRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """A strong variation (``mode`` is set to strong)."""
-    return _operation(Action.VARIATION, body.model_copy(update={"mode": "strong"}), request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/reroll", response_model=SubmitAnswer, responses=_ERRORS)
-def reroll(body: RerollRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """The same job again with a new seed."""
-    return _operation(Action.REROLL, body, request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/zoom", response_model=SubmitAnswer, responses=_ERRORS)
-def zoom(body: ZoomRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Zoom out (``zoom`` 1-2) and paint the new surroundings; ``custom: true`` waits in MODAL (code 21)."""
-    return _operation(Action.ZOOM, body, request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/pan", response_model=SubmitAnswer, responses=_ERRORS)
-def pan(body: PanRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Extend the canvas by half a side towards ``direction`` and paint the new area."""
-    return _operation(Action.PAN, body, request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/inpaint", response_model=SubmitAnswer, responses=_ERRORS)
-def inpaint(body: InpaintRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Vary a region: the task waits in MODAL (code 21) until ``/modal`` brings prompt + mask_url."""
-    return _operation(Action.INPAINT, body, request, principal, runtime, idempotency_key)
+for _path, (_action, _model, _fixed, _summary) in _OPERATIONS.items():
+    _operation_route(_path, _action, _model, _fixed, _summary)
 
 
 @router.post("/generations/modal", response_model=SubmitAnswer, responses=_ERRORS)
 def modal(body: ModalRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
     """Continue a MODAL task (inpaint: prompt + mask_url; custom zoom: zoom or --zoom); it is queued."""
     return _submitted(runtime.operations.modal(principal, body, own_bases(request, runtime)))
-
-
-@router.post("/generations/describe", response_model=SubmitAnswer, responses=_ERRORS)
-def describe(body: DescribeRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Four prompts for a picture, in the task's ``description``."""
-    return _operation(Action.DESCRIBE, body, request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/blend", response_model=SubmitAnswer, responses=_ERRORS)
-def blend(body: BlendRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Blend 2-5 pictures into a grid (``dimensions`` PORTRAIT / SQUARE / LANDSCAPE)."""
-    return _operation(Action.BLEND, body, request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/shorten", response_model=SubmitAnswer, responses=_ERRORS)
-def shorten(body: ShortenRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """Shorter prompts that keep the words that carry weight, in ``description``."""
-    return _operation(Action.SHORTEN, body, request, principal, runtime, idempotency_key)
-
-
-@router.post("/generations/video", response_model=SubmitAnswer, responses=_ERRORS)
-def video(body: VideoRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
-    """MP4 clips from a picture (``batch_size`` 1, 2 or 4, each billed), in ``video_urls``."""
-    return _operation(Action.VIDEO, body, request, principal, runtime, idempotency_key)
 
 
 @router.post("/generations/action", response_model=SubmitAnswer, responses=_ERRORS)
