@@ -16,8 +16,7 @@ from pixelmill.clock import Clock, SystemClock
 from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.engines.base import Engine
-from pixelmill.engines.faults import FaultInjectingEngine
-from pixelmill.engines.procedural import ProceduralEngine
+from pixelmill.engines.registry import build_engines
 from pixelmill.media.fetch import FetchPolicy, SafeFetcher
 from pixelmill.media.inputs import InputImages
 from pixelmill.notify.deliver import WebhookDeliverer
@@ -141,16 +140,6 @@ def make_inputs(settings: Settings, storage: Storage) -> InputImages:
     return InputImages(storage, SafeFetcher(policy), max_pixels=settings.input_max_pixels)
 
 
-def make_engines(settings: Settings) -> dict[str, Engine]:
-    if settings.engine == "procedural":
-        engine: Engine = ProceduralEngine(delay_ms=settings.procedural_delay_ms)
-    else:
-        raise ValueError(f"unknown engine {settings.engine!r}")
-    if settings.fault_injection:
-        engine = FaultInjectingEngine(engine, settings.fault_injection)
-    return {engine.name: engine}
-
-
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     db = open_database(settings)
@@ -161,7 +150,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     prices.seed(settings.prices_file)
     tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record])
     storage = make_storage(settings)
-    engines = make_engines(settings)
+    engines = build_engines(settings)
     inputs = make_inputs(settings, storage)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
@@ -183,7 +172,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         engines=engines,
         service=service,
         operations=Operations(service, tasks, prices, inputs, settings, on_enqueued=wakeup.notify),
-        executor=Executor(engines, storage, tasks),
+        executor=Executor(engines, storage, tasks, public_url=settings.public_url),
         wakeup=wakeup,
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,

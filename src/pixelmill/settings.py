@@ -35,7 +35,12 @@ class Settings(BaseSettings):
     storage_dir: Path | None = None
 
     # --- generation --------------------------------------------------------------------------
-    engine: Literal["procedural"] = "procedural"
+    #: The engine of requests that name none (a key of ``engines``).
+    engine: str = "procedural"
+    #: Every engine this deployment runs, by name (JSON): ``{"procedural": {"kind": "procedural"},
+    #: "sdxl": {"kind": "diffusers", "model": "stabilityai/sdxl-turbo", "dtype": "fp16"},
+    #: "mj": {"kind": "remote", "base_url": "https://...", "api_key": "..."}}``; see engines/registry.py.
+    engines: dict[str, dict[str, Any]] = {"procedural": {"kind": "procedural"}}
     #: Long edge budget: a 1:1 image is ``image_size`` square; other ratios keep about the same
     #: pixel count (see ``prompts.aspect``).
     image_size: int = Field(512, ge=64, le=4096)
@@ -150,6 +155,8 @@ class Settings(BaseSettings):
             raise ValueError("webhook_retry_seconds must be seconds >= 0")
         if not self.worker_lanes:
             raise ValueError("worker_lanes must name at least one lane")
+        if self.engine not in self.engines:
+            raise ValueError(f"engine {self.engine!r} is not one of the configured engines ({', '.join(self.engines)})")
         return self
 
 

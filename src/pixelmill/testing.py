@@ -3,7 +3,9 @@ and waiting on a condition with a deadline (never a bare sleep)."""
 
 from __future__ import annotations
 
+import collections
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -147,3 +149,93 @@ class WebhookReceiver:
     def __exit__(self, *_: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+#: What ``FaultyProxy`` can do to a request instead of (or as well as) forwarding it.
+FAULT_KINDS = ("429", "500", "code9", "slow", "drop", "drop_after")
+
+
+class FaultyProxy:
+    """A real HTTP proxy on loopback in front of an upstream, failing a share of requests on
+    purpose: for the remote engine's tests and its fault-injection benchmark.
+
+    Each request meets a fault with probability ``rate``, its kind drawn from ``kinds``:
+    ``429`` (code 429, Retry-After 0), ``500`` (plain text), ``code9`` (HTTP 500, code 9), ``slow``
+    (forwarded after ``slow_seconds``), ``drop`` (the connection closes, nothing forwarded) and
+    ``drop_after`` (forwarded, then the connection closes before the answer: the upstream did the
+    work and the caller never heard). ``injected`` counts what was done."""
+
+    def __init__(self, upstream: str, *, rate: float, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 1.0, seed: int = 0) -> None:
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown or not 0 <= rate <= 1:
+            raise ValueError(f"rate must be 0-1 and kinds among {FAULT_KINDS}")
+        self.injected: collections.Counter[str] = collections.Counter()
+        self.forwarded = 0
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._upstream = httpx.Client(base_url=upstream, timeout=60)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                with outer._lock:
+                    fault = outer._random.choice(kinds) if outer._random.random() < rate else None
+                    if fault:
+                        outer.injected[fault] += 1
+                if fault in ("drop",):
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault in ("429", "500", "code9"):
+                    status, payload, ctype = {
+                        "429": (429, b'{"code": 429, "description": "rate limited (injected)"}', "application/json"),
+                        "500": (500, b"Internal Server Error (injected)", "text/plain"),
+                        "code9": (500, b'{"code": 9, "description": "internal failure (injected)"}', "application/json"),
+                    }[fault]
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(payload)))
+                    if fault == "429":
+                        self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if fault == "slow":
+                    time.sleep(slow_seconds)
+                keep = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type", "idempotency-key", "prefer")}
+                answer = outer._upstream.request(self.command, self.path, content=body or None, headers=keep)
+                with outer._lock:
+                    outer.forwarded += 1
+                if fault == "drop_after":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.send_response(answer.status_code)
+                for name in ("content-type", "retry-after", "etag"):
+                    if name in answer.headers:
+                        self.send_header(name, answer.headers[name])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = _handle  # noqa: N815 - the http.server API
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultyProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._upstream.close()

@@ -14,8 +14,8 @@ without video leave refusing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -46,6 +46,16 @@ MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
+class UpstreamStep:
+    """For an engine that runs whole operations itself (a remote Midjourney-style API): the
+    operation and its wire fields, where ``task_id`` names the parent's task upstream. Engines
+    that paint pixels ignore it and use the image fields instead."""
+
+    operation: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
     width: int
@@ -59,6 +69,11 @@ class GenerationRequest:
     image_prompts: tuple[Image.Image, ...] = ()
     #: How strongly ``image_prompts`` steer the result, 0-3 (Midjourney's --iw; 1 is the default).
     image_weight: float = 1.0
+    #: The whole canonical prompt with its flags, for engines that take prompt text as it is.
+    source_prompt: str = ""
+    step: UpstreamStep | None = None
+    #: Stable for one attempt of one task: lets an engine make its upstream calls retry-safe.
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         # Programming errors, not user errors: user input is validated before it gets here.
@@ -90,6 +105,8 @@ class VideoRequest:
     prompt: str = ""
     #: The start_end forms: the clip ends on this picture.
     end_image: Image.Image | None = None
+    step: UpstreamStep | None = None
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
@@ -103,6 +120,7 @@ class VideoResult:
     #: One H.264 MP4 file per seed.
     clips: tuple[bytes, ...]
     model: str
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,8 @@ class GenerationResult:
     images: tuple[Image.Image, ...]
     #: The model that made the images, recorded with the task (e.g. "procedural-v1").
     model: str
+    #: What the engine wants kept with the task (a remote engine: the upstream task id and charge).
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(ABC):
@@ -118,6 +138,9 @@ class Engine(ABC):
     #: The model version it renders with; part of the request cache key, so a new model never
     #: answers from an old model's cache.
     model: str
+    #: True for an engine that runs whole operations itself (it reads ``step``), such as a remote
+    #: Midjourney-style API; False for one that paints the pixels it is given.
+    runs_operations: bool = False
 
     @abstractmethod
     def generate(

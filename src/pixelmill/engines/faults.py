@@ -19,7 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pixelmill.engines.base import Engine, GenerationRequest, GenerationResult, ProgressCallback
+from PIL import Image
+
+from pixelmill.engines.base import Engine, GenerationRequest, GenerationResult, ProgressCallback, VideoRequest, VideoResult
 from pixelmill.exceptions import EngineError
 
 
@@ -47,6 +49,7 @@ class FaultInjectingEngine(Engine):
         self._rules = tuple(FaultRule.from_json(r) for r in rules)
         self.name = inner.name
         self.model = inner.model
+        self.runs_operations = inner.runs_operations
         self._attempts: Counter[tuple[Any, ...]] = Counter()
         self._lock = threading.Lock()
 
@@ -60,6 +63,12 @@ class FaultInjectingEngine(Engine):
                 if rule.times is None or attempt <= rule.times:
                     raise EngineError(f"{rule.error} (injected, attempt {attempt})", retryable=rule.retryable)
         return self._inner.generate(request, progress)
+
+    def describe(self, image: Image.Image) -> tuple[str, ...]:
+        return self._inner.describe(image)
+
+    def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
+        return self._inner.animate(request, progress)
 
     def check(self) -> None:
         self._inner.check()

@@ -441,7 +441,8 @@ class ProceduralEngine(Engine):
     name = "procedural"
     model = MODEL
 
-    def __init__(self, delay_ms: int = 0) -> None:
+    def __init__(self, delay_ms: int = 0, name: str = "procedural") -> None:
+        self.name = name
         #: Simulated model latency per image (demos of a slow model, crash-recovery tests).
         self._delay = delay_ms / 1000
 

@@ -127,6 +127,7 @@ class BatchService:
                 "priority": one.priority if one.priority is not None else req.priority,
                 "webhook_url": one.webhook_url or req.webhook_url,
                 "webhook_events": one.webhook_events or req.webhook_events,
+                "engine": one.engine or req.engine,
             })
             try:
                 planned = self._tasks.plan_imagine(principal, one, own_bases, allow_cache=bool(one.cache), batch=(batch_id, index))

@@ -15,13 +15,13 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback, VideoRequest
+from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback, UpstreamStep, VideoRequest
 from pixelmill.exceptions import EngineError
 from pixelmill.media.canvas import composite, pan_canvas, paint_mask, zoom_canvas
 from pixelmill.media.encode import encode_png, encode_preview
@@ -54,8 +54,10 @@ class Outcome:
 
 
 class Executor:
-    def __init__(self, engines: Mapping[str, Engine], storage: Storage, store: TaskStore) -> None:
+    def __init__(self, engines: Mapping[str, Engine], storage: Storage, store: TaskStore, public_url: str | None = None) -> None:
         self._engines = engines
+        #: Where an upstream engine can fetch pixelmill's files (masks, blend inputs).
+        self._public_url = public_url.rstrip("/") if public_url else None
         self._storage = storage
         self._store = store
         # PNG encoding of a grid costs more than generating it on a CPU; Pillow releases the GIL
@@ -138,15 +140,18 @@ class Executor:
             mean = np.mean([np.asarray(ImageOps.fit(im, size), dtype=np.float32) for im in pictures], axis=0)
             base.update(init_image=Image.fromarray(mean.astype(np.uint8), "RGB"), strength=BLEND_STRENGTH,
                         image_prompts=tuple(pictures), image_weight=2.0)
+        engine = self._engine(task)
+        if engine.runs_operations:
+            base.update(step=self._step(task, action), source_prompt=task.final_prompt, idempotency_key=f"{task.id}-{task.attempt}")
         request = GenerationRequest(**base)
-        result = self._engine(task).generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
+        result = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
         if len(result.images) != 4:
             raise EngineError(f"engine returned {len(result.images)} images, expected 4", retryable=True)
         images = list(result.images)
         if keep is not None:
             images = [composite(keep[0], im, keep[1]) for im in images]
         grid, *keys = self._encoders.map(self._store_png, [compose_grid(images), *images])
-        return TaskResult(grid_key=grid, image_keys=tuple(keys), width=request.width, height=request.height)
+        return TaskResult(grid_key=grid, image_keys=tuple(keys), width=request.width, height=request.height, meta=result.meta)
 
     # --- single pictures -------------------------------------------------------------------------
 
@@ -159,6 +164,15 @@ class Executor:
                 raise EngineError(f"parent task {task.parent_task_id} has no images", retryable=False)
             source = {"key": parent.result.image_keys[task.index - 1], "width": parent.result.width, "height": parent.result.height}
         mode = p.get("upscale_mode")
+        engine = self._engine(task)
+        if engine.runs_operations:  # upstream too, so that follow-ups of this picture have a parent there
+            assert task.seed is not None
+            request = GenerationRequest(
+                prompt=p.get("engine_prompt", ""), width=p.get("width", source["width"]), height=p.get("height", source["height"]),
+                seeds=(task.seed,), step=self._step(task, Action.UPSCALE), idempotency_key=f"{task.id}-{task.attempt}",
+            )
+            done = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
+            return TaskResult(image_keys=(self._store_png(done.images[0]),), width=request.width, height=request.height, meta=done.meta)
         if mode is None:
             # The chosen image is already stored under its content key: the plain pick is that
             # same object, composed locally with no engine call.
@@ -173,7 +187,7 @@ class Executor:
                 prompt=p.get("engine_prompt", ""), negative_prompt=p.get("engine_negative", ""), width=size[0], height=size[1],
                 seeds=(task.seed,), init_image=enlarged, strength=CREATIVE_UPSCALE_STRENGTH,
             )
-            image = self._engine(task).generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]
+            image = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]
         return TaskResult(image_keys=(self._store_png(image),), width=size[0], height=size[1])
 
     def _shorten(self, task: Task) -> str:
@@ -192,9 +206,62 @@ class Executor:
             width=p["width"], height=p["height"], seeds=image_seeds(task.seed, p["batch_size"]),
             frames=p["frames"], fps=p["fps"], motion=p["motion"], prompt=p.get("engine_prompt", ""),
         )
-        clips = self._engine(task).animate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).clips
+        engine = self._engine(task)
+        if engine.runs_operations:
+            request = replace(request, step=self._step(task, Action.VIDEO), idempotency_key=f"{task.id}-{task.attempt}")
+        made = engine.animate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
+        clips = made.clips
         if len(clips) != len(request.seeds):
             raise EngineError(f"engine returned {len(clips)} clips, expected {len(request.seeds)}", retryable=True)
         videos = [self._storage.put(clip, "mp4").key for clip in clips]
         posters = list(self._encoders.map(lambda clip: self._store_png(first_frame(clip)), clips))
-        return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height)
+        return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height, meta=made.meta)
+
+    # --- operations run upstream -----------------------------------------------------------------
+
+    def _file_url(self, image: dict[str, Any]) -> str:
+        """A URL the upstream can fetch for an input: the caller's own URL when it was an
+        outside one, else this deployment's public file URL."""
+        url = str(image.get("url", ""))
+        if url.startswith(("http://", "https://")) and "/files/" not in url:
+            return url
+        if self._public_url is None:
+            raise EngineError("set PIXELMILL_PUBLIC_URL so the upstream can fetch pixelmill's files", retryable=False)
+        return f"{self._public_url}/files/{image['key']}"
+
+    def _step(self, task: Task, action: Action) -> UpstreamStep:
+        """The same operation in the upstream's wire form, on the parent's upstream task."""
+        p = task.params
+        if action is Action.IMAGINE:
+            return UpstreamStep("imagine", {"prompt": task.final_prompt})
+        if action is Action.BLEND:
+            fields: dict[str, Any] = {"image_urls": [self._file_url(i) for i in p["inputs"]["image_urls"]], "dimensions": p["dimensions"]}
+            return UpstreamStep("blend", fields)
+        if action is Action.VIDEO and task.parent_task_id is None:
+            fields = {"image_url": self._file_url(p["source"]), "batch_size": p["batch_size"], "video_type": p["video_type"], "motion": p["motion"]}
+            return UpstreamStep("video", fields | ({"end_url": self._file_url(p["end"])} if p.get("end") else {}))
+        parent = self._store.get(task.parent_task_id or "")
+        upstream_id = parent.result.meta.get("upstream_task_id") if parent and parent.result else None
+        if parent is None or upstream_id is None:
+            raise EngineError(f"parent task {task.parent_task_id} has no upstream task to continue", retryable=False)
+        at: dict[str, Any] = {"task_id": upstream_id}
+        if parent.action.makes_grid and task.index is not None:
+            at["index"] = task.index
+        if action is Action.REROLL:
+            return UpstreamStep("reroll", {"task_id": upstream_id})
+        if action is Action.UPSCALE:
+            return UpstreamStep("upscale", at | ({"mode": p["upscale_mode"]} if p.get("upscale_mode") else {}))
+        if action is Action.VARIATION:
+            return UpstreamStep("variation", at | {"mode": p["mode"]} | ({"prompt": task.prompt} if p.get("remix") else {}))
+        if action is Action.ZOOM:
+            return UpstreamStep("zoom", at | {"zoom": p["zoom"]})
+        if action is Action.PAN:
+            return UpstreamStep("pan", at | {"direction": p["direction"]})
+        if action is Action.INPAINT:
+            return UpstreamStep("inpaint", at | {"modal": {"prompt": task.prompt, "mask_url": self._file_url(p["mask"])}})
+        if action is Action.VIDEO:
+            fields = {"task_id": upstream_id, "batch_size": p["batch_size"], "video_type": p["video_type"], "motion": p["motion"]}
+            if parent.action.makes_grid and task.index is not None:
+                fields["index"] = task.index  # video counts from 0, as its task does
+            return UpstreamStep("video", fields)
+        raise EngineError(f"{action.value} has no upstream form", retryable=False)

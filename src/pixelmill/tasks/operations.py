@@ -209,9 +209,11 @@ class Operations:
         source = {"key": result.image_keys[index - 1], "width": result.width, "height": result.height}
         return parent, source, index
 
-    def _engine_of(self, parent: Task | None) -> str:
+    def _engine_of(self, parent: Task | None, requested: str | None) -> str:
         if parent is None:
-            return self._service.engine_name()
+            return self._service.engine_name(requested)
+        if requested is not None and requested != parent.engine:
+            raise ValidationError("engine", f"a follow-up runs on its parent's engine ({parent.engine}), not on {requested}")
         return self._service.engine_for(parent.engine)
 
     def _task(
@@ -241,7 +243,7 @@ class Operations:
             prompt=parent.prompt if prompt is None and parent else (prompt or ""),
             final_prompt=final_prompt if final_prompt is not None else _reseeded(parent.final_prompt if parent else "", seed),
             params={**inherited, **params, "price_key": key},
-            engine=self._engine_of(parent),
+            engine=self._engine_of(parent, req.engine),
             seed=seed,
             quota=self._prices.units(key, units),
             parent_task_id=parent.id if parent else None,

@@ -19,6 +19,8 @@ class TaskResult:
     height: int | None = None
     #: MP4 clips of a video task (``image_keys`` then hold one poster per clip).
     video_keys: tuple[str, ...] = ()
+    #: What the engine kept with the result (engine=remote: upstream task id and charge).
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -27,6 +29,7 @@ class TaskResult:
             "width": self.width,
             "height": self.height,
             "video_keys": list(self.video_keys),
+            "meta": self.meta,
         }
 
     @classmethod
@@ -39,6 +42,7 @@ class TaskResult:
             width=data.get("width"),
             height=data.get("height"),
             video_keys=tuple(data.get("video_keys") or ()),
+            meta=data.get("meta") or {},
         )
 
 

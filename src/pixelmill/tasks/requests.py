@@ -110,6 +110,10 @@ MAX_PRIORITY = 10
 class Delivery(RequestBody):
     """Where a task runs and who hears about it: the same fields on every submit route."""
 
+    engine: str | None = Field(
+        None, max_length=64, description="Which configured engine runs it (default: the deployment's); follow-ups run on their parent's.",
+    )
+
     lane: Literal["interactive", "batch"] | None = Field(
         None, description="interactive (default) or batch: batch work never holds up interactive work."
     )

@@ -173,7 +173,7 @@ class TaskService:
         width, height = req.pixel_size() or prompt.aspect.size(base)
         if max(width, height) > MAX_SIDE * 2:
             raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
-        engine = self.engine_name()
+        engine = self.engine_name(req.engine)
         runs = prompt.repeat or 1
         # The network work comes last: every cheap check above has passed by now.
         prompt, inputs = self._take_inputs(prompt, req, own_bases)
@@ -261,7 +261,7 @@ class TaskService:
             seed=found.seed,
             params={**new.params, "seed": found.seed, "cache_hit": found.id},
             quota=new.quota if self._settings.cache_hit_charge == "full" else 0,
-            cached=TaskResult(found.result.grid_key, found.result.image_keys, found.result.width, found.result.height),
+            cached=found.result,
         )
 
     def _take_inputs(
@@ -286,9 +286,11 @@ class TaskService:
         cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute
         return cap or None
 
-    def engine_name(self) -> str:
-        """The deployment's engine for new work."""
-        return self.engine_for(self._settings.engine)
+    def engine_name(self, requested: str | None = None) -> str:
+        """The engine a new task runs on: the one asked for, else the deployment's default."""
+        if requested is not None and requested not in self._settings.engines:
+            raise ValidationError("engine", f"'{requested}' is not one of this deployment's engines: {', '.join(self._settings.engines)}")
+        return self.engine_for(requested or self._settings.engine)
 
     def engine_for(self, name: str) -> str:
         """``name`` when this deployment runs that engine (follow-ups run where their parent ran)."""

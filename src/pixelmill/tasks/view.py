@@ -52,6 +52,8 @@ class TaskView(BaseModel):
     preview_url: str | None = Field(description="A low-resolution preview while the engine runs, when it makes them.")
     attempts: list[AttemptError] = Field(description="The error of every failed attempt, oldest first.")
     batch_id: str | None
+    engine: str = Field(description="The engine that runs it.")
+    engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
 
 
 def file_url(base: str, key: str) -> str:
@@ -88,4 +90,6 @@ def task_view(task: Task, base: str, queue_position: int | None = None) -> TaskV
         preview_url=file_url(base, task.preview_key) if task.preview_key and not task.status.is_terminal else None,
         attempts=[AttemptError(**e) for e in task.errors],
         batch_id=task.batch_id,
+        engine=task.engine,
+        engine_meta=result.meta if result else {},
     )

@@ -1,0 +1,53 @@
+"""Engines by name, built from ``PIXELMILL_ENGINES``: the one place an engine kind becomes an
+instance. Each entry names its ``kind`` and that kind's settings:
+
+- ``procedural``: ``delay_ms`` (simulated latency per image; default ``PIXELMILL_PROCEDURAL_DELAY_MS``);
+- ``remote``: ``base_url``, ``api_key``, ``poll_seconds``, ``backoff_seconds``, ``max_tries``,
+  ``submit_per_minute``, ``timeout_seconds`` (``engines/remote.py``);
+- ``diffusers``: ``model`` (hub id or folder) and the knobs of ``engines/diffusers.py``; needs
+  ``pip install pixelmill[diffusers]``.
+
+Bad settings stop the process at start, with the engine's name in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pixelmill.engines.base import Engine
+from pixelmill.engines.faults import FaultInjectingEngine
+from pixelmill.engines.procedural import ProceduralEngine
+from pixelmill.engines.remote import RemoteConfig, RemoteEngine
+from pixelmill.settings import Settings
+
+KINDS = ("procedural", "remote", "diffusers")
+
+
+def build_engine(name: str, spec: Mapping[str, Any], settings: Settings) -> Engine:
+    kind = spec.get("kind")
+    if kind == "procedural":
+        unknown = set(spec) - {"kind", "delay_ms"}
+        if unknown:
+            raise ValueError(f"unknown settings {', '.join(sorted(unknown))}")
+        return ProceduralEngine(delay_ms=int(spec.get("delay_ms", settings.procedural_delay_ms)), name=name)
+    if kind == "remote":
+        return RemoteEngine(name, RemoteConfig.from_json(spec))
+    if kind == "diffusers":
+        from pixelmill.engines.diffusers import DiffusersEngine  # torch is optional: imported only when asked for
+
+        return DiffusersEngine.from_json(name, spec)
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def build_engines(settings: Settings) -> dict[str, Engine]:
+    engines: dict[str, Engine] = {}
+    for name, spec in settings.engines.items():
+        try:
+            engine = build_engine(name, spec, settings)
+        except (ValueError, TypeError, ImportError) as exc:
+            for built in engines.values():
+                built.close()
+            raise ValueError(f"engine {name!r}: {exc}") from exc
+        engines[name] = FaultInjectingEngine(engine, settings.fault_injection) if settings.fault_injection else engine
+    return engines

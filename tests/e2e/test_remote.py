@@ -1,0 +1,124 @@
+"""The remote engine against a real upstream: server B runs engine "mj", whose upstream is server A
+(procedural) behind a proxy that can fail requests on purpose."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixelmill.media.video import probe_mp4
+from pixelmill.testing import FaultyProxy
+from tests.helpers import Server, wait_for, wait_terminal
+
+KEY_A = "pm_upstream_" + "a" * 32
+KEY_B = "pm_frontend_" + "b" * 32
+GEN = "/v1/midjourney/generations"
+
+
+def _remote(proxy_url: str, **knobs: Any) -> str:
+    spec = {"kind": "remote", "base_url": proxy_url, "api_key": KEY_A, "poll_seconds": 0.1,
+            "backoff_seconds": [0.05, 0.1, 0.2], "max_tries": 6, "submit_per_minute": 6000, **knobs}
+    return json.dumps({"procedural": {"kind": "procedural"}, "mj": spec})
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # A fetches B's files (masks) from loopback, as an upstream fetches a customer's image store.
+    srv = Server(tmp_path_factory.mktemp("a"), KEY_A, fetch_allow='["127.0.0.1/32"]', rate_per_minute=0,
+                 max_concurrent_tasks=0, video_seconds=1, video_fps=8).start()
+    yield srv
+    srv.stop()
+
+
+def _frontend(path: Path, proxy: FaultyProxy, **env: Any) -> Server:
+    srv = Server(path, KEY_B, engines=_remote(proxy.url), rate_per_minute=0, max_concurrent_tasks=0, workers=4, **env)
+    srv.env["PUBLIC_URL"] = srv.url  # A fetches masks from B's public file URLs
+    return srv.start()
+
+
+def _png(api: httpx.Client, url: str) -> np.ndarray:
+    r = api.get(url)
+    assert r.status_code == 200
+    return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+
+
+def test_every_operation_runs_upstream_and_is_rehosted(upstream: Server, tmp_path: Path) -> None:
+    with FaultyProxy(upstream.url, rate=0) as proxy:
+        front = _frontend(tmp_path, proxy)
+        try:
+            with front.client() as b, upstream.client() as a:
+                grid = wait_terminal(b, b.post(f"{GEN}/imagine", json={"prompt": "a lake at dawn --ar 3:2", "seed": 5, "engine": "mj"}).json()["data"][0]["task_id"])
+                assert grid["status"] == "SUCCESS" and grid["engine"] == "mj", grid
+                up_id = grid["engine_meta"]["upstream_task_id"]
+                there = a.get(f"/v1/midjourney/{up_id}").json()
+                assert there["final_prompt"] == "a lake at dawn --ar 3:2 --seed 5" and grid["engine_meta"]["upstream_quota"] == there["quota"]
+                # Re-hosted: B serves the same pixels from its own storage.
+                assert grid["image_urls"][0].startswith(front.url) and np.array_equal(_png(b, grid["image_urls"][0]), _png(a, there["image_urls"][0]))
+
+                pick = wait_terminal(b, b.post(f"{GEN}/upscale", json={"task_id": grid["task_id"], "index": 2}).json()["data"][0]["task_id"])
+                assert a.get(f"/v1/midjourney/{pick['engine_meta']['upstream_task_id']}").json()["parent_task_id"] == up_id
+                vary = wait_terminal(b, b.post(f"{GEN}/variation", json={"task_id": pick["task_id"], "mode": "subtle"}).json()["data"][0]["task_id"])
+                pan = wait_terminal(b, b.post(f"{GEN}/pan", json={"task_id": pick["task_id"], "direction": "left"}).json()["data"][0]["task_id"])
+                assert vary["status"] == pan["status"] == "SUCCESS"
+                assert _png(b, pan["image_urls"][0]).shape[1] == pick["params"]["width"] * 3 // 2
+
+                mask = Image.new("L", (pick["params"]["width"], pick["params"]["height"]), 0)
+                mask.paste(255, (0, 0, 100, 100))
+                buf = io.BytesIO()
+                mask.save(buf, format="PNG")
+                mask_url = b.post("/v1/uploads", content=buf.getvalue(), headers={"Content-Type": "image/png"}).json()["data"][0]["url"]
+                inpaint_id = b.post(f"{GEN}/inpaint", json={"task_id": pick["task_id"]}).json()["data"][0]["task_id"]
+                b.post(f"{GEN}/modal", json={"task_id": inpaint_id, "prompt": "a red sun", "mask_url": mask_url})
+                inpaint = wait_terminal(b, inpaint_id)
+                upstream_inpaint = a.get(f"/v1/midjourney/{inpaint['engine_meta']['upstream_task_id']}").json()
+                assert inpaint["status"] == "SUCCESS" and upstream_inpaint["action"] == "INPAINT" and upstream_inpaint["prompt"] == "a red sun"
+
+                clip = wait_terminal(b, b.post(f"{GEN}/video", json={"task_id": grid["task_id"], "index": 1}).json()["data"][0]["task_id"])
+                assert clip["status"] == "SUCCESS", clip
+                assert probe_mp4(b.get(clip["video_urls"][0]).content).frames == 8
+                wrong = b.post(f"{GEN}/variation", json={"task_id": pick["task_id"], "engine": "procedural"})
+                assert wrong.status_code == 400 and wrong.json()["description"] == "engine: a follow-up runs on its parent's engine (mj), not on procedural"
+                unknown = b.post(f"{GEN}/imagine", json={"prompt": "a cat", "engine": "dalle"})
+                assert unknown.status_code == 400 and unknown.json()["description"] == "engine: 'dalle' is not one of this deployment's engines: procedural, mj"
+        finally:
+            front.stop()
+
+
+def test_upstream_faults_end_in_success_or_a_refunded_failure(upstream: Server, tmp_path: Path) -> None:
+    """30 tasks through a proxy failing 30 % of requests (every kind): each task ends SUCCESS,
+    or FAILURE with its charge refunded; nothing is left waiting; no upstream task is made twice
+    for one attempt (submits carry an Idempotency-Key)."""
+    with FaultyProxy(upstream.url, rate=0.3, slow_seconds=0.3, seed=7) as proxy:
+        front = _frontend(tmp_path, proxy)
+        try:
+            with front.client() as b:
+                ids = [b.post(f"{GEN}/imagine", json={"prompt": f"a storm over hill {i}", "engine": "mj"}).json()["data"][0]["task_id"] for i in range(30)]
+                tasks = [wait_terminal(b, t, timeout=120) for t in ids]
+        finally:
+            front.stop()
+    assert sum(proxy.injected.values()) > 20 and len(proxy.injected) == 6  # every kind of fault happened
+    for task in tasks:
+        assert task["status"] in ("SUCCESS", "FAILURE"), task
+        if task["status"] == "FAILURE":
+            assert task["quota"] == 0 and task["fail_reason"]
+    upstream_ids = [t["engine_meta"]["upstream_task_id"] for t in tasks if t["status"] == "SUCCESS"]
+    assert len(set(upstream_ids)) == len(upstream_ids) and len(upstream_ids) >= 25
+
+
+def test_readiness_reports_an_unreachable_upstream(tmp_path: Path) -> None:
+    engines = json.dumps({"procedural": {"kind": "procedural"}, "mj": {"kind": "remote", "base_url": "http://127.0.0.1:9", "api_key": "k"}})
+    srv = Server(tmp_path, KEY_B, engines=engines).start()
+    try:
+        with srv.client() as b:
+            r = wait_for(lambda: (lambda r: r if r.status_code == 503 else None)(b.get("/readyz")), timeout=10, what="readyz")
+            assert "engine:mj" in r.text and "ConnectError" in r.text
+    finally:
+        srv.stop()
