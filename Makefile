@@ -11,8 +11,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(STAMP): pyproject.toml constraints-test.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]' -c constraints-test.txt
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -16,8 +16,9 @@ PAN_SHARE = 0.5
 DIRECTIONS = ("left", "right", "up", "down")
 
 
-def _even8(x: float) -> int:
-    return max(64, int(round(x / 8)) * 8)
+def _step8(x: float) -> int:
+    """A length in whole multiples of 8 (what image models need), at least 8."""
+    return max(8, int(round(x / 8)) * 8)
 
 
 def zoom_canvas(source: Image.Image, zoom: float) -> tuple[Image.Image, Image.Image]:
@@ -35,8 +36,8 @@ def zoom_canvas(source: Image.Image, zoom: float) -> tuple[Image.Image, Image.Im
 
 def pan_size(width: int, height: int, direction: str) -> tuple[int, int]:
     if direction in ("left", "right"):
-        return width + _even8(width * PAN_SHARE), height
-    return width, height + _even8(height * PAN_SHARE)
+        return width + _step8(width * PAN_SHARE), height
+    return width, height + _step8(height * PAN_SHARE)
 
 
 def pan_offset(width: int, height: int, direction: str) -> tuple[int, int]:
