@@ -15,21 +15,7 @@ from pydantic import BaseModel
 
 from pixelmill import __version__
 from pixelmill.settings import Settings
-from pixelmill.tasks.requests import (
-    ActionRequest,
-    BlendRequest,
-    DescribeRequest,
-    ImagineRequest,
-    InpaintRequest,
-    ModalRequest,
-    PanRequest,
-    RerollRequest,
-    ShortenRequest,
-    UpscaleRequest,
-    VariationRequest,
-    VideoRequest,
-    ZoomRequest,
-)
+from pixelmill.tasks.requests import OPERATION_BODIES, ImagineRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -257,11 +243,7 @@ def _operation_command(name: str, model: type[BaseModel]) -> None:
             raise click.ClickException(str(exc)) from exc
 
 
-for _name, _model in {
-    "upscale": UpscaleRequest, "variation": VariationRequest, "reroll": RerollRequest, "zoom": ZoomRequest,
-    "pan": PanRequest, "inpaint": InpaintRequest, "modal": ModalRequest, "describe": DescribeRequest,
-    "blend": BlendRequest, "shorten": ShortenRequest, "video": VideoRequest, "action": ActionRequest,
-}.items():
+for _name, _model in OPERATION_BODIES.items():
     _operation_command(_name, _model)
 
 

@@ -369,3 +369,12 @@ class BatchRequest(Delivery):
     metadata: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(
         None, max_length=20, description="Your labels for the batch, returned with its status and manifest."
     )
+
+
+#: The body model of every operation route after imagine (``/v1/midjourney/generations/<name>``):
+#: the HTTP routes, the CLI's ``op`` commands and the SDK all read this one table.
+OPERATION_BODIES: dict[str, type[RequestBody]] = {
+    "upscale": UpscaleRequest, "variation": VariationRequest, "reroll": RerollRequest, "zoom": ZoomRequest,
+    "pan": PanRequest, "inpaint": InpaintRequest, "modal": ModalRequest, "describe": DescribeRequest,
+    "blend": BlendRequest, "shorten": ShortenRequest, "video": VideoRequest, "action": ActionRequest,
+}
