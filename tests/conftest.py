@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
@@ -14,7 +17,7 @@ from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.queue.store import TaskStore
 
-from tests.helpers import Server
+from tests.helpers import Server, free_port, wait_for
 
 TEST_KEY = "pm_test_" + "k" * 32
 
@@ -96,3 +99,36 @@ def clock() -> ManualClock:
 def store(db: Engine, clock: ManualClock) -> TaskStore:
     KeyStore(db, clock).create(tenant_id="acme")
     return TaskStore(db, clock)
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on loopback, and credentials for it in this process's environment."""
+    pytest.importorskip("boto3")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in S3_ENV}
+    os.environ.update(S3_ENV)
+    try:
+        wait_for(lambda: _answers(url), timeout=30, what="moto S3 server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.TransportError:
+        return False

@@ -127,6 +127,14 @@ def open_database(settings: Settings) -> DbEngine:
 def make_storage(settings: Settings) -> Storage:
     if settings.storage == "local":
         return LocalStorage(settings.resolved_storage_dir)
+    if settings.storage == "s3":
+        from pixelmill.storage.s3 import S3Storage  # boto3 is optional: imported only when asked for
+
+        assert settings.s3_bucket is not None
+        return S3Storage(
+            settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region, prefix=settings.s3_prefix,
+            url_mode=settings.s3_url_mode, public_base_url=settings.s3_public_base_url, presign_seconds=settings.s3_presign_seconds,
+        )
     raise ValueError(f"unknown storage backend {settings.storage!r}")
 
 
@@ -144,12 +152,12 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     db = open_database(settings)
     webhook_wakeup = Wakeup()
-    outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify)
+    storage = make_storage(settings)
+    outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify, url_for=storage.url)
     ledger = Ledger(db, clock)
     prices = PriceTable(db, clock)
     prices.seed(settings.prices_file)
     tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record])
-    storage = make_storage(settings)
     engines = build_engines(settings)
     inputs = make_inputs(settings, storage)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
@@ -176,7 +184,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         wakeup=wakeup,
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,
-        batches=BatchService(service, tasks, db, clock, settings),
+        batches=BatchService(service, tasks, db, clock, settings, url_for=storage.url),
         prices=prices,
         ledger=ledger,
         metrics=registry,

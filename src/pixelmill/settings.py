@@ -30,9 +30,19 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     #: SQLAlchemy URL. Default: SQLite (WAL) file inside ``data_dir``.
     database_url: str | None = None
-    storage: Literal["local"] = "local"
+    storage: Literal["local", "s3"] = "local"
     #: Where the local storage backend keeps files. Default: ``<data_dir>/files``.
     storage_dir: Path | None = None
+    #: S3-compatible storage (``storage: s3``; storage/s3.py). Credentials: boto3's usual chain.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    #: pixelmill (served through /files), public (s3_public_base_url + key: public bucket or CDN),
+    #: presigned (signed URLs expiring after s3_presign_seconds).
+    s3_url_mode: Literal["pixelmill", "public", "presigned"] = "pixelmill"
+    s3_public_base_url: str | None = None
+    s3_presign_seconds: int = Field(3600, ge=60, le=7 * 86400)
 
     # --- generation --------------------------------------------------------------------------
     #: The engine of requests that name none (a key of ``engines``).
@@ -155,6 +165,8 @@ class Settings(BaseSettings):
             raise ValueError("webhook_retry_seconds must be seconds >= 0")
         if not self.worker_lanes:
             raise ValueError("worker_lanes must name at least one lane")
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("storage s3 needs s3_bucket")
         if self.engine not in self.engines:
             raise ValueError(f"engine {self.engine!r} is not one of the configured engines ({', '.join(self.engines)})")
         return self

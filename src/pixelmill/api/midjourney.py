@@ -174,7 +174,7 @@ def _wait_seconds(wait: float | None, prefer: str | None, runtime: Runtime) -> f
 
 def _view(runtime: Runtime, task: Task, base: str) -> TaskView:
     """The task object; a waiting task also says where it stands in its lane."""
-    return task_view(task, base, runtime.service.queue_position(task))
+    return task_view(task, base, runtime.service.queue_position(task), runtime.storage.url)
 
 
 def _settled(task: Task) -> bool:
@@ -225,7 +225,7 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
             if time.monotonic() - position_at >= POSITION_SECONDS or (last and last[0] != task.status.value):
                 position = await run_in_threadpool(runtime.service.queue_position, task)
                 position_at = time.monotonic()
-            view = task_view(task, base, position)
+            view = task_view(task, base, position, runtime.storage.url)
             state = (task.status.value, task.progress, task.preview_key, position)
             if state != last:
                 last, quiet = state, 0.0

@@ -29,7 +29,7 @@ from pixelmill.db.engine import after_commit, read_tx, write_tx
 from pixelmill.db.schema import webhook_events
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskEvent
-from pixelmill.tasks.view import task_view
+from pixelmill.tasks.view import UrlFor, file_url, task_view
 
 EVENTS = tuple(e.value for e in TaskEvent)
 
@@ -80,8 +80,10 @@ class Outbox:
         clock: Clock,
         retry_seconds: Sequence[float],
         on_recorded: Callable[[], None] = lambda: None,
+        url_for: UrlFor = file_url,
     ) -> None:
         self._engine = engine
+        self._url_for = url_for
         self._clock = clock
         #: Wait before attempt 2, 3, ...; once used up, the event is given up ("failed").
         self._retry_seconds = tuple(retry_seconds)
@@ -108,7 +110,7 @@ class Outbox:
             "type": f"task.{event.value}",
             "timestamp": datetime.fromtimestamp(now / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
             "sequence": seq,
-            "data": task_view(task, hook["base"]).model_dump(mode="json"),
+            "data": task_view(task, hook["base"], url_for=self._url_for).model_dump(mode="json"),
         }
         conn.execute(
             insert(webhook_events).values(

@@ -62,6 +62,14 @@ class Storage(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (retention); a missing or malformed key is not an error."""
+
+    def url(self, key: str, base: str) -> str:
+        """Where a client fetches ``key``. Default: pixelmill's own ``/files/`` route under ``base``."""
+        return f"{base}/files/{key}"
+
     def check(self) -> None:
         """Raise when the backend cannot serve now (readiness). Default: a lookup round trip."""
         self.exists(content_key(b"readiness probe", "png"))

@@ -45,5 +45,9 @@ class LocalStorage(Storage):
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise OSError(f"storage folder {self.root} is not writable")
 
+    def delete(self, key: str) -> None:
+        if is_valid_key(key):
+            (self.root / key).unlink(missing_ok=True)
+
     def exists(self, key: str) -> bool:
         return is_valid_key(key) and (self.root / key).exists()

@@ -26,3 +26,7 @@ class MemoryStorage(Storage):
 
     def exists(self, key: str) -> bool:
         return key in self._objects
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._objects.pop(key, None)

@@ -29,7 +29,7 @@ from pixelmill.tasks.record import NewTask, Task
 from pixelmill.tasks.requests import BatchRequest, ImagineRequest, validated
 from pixelmill.tasks.service import TaskService
 from pixelmill.tasks.status import TERMINAL, TaskStatus
-from pixelmill.tasks.view import task_view
+from pixelmill.tasks.view import UrlFor, file_url, task_view
 
 #: Variable values are substituted as text; these would turn a value into prompt syntax.
 _FORBIDDEN_IN_VALUES = ("--", "::", "\u2014")
@@ -80,7 +80,10 @@ def render_template(template: str, variables: dict[str, Any], where: str) -> str
 
 
 class BatchService:
-    def __init__(self, tasks: TaskService, store: TaskStore, engine: Engine, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, tasks: TaskService, store: TaskStore, engine: Engine, clock: Clock, settings: Settings, url_for: UrlFor = file_url
+    ) -> None:
+        self._url_for = url_for
         self._tasks = tasks
         self._store = store
         self._engine = engine
@@ -178,7 +181,7 @@ class BatchService:
         self._row(principal, batch_id)
         rows = []
         for task in self._store.batch_tasks(batch_id, principal.tenant_id):
-            view = task_view(task, base)
+            view = task_view(task, base, url_for=self._url_for)
             rows.append({
                 "batch_index": task.batch_index, "task_id": task.id, "status": view.status,
                 "prompt": view.prompt, "final_prompt": view.final_prompt, "seed": view.seed,

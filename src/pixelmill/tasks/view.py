@@ -3,6 +3,7 @@ unwrapped), what the event stream sends and what webhooks carry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -56,12 +57,21 @@ class TaskView(BaseModel):
     engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
 
 
-def file_url(base: str, key: str) -> str:
+#: Where a client fetches a stored key, given the base URL the answer is for: ``Storage.url``.
+UrlFor = Callable[[str, str], str]
+
+
+def file_url(key: str, base: str) -> str:
+    """pixelmill's own file route (the local storage's URLs)."""
     return f"{base}/files/{key}"
 
 
-def task_view(task: Task, base: str, queue_position: int | None = None) -> TaskView:
+def task_view(task: Task, base: str, queue_position: int | None = None, url_for: UrlFor = file_url) -> TaskView:
     result = task.result
+
+    def url(key: str) -> str:
+        return url_for(key, base)
+
     return TaskView(
         task_id=task.id,
         action=task.action.value,
@@ -70,9 +80,9 @@ def task_view(task: Task, base: str, queue_position: int | None = None) -> TaskV
         prompt=task.prompt,
         final_prompt=task.final_prompt,
         description=task.description,
-        grid_image_url=file_url(base, result.grid_key) if result and result.grid_key else None,
-        image_urls=[file_url(base, k) for k in result.image_keys] if result else [],
-        video_urls=[file_url(base, k) for k in result.video_keys] if result else [],
+        grid_image_url=url(result.grid_key) if result and result.grid_key else None,
+        image_urls=[url(k) for k in result.image_keys] if result else [],
+        video_urls=[url(k) for k in result.video_keys] if result else [],
         buttons=[ButtonView(custom_id=b.custom_id, label=b.label) for b in buttons_for(task)],
         fail_reason=task.fail_reason,
         quota=task.quota,
@@ -87,7 +97,7 @@ def task_view(task: Task, base: str, queue_position: int | None = None) -> TaskV
         lane=task.lane.value,
         priority=task.priority,
         queue_position=queue_position,
-        preview_url=file_url(base, task.preview_key) if task.preview_key and not task.status.is_terminal else None,
+        preview_url=url(task.preview_key) if task.preview_key and not task.status.is_terminal else None,
         attempts=[AttemptError(**e) for e in task.errors],
         batch_id=task.batch_id,
         engine=task.engine,
