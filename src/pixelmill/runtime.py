@@ -19,6 +19,7 @@ from pixelmill.engines.base import Engine
 from pixelmill.engines.registry import build_engines
 from pixelmill.media.fetch import FetchPolicy, SafeFetcher
 from pixelmill.media.inputs import InputImages
+from pixelmill.media.output import output_profiles
 from pixelmill.notify.deliver import WebhookDeliverer
 from pixelmill.notify.outbox import Outbox
 from pixelmill.observe.health import HealthReport, Thresholds
@@ -152,6 +153,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     db = open_database(settings)
     webhook_wakeup = Wakeup()
+    output_profiles(settings)  # an operator's profile with bad settings stops the start, by name
     storage = make_storage(settings)
     outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify, url_for=storage.url)
     ledger = Ledger(db, clock)
@@ -180,7 +182,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         engines=engines,
         service=service,
         operations=Operations(service, tasks, prices, inputs, settings, on_enqueued=wakeup.notify),
-        executor=Executor(engines, storage, tasks, public_url=settings.public_url),
+        executor=Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
+                          renditions=settings.renditions),
         wakeup=wakeup,
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,

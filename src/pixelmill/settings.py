@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     image_size: int = Field(512, ge=64, le=4096)
     #: Artificial delay per image for the procedural engine (demos of a slow model, crash tests).
     procedural_delay_ms: int = Field(0, ge=0, le=600_000)
+    #: The output profile of requests that name none (media/output.py: original, web, jpeg, avif,
+    #: or one of output_profiles).
+    output_profile: str = "original"
+    #: Your own profiles (JSON): ``{"brand": {"format": "jpeg", "quality": 85, "long_edge": 1600,
+    #: "max_bytes": 400000, "strip_metadata": true}}``.
+    output_profiles: dict[str, dict[str, Any]] = {}
+    #: Smaller renditions written beside every image (web: 1024 px WebP, thumb: 256 px WebP).
+    renditions: tuple[Literal["web", "thumb"], ...] = ("web", "thumb")
     #: Length and frame rate of every video clip.
     video_seconds: float = Field(5.0, gt=0, le=30)
     video_fps: int = Field(24, ge=1, le=60)

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 
 from pixelmill.exceptions import PixelmillError
 
-CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "mp4": "video/mp4"}
-_KEY_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg|webp|mp4)$")
+CONTENT_TYPES = {
+    "png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "avif": "image/avif", "mp4": "video/mp4",
+    # Provenance records stored beside the files they describe.
+    "json": "application/json",
+}
+_KEY_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg|webp|avif|mp4|json)$")
 
 
 class ObjectNotFound(PixelmillError):

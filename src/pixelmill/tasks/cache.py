@@ -23,7 +23,7 @@ def _digest(payload: dict[str, Any]) -> str:
 
 
 def request_keys(
-    action: str, prompt: Prompt, width: int, height: int, engine: str, model: str, inputs: dict[str, Any]
+    action: str, prompt: Prompt, width: int, height: int, engine: str, model: str, inputs: dict[str, Any], profile: str = "original"
 ) -> tuple[str, str]:
     """(cache_key, prompt_key) of one task-to-be; ``prompt`` carries the task's own seed."""
     prompt = replace(prompt, speed=None)  # a speed tier changes the price and the queue, not the pixels
@@ -34,6 +34,8 @@ def request_keys(
         "model": model,
         "inputs": {name: [i["key"] for i in images] for name, images in inputs.items()},
         "template": None,
+        # The same pixels in another format are other files: the profile is part of the answer.
+        "profile": profile,
     }
     return (
         _digest({**payload, "prompt": prompt.canonical()}),

@@ -13,7 +13,10 @@ after the engine ran, whatever the engine did there.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +29,7 @@ from pixelmill.exceptions import EngineError
 from pixelmill.media.canvas import composite, pan_canvas, paint_mask, zoom_canvas
 from pixelmill.media.encode import encode_png, encode_preview
 from pixelmill.media.grid import compose_grid
+from pixelmill.media.output import BUILTIN, RENDITIONS, Encoded, Profile, Provenance, encode
 from pixelmill.media.video import first_frame
 from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
@@ -54,8 +58,18 @@ class Outcome:
 
 
 class Executor:
-    def __init__(self, engines: Mapping[str, Engine], storage: Storage, store: TaskStore, public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        engines: Mapping[str, Engine],
+        storage: Storage,
+        store: TaskStore,
+        public_url: str | None = None,
+        profiles: Mapping[str, Profile] = BUILTIN,
+        renditions: Sequence[str] = tuple(RENDITIONS),
+    ) -> None:
         self._engines = engines
+        self._profiles = profiles
+        self._renditions = tuple(renditions)
         #: Where an upstream engine can fetch pixelmill's files (masks, blend inputs).
         self._public_url = public_url.rstrip("/") if public_url else None
         self._storage = storage
@@ -69,6 +83,38 @@ class Executor:
 
     def _store_png(self, image: Image.Image) -> str:
         return self._storage.put(encode_png(image), "png").key
+
+    def publish(self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True) -> tuple[str | None, tuple[str, ...], tuple[dict[str, str], ...]]:
+        """Write the task's images under its output profile, each with its renditions and its
+        provenance record beside it, in parallel; the grid too. Returns (grid key, image keys,
+        renditions)."""
+        profile = self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
+        seeds = image_seeds(task.seed or 0, len(images))
+        created = datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="seconds")
+
+        def one(item: tuple[int, Image.Image]) -> tuple[str, dict[str, str]]:
+            i, image = item
+            record = Provenance(
+                task_id=task.id, prompt=task.prompt, final_prompt=task.final_prompt, engine=task.engine, model=model,
+                seed=seeds[i], created=created, template=task.params.get("template"),
+                params={k: task.params.get(k) for k in ("width", "height", "output_profile", "price_key") if k in task.params}
+                | {"action": task.action.value, "index": i + 1, "parent_task_id": task.parent_task_id},
+            )
+            full = self._put(encode(image, profile, record))
+            files = {name: self._put(encode(image, RENDITIONS[name], record)) for name in self._renditions}
+            files["metadata"] = self._storage.put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json").key
+            return full, files
+
+        jobs = [self._encoders.submit(one, (i, im)) for i, im in enumerate(images)]
+        grid_key = self._put(encode(compose_grid(images), profile)) if grid else None
+        done = [j.result() for j in jobs]
+        return grid_key, tuple(k for k, _ in done), tuple(f for _, f in done)
+
+    def _put(self, encoded: Encoded) -> str:
+        try:
+            return self._storage.put(encoded.data, encoded.ext).key
+        except ValueError as exc:  # pragma: no cover - every profile format has an extension
+            raise EngineError(str(exc), retryable=False) from exc
 
     def store_preview(self, image: Image.Image) -> str:
         """Store a low-resolution preview of work in progress; returns its storage key."""
@@ -150,8 +196,8 @@ class Executor:
         images = list(result.images)
         if keep is not None:
             images = [composite(keep[0], im, keep[1]) for im in images]
-        grid, *keys = self._encoders.map(self._store_png, [compose_grid(images), *images])
-        return TaskResult(grid_key=grid, image_keys=tuple(keys), width=request.width, height=request.height, meta=result.meta)
+        grid, keys, renditions = self.publish(task, images, result.model)
+        return TaskResult(grid_key=grid, image_keys=keys, width=request.width, height=request.height, meta=result.meta, renditions=renditions)
 
     # --- single pictures -------------------------------------------------------------------------
 
@@ -172,11 +218,15 @@ class Executor:
                 seeds=(task.seed,), step=self._step(task, Action.UPSCALE), idempotency_key=f"{task.id}-{task.attempt}",
             )
             done = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
-            return TaskResult(image_keys=(self._store_png(done.images[0]),), width=request.width, height=request.height, meta=done.meta)
+            _, keys, renditions = self.publish(task, done.images[:1], done.model, grid=False)
+            return TaskResult(image_keys=keys, width=request.width, height=request.height, meta=done.meta, renditions=renditions)
         if mode is None:
             # The chosen image is already stored under its content key: the plain pick is that
-            # same object, composed locally with no engine call.
-            return TaskResult(image_keys=(source["key"],), width=source["width"], height=source["height"])
+            # same object (and its renditions), composed locally with no engine call.
+            parent = self._store.get(task.parent_task_id or "")
+            kept = parent.result.renditions if parent and parent.result else ()
+            renditions = (kept[task.index - 1],) if task.index and len(kept) >= task.index else ()
+            return TaskResult(image_keys=(source["key"],), width=source["width"], height=source["height"], renditions=renditions)
         size = (p["width"], p["height"])
         enlarged = self._rgb(source["key"]).resize(size, Image.Resampling.LANCZOS)
         if mode == "subtle":
@@ -188,7 +238,8 @@ class Executor:
                 seeds=(task.seed,), init_image=enlarged, strength=CREATIVE_UPSCALE_STRENGTH,
             )
             image = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]
-        return TaskResult(image_keys=(self._store_png(image),), width=size[0], height=size[1])
+        _, keys, renditions = self.publish(task, [image], engine.model, grid=False)
+        return TaskResult(image_keys=keys, width=size[0], height=size[1], renditions=renditions)
 
     def _shorten(self, task: Task) -> str:
         short = shorten(task.final_prompt)

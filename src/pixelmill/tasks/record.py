@@ -21,6 +21,8 @@ class TaskResult:
     video_keys: tuple[str, ...] = ()
     #: What the engine kept with the result (engine=remote: upstream task id and charge).
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Per image: its other files by name (web, thumb: smaller renditions; metadata: provenance JSON).
+    renditions: tuple[dict[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -30,6 +32,7 @@ class TaskResult:
             "height": self.height,
             "video_keys": list(self.video_keys),
             "meta": self.meta,
+            "renditions": list(self.renditions),
         }
 
     @classmethod
@@ -43,6 +46,7 @@ class TaskResult:
             height=data.get("height"),
             video_keys=tuple(data.get("video_keys") or ()),
             meta=data.get("meta") or {},
+            renditions=tuple(data.get("renditions") or ()),
         )
 
 

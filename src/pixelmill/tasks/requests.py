@@ -113,6 +113,9 @@ class Delivery(RequestBody):
     engine: str | None = Field(
         None, max_length=64, description="Which configured engine runs it (default: the deployment's); follow-ups run on their parent's.",
     )
+    output_profile: str | None = Field(
+        None, max_length=64, description="How its images are written: original (PNG), web, jpeg, avif, or an operator's profile.",
+    )
 
     lane: Literal["interactive", "batch"] | None = Field(
         None, description="interactive (default) or batch: batch work never holds up interactive work."

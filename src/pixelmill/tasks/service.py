@@ -20,6 +20,7 @@ from pixelmill.exceptions import BannedPrompt, EngineUnavailable, TaskNotFound, 
 from pixelmill.engines.base import MAX_SEED
 from pixelmill.media.fetch import FetchRefused
 from pixelmill.media.inputs import FILES_PATH, InputImages
+from pixelmill.media.output import output_profiles
 from pixelmill.notify.outbox import WebhookTarget
 from pixelmill.prompts.grammar import Prompt
 from pixelmill.settings import Settings
@@ -174,6 +175,7 @@ class TaskService:
         if max(width, height) > MAX_SIDE * 2:
             raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
         engine = self.engine_name(req.engine)
+        profile = self.output_profile(req)
         runs = prompt.repeat or 1
         # The network work comes last: every cheap check above has passed by now.
         prompt, inputs = self._take_inputs(prompt, req, own_bases)
@@ -186,7 +188,7 @@ class TaskService:
             seed = (first + 4 * run) % (MAX_SEED + 1) if first is not None else secrets.randbelow(MAX_SEED + 1)
             one = replace(prompt, seed=seed, repeat=None)
             cache_key, prompt_key = request_keys(
-                Action.IMAGINE.value, one, width, height, engine, self._engines[engine], inputs
+                Action.IMAGINE.value, one, width, height, engine, self._engines[engine], inputs, profile
             )
             new = NewTask(
                 tenant_id=principal.tenant_id,
@@ -202,6 +204,7 @@ class TaskService:
                     "inputs": inputs,
                     "price_key": key,
                     "repeat": {"run": run + 1, "of": runs} if prompt.repeat else None,
+                    "output_profile": profile,
                 },
                 engine=engine,
                 seed=seed,
@@ -285,6 +288,13 @@ class TaskService:
     def _rate_cap(self, principal: Principal) -> int | None:
         cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute
         return cap or None
+
+    def output_profile(self, req: Delivery) -> str:
+        """The profile the task's images are written with (checked now, used by the worker)."""
+        name = req.output_profile or self._settings.output_profile
+        if name not in output_profiles(self._settings):
+            raise ValidationError("output_profile", f"'{name}' is not one of {', '.join(output_profiles(self._settings))}")
+        return name
 
     def engine_name(self, requested: str | None = None) -> str:
         """The engine a new task runs on: the one asked for, else the deployment's default."""

@@ -53,6 +53,7 @@ class TaskView(BaseModel):
     preview_url: str | None = Field(description="A low-resolution preview while the engine runs, when it makes them.")
     attempts: list[AttemptError] = Field(description="The error of every failed attempt, oldest first.")
     batch_id: str | None
+    renditions: list[dict[str, str]] = Field(description="Per image in image_urls: web and thumb renditions, metadata (its provenance record).")
     engine: str = Field(description="The engine that runs it.")
     engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
 
@@ -100,6 +101,7 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         preview_url=url(task.preview_key) if task.preview_key and not task.status.is_terminal else None,
         attempts=[AttemptError(**e) for e in task.errors],
         batch_id=task.batch_id,
+        renditions=[{name: url(key) for name, key in r.items()} for r in result.renditions] if result else [],
         engine=task.engine,
         engine_meta=result.meta if result else {},
     )

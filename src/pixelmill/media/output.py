@@ -1,0 +1,230 @@
+"""Output profiles: how a generated picture becomes the files a product serves.
+
+A profile names a format (PNG, JPEG, WebP, AVIF), a quality, a size rule (the long edge, or an
+exact size with a fit rule), a file-size cap, and whether public files keep the provenance
+metadata. Every image is written as a set of renditions in one pass over it: ``full`` (the
+profile itself) plus ``web`` and ``thumb`` (smaller, lossy), each sRGB.
+
+A size cap is met by search, not by failing: first the quality (binary search, lossy formats),
+then the size (steps of 85 %) until the file fits or the picture would go below
+``MIN_EDGE``; when even that does not fit, ``CapMissed`` says what the smallest file was.
+
+Provenance (task id, prompt, final prompt, template version, parameters, engine, model, seed,
+time) is embedded as PNG text chunks, or XMP in JPEG / WebP / AVIF, and the same record is
+returned to be stored beside the file; ``strip_metadata`` leaves public files without it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import escape, unescape
+
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin
+
+FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "avif": "avif"}
+FITS = ("contain", "cover")
+#: A capped file is never made smaller than this on its long edge.
+MIN_EDGE = 64
+XMP_NS = "https://pixelmill.dev/ns/provenance/1.0/"
+
+
+class CapMissed(ValueError):
+    """No quality and size of the profile fit its cap."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    format: str = "png"
+    #: 1-100 for lossy formats; PNG ignores it.
+    quality: int = 90
+    #: Scale so that the longer side is this many pixels (never enlarged); None keeps the size.
+    long_edge: int | None = None
+    #: An exact size instead, reached by ``fit``: contain (letterbox-free shrink inside) or cover (crop).
+    size: tuple[int, int] | None = None
+    fit: str = "contain"
+    max_bytes: int | None = None
+    strip_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError("quality must be 1-100")
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}")
+        if self.long_edge is not None and not MIN_EDGE <= self.long_edge <= 8192:
+            raise ValueError(f"long_edge must be {MIN_EDGE}-8192")
+        if self.max_bytes is not None and self.max_bytes < 1024:
+            raise ValueError("max_bytes must be at least 1024")
+
+    @classmethod
+    def from_json(cls, name: str, spec: Mapping[str, Any]) -> Profile:
+        unknown = set(spec) - {f for f in cls.__dataclass_fields__ if f != "name"}
+        if unknown:
+            raise ValueError(f"profile {name}: unknown settings {', '.join(sorted(unknown))}")
+        values = dict(spec)
+        if "size" in values and values["size"] is not None:
+            values["size"] = tuple(values["size"])
+        return cls(name=name, **values)
+
+    @property
+    def ext(self) -> str:
+        return EXTENSIONS[self.format]
+
+
+#: The built-in profiles; operators add their own (PIXELMILL_OUTPUT_PROFILES).
+BUILTIN: dict[str, Profile] = {
+    "original": Profile("original", "png"),
+    "web": Profile("web", "webp", quality=85, long_edge=1024, max_bytes=300_000),
+    "jpeg": Profile("jpeg", "jpeg", quality=88),
+    "avif": Profile("avif", "avif", quality=60),
+}
+#: The extra renditions written for every image, whatever its profile.
+RENDITIONS: dict[str, Profile] = {
+    "web": Profile("web", "webp", quality=82, long_edge=1024, strip_metadata=True),
+    "thumb": Profile("thumb", "webp", quality=75, long_edge=256, strip_metadata=True),
+}
+
+
+def output_profiles(settings: Any) -> dict[str, Profile]:
+    """The built-in profiles and the operator's (``PIXELMILL_OUTPUT_PROFILES``), by name."""
+    return {**BUILTIN, **{name: Profile.from_json(name, spec) for name, spec in settings.output_profiles.items()}}
+
+
+@dataclass(frozen=True)
+class Encoded:
+    data: bytes
+    ext: str
+    width: int
+    height: int
+    quality: int | None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    task_id: str
+    prompt: str
+    final_prompt: str
+    engine: str
+    model: str
+    seed: int | None
+    created: str
+    template: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {"pixelmill": 1, "task_id": self.task_id, "prompt": self.prompt, "final_prompt": self.final_prompt,
+                "template": self.template, "params": self.params, "engine": self.engine, "model": self.model,
+                "seed": self.seed, "created": self.created}
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """RGB in sRGB: a picture with another embedded ICC profile is converted, not just relabelled."""
+    icc = image.info.get("icc_profile")
+    rgb = image.convert("RGB")
+    if icc and icc != _SRGB:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        rgb = ImageCms.profileToProfile(rgb, src, ImageCms.createProfile("sRGB"), outputMode="RGB") or rgb
+    return rgb
+
+
+def _resized(image: Image.Image, profile: Profile) -> Image.Image:
+    if profile.size is not None:
+        if profile.fit == "cover":
+            return ImageOps.fit(image, profile.size, Image.Resampling.LANCZOS)
+        copy = image.copy()
+        copy.thumbnail(profile.size, Image.Resampling.LANCZOS)
+        return copy
+    if profile.long_edge is not None and max(image.size) > profile.long_edge:
+        copy = image.copy()
+        copy.thumbnail((profile.long_edge, profile.long_edge), Image.Resampling.LANCZOS)
+        return copy
+    return image
+
+
+def _xmp(record: dict[str, Any]) -> bytes:
+    body = escape(json.dumps(record, ensure_ascii=False, sort_keys=True))
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description xmlns:pm="{XMP_NS}"><pm:record>{body}</pm:record></rdf:Description></rdf:RDF></x:xmpmeta>'
+    ).encode()
+
+
+def _save(image: Image.Image, profile: Profile, quality: int, record: dict[str, Any] | None) -> bytes:
+    buf = io.BytesIO()
+    options: dict[str, Any] = {"icc_profile": _SRGB}
+    if profile.format == "png":
+        options["compress_level"] = 1 if profile.max_bytes is None else 6
+        if record is not None:
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("pixelmill", json.dumps(record, ensure_ascii=False, sort_keys=True))
+            for key in ("prompt", "final_prompt", "task_id"):
+                info.add_itxt(key, str(record.get(key) or ""))
+            options["pnginfo"] = info
+    else:
+        options["quality"] = quality
+        if record is not None:
+            options["xmp"] = _xmp(record)
+    image.save(buf, format=FORMATS[profile.format], **options)
+    return buf.getvalue()
+
+
+def encode(image: Image.Image, profile: Profile, provenance: Provenance | None = None) -> Encoded:
+    """One file of ``image`` under ``profile``, meeting its cap (``CapMissed`` if impossible)."""
+    record = provenance.record() if provenance is not None and not profile.strip_metadata else None
+    picture = _resized(_to_srgb(image), profile)
+    lossy = profile.format != "png"
+    data = _save(picture, profile, profile.quality, record)
+    if profile.max_bytes is None or len(data) <= profile.max_bytes:
+        return Encoded(data, profile.ext, picture.width, picture.height, profile.quality if lossy else None)
+    smallest = len(data)
+    while True:
+        if lossy:  # the best quality that fits, by binary search
+            lo, hi, best = 1, profile.quality, None
+            while lo <= hi:
+                q = (lo + hi) // 2
+                attempt = _save(picture, profile, q, record)
+                smallest = min(smallest, len(attempt))
+                if len(attempt) <= profile.max_bytes:
+                    best, lo = (attempt, q), q + 1
+                else:
+                    hi = q - 1
+            if best is not None:
+                return Encoded(best[0], profile.ext, picture.width, picture.height, best[1])
+        # Then the size: 85 % per step, down to MIN_EDGE on the long side.
+        w, h = picture.size
+        if max(w, h) * 0.85 < MIN_EDGE:
+            raise CapMissed(
+                f"profile {profile.name}: {profile.max_bytes:,} bytes cannot be met; the smallest file was {smallest:,} bytes "
+                f"at {w}x{h}{' and quality 1' if lossy else ''}"
+            )
+        picture = picture.resize((max(1, round(w * 0.85)), max(1, round(h * 0.85))), Image.Resampling.LANCZOS)
+        attempt = _save(picture, profile, profile.quality, record)
+        smallest = min(smallest, len(attempt))
+        if len(attempt) <= profile.max_bytes:
+            return Encoded(attempt, profile.ext, picture.width, picture.height, profile.quality if lossy else None)
+
+
+def read_provenance(data: bytes) -> dict[str, Any] | None:
+    """The provenance record embedded in a file written by ``encode``, or None."""
+    with Image.open(io.BytesIO(data)) as im:
+        if "pixelmill" in im.info:  # PNG iTXt
+            return json.loads(im.info["pixelmill"])  # type: ignore[no-any-return]
+        xmp = im.info.get("xmp")
+    if not xmp:
+        return None
+    text = xmp.decode() if isinstance(xmp, bytes) else str(xmp)
+    start, end = text.find("<pm:record>"), text.find("</pm:record>")
+    if start < 0 or end < 0:
+        return None
+    return json.loads(unescape(text[start + len("<pm:record>") : end]))  # type: ignore[no-any-return]
+

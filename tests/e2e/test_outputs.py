@@ -1,0 +1,40 @@
+"""Output profiles through the real server: formats, renditions, provenance embedded and beside."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+from PIL import Image
+
+from pixelmill.media.output import read_provenance
+from tests.helpers import wait_terminal
+
+IMAGINE = "/v1/midjourney/generations/imagine"
+
+
+def test_default_profile_png_with_renditions_and_provenance(api: httpx.Client) -> None:
+    task = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a quiet harbour", "seed": 31}).json()["data"][0]["task_id"])
+    assert all(u.endswith(".png") for u in task["image_urls"]) and len(task["renditions"]) == 4
+    full = api.get(task["image_urls"][2]).content
+    record = read_provenance(full)
+    assert record is not None and record["task_id"] == task["task_id"] and record["seed"] == 33  # image 3 of seed 31
+    assert record["final_prompt"] == task["final_prompt"] and record["engine"] == "procedural" and record["model"] == "procedural-v1"
+    beside = api.get(task["renditions"][2]["metadata"]).json()
+    assert beside == record
+    web = api.get(task["renditions"][2]["web"])
+    thumb = Image.open(io.BytesIO(api.get(task["renditions"][2]["thumb"]).content))
+    assert web.headers["content-type"] == "image/webp" and max(thumb.size) == 256 and thumb.format == "WEBP"
+    assert read_provenance(web.content) is None  # public renditions are stripped
+    pick = wait_terminal(api, api.post("/v1/midjourney/generations/upscale", json={"task_id": task["task_id"], "index": 3}).json()["data"][0]["task_id"])
+    assert pick["renditions"] == [task["renditions"][2]]  # the pick is the same files
+
+
+def test_a_chosen_profile_shapes_the_files(api: httpx.Client) -> None:
+    for profile, fmt in (("avif", "AVIF"), ("web", "WEBP"), ("jpeg", "JPEG")):
+        task = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a lantern", "seed": 5, "output_profile": profile}).json()["data"][0]["task_id"])
+        data = api.get(task["image_urls"][0]).content
+        assert Image.open(io.BytesIO(data)).format == fmt and task["params"]["output_profile"] == profile
+        assert read_provenance(data)["task_id"] == task["task_id"]  # type: ignore[index]
+    bad = api.post(IMAGINE, json={"prompt": "a lantern", "output_profile": "poster"})
+    assert bad.status_code == 400 and bad.json()["description"].startswith("output_profile: 'poster' is not one of original, web, jpeg, avif")

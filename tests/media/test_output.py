@@ -1,0 +1,73 @@
+"""Output profiles: caps met by search on hard images (or a reason why not), provenance that
+round-trips in every format, sizes and colour profile as promised."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode, read_provenance
+
+RNG = np.random.default_rng(7)
+HARD = {
+    "noise": Image.fromarray(RNG.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)),
+    "gradient": Image.fromarray(np.dstack([*np.meshgrid(np.linspace(0, 255, 1024), np.linspace(255, 0, 1024)), np.full((1024, 1024), 128.0)]).astype(np.uint8)),
+    "noisy-gradient": Image.fromarray(np.clip(np.linspace(0, 255, 1024)[None, :, None] + RNG.normal(0, 40, (1024, 1024, 3)), 0, 255).astype(np.uint8)),
+}
+PROVENANCE = Provenance(task_id="1763", prompt="a fox ☀", final_prompt="a fox ☀ --seed 7", engine="procedural", model="procedural-v1",
+                        seed=7, created="2026-11-23T08:00:00Z", template={"name": "hero", "version": 3}, params={"width": 1024})
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "avif"])
+@pytest.mark.parametrize("image", list(HARD))
+def test_a_capped_profile_meets_its_cap_on_hard_images(fmt: str, image: str) -> None:
+    profile = Profile("capped", fmt, quality=95, max_bytes=150_000)
+    out = encode(HARD[image], profile, PROVENANCE)
+    assert len(out.data) <= 150_000
+    decoded = Image.open(io.BytesIO(out.data))
+    decoded.load()
+    assert decoded.size == (out.width, out.height) and max(decoded.size) >= 64
+    assert read_provenance(out.data) == PROVENANCE.record()  # the record survives the search
+
+
+def test_a_cap_that_cannot_be_met_says_why() -> None:
+    with pytest.raises(CapMissed, match=r"profile tiny: 1,024 bytes cannot be met; the smallest file was [\d,]+ bytes at \d+x\d+"):
+        encode(HARD["noise"], Profile("tiny", "png", max_bytes=1024))
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "avif"])
+def test_provenance_round_trips_and_strip_removes_it(fmt: str) -> None:
+    picture = HARD["gradient"].resize((256, 256))
+    kept = encode(picture, Profile("p", fmt), PROVENANCE)
+    assert read_provenance(kept.data) == PROVENANCE.record()
+    stripped = encode(picture, Profile("p", fmt, strip_metadata=True), PROVENANCE)
+    assert read_provenance(stripped.data) is None
+
+
+def test_sizes_follow_the_profile() -> None:
+    picture = HARD["gradient"].resize((1024, 576))
+    assert (encode(picture, BUILTIN["web"]).width, encode(picture, BUILTIN["web"]).height) == (1024, 576)
+    thumb = encode(picture, RENDITIONS["thumb"])
+    assert (thumb.width, thumb.height) == (256, 144) and thumb.ext == "webp"
+    cover = encode(picture, Profile("square", "jpeg", size=(300, 300), fit="cover"))
+    contain = encode(picture, Profile("box", "jpeg", size=(300, 300), fit="contain"))
+    assert (cover.width, cover.height, contain.width, contain.height) == (300, 300, 300, 169)
+    small = Image.new("RGB", (200, 100))
+    assert encode(small, Profile("big", "png", long_edge=1024)).width == 200  # never enlarged
+
+
+def test_files_carry_an_srgb_profile() -> None:
+    for fmt in ("png", "jpeg", "webp"):
+        out = encode(Image.new("RGB", (64, 64), (200, 60, 60)), Profile("p", fmt))
+        icc = Image.open(io.BytesIO(out.data)).info["icc_profile"]
+        assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+
+
+def test_profiles_refuse_bad_settings() -> None:
+    with pytest.raises(ValueError, match="format must be one of png, jpeg, webp, avif"):
+        Profile("x", "gif")
+    with pytest.raises(ValueError, match="unknown settings colour"):
+        Profile.from_json("x", {"format": "png", "colour": "red"})
