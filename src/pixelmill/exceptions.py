@@ -78,9 +78,10 @@ class TaskNotFound(PixelmillError):
     http_status = 404
     code = 3
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self, task_id: str, expired: bool = False) -> None:
         # Clients decide "do not retry" by finding the word "task" in this text (seed 004).
-        super().__init__(f"task {task_id} does not exist", properties={"task_id": task_id})
+        text = f"task {task_id} expired: finished tasks and their files are kept for a limited time" if expired else f"task {task_id} does not exist"
+        super().__init__(text, properties={"task_id": task_id, "expired": expired})
 
 
 class BatchNotFound(PixelmillError):

@@ -25,6 +25,7 @@ from pixelmill.notify.outbox import Outbox
 from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.metrics import WorkerMetrics, make_registry
 from pixelmill.observe.refusals import RefusalLog
+from pixelmill.queue.retention import Retention
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
 from pixelmill.settings import Settings
@@ -61,6 +62,7 @@ class Runtime:
     metrics: CollectorRegistry
     worker_metrics: WorkerMetrics
     health: HealthReport
+    retention: Retention
     pools: list[WorkerPool] = field(default_factory=list)
     deliverer: WebhookDeliverer | None = None
 
@@ -69,6 +71,7 @@ class Runtime:
         pool = WorkerPool(
             self.tasks, self.executor, self.settings, self.wakeup, size=size, metrics=self.worker_metrics,
             chores=(
+                self.retention.sweep,
                 self.idempotency.purge_expired,
                 self.limiter.purge,
                 lambda: self.outbox.purge(self.settings.webhook_retention_seconds),
@@ -159,7 +162,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     ledger = Ledger(db, clock)
     prices = PriceTable(db, clock)
     prices.seed(settings.prices_file)
-    tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record])
+    retention = Retention(db, clock, storage, settings.task_retention_seconds)
+    tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change])
     engines = build_engines(settings)
     inputs = make_inputs(settings, storage)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
@@ -168,7 +172,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     registry, worker_metrics = make_registry(db, clock)
     service = TaskService(
         tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
-        RefusalLog(db, clock), storage_has=storage.exists, on_enqueued=wakeup.notify,
+        RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired, on_enqueued=wakeup.notify,
     )
     return Runtime(
         settings=settings,
@@ -192,6 +196,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         ledger=ledger,
         metrics=registry,
         worker_metrics=worker_metrics,
+        retention=retention,
         health=HealthReport(db, clock, Thresholds(
             success_rate_min=settings.health_success_rate_min,
             avg_completion_seconds_max=settings.health_avg_completion_seconds_max,

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     queue_timeout_seconds: float = Field(3600, gt=0)
     #: A task running (IN_PROGRESS) longer than this fails with a refund.
     run_timeout_seconds: float = Field(600, gt=0)
+    #: Finished tasks and their files are kept this long (per tenant: the admin API), then removed.
+    task_retention_seconds: float = Field(3 * 86_400, gt=0)
+    #: How often housekeeping runs (retention sweep, expired idempotency keys, old rate windows).
+    chores_interval_seconds: float = Field(60, gt=0)
     #: A task waiting in MODAL (inpaint, custom zoom) this long without a ``/modal`` call is
     #: cancelled and refunded (seed 004: 30 minutes).
     modal_timeout_seconds: float = Field(1800, gt=0)

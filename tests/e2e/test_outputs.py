@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import httpx
 from PIL import Image
 
 from pixelmill.media.output import read_provenance
-from tests.helpers import wait_terminal
+from tests.conftest import TEST_KEY
+from tests.helpers import Server, wait_for, wait_terminal
 
 IMAGINE = "/v1/midjourney/generations/imagine"
 
@@ -38,3 +40,27 @@ def test_a_chosen_profile_shapes_the_files(api: httpx.Client) -> None:
         assert read_provenance(data)["task_id"] == task["task_id"]  # type: ignore[index]
     bad = api.post(IMAGINE, json={"prompt": "a lantern", "output_profile": "poster"})
     assert bad.status_code == 400 and bad.json()["description"].startswith("output_profile: 'poster' is not one of original, web, jpeg, avif")
+
+
+def test_an_expired_task_says_so_and_its_files_are_gone(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, task_retention_seconds=1, chores_interval_seconds=0.3).start()
+    try:
+        with srv.client() as api:
+            task = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a fading lamp", "seed": 2}).json()["data"][0]["task_id"])
+            file_url = task["image_urls"][0]
+            assert api.get(file_url).status_code == 200
+
+            def gone() -> httpx.Response | None:
+                r = api.get(f"/v1/midjourney/{task['task_id']}")
+                return r if r.status_code == 404 else None
+
+            answer = wait_for(gone, timeout=20, what="the task to expire")
+            assert answer.json()["code"] == 3 and answer.json()["description"].startswith(f"task {task['task_id']} expired")
+            assert api.get(file_url).status_code == 404
+            assert api.get("/v1/midjourney/12345").json()["description"] == "task 12345 does not exist"
+            kept = api.put("/v1/admin/tenants/default/retention", json={"seconds": 86400})  # the bootstrap key's tenant
+            assert kept.json() == {"tenant_id": "default", "retention_seconds": 86400}
+            missing = api.put("/v1/admin/tenants/nobody/retention", json={"seconds": 86400})
+            assert missing.status_code == 400 and missing.json()["description"] == "tenant_id: no tenant nobody"
+    finally:
+        srv.stop()

@@ -137,3 +137,16 @@ def put_balance(key_id: str, body: BalanceUpdate, _: AdminDep, runtime: RuntimeD
 def credit(key_id: str, body: Credit, _: AdminDep, runtime: RuntimeDep) -> BalanceView:
     """Add units to a limited key."""
     return BalanceView(key_id=key_id, balance=runtime.ledger.credit(key_id, body.units, body.note))
+
+
+class RetentionUpdate(RequestBody):
+    seconds: int | None = Field(description="Keep this tenant's finished tasks and files this long; null: the deployment's default.",
+                                ge=60, le=10 * 365 * 86400)
+
+
+@router.put("/v1/admin/tenants/{tenant_id}/retention", response_model=dict[str, Any], responses=_ERRORS)
+def put_retention(tenant_id: str, body: RetentionUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Set how long a tenant's finished tasks and their files are kept (the sweep removes them after)."""
+    if not runtime.retention.set_tenant(tenant_id, body.seconds):
+        raise ValidationError("tenant_id", f"no tenant {tenant_id}")
+    return {"tenant_id": tenant_id, "retention_seconds": body.seconds}

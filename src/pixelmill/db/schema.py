@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -26,6 +27,8 @@ tenants = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    #: How long finished tasks and their files are kept; None: PIXELMILL_TASK_RETENTION_SECONDS.
+    Column("retention_seconds", BigInteger, nullable=True),
 )
 
 api_keys = Table(
@@ -118,6 +121,7 @@ tasks = Table(
     Index("ix_tasks_cache", "tenant_id", "cache_key"),
     Index("ix_tasks_key_status", "api_key_id", "status"),
     Index("ix_tasks_prompt_key", "tenant_id", "prompt_key"),
+    Index("ix_tasks_finish", "tenant_id", "finish_time"),
 )
 
 #: One row per (API key, Idempotency-Key). ``task_ids`` NULL while the first request is still
@@ -230,4 +234,24 @@ refusals = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_refusals_time", "created_at"),
+)
+
+#: Every stored file a task's result points at (several tasks may share one: cache hits, picks).
+#: Retention deletes a file once no kept task points at it.
+task_files = Table(
+    "task_files",
+    metadata,
+    Column("task_id", String(32), nullable=False),
+    Column("key", String(128), nullable=False),
+    PrimaryKeyConstraint("task_id", "key"),
+    Index("ix_task_files_key", "key"),
+)
+
+#: Tasks removed by retention, so that asking for one answers "expired", not "unknown".
+expired_tasks = Table(
+    "expired_tasks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("expired_at", BigInteger, nullable=False),
 )

@@ -28,7 +28,6 @@ from pixelmill.tasks.record import Task
 
 log = structlog.get_logger("pixelmill.worker")
 
-CHORES_INTERVAL_SECONDS = 60.0
 
 
 class Wakeup:
@@ -68,7 +67,7 @@ class WorkerPool:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self._metrics = metrics
-        #: Housekeeping the scheduler runs every CHORES_INTERVAL_SECONDS (expired idempotency
+        #: Housekeeping the scheduler runs every chores_interval_seconds (retention, expired idempotency
         #: keys, old rate-limit windows): nothing depends on it being prompt.
         self._chores = chores
         self._store = store
@@ -215,7 +214,7 @@ class WorkerPool:
                 )
                 timed_out += self._store.expire_modal(self._settings.modal_timeout_seconds)
                 if time.monotonic() >= next_chores:
-                    next_chores = time.monotonic() + CHORES_INTERVAL_SECONDS
+                    next_chores = time.monotonic() + self._settings.chores_interval_seconds
                     for chore in self._chores:
                         chore()
             except Exception:

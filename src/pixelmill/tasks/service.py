@@ -53,10 +53,13 @@ class TaskService:
         ledger: Ledger,
         refusals: RefusalLog,
         storage_has: Callable[[str], bool],
+        expired: Callable[[str, str], bool] = lambda task_id, tenant_id: False,
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._prices = prices
         self._ledger = ledger
+        #: Whether retention removed this task (its poll then says so).
+        self._expired = expired
         self._refusals = refusals
         #: Webhook targets pass the same address rules as input images.
         self._check_target = inputs.fetcher.check_url
@@ -76,7 +79,7 @@ class TaskService:
         # Another tenant's task answers exactly like an unknown one.
         task = self._store.get(task_id, tenant_id=principal.tenant_id)
         if task is None:
-            raise TaskNotFound(task_id)
+            raise TaskNotFound(task_id, expired=self._expired(task_id, principal.tenant_id))
         return task
 
     def cancel(self, principal: Principal, task_id: str) -> Task:

@@ -1,0 +1,74 @@
+"""Retention on SQLite and PostgreSQL: expired tasks and the files only they used go, everything
+else stays; a follow-up keeps its parent; an expired task answers "expired"."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy import Engine
+
+from pixelmill.auth.keys import KeyStore
+from pixelmill.clock import ManualClock
+from pixelmill.queue.retention import Retention
+from pixelmill.queue.store import TaskStore
+from pixelmill.storage.base import content_key
+from pixelmill.storage.memory import MemoryStorage
+from pixelmill.tasks.record import TaskResult
+
+from tests.queue.test_store import LANES, new_task
+
+DAY = 86_400
+
+
+def finish(store: TaskStore, storage: MemoryStorage, *, files: list[bytes], parent: str | None = None, tenant: str = "acme") -> str:
+    keys = [storage.put(f, "png").key for f in files]
+    task = store.insert(replace(new_task(), parent_task_id=parent, tenant_id=tenant), queue_limit=100)
+    claimed = store.claim("w", LANES, lease_seconds=30)
+    assert claimed is not None and claimed.id == task.id
+    store.complete(task.id, "w", TaskResult(grid_key=keys[0], image_keys=tuple(keys[1:]), width=64, height=64))
+    return task.id
+
+
+def test_the_sweep_removes_expired_tasks_and_only_their_unshared_files(db: Engine, clock: ManualClock) -> None:
+    KeyStore(db, clock).create(tenant_id="acme")
+    storage = MemoryStorage()
+    retention = Retention(db, clock, storage, default_seconds=3 * DAY)
+    store = TaskStore(db, clock, on_change=[retention.on_change])
+    old = finish(store, storage, files=[b"old-grid", b"shared", b"old-only"])
+    clock.advance(2 * DAY)
+    young = finish(store, storage, files=[b"young-grid", b"shared"])  # shares a file with the old task
+    clock.advance(DAY + 60)
+    assert retention.sweep() == (1, 2)  # the old task; its grid and its own image, not the shared one
+    assert store.get(old) is None and store.get(young) is not None
+    assert retention.expired(old, "acme") and not retention.expired(old, "other") and not retention.expired(young, "acme")
+    assert [storage.exists(content_key(b, "png")) for b in (b"old-grid", b"old-only", b"shared", b"young-grid")] == [False, False, True, True]
+    clock.advance(3 * DAY)
+    assert retention.sweep() == (1, 2)
+
+
+def test_a_kept_follow_up_keeps_its_parent(db: Engine, clock: ManualClock) -> None:
+    KeyStore(db, clock).create(tenant_id="acme")
+    storage = MemoryStorage()
+    retention = Retention(db, clock, storage, default_seconds=DAY)
+    store = TaskStore(db, clock, on_change=[retention.on_change])
+    parent = finish(store, storage, files=[b"p-grid", b"p-1"])
+    clock.advance(DAY - 60)
+    child = finish(store, storage, files=[b"c-1"], parent=parent)
+    clock.advance(120)
+    assert retention.sweep() == (0, 0)  # the parent is due, but its follow-up is not
+    clock.advance(DAY)
+    assert retention.sweep()[0] == 1 and store.get(child) is None and store.get(parent) is not None
+    assert retention.sweep()[0] == 1 and store.get(parent) is None
+
+
+def test_a_tenant_keeps_tasks_as_long_as_it_is_told(db: Engine, clock: ManualClock) -> None:
+    KeyStore(db, clock).create(tenant_id="acme")
+    storage = MemoryStorage()
+    retention = Retention(db, clock, storage, default_seconds=DAY)
+    store = TaskStore(db, clock, on_change=[retention.on_change])
+    assert retention.set_tenant("acme", 7 * DAY) and not retention.set_tenant("nobody", DAY)
+    kept = finish(store, storage, files=[b"k"])
+    clock.advance(2 * DAY)
+    assert retention.sweep() == (0, 0) and store.get(kept) is not None
+    clock.advance(6 * DAY)
+    assert retention.sweep()[0] == 1
