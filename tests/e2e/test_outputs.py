@@ -56,7 +56,8 @@ def test_an_expired_task_says_so_and_its_files_are_gone(tmp_path: Path) -> None:
 
             answer = wait_for(gone, timeout=20, what="the task to expire")
             assert answer.json()["code"] == 3 and answer.json()["description"].startswith(f"task {task['task_id']} expired")
-            assert api.get(file_url).status_code == 404
+            # Files go right after the rows (a crash in between leaves files, never dangling tasks).
+            wait_for(lambda: api.get(file_url).status_code == 404, timeout=20, what="the task's files to be deleted")
             assert api.get("/v1/midjourney/12345").json()["description"] == "task 12345 does not exist"
             kept = api.put("/v1/admin/tenants/default/retention", json={"seconds": 86400})  # the bootstrap key's tenant
             assert kept.json() == {"tenant_id": "default", "retention_seconds": 86400}
@@ -64,3 +65,15 @@ def test_an_expired_task_says_so_and_its_files_are_gone(tmp_path: Path) -> None:
             assert missing.status_code == 400 and missing.json()["description"] == "tenant_id: no tenant nobody"
     finally:
         srv.stop()
+
+
+def test_a_key_default_profile_applies_when_a_request_names_none(server: Server, api: httpx.Client) -> None:
+    out = server.cli("keys", "create", "--tenant", "brand-team").stdout.split()
+    key_id, plaintext = out[1], out[-1]
+    assert api.put(f"/v1/admin/keys/{key_id}/output-profile", json={"profile": "jpeg"}).json() == {"key_id": key_id, "output_profile": "jpeg"}
+    bad = api.put(f"/v1/admin/keys/{key_id}/output-profile", json={"profile": "tiff"})
+    assert bad.status_code == 400 and bad.json()["description"].startswith("profile: 'tiff' is not one of original")
+    with server.client(plaintext) as brand:
+        default = wait_terminal(brand, brand.post(IMAGINE, json={"prompt": "a brand shot", "seed": 1}).json()["data"][0]["task_id"])
+        chosen = wait_terminal(brand, brand.post(IMAGINE, json={"prompt": "a brand shot", "seed": 1, "output_profile": "web"}).json()["data"][0]["task_id"])
+    assert default["image_urls"][0].endswith(".jpg") and chosen["image_urls"][0].endswith(".webp")

@@ -26,7 +26,8 @@ def test_results_live_in_the_bucket_and_are_served_by_signed_url(tmp_path: Path,
             assert url.startswith(f"{s3_endpoint}/pixelmill-e2e/outputs/") and "X-Amz-Signature=" in url
             assert Image.open(io.BytesIO(httpx.get(url).content)).size == (task["params"]["width"], task["params"]["height"])
             names = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="pixelmill-e2e")["Contents"]]
-            assert len(names) == 6 and all(n.startswith("outputs/") for n in names)  # grid, 4 images, a preview
+            # The grid; per image its file, web and thumb renditions and provenance JSON; a preview.
+            assert len(names) == 1 + 4 * 4 + 1 and all(n.startswith("outputs/") for n in names)
             key = url.split("/outputs/", 1)[1].split("?", 1)[0]
             served = api.get(f"/files/{key}")  # the /files route reads the bucket too
             assert served.status_code == 200 and served.content == httpx.get(url).content

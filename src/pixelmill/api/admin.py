@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from pixelmill.api.deps import PrincipalDep, RuntimeDep
 from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import Forbidden, ValidationError
+from pixelmill.media.output import output_profiles
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.requests import RequestBody
 
@@ -150,3 +151,18 @@ def put_retention(tenant_id: str, body: RetentionUpdate, _: AdminDep, runtime: R
     if not runtime.retention.set_tenant(tenant_id, body.seconds):
         raise ValidationError("tenant_id", f"no tenant {tenant_id}")
     return {"tenant_id": tenant_id, "retention_seconds": body.seconds}
+
+
+class OutputProfileUpdate(RequestBody):
+    profile: str | None = Field(description="The key's default output profile; null: the deployment's.", max_length=64)
+
+
+@router.put("/v1/admin/keys/{key_id}/output-profile", response_model=dict[str, Any], responses=_ERRORS)
+def put_output_profile(key_id: str, body: OutputProfileUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Set the output profile a key's tasks use when they name none."""
+    known = output_profiles(runtime.settings)
+    if body.profile is not None and body.profile not in known:
+        raise ValidationError("profile", f"'{body.profile}' is not one of {', '.join(known)}")
+    if not runtime.keys.set_output_profile(key_id, body.profile):
+        raise ValidationError("key_id", f"no key {key_id}")
+    return {"key_id": key_id, "output_profile": body.profile}

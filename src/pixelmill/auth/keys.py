@@ -36,6 +36,8 @@ class Principal:
     #: The key's default webhook, used by tasks that name none.
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] | None = None
+    #: The output profile of this key's tasks that name none; None = the deployment default.
+    output_profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class KeyStore:
                 select(
                     api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at,
                     api_keys.c.rate_per_minute, api_keys.c.max_concurrent, api_keys.c.webhook_url,
-                    api_keys.c.webhook_events,
+                    api_keys.c.webhook_events, api_keys.c.output_profile,
                 ).where(api_keys.c.key_hash == hash_key(plaintext))
             ).first()
         if row is None or row.revoked_at is not None:
@@ -149,7 +151,13 @@ class KeyStore:
             key_id=row.id, tenant_id=row.tenant_id, is_admin=row.is_admin,
             rate_per_minute=row.rate_per_minute, max_concurrent=row.max_concurrent,
             webhook_url=row.webhook_url, webhook_events=tuple(row.webhook_events) if row.webhook_events else None,
+            output_profile=row.output_profile,
         )
+
+    def set_output_profile(self, key_id: str, profile: str | None) -> bool:
+        """The key's default output profile (None: the deployment's); False when no such key."""
+        with write_tx(self._engine) as conn:
+            return conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(output_profile=profile)).rowcount == 1
 
     def set_limits(self, key_id: str, *, rate_per_minute: int | None, max_concurrent: int | None) -> bool:
         """Give a key its own caps (None: back to the deployment default; 0: no cap)."""

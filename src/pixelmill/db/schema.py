@@ -53,6 +53,8 @@ api_keys = Table(
     #: Quota units left; NULL = unlimited. Always equal to the sum of the key's ledger amounts
     #: while limited (billing/ledger.py keeps both in one transaction).
     Column("balance", BigInteger, nullable=True),
+    #: The output profile of this key's tasks that name none; NULL = the deployment's default.
+    Column("output_profile", String(64), nullable=True),
 )
 
 TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")

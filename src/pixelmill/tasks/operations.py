@@ -242,7 +242,7 @@ class Operations:
             action=action,
             prompt=parent.prompt if prompt is None and parent else (prompt or ""),
             final_prompt=final_prompt if final_prompt is not None else _reseeded(parent.final_prompt if parent else "", seed),
-            params={**inherited, **params, "price_key": key, "output_profile": self._service.output_profile(req)},
+            params={**inherited, **params, "price_key": key, "output_profile": self._service.output_profile(principal, req)},
             engine=self._engine_of(parent, req.engine),
             seed=seed,
             quota=self._prices.units(key, units),

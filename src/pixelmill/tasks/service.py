@@ -178,7 +178,7 @@ class TaskService:
         if max(width, height) > MAX_SIDE * 2:
             raise ValidationError("hd", f"{width}x{height} is more than engines render; lower PIXELMILL_IMAGE_SIZE or drop --hd")
         engine = self.engine_name(req.engine)
-        profile = self.output_profile(req)
+        profile = self.output_profile(principal, req)
         runs = prompt.repeat or 1
         # The network work comes last: every cheap check above has passed by now.
         prompt, inputs = self._take_inputs(prompt, req, own_bases)
@@ -292,9 +292,10 @@ class TaskService:
         cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute
         return cap or None
 
-    def output_profile(self, req: Delivery) -> str:
-        """The profile the task's images are written with (checked now, used by the worker)."""
-        name = req.output_profile or self._settings.output_profile
+    def output_profile(self, principal: Principal, req: Delivery) -> str:
+        """The profile the task's images are written with (checked now, used by the worker): the
+        request's, else the key's default, else the deployment's."""
+        name = req.output_profile or principal.output_profile or self._settings.output_profile
         if name not in output_profiles(self._settings):
             raise ValidationError("output_profile", f"'{name}' is not one of {', '.join(output_profiles(self._settings))}")
         return name

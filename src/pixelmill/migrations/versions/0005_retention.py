@@ -1,4 +1,5 @@
-"""Retention: per-tenant retention, the files each task owns, and tombstones of expired tasks.
+"""Retention: per-tenant retention, the files each task owns, and tombstones of expired tasks;
+a key's default output profile.
 
 Revision ID: 0005
 Revises: 0004
@@ -15,6 +16,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("tenants", sa.Column("retention_seconds", sa.BigInteger, nullable=True))
+    op.add_column("api_keys", sa.Column("output_profile", sa.String(64), nullable=True))
     op.create_table(
         "task_files",
         sa.Column("task_id", sa.String(32), nullable=False),
@@ -38,3 +40,5 @@ def downgrade() -> None:
     op.drop_table("task_files")
     with op.batch_alter_table("tenants") as batch:
         batch.drop_column("retention_seconds")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("output_profile")
