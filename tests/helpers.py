@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import httpx
+from PIL import Image
 
 from pixelmill.testing import Server, free_port, wait_for
 
-__all__ = ["Server", "free_port", "wait_for", "wait_terminal"]
+__all__ = ["Server", "free_port", "upload_image", "wait_for", "wait_terminal"]
+
+
+def upload_image(client: httpx.Client, image: Image.Image) -> str:
+    """Store ``image`` as PNG through ``POST /v1/uploads``; its pixelmill URL (masks, inputs)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return str(client.post("/v1/uploads", content=buf.getvalue(), headers={"Content-Type": "image/png"}).json()["data"][0]["url"])
 
 
 def wait_terminal(client: httpx.Client, task_id: str, timeout: float = 30) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_terminal
+from tests.helpers import Server, upload_image, wait_terminal
 
 pytest.importorskip("diffusers")
 
@@ -78,9 +78,7 @@ def test_every_picture_operation_runs_on_the_model(api: httpx.Client) -> None:
     assert np.array_equal(pixels(api, pan["image_urls"][0])[:, :64], pixels(api, pick["image_urls"][0]))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (0, 0, 32, 64))
-    buf = io.BytesIO()
-    mask.save(buf, format="PNG")
-    mask_url = api.post("/v1/uploads", content=buf.getvalue(), headers={"Content-Type": "image/png"}).json()["data"][0]["url"]
+    mask_url = upload_image(api, mask)
     inpaint_id = api.post(f"{GEN}/inpaint", json={"task_id": pick["task_id"]}).json()["data"][0]["task_id"]
     api.post(f"{GEN}/modal", json={"task_id": inpaint_id, "prompt": "a storm", "mask_url": mask_url})
     inpaint = wait_terminal(api, inpaint_id, timeout=120)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pixelmill.media.video import probe_mp4
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_terminal
+from tests.helpers import Server, upload_image, wait_terminal
 
 GEN = "/v1/midjourney/generations"
 
@@ -58,11 +58,7 @@ def pixels(api: httpx.Client, url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
 
 
-def upload(api: httpx.Client, image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    r = api.post("/v1/uploads", content=buf.getvalue(), headers={"Content-Type": "image/png"})
-    return r.json()["data"][0]["url"]
+upload = upload_image
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pixelmill.media.video import probe_mp4
 from pixelmill.testing import FaultyProxy
-from tests.helpers import Server, wait_for, wait_terminal
+from tests.helpers import Server, upload_image, wait_for, wait_terminal
 
 KEY_A = "pm_upstream_" + "a" * 32
 KEY_B = "pm_frontend_" + "b" * 32
@@ -72,9 +72,7 @@ def test_every_operation_runs_upstream_and_is_rehosted(upstream: Server, tmp_pat
 
                 mask = Image.new("L", (pick["params"]["width"], pick["params"]["height"]), 0)
                 mask.paste(255, (0, 0, 100, 100))
-                buf = io.BytesIO()
-                mask.save(buf, format="PNG")
-                mask_url = b.post("/v1/uploads", content=buf.getvalue(), headers={"Content-Type": "image/png"}).json()["data"][0]["url"]
+                mask_url = upload_image(b, mask)
                 inpaint_id = b.post(f"{GEN}/inpaint", json={"task_id": pick["task_id"]}).json()["data"][0]["task_id"]
                 b.post(f"{GEN}/modal", json={"task_id": inpaint_id, "prompt": "a red sun", "mask_url": mask_url})
                 inpaint = wait_terminal(b, inpaint_id)
