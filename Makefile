@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/workflow.py
+	$(BIN)/python bench/outputs.py
 
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz.py
