@@ -26,6 +26,7 @@ from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.metrics import WorkerMetrics, make_registry
 from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.retention import Retention
+from pixelmill.safety.moderation import Moderator
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
 from pixelmill.settings import Settings
@@ -173,6 +174,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     service = TaskService(
         tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
         RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired, on_enqueued=wakeup.notify,
+        moderator=Moderator.from_file(settings.moderation_file),
     )
     return Runtime(
         settings=settings,

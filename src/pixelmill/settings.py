@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     #: Settled events (delivered, given up, superseded) are kept this long for inspection.
     webhook_retention_seconds: float = Field(7 * 86_400, gt=0)
 
+    # --- safety ------------------------------------------------------------------------------
+    #: Banned terms by category, global and per tenant (JSON; safety/moderation.py), added to
+    #: the built-in list.
+    moderation_file: Path | None = None
+
     # --- billing ----------------------------------------------------------------------------
     #: JSON file of price key -> units (``{"midjourney@imagine": 2}``), applied at start over the
     #: defaults; the admin API changes prices afterwards.

@@ -134,6 +134,7 @@ class Operations:
         """Supply what a MODAL task waits for and queue it: inpaint needs prompt + mask_url, a
         custom zoom a zoom factor (``zoom`` or ``--zoom`` in the prompt)."""
         task = self._service.get(principal, req.task_id)
+        self._service.moderate(principal, req)
         if task.status is not TaskStatus.MODAL:
             raise ValidationError("task_id", f"task {task.id} is {task.status.value}; /modal only continues a task waiting in MODAL")
         params = dict(task.params)

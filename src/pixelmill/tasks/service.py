@@ -23,6 +23,7 @@ from pixelmill.media.inputs import FILES_PATH, InputImages
 from pixelmill.media.output import output_profiles
 from pixelmill.notify.outbox import WebhookTarget
 from pixelmill.prompts.grammar import Prompt
+from pixelmill.safety.moderation import Moderator
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.cache import request_keys
@@ -54,12 +55,14 @@ class TaskService:
         refusals: RefusalLog,
         storage_has: Callable[[str], bool],
         expired: Callable[[str, str], bool] = lambda task_id, tenant_id: False,
+        moderator: Moderator | None = None,
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._prices = prices
         self._ledger = ledger
         #: Whether retention removed this task (its poll then says so).
         self._expired = expired
+        self._moderator = moderator or Moderator({})
         self._refusals = refusals
         #: Webhook targets pass the same address rules as input images.
         self._check_target = inputs.fetcher.check_url
@@ -113,6 +116,14 @@ class TaskService:
     def queue_position(self, task: Task) -> int | None:
         return self._store.queue_position(task)
 
+    def moderate(self, principal: Principal, req: BaseModel) -> None:
+        """Code 24 when a text of ``req`` holds a banned term; the refusal is counted."""
+        try:
+            self._moderator.check_request(principal.tenant_id, req)
+        except BannedPrompt as exc:
+            self._refusals.record(principal.key_id, principal.tenant_id, exc)
+            raise
+
     def guarded_submit(
         self,
         principal: Principal,
@@ -121,8 +132,10 @@ class TaskService:
         idempotency_key: str | None,
         submit: Callable[[Claim | None], list[Task]],
     ) -> list[Task]:
-        """Run one submit under its Idempotency-Key (if any), counting a banned-prompt refusal."""
+        """Moderate the request's texts, then run one submit under its Idempotency-Key (if any),
+        counting a banned-prompt refusal."""
         try:
+            self._moderator.check_request(principal.tenant_id, req)
             return self._idempotent(principal, action, req, idempotency_key, submit)
         except BannedPrompt as exc:
             # Every submit passes here: the one place banned prompts are counted (health report).

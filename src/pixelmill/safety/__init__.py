@@ -1,0 +1,1 @@
+"""Safety in the request layer (prompt moderation); output screening and review come later."""

@@ -1,0 +1,219 @@
+"""Prompt moderation: banned words and phrases, by category, global and per tenant.
+
+Matching works on a normal form of the text, so the usual tricks do not get through:
+
+- case, Unicode compatibility forms (NFKC), zero-width and other invisible characters;
+- confusable letters from other scripts (Cyrillic ``о``, Greek ``ο`` ... → ``o``);
+- leetspeak digits and signs (``n00d3`` → ``nood e``-style readings: ``0→o 1→i|l 3→e 4→a 5→s
+  7→t @→a $→s``);
+- letters spread out with spaces or punctuation (``n u d e``, ``n.u.d.e``, ``n-u-d-e``);
+- letters repeated for effect (``nuuude``), and plural ``s`` / ``es``.
+
+A term matches whole words only: a banned ``ass`` does not touch ``class``, ``assassin`` or
+``Massachusetts``. A phrase matches the same words in a row.
+
+Lists: ``PIXELMILL_MODERATION_FILE`` (JSON ``{"global": {"<category>": ["term", ...]},
+"tenants": {"<tenant>": {"<category>": [...]}}}``) over a small built-in list.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from pixelmill.exceptions import BannedPrompt
+
+#: Body fields that carry prompt text.
+_TEXT_FIELDS = frozenset({"prompt", "negative_prompt", "prompt_template"})
+
+#: Letters of other scripts that look like Latin ones.
+_CONFUSABLES = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
+    "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "к": "k", "м": "m", "т": "t", "в": "b", "н": "h", "ё": "e",
+    "α": "a", "ε": "e", "ο": "o", "ρ": "p", "ν": "v", "κ": "k", "ι": "i", "τ": "t", "υ": "u", "χ": "x", "η": "n",
+    "ɑ": "a", "ı": "i", "ȷ": "j", "ß": "ss", "æ": "ae", "ø": "o", "đ": "d", "ł": "l",
+})
+#: Leetspeak: each sign with the letters it may stand for.
+_LEET: dict[str, tuple[str, ...]] = {
+    "0": ("o",), "1": ("i", "l"), "3": ("e",), "4": ("a",), "5": ("s",), "7": ("t",), "8": ("b",), "9": ("g",),
+    "@": ("a",), "$": ("s",), "!": ("i",), "|": ("l",), "+": ("t",),
+}
+_INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_TOKEN = re.compile(r"[a-z0-9@$!|+]+")
+#: Single characters separated by spaces or punctuation: "n u d e", "n.u.d.e".
+_SPREAD = re.compile(r"(?<![a-z0-9@$])(?:[a-z0-9@$](?:[\s._\-*·,]+|(?![a-z0-9@$]))){3,}")
+_RUNS = re.compile(r"(.)\1{2,}")
+
+BUILTIN: dict[str, list[str]] = {
+    "sexual": ["nude", "nudity", "porn", "pornography", "pornographic", "nsfw", "explicit sex", "topless", "genitals"],
+    "violence": ["gore", "decapitated", "dismembered", "beheading", "mutilated"],
+    "minors-sexual": ["child porn", "underage nude"],
+}
+#: Innocent words and names that contain a banned word as a word of their own: their words are
+#: skipped before matching (a brand, a surname).
+BUILTIN_ALLOW = ["gore-tex", "gore tex", "al gore", "lesley gore", "edward gorey", "nude lipstick", "nude heels", "nude colour", "nude color"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    term: str
+    category: str
+    found: str
+
+
+def _base(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text).casefold().translate(_CONFUSABLES)
+    # Accents off: "nüde" reads "nude".
+    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return _SPREAD.sub(_join_spread, text)
+
+
+def _join_spread(match: re.Match[str]) -> str:
+    joined = re.sub(r"[\s._\-*·,]+", "", match.group(0))
+    # "a p o r n": the article may have been swept in; read it both ways.
+    return f" {joined} {joined[1:]} " if joined[0] in "ai" else f" {joined} "
+
+
+def _readings(token: str) -> set[str]:
+    """The words a token may stand for: leetspeak signs expanded (at most a few readings)."""
+    choices = [_LEET.get(ch, (ch,)) for ch in token]
+    if sum(len(c) > 1 for c in choices) > 4:  # a long number is not leetspeak
+        choices = [(c[0],) for c in choices]
+    readings = {"".join(p) for p in product(*choices)}
+    return {r for r in readings if r.isalpha()} or ({token} if token.isalpha() else set())
+
+
+def _forms(word: str) -> set[str]:
+    """A word as written, with letter runs squeezed, and without a plural ending."""
+    forms = {word}
+    if _RUNS.search(word):
+        forms.add(_RUNS.sub(r"\1", word))
+    for form in list(forms):
+        for suffix in ("es", "s"):
+            if form.endswith(suffix) and len(form) - len(suffix) >= 3:
+                forms.add(form[: -len(suffix)])
+    return forms
+
+
+def _squeeze(word: str) -> str:
+    return re.sub(r"(.)\1+", r"\1", word)
+
+
+class TermList:
+    """Terms by category, matched on whole words after normalising both sides the same way."""
+
+    def __init__(self, categories: Mapping[str, Iterable[str]], allow: Iterable[str] = ()) -> None:
+        self._allow = [tuple(_TOKEN.findall(_base(a))) for a in allow]
+        self._single: dict[str, tuple[str, str]] = {}
+        self._squeezed: dict[str, tuple[str, str]] = {}
+        self._phrases: list[tuple[tuple[str, ...], str, str]] = []
+        for category, terms in categories.items():
+            for term in terms:
+                words = tuple(_TOKEN.findall(_base(term)))
+                if not words:
+                    raise ValueError(f"moderation term {term!r} has no letters")
+                if len(words) == 1:
+                    self._single[words[0]] = (term, category)
+                    self._squeezed.setdefault(_squeeze(words[0]), (term, category))
+                else:
+                    self._phrases.append((words, term, category))
+
+    def _allowed(self, tokens: list[str]) -> set[int]:
+        skip: set[int] = set()
+        for words in self._allow:
+            n = len(words)
+            for i in range(len(tokens) - n + 1):
+                if tuple(tokens[i : i + n]) == words:
+                    skip.update(range(i, i + n))
+        return skip
+
+    def find(self, text: str) -> Hit | None:
+        tokens = _TOKEN.findall(_base(text))
+        skip = self._allowed(tokens)
+        readings = [set() if i in skip else _readings(t) for i, t in enumerate(tokens)]
+        # Phrases first: "child porn" is its own, more specific category.
+        for words, term, category in self._phrases:
+            n = len(words)
+            for i in range(len(tokens) - n + 1):
+                if all(any(words[k] in _forms(r) for r in readings[i + k]) for k in range(n)):
+                    return Hit(term, category, " ".join(tokens[i : i + n]))
+        for token, options in zip(tokens, readings, strict=True):
+            for reading in options:
+                for form in _forms(reading):
+                    if form in self._single:
+                        term, category = self._single[form]
+                        return Hit(term, category, token)
+                    # "nuuude": squeezed runs match the squeezed term, only when the token had a run.
+                    if form != reading and _RUNS.search(reading) and _squeeze(form) in self._squeezed:
+                        term, category = self._squeezed[_squeeze(form)]
+                        return Hit(term, category, token)
+        return None
+
+
+class Moderator:
+    def __init__(
+        self,
+        global_terms: Mapping[str, Iterable[str]],
+        tenant_terms: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
+        allow: Iterable[str] = BUILTIN_ALLOW,
+    ) -> None:
+        allow = list(allow)
+        self._global = TermList(global_terms, allow)
+        self._tenants = {t: TermList(c, allow) for t, c in (tenant_terms or {}).items()}
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> Moderator:
+        if path is None:
+            return cls(BUILTIN)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"moderation file {path}: {exc}") from exc
+        if not isinstance(data, dict) or set(data) - {"global", "tenants", "allow"}:
+            raise ValueError(f"moderation file {path}: needs {{\"global\": {{category: [terms]}}, \"tenants\": {{...}}, \"allow\": [...]}}")
+        merged = {k: list(v) for k, v in BUILTIN.items()}
+        for category, terms in (data.get("global") or {}).items():
+            merged.setdefault(category, []).extend(terms)
+        return cls(merged, data.get("tenants") or {}, [*BUILTIN_ALLOW, *(data.get("allow") or [])])
+
+    def find(self, tenant_id: str, text: str) -> Hit | None:
+        hit = self._global.find(text)
+        if hit is None and tenant_id in self._tenants:
+            hit = self._tenants[tenant_id].find(text)
+        return hit
+
+    def check_request(self, tenant_id: str, req: BaseModel, where: str = "") -> None:
+        """Every prompt-like text of a request body (prompts, negative prompts, templates and
+        their variables, the requests of a batch)."""
+        for name in type(req).model_fields:
+            value = getattr(req, name)
+            field = f"{where}{name}"
+            if isinstance(value, str) and name in _TEXT_FIELDS:
+                self.check(tenant_id, field, value)
+            elif isinstance(value, BaseModel):
+                self.check_request(tenant_id, value, f"{field}.")
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, BaseModel):
+                        self.check_request(tenant_id, item, f"{field}[{i}].")
+                    elif isinstance(item, dict):  # template variables
+                        for key, text in item.items():
+                            if isinstance(text, str):
+                                self.check(tenant_id, f"{field}[{i}].{key}", text)
+
+    def check(self, tenant_id: str, field: str, text: str) -> None:
+        """Raise ``BannedPrompt`` (code 24) naming the term and its category."""
+        hit = self.find(tenant_id, text)
+        if hit is not None:
+            raise BannedPrompt(
+                f"{field}: contains a banned term ({hit.category})",
+                properties={"field": field, "term": hit.term, "category": hit.category, "found": hit.found},
+            )

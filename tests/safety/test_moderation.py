@@ -1,0 +1,69 @@
+"""The word filter: the labelled set in tests/data (clean prompts with tricky substrings, banned
+terms in disguise), whole-word rules, lists per tenant, allowed phrases, and bad list files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from pixelmill.exceptions import BannedPrompt
+from pixelmill.safety.moderation import BUILTIN, Moderator
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "moderation_prompts.tsv"
+
+
+def labelled() -> list[tuple[int, str]]:
+    with DATA.open(encoding="utf-8") as f:
+        return [(int(row["label"]), row["prompt"]) for row in csv.DictReader(f, delimiter="\t")]
+
+
+def test_the_labelled_set_no_false_positive_and_full_recall() -> None:
+    moderator = Moderator(BUILTIN)
+    rows = labelled()
+    clean = [p for label, p in rows if label == 0]
+    banned = [p for label, p in rows if label == 1]
+    assert len(clean) >= 200 and len(banned) >= 150
+    false_positives = [p for p in clean if moderator.find("t", p)]
+    missed = [p for p in banned if not moderator.find("t", p)]
+    assert false_positives == []  # precision 1.0: every flagged prompt was banned
+    assert missed == []  # recall 1.0 on the disguises the set holds
+
+
+@pytest.mark.parametrize("text", ["a class of assassins", "Scunthorpe at dawn", "a nudibranch", "a gorgeous gorge", "Essex cottages",
+                                  "a hiker in Gore-Tex", "a b c d e f", "the year 1984", "I am a bird"])
+def test_words_that_only_contain_a_banned_word_pass(text: str) -> None:
+    assert Moderator(BUILTIN).find("t", text) is None
+
+
+@pytest.mark.parametrize(("text", "term", "category"), [
+    ("N U D E", "nude", "sexual"), ("p0rn", "porn", "sexual"), ("nu\u200bde", "nude", "sexual"), ("gоre", "gore", "violence"),
+    ("child   p.o.r.n", "child porn", "minors-sexual"), ("nuuuudes", "nude", "sexual"), ("GÖRE", "gore", "violence"),
+])
+def test_disguised_terms_are_found_with_their_category(text: str, term: str, category: str) -> None:
+    hit = Moderator(BUILTIN).find("t", text)
+    assert hit is not None and (hit.term, hit.category) == (term, category)
+
+
+def test_tenant_lists_apply_to_their_tenant_only_and_the_refusal_names_the_term(tmp_path: Path) -> None:
+    path = tmp_path / "moderation.json"
+    path.write_text(json.dumps({"global": {"brand": ["rival corp"]}, "tenants": {"kids-app": {"scary": ["zombie"]}},
+                                "allow": ["zombie apocalypse survival guide"]}))
+    moderator = Moderator.from_file(path)
+    assert moderator.find("grown-ups", "a zombie") is None
+    assert moderator.find("kids-app", "a z0mbie").term == "zombie"  # type: ignore[union-attr]
+    assert moderator.find("kids-app", "a zombie apocalypse survival guide") is None
+    assert moderator.find("anyone", "Rival  Corp logo").category == "brand"  # type: ignore[union-attr]
+    with pytest.raises(BannedPrompt) as err:
+        moderator.check("kids-app", "prompt", "a zombie")
+    assert err.value.code == 24 and err.value.properties == {"field": "prompt", "term": "zombie", "category": "scary", "found": "zombie"}
+
+
+@pytest.mark.parametrize("content", ["[]", '{"globals": {}}', "not json"])
+def test_a_bad_list_file_is_refused_at_start(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="moderation file"):
+        Moderator.from_file(path)
