@@ -77,3 +77,15 @@ def test_a_key_default_profile_applies_when_a_request_names_none(server: Server,
         default = wait_terminal(brand, brand.post(IMAGINE, json={"prompt": "a brand shot", "seed": 1}).json()["data"][0]["task_id"])
         chosen = wait_terminal(brand, brand.post(IMAGINE, json={"prompt": "a brand shot", "seed": 1, "output_profile": "web"}).json()["data"][0]["task_id"])
     assert default["image_urls"][0].endswith(".jpg") and chosen["image_urls"][0].endswith(".webp")
+
+
+def test_a_cap_no_file_can_meet_fails_the_task_with_the_reason(tmp_path: Path) -> None:
+    profiles = '{"stamp": {"format": "png", "max_bytes": 1024}}'
+    srv = Server(tmp_path, TEST_KEY, output_profiles=profiles).start()
+    try:
+        with srv.client() as api:
+            task = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a busy market", "output_profile": "stamp"}).json()["data"][0]["task_id"])
+    finally:
+        srv.stop()
+    assert task["status"] == "FAILURE" and task["quota"] == 0 and len(task["attempts"]) == 1
+    assert task["fail_reason"].startswith("profile stamp: 1,024 bytes cannot be met; the smallest file was")

@@ -29,7 +29,7 @@ from pixelmill.exceptions import EngineError
 from pixelmill.media.canvas import composite, pan_canvas, paint_mask, zoom_canvas
 from pixelmill.media.encode import encode_png, encode_preview
 from pixelmill.media.grid import compose_grid
-from pixelmill.media.output import BUILTIN, RENDITIONS, Encoded, Profile, Provenance, encode
+from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode
 from pixelmill.media.video import first_frame
 from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
@@ -100,21 +100,23 @@ class Executor:
                 params={k: task.params.get(k) for k in ("width", "height", "output_profile", "price_key") if k in task.params}
                 | {"action": task.action.value, "index": i + 1, "parent_task_id": task.parent_task_id},
             )
-            full = self._put(encode(image, profile, record))
-            files = {name: self._put(encode(image, RENDITIONS[name], record)) for name in self._renditions}
+            full = self._file(image, profile, record)
+            files = {name: self._file(image, RENDITIONS[name], record) for name in self._renditions}
             files["metadata"] = self._storage.put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json").key
             return full, files
 
         jobs = [self._encoders.submit(one, (i, im)) for i, im in enumerate(images)]
-        grid_key = self._put(encode(compose_grid(images), profile)) if grid else None
+        grid_key = self._file(compose_grid(images), profile) if grid else None
         done = [j.result() for j in jobs]
         return grid_key, tuple(k for k, _ in done), tuple(f for _, f in done)
 
-    def _put(self, encoded: Encoded) -> str:
+    def _file(self, image: Image.Image, profile: Profile, record: Provenance | None = None) -> str:
+        """Encode under ``profile`` and store; a cap no file can meet is a final, clear failure."""
         try:
-            return self._storage.put(encoded.data, encoded.ext).key
-        except ValueError as exc:  # pragma: no cover - every profile format has an extension
+            encoded = encode(image, profile, record)
+        except CapMissed as exc:
             raise EngineError(str(exc), retryable=False) from exc
+        return self._storage.put(encoded.data, encoded.ext).key
 
     def store_preview(self, image: Image.Image) -> str:
         """Store a low-resolution preview of work in progress; returns its storage key."""
