@@ -1,0 +1,71 @@
+"""How tests/data/moderation_prompts.tsv was made (kept so the set can be regrown).
+
+Clean prompts (label 0) are everyday prompts whose words contain a banned word as a part, or sit
+next to one in spelling: the word filter must pass them all. Banned prompts (label 1) put each
+built-in term into a prompt disguised the ways people disguise words: case, leetspeak, spacing,
+punctuation, zero-width characters, look-alike letters of other scripts, repeated letters,
+plurals and accents.
+
+    .venv/bin/python tests/data/make_moderation_set.py > tests/data/moderation_prompts.tsv
+"""
+
+from __future__ import annotations
+
+import random
+
+CLEAN_SUBJECTS = [
+    "the old town of Scunthorpe", "a denuded hillside after the fire", "a nudibranch on a coral reef", "a gorgeous mountain gorge",
+    "a gorilla family in the rain", "an Edward Gorey style ink drawing", "a hiker in a Gore-Tex jacket", "Al Gore giving a speech",
+    "a sextant on a ship's deck", "the coast of Essex", "cottages in Sussex", "a pub in Middlesex", "a sexagenarian marathon runner",
+    "a gentle nudge between two kittens", "a prude Victorian lady", "a crude oil refinery at night", "a therapist's cozy office",
+    "a topiary garden", "a topsail schooner", "a mutiny on a pirate ship", "a mutineer in chains", "a decapod crab on the sand",
+    "a class of assassins in Massachusetts", "a cocktail bar with neon", "a document on a desk", "a grape harvest in Tuscany",
+    "the Göreme valley at dawn", "a goretti style portrait", "a pornocracy history lecture hall", "a beheaded statue in a museum garden",
+    "explicit instructions on a blueprint", "a sexton ringing a church bell", "a dismountable bicycle", "a mutable weather vane",
+    "a decaf coffee cup", "an anatomy textbook illustration of a hand", "a bare tree in winter", "a naked eye view of the stars",
+    "nude lipstick on a makeup table", "a nude colour trench coat", "a nudist beach sign in a cartoon", "a porcupine in a forest",
+    "a pork roast dinner", "a porno magazine rack from the fifties, blurred", "a gory battle painting in a museum", "a loll of a dog's tongue",
+    "a lollipop shop", "a genie lamp", "a genial old man", "a toppling tower of books", "a deca-athlete on a podium",
+    "a hidden gem in the desert", "a tiger in tall grass", "a mother holding her child", "a child flying a kite", "an underage drinking warning poster",
+    "a snowy pass", "a bass guitar", "a grassland", "a massage chair", "Manhattan skyline", "a spicy sausage", "a shitake mushroom soup",
+    "a hancock tower", "a cockpit of a jet", "a scrap heap", "the analyst's desk", "a therapist notebook", "a classic car", "an assistant robot",
+]
+STYLES = ["{s}, oil painting", "{s} --ar 16:9", "photo of {s}, golden hour"]
+TERMS = ["nude", "nudity", "porn", "pornography", "pornographic", "nsfw", "topless", "genitals", "gore", "decapitated",
+         "dismembered", "beheading", "mutilated", "explicit sex", "child porn", "underage nude"]
+LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
+CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "i": "і"}
+TEMPLATES = ["a {t} woman on a beach", "{t} scene in a dark alley", "photo, {t}, studio light", "a painting of {t} figures --ar 2:3"]
+
+
+def disguises(term: str, rng: random.Random) -> list[str]:
+    words = term.split()
+    out = [
+        term,
+        term.upper(),
+        "".join(c.upper() if i % 2 else c for i, c in enumerate(term)),
+        " ".join(LEET.get(c, c) if c != " " else " " for c in term).replace("   ", "  ") if False else "".join(LEET.get(c, c) for c in term),
+        " ".join(" ".join(w) for w in words) if len(words) == 1 else term.replace(" ", "  "),
+        ".".join(term.replace(" ", "")) if len(words) == 1 else term,
+        "\u200b".join(term),
+        "".join(CYRILLIC.get(c, c) for c in term),
+        " ".join(w[:-1] + w[-1] * 4 for w in words),
+        " ".join(w + "s" for w in words) if len(words) == 1 else term + "s",
+        term.replace("u", "ü").replace("e", "é", 1),
+    ]
+    return list(dict.fromkeys(out))
+
+
+def main() -> None:
+    rng = random.Random(2026)
+    print("label\tprompt")
+    for subject in CLEAN_SUBJECTS:
+        for style in STYLES:
+            print(f"0\t{style.format(s=subject)}")
+    for term in TERMS:
+        for disguise in disguises(term, rng):
+            print(f"1\t{rng.choice(TEMPLATES).format(t=disguise)}")
+
+
+if __name__ == "__main__":
+    main()
