@@ -7,10 +7,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from pixelmill.tasks.requests import OPERATION_BODIES
 from tests.conftest import TEST_KEY
 from tests.helpers import Server
 
 SUBMIT_PATHS = "generations|uploads|batches$"
+CORE = ["/v1/midjourney/generations/imagine", "/v1/uploads", "/v1/batches"]
+OPERATIONS = [f"/v1/midjourney/generations/{name}" for name in OPERATION_BODIES]
 
 
 def _operations(server: Server) -> list[schemathesis.APIOperation]:
@@ -20,22 +23,24 @@ def _operations(server: Server) -> list[schemathesis.APIOperation]:
 
 def test_the_schema_lists_every_submit_endpoint(server: Server) -> None:
     paths = {op.path for op in _operations(server)}
-    assert {"/v1/midjourney/generations/imagine", "/v1/midjourney/generations/upscale", "/v1/uploads", "/v1/batches"} <= paths
+    assert {*CORE, *OPERATIONS} <= paths
 
 
-@pytest.mark.parametrize(
-    "path", ["/v1/midjourney/generations/imagine", "/v1/midjourney/generations/upscale", "/v1/uploads", "/v1/batches"]
-)
-def test_submit_endpoints_never_answer_5xx(server: Server, path: str) -> None:
+# The core submits get more cases; every operation route gets a smaller run of its own.
+@pytest.mark.parametrize(("path", "examples"), [(p, 80) for p in CORE] + [(p, 25) for p in OPERATIONS])
+def test_submit_endpoints_never_answer_5xx(server: Server, path: str, examples: int) -> None:
     [operation] = [op for op in _operations(server) if op.path == path]
     seen: list[int] = []
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def run(case: schemathesis.Case) -> None:
         response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {TEST_KEY}"})
         seen.append(response.status_code)
         assert response.status_code < 500, f"{case.body!r} → {response.status_code} {response.text[:300]}"
 
     run()
-    assert len(seen) >= 20 and any(code == 400 for code in seen)
+    # Generated bodies are mostly wrong: they must be judged, never crash the server. Core
+    # submits answer 400 for them; operations on the unknown task ids they name may answer 404.
+    judged = (lambda code: code == 400) if path in CORE else (lambda code: code in (400, 404))
+    assert len(seen) >= min(20, examples) and any(judged(code) for code in seen)

@@ -19,22 +19,7 @@ from pixelmill.runtime import Runtime
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.tasks.actions import Action
-from pixelmill.tasks.requests import (
-    ActionRequest,
-    BlendRequest,
-    Delivery,
-    DescribeRequest,
-    ImagineRequest,
-    InpaintRequest,
-    ModalRequest,
-    PanRequest,
-    RerollRequest,
-    ShortenRequest,
-    UpscaleRequest,
-    VariationRequest,
-    VideoRequest,
-    ZoomRequest,
-)
+from pixelmill.tasks.requests import OPERATION_BODIES, ActionRequest, Delivery, ImagineRequest, ModalRequest
 
 router = APIRouter(prefix="/v1/midjourney", tags=["midjourney"])
 
@@ -105,24 +90,27 @@ def imagine(
     return _submitted(*tasks)
 
 
-#: The operation routes: path → (action, request model, fields the route fixes, summary).
-_OPERATIONS: dict[str, tuple[Action, type[Delivery], dict[str, Any], str]] = {
-    "upscale": (Action.UPSCALE, UpscaleRequest, {}, "Pick one image (1-4) of a grid as it is, or enlarge a picture 2× (mode subtle / creative)."),
-    "variation": (Action.VARIATION, VariationRequest, {}, "Four variations of a picture (mode subtle / strong); with prompt it is a remix."),
-    "low-variation": (Action.VARIATION, VariationRequest, {"mode": "subtle"}, "A subtle variation (mode is set to subtle)."),
-    "high-variation": (Action.VARIATION, VariationRequest, {"mode": "strong"}, "A strong variation (mode is set to strong)."),
-    "reroll": (Action.REROLL, RerollRequest, {}, "The same job again with a new seed."),
-    "zoom": (Action.ZOOM, ZoomRequest, {}, "Zoom out (zoom 1-2) and paint the new surroundings; custom: true waits in MODAL (code 21)."),
-    "pan": (Action.PAN, PanRequest, {}, "Extend the canvas by half a side towards direction and paint the new area."),
-    "inpaint": (Action.INPAINT, InpaintRequest, {}, "Vary a region: the task waits in MODAL (code 21) until /modal brings prompt + mask_url."),
-    "describe": (Action.DESCRIBE, DescribeRequest, {}, "Four prompts for a picture, in the task's description."),
-    "blend": (Action.BLEND, BlendRequest, {}, "Blend 2-5 pictures into a grid (dimensions PORTRAIT / SQUARE / LANDSCAPE)."),
-    "shorten": (Action.SHORTEN, ShortenRequest, {}, "Shorter prompts that keep the words that carry weight, in description."),
-    "video": (Action.VIDEO, VideoRequest, {}, "MP4 clips from a picture (batch_size 1, 2 or 4, each billed), in video_urls."),
+#: The operation routes: path → (action, fields the route fixes, summary). The body model is the
+#: action's own (``OPERATION_BODIES``), shared with the SDK and the CLI.
+_OPERATIONS: dict[str, tuple[Action, dict[str, Any], str]] = {
+    "upscale": (Action.UPSCALE, {}, "Pick one image (1-4) of a grid as it is, or enlarge a picture 2× (mode subtle / creative)."),
+    "variation": (Action.VARIATION, {}, "Four variations of a picture (mode subtle / strong); with prompt it is a remix."),
+    "low-variation": (Action.VARIATION, {"mode": "subtle"}, "A subtle variation (mode is set to subtle)."),
+    "high-variation": (Action.VARIATION, {"mode": "strong"}, "A strong variation (mode is set to strong)."),
+    "reroll": (Action.REROLL, {}, "The same job again with a new seed."),
+    "zoom": (Action.ZOOM, {}, "Zoom out (zoom 1-2) and paint the new surroundings; custom: true waits in MODAL (code 21)."),
+    "pan": (Action.PAN, {}, "Extend the canvas by half a side towards direction and paint the new area."),
+    "inpaint": (Action.INPAINT, {}, "Vary a region: the task waits in MODAL (code 21) until /modal brings prompt + mask_url."),
+    "describe": (Action.DESCRIBE, {}, "Four prompts for a picture, in the task's description."),
+    "blend": (Action.BLEND, {}, "Blend 2-5 pictures into a grid (dimensions PORTRAIT / SQUARE / LANDSCAPE)."),
+    "shorten": (Action.SHORTEN, {}, "Shorter prompts that keep the words that carry weight, in description."),
+    "video": (Action.VIDEO, {}, "MP4 clips from a picture (batch_size 1, 2 or 4, each billed), in video_urls."),
 }
 
 
-def _operation_route(path: str, action: Action, model: type[Delivery], fixed: dict[str, Any], summary: str) -> None:
+def _operation_route(path: str, action: Action, fixed: dict[str, Any], summary: str) -> None:
+    model = OPERATION_BODIES[action.value.lower()]
+
     def submit(body: Delivery, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
         if fixed:
             body = body.model_copy(update=fixed)
@@ -135,8 +123,8 @@ def _operation_route(path: str, action: Action, model: type[Delivery], fixed: di
     )
 
 
-for _path, (_action, _model, _fixed, _summary) in _OPERATIONS.items():
-    _operation_route(_path, _action, _model, _fixed, _summary)
+for _path, (_action, _fixed, _summary) in _OPERATIONS.items():
+    _operation_route(_path, _action, _fixed, _summary)
 
 
 @router.post("/generations/modal", response_model=SubmitAnswer, responses=_ERRORS)

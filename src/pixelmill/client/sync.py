@@ -10,25 +10,8 @@ from typing import Any
 import httpx
 
 from pixelmill.exceptions import ValidationError
-from pixelmill.notify.signing import WebhookVerificationError, verify
-from pixelmill.tasks.requests import (
-    ActionRequest,
-    BatchRequest,
-    BlendRequest,
-    DescribeRequest,
-    ImagineRequest,
-    InpaintRequest,
-    ModalRequest,
-    PanRequest,
-    RequestBody,
-    RerollRequest,
-    ShortenRequest,
-    UpscaleRequest,
-    VariationRequest,
-    VideoRequest,
-    ZoomRequest,
-    validated,
-)
+from pixelmill.notify.signing import verify
+from pixelmill.tasks.requests import OPERATION_BODIES, BatchRequest, ImagineRequest, RequestBody, validated
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 
@@ -127,48 +110,51 @@ class Client:
 
     # Every follow-up is checked locally by the server's own request model, like imagine.
 
+    def _operation(self, name: str, fields: dict[str, Any]) -> str:
+        return self.submit(name, check_body(OPERATION_BODIES[name], fields))
+
     def upscale(self, task_id: str, index: int | None = None, *, mode: str | None = None, **fields: Any) -> str:
         """Pick image ``index`` of a grid, or enlarge a picture 2× with ``mode`` subtle / creative."""
-        return self.submit("upscale", check_body(UpscaleRequest, {"task_id": task_id, "index": index, "mode": mode, **fields}))
+        return self._operation("upscale", {"task_id": task_id, "index": index, "mode": mode, **fields})
 
     def variation(self, task_id: str, index: int | None = None, *, mode: str | None = None, prompt: str | None = None, **fields: Any) -> str:
         """Four variations (``mode`` subtle / strong); with ``prompt`` a remix."""
         body = {"task_id": task_id, "index": index, "mode": mode, "prompt": prompt, **fields}
-        return self.submit("variation", check_body(VariationRequest, body))
+        return self._operation("variation", body)
 
     def reroll(self, task_id: str, **fields: Any) -> str:
-        return self.submit("reroll", check_body(RerollRequest, {"task_id": task_id, **fields}))
+        return self._operation("reroll", {"task_id": task_id, **fields})
 
     def zoom(self, task_id: str, index: int | None = None, *, zoom: float | None = None, custom: bool | None = None, **fields: Any) -> str:
         """Zoom out by ``zoom`` (1-2); ``custom=True`` waits in MODAL for ``modal(task_id, zoom=...)``."""
-        return self.submit("zoom", check_body(ZoomRequest, {"task_id": task_id, "index": index, "zoom": zoom, "custom": custom, **fields}))
+        return self._operation("zoom", {"task_id": task_id, "index": index, "zoom": zoom, "custom": custom, **fields})
 
     def pan(self, task_id: str, direction: str, index: int | None = None, **fields: Any) -> str:
-        return self.submit("pan", check_body(PanRequest, {"task_id": task_id, "index": index, "direction": direction, **fields}))
+        return self._operation("pan", {"task_id": task_id, "index": index, "direction": direction, **fields})
 
     def inpaint(self, task_id: str, index: int | None = None, **fields: Any) -> str:
         """Vary a region: the task waits in MODAL until ``modal(task_id, prompt=..., mask_url=...)``."""
-        return self.submit("inpaint", check_body(InpaintRequest, {"task_id": task_id, "index": index, **fields}))
+        return self._operation("inpaint", {"task_id": task_id, "index": index, **fields})
 
     def modal(self, task_id: str, **fields: Any) -> str:
-        return self.submit("modal", check_body(ModalRequest, {"task_id": task_id, **fields}))
+        return self._operation("modal", {"task_id": task_id, **fields})
 
     def describe(self, image_url: str | None = None, **fields: Any) -> str:
-        return self.submit("describe", check_body(DescribeRequest, {"image_url": image_url, **fields}))
+        return self._operation("describe", {"image_url": image_url, **fields})
 
     def blend(self, image_urls: list[str], dimensions: str = "SQUARE", **fields: Any) -> str:
-        return self.submit("blend", check_body(BlendRequest, {"image_urls": image_urls, "dimensions": dimensions, **fields}))
+        return self._operation("blend", {"image_urls": image_urls, "dimensions": dimensions, **fields})
 
     def shorten(self, prompt: str, **fields: Any) -> str:
-        return self.submit("shorten", check_body(ShortenRequest, {"prompt": prompt, **fields}))
+        return self._operation("shorten", {"prompt": prompt, **fields})
 
     def video(self, **fields: Any) -> str:
         """MP4 clips: ``image_url=...`` or ``task_id=..., index=0``; ``batch_size`` clips (each billed)."""
-        return self.submit("video", check_body(VideoRequest, fields))
+        return self._operation("video", fields)
 
     def press(self, custom_id: str, **fields: Any) -> str:
         """Press a button of a finished task (``task["buttons"][n]["custom_id"]``)."""
-        return self.submit("action", check_body(ActionRequest, {"custom_id": custom_id, **fields}))
+        return self._operation("action", {"custom_id": custom_id, **fields})
 
     def batch(self, **fields: Any) -> str:
         """Submit a batch job (``requests=[{...}, ...]`` or ``prompt_template=...,

@@ -363,9 +363,15 @@ class DiffusersEngine(Engine):
         job = _Job(next(self._ids), kind, request.prompt, request.negative_prompt, request.width, request.height, request.seeds,
                    strength if kind != "txt2img" else 1.0, init, mask.convert("L").resize(init.size) if mask is not None and init else None)
         pending = _Pending(threading.Event(), progress)
-        self._pending[job.id] = pending
+        with self._lock:
+            self._pending[job.id] = pending
         self._inbox.put(job)
-        pending.done.wait()
+        while not pending.done.wait(1.0):
+            # A worker that died before this request was registered never answers it.
+            if not self._worker.is_alive():
+                with self._lock:
+                    self._pending.pop(job.id, None)
+                raise EngineError(f"{self.name}: the model worker stopped", retryable=True)
         if pending.error is not None:
             raise pending.error
         assert pending.result is not None

@@ -163,6 +163,8 @@ def _save(image: Image.Image, profile: Profile, quality: int, record: dict[str, 
     buf = io.BytesIO()
     options: dict[str, Any] = {"icc_profile": _SRGB}
     if profile.format == "png":
+        # Level 1 is ~5x faster than the default for ~15 % larger files: the right trade on the
+        # latency path of every task; a capped profile spends the time for smaller files.
         options["compress_level"] = 1 if profile.max_bytes is None else 6
         if record is not None:
             info = PngImagePlugin.PngInfo()

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import structlog
 from sqlalchemy import Connection, Engine, delete, exists, func, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
@@ -51,17 +52,17 @@ class Retention:
         self._clock = clock
         self._storage = storage
         self._default_ms = int(default_seconds * 1000)
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def on_change(self, conn: Connection, task: Task, event: TaskEvent) -> None:
         """TaskStore observer: record the files of a task that just ended."""
         if event is not TaskEvent.COMPLETED:
             return
-        for key in sorted(result_files(task)):
-            exists_already = conn.execute(
-                select(literal(1)).where(task_files.c.task_id == task.id, task_files.c.key == key)
-            ).first()
-            if exists_already is None:
-                conn.execute(insert(task_files).values(task_id=task.id, key=key))
+        keys = sorted(result_files(task))
+        if keys:
+            # One statement on the completing transaction's path, whatever the number of files.
+            stmt = self._insert(task_files).values([{"task_id": task.id, "key": k} for k in keys])
+            conn.execute(stmt.on_conflict_do_nothing())
 
     def set_tenant(self, tenant_id: str, seconds: int | None) -> bool:
         """Set (or with None, reset to the default) a tenant's retention; False if no such tenant."""

@@ -27,7 +27,7 @@ from PIL import Image, ImageFilter, ImageOps
 from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback, UpstreamStep, VideoRequest
 from pixelmill.exceptions import EngineError
 from pixelmill.media.canvas import composite, pan_canvas, paint_mask, zoom_canvas
-from pixelmill.media.encode import encode_png, encode_preview
+from pixelmill.media.encode import encode_preview
 from pixelmill.media.grid import compose_grid
 from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode
 from pixelmill.media.video import first_frame
@@ -80,9 +80,6 @@ class Executor:
 
     def close(self) -> None:
         self._encoders.shutdown(wait=True)
-
-    def _store_png(self, image: Image.Image) -> str:
-        return self._storage.put(encode_png(image), "png").key
 
     def publish(self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True) -> tuple[str | None, tuple[str, ...], tuple[dict[str, str], ...]]:
         """Write the task's images under its output profile, each with its renditions and its
@@ -267,7 +264,7 @@ class Executor:
         if len(clips) != len(request.seeds):
             raise EngineError(f"engine returned {len(clips)} clips, expected {len(request.seeds)}", retryable=True)
         videos = [self._storage.put(clip, "mp4").key for clip in clips]
-        posters = list(self._encoders.map(lambda clip: self._store_png(first_frame(clip)), clips))
+        posters = list(self._encoders.map(lambda clip: self._file(first_frame(clip), BUILTIN["original"]), clips))
         return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height, meta=made.meta)
 
     # --- operations run upstream -----------------------------------------------------------------

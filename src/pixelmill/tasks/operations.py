@@ -35,6 +35,7 @@ from pixelmill.tasks.pricing import price_key
 from pixelmill.tasks.record import NewTask, Task
 from pixelmill.tasks.requests import (
     MAX_SIDE,
+    OPERATION_BODIES,
     ActionRequest,
     BlendRequest,
     Delivery,
@@ -58,17 +59,6 @@ VARIATION_STRENGTH = {"subtle": 0.35, "strong": 0.7}
 BLEND_RATIOS = {"PORTRAIT": AspectRatio(2, 3), "SQUARE": AspectRatio(1, 1), "LANDSCAPE": AspectRatio(3, 2)}
 #: Short side of a clip, per video type.
 VIDEO_SHORT_SIDE = {"480": 480, "720": 720}
-
-_REQUESTS: dict[Action, type[Delivery]] = {
-    Action.UPSCALE: UpscaleRequest,
-    Action.VARIATION: VariationRequest,
-    Action.REROLL: RerollRequest,
-    Action.ZOOM: ZoomRequest,
-    Action.PAN: PanRequest,
-    Action.INPAINT: InpaintRequest,
-    Action.VIDEO: VideoRequest,
-}
-
 
 def _new_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
@@ -174,7 +164,7 @@ class Operations:
         fields = {**shared, **op.fields, "task_id": parent.id}
         if op.action is Action.VIDEO:
             fields["index"] = 0  # the single picture of an upscale (video counts from 0)
-        return op.action, validated(_REQUESTS[op.action], fields)
+        return op.action, validated(OPERATION_BODIES[op.action.value.lower()], fields)
 
     def _pressed(self, principal: Principal, custom_id: str, task_id: str | None, req: Delivery, *, expect: Action) -> Delivery:
         action, request = self._press(principal, custom_id, task_id, req)

@@ -30,7 +30,7 @@ from pixelmill.tasks.cache import request_keys
 from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
 from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.pricing import price_key
-from pixelmill.tasks.record import NewTask, Task, TaskResult
+from pixelmill.tasks.record import NewTask, Task
 from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.queue.store import TaskStore
@@ -117,7 +117,8 @@ class TaskService:
         return self._store.queue_position(task)
 
     def moderate(self, principal: Principal, req: BaseModel) -> None:
-        """Code 24 when a text of ``req`` holds a banned term; the refusal is counted."""
+        """Code 24 when a text of ``req`` holds a banned term. Every submit and /modal passes
+        here: the one place refusals are counted (health report)."""
         try:
             self._moderator.check_request(principal.tenant_id, req)
         except BannedPrompt as exc:
@@ -132,15 +133,9 @@ class TaskService:
         idempotency_key: str | None,
         submit: Callable[[Claim | None], list[Task]],
     ) -> list[Task]:
-        """Moderate the request's texts, then run one submit under its Idempotency-Key (if any),
-        counting a banned-prompt refusal."""
-        try:
-            self._moderator.check_request(principal.tenant_id, req)
-            return self._idempotent(principal, action, req, idempotency_key, submit)
-        except BannedPrompt as exc:
-            # Every submit passes here: the one place banned prompts are counted (health report).
-            self._refusals.record(principal.key_id, principal.tenant_id, exc)
-            raise
+        """Moderate the request's texts, then run one submit under its Idempotency-Key (if any)."""
+        self.moderate(principal, req)
+        return self._idempotent(principal, action, req, idempotency_key, submit)
 
     def _idempotent(
         self,
