@@ -422,3 +422,92 @@ def prices_set(price_key: str, units: int) -> None:
     except ValidationError as exc:
         raise click.ClickException(exc.description) from exc
     click.echo(f"{price_key}  {units}")
+
+
+# --- review queue ------------------------------------------------------------------------------
+
+_server_options = [
+    click.option("--url", envvar="PIXELMILL_URL", default="http://127.0.0.1:8080", show_default=True, help="Server (env PIXELMILL_URL)."),
+    click.option("--api-key", envvar="PIXELMILL_API_KEY", required=True, help="An admin API key (env PIXELMILL_API_KEY)."),
+]
+
+
+def _with_server(f):  # type: ignore[no-untyped-def]
+    for option in reversed(_server_options):
+        f = option(f)
+    return f
+
+
+def _admin_call(url: str, api_key: str, call):  # type: ignore[no-untyped-def]
+    from pixelmill.client import APIError, Client
+
+    try:
+        with Client(url, api_key) as client:
+            return call(client)
+    except APIError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group()
+def reviews() -> None:
+    """Output images held for review: list, look, approve (publish) or reject. Talks to the
+    server, so an approval publishes through its storage and sends the task's webhook."""
+
+
+@reviews.command("list")
+@click.option("--state", type=click.Choice(["pending", "approved", "rejected"]), default="pending", show_default=True)
+@click.option("--tenant", help="Only this tenant.")
+@_with_server
+def reviews_list(state: str, tenant: str | None, url: str, api_key: str) -> None:
+    for r in _admin_call(url, api_key, lambda c: c.reviews(state, tenant)):
+        found = ", ".join(f"{x['label']} {x['score']:.2f}" for x in r["reasons"])
+        decided = f"  {r['state']} by {r['decided_by']}" if r["decided_by"] else ""
+        click.echo(f"{r['id']}  tenant {r['tenant_id']}  image {r['index']}  {found}{decided}")
+
+
+@reviews.command("show")
+@click.argument("review_id")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the held image (PNG) here.")
+@_with_server
+def reviews_show(review_id: str, save: Path | None, url: str, api_key: str) -> None:
+    import json as _json
+
+    def call(client):  # type: ignore[no-untyped-def]
+        review = client._json(client._http.get(f"/v1/admin/reviews/{review_id}"))
+        if save is not None:
+            save.write_bytes(client.review_image(review_id))
+        return review
+
+    click.echo(_json.dumps(_admin_call(url, api_key, call), indent=2))
+
+
+@reviews.command("approve")
+@click.argument("review_id")
+@click.option("--note", help="Why, for the audit log.")
+@_with_server
+def reviews_approve(review_id: str, note: str | None, url: str, api_key: str) -> None:
+    """Publish the held image into its task."""
+    done = _admin_call(url, api_key, lambda c: c.approve_review(review_id, note))
+    click.echo(f"{review_id}: approved; task {done['task']['task_id']} now shows {len(done['task']['image_urls'])} image(s)")
+
+
+@reviews.command("reject")
+@click.argument("review_id")
+@click.option("--note", help="Why, for the audit log.")
+@_with_server
+def reviews_reject(review_id: str, note: str | None, url: str, api_key: str) -> None:
+    done = _admin_call(url, api_key, lambda c: c.reject_review(review_id, note))
+    click.echo(f"{review_id}: rejected; task {done['task']['task_id']} is {done['task']['status']}")
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["review", "template"]), help="Only this kind of subject.")
+@click.option("--subject", help="Only this review / template.")
+@_with_server
+def audit(kind: str | None, subject: str | None, url: str, api_key: str) -> None:
+    """The audit log, newest first: who decided what, when."""
+    import datetime as dt
+
+    for e in _admin_call(url, api_key, lambda c: c.audit(kind, subject)):
+        at = dt.datetime.fromtimestamp(e["at"] / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+        click.echo(f"{at}  {e['actor']}  {e['kind']} {e['subject']}  {e['action']}  {e['detail']}")

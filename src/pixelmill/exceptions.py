@@ -132,3 +132,18 @@ class EngineError(PixelmillError):
     def __init__(self, description: str, *, retryable: bool) -> None:
         super().__init__(description)
         self.retryable = retryable
+
+
+class NotFound(PixelmillError):
+    """An admin resource (a review, a template, an evaluation) that does not exist."""
+
+    http_status = 404
+    code = 3
+
+
+class Conflict(PixelmillError):
+    """The resource is not in a state that allows this (a review already decided, a published
+    template version edited)."""
+
+    http_status = 409
+    code = 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import structlog
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy import text
@@ -26,7 +27,10 @@ from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.metrics import WorkerMetrics, make_registry
 from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.retention import Retention
+from pixelmill.observe.audit import AuditLog
 from pixelmill.safety.moderation import Moderator
+from pixelmill.safety.review import ReviewQueue
+from pixelmill.safety.screening import Screening
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
 from pixelmill.settings import Settings
@@ -64,6 +68,9 @@ class Runtime:
     worker_metrics: WorkerMetrics
     health: HealthReport
     retention: Retention
+    screening: Screening
+    reviews: ReviewQueue
+    audit: AuditLog
     pools: list[WorkerPool] = field(default_factory=list)
     deliverer: WebhookDeliverer | None = None
 
@@ -95,6 +102,8 @@ class Runtime:
         """Each part's state: "ok" or what is wrong. Ready when every value is "ok"."""
         checks: dict[str, object] = {"database": lambda: self._ping_database(), "storage": self.storage.check}
         checks.update({f"engine:{name}": engine.check for name, engine in self.engines.items()})
+        if self.screening.detector is not None:
+            checks["screening"] = self.screening.detector.load  # type: ignore[attr-defined]
         states = {}
         for name, check in checks.items():
             try:
@@ -143,14 +152,14 @@ def make_storage(settings: Settings) -> Storage:
     raise ValueError(f"unknown storage backend {settings.storage!r}")
 
 
-def make_inputs(settings: Settings, storage: Storage) -> InputImages:
+def make_inputs(settings: Settings, storage: Storage, screening: Screening | None = None) -> InputImages:
     policy = FetchPolicy(
         max_bytes=settings.input_max_bytes,
         max_redirects=settings.fetch_max_redirects,
         timeout_seconds=settings.fetch_timeout_seconds,
         allow=settings.fetch_allow,
     )
-    return InputImages(storage, SafeFetcher(policy), max_pixels=settings.input_max_pixels)
+    return InputImages(storage, SafeFetcher(policy), max_pixels=settings.input_max_pixels, screening=screening)
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -166,15 +175,23 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     retention = Retention(db, clock, storage, settings.task_retention_seconds)
     tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change])
     engines = build_engines(settings)
-    inputs = make_inputs(settings, storage)
+    registry, worker_metrics = make_registry(db, clock)
+    screening = Screening.from_settings(settings.screening, settings.screening_file, settings.screening_batch_size)
+    if not screening.enabled and settings.screening != "off":
+        # auto without the detector installed: say so once, loudly, instead of passing everything quietly.
+        structlog.get_logger("pixelmill").warning("image screening is off: install pixelmill[safety] or set PIXELMILL_SCREENING=off")
+    screening.add_observer(worker_metrics.observe_screening)
+    audit = AuditLog(db, clock)
+    reviews = ReviewQueue(db, clock, tasks, audit)
+    inputs = make_inputs(settings, storage, screening)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
     wakeup = Wakeup()
-    registry, worker_metrics = make_registry(db, clock)
+    moderator = Moderator.from_file(settings.moderation_file, settings.semantic_threshold if settings.semantic_moderation else None)
     service = TaskService(
         tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
         RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired, on_enqueued=wakeup.notify,
-        moderator=Moderator.from_file(settings.moderation_file),
+        moderator=moderator,
     )
     return Runtime(
         settings=settings,
@@ -189,7 +206,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         service=service,
         operations=Operations(service, tasks, prices, inputs, settings, on_enqueued=wakeup.notify),
         executor=Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
-                          renditions=settings.renditions),
+                          renditions=settings.renditions, screening=screening, reviews=reviews),
         wakeup=wakeup,
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,
@@ -199,6 +216,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         metrics=registry,
         worker_metrics=worker_metrics,
         retention=retention,
+        screening=screening,
+        reviews=reviews,
+        audit=audit,
         health=HealthReport(db, clock, Thresholds(
             success_rate_min=settings.health_success_rate_min,
             avg_completion_seconds_max=settings.health_avg_completion_seconds_max,

@@ -149,6 +149,19 @@ class Settings(BaseSettings):
     #: Banned terms by category, global and per tenant (JSON; safety/moderation.py), added to
     #: the built-in list.
     moderation_file: Path | None = None
+    #: The semantic prompt check (safety/semantic.py): prompts close in meaning to a banned
+    #: concept are refused, words or not. Needs the safety extra; off by default (it loads a
+    #: 90 MB model, about a second per process).
+    semantic_moderation: bool = False
+    #: Cosine similarity to a concept at which a prompt is refused.
+    semantic_threshold: float = Field(0.5, gt=0, le=1)
+    #: Image screening (safety/screening.py) of outputs and inputs: auto (NudeNet when the safety
+    #: extra is installed), nudenet, or off.
+    screening: Literal["auto", "nudenet", "off"] = "auto"
+    #: Which detector labels block and which go to review, per tenant (JSON).
+    screening_file: Path | None = None
+    #: Images per detector call.
+    screening_batch_size: int = Field(4, ge=1, le=64)
 
     # --- billing ----------------------------------------------------------------------------
     #: JSON file of price key -> units (``{"midjourney@imagine": 2}``), applied at start over the

@@ -18,7 +18,7 @@ def test_a_banned_prompt_is_refused_with_code_24_and_nothing_charged(server: Ser
         r = c.post(f"{GEN}/imagine", json={"prompt": "a n.u.d.e figure on a beach"})
         assert r.status_code == 400
         assert r.json()["code"] == 24 and r.json()["description"] == "prompt: contains a banned term (sexual)"
-        assert r.json()["properties"] == {"field": "prompt", "term": "nude", "category": "sexual", "found": "nude"}
+        assert r.json()["properties"] == {"field": "prompt", "check": "words", "term": "nude", "category": "sexual", "found": "nude"}
         neg = c.post(f"{GEN}/imagine", json={"prompt": "a beach", "negative_prompt": "g0re"})
         assert neg.json()["properties"]["field"] == "negative_prompt"
         batch = c.post("/v1/batches", json={"prompt_template": "a {animal} at dusk", "variables": [{"animal": "fox"}, {"animal": "p0rn"}]})

@@ -15,21 +15,25 @@ from pixelmill.safety.moderation import BUILTIN, Moderator
 DATA = Path(__file__).resolve().parents[1] / "data" / "moderation_prompts.tsv"
 
 
-def labelled() -> list[tuple[int, str]]:
+def labelled() -> list[tuple[int, str, str]]:
+    """(label, kind, prompt): kinds clean and near (label 0), disguise and paraphrase (label 1)."""
     with DATA.open(encoding="utf-8") as f:
-        return [(int(row["label"]), row["prompt"]) for row in csv.DictReader(f, delimiter="\t")]
+        return [(int(row["label"]), row["kind"], row["prompt"]) for row in csv.DictReader(f, delimiter="\t")]
 
 
-def test_the_labelled_set_no_false_positive_and_full_recall() -> None:
+def test_the_labelled_set_no_false_positive_and_full_recall_on_disguised_words() -> None:
     moderator = Moderator(BUILTIN)
     rows = labelled()
-    clean = [p for label, p in rows if label == 0]
-    banned = [p for label, p in rows if label == 1]
-    assert len(clean) >= 200 and len(banned) >= 150
+    clean = [p for label, _, p in rows if label == 0]
+    disguised = [p for _, kind, p in rows if kind == "disguise"]
+    assert len(clean) >= 200 and len(disguised) >= 150
     false_positives = [p for p in clean if moderator.find("t", p)]
-    missed = [p for p in banned if not moderator.find("t", p)]
+    missed = [p for p in disguised if not moderator.find("t", p)]
     assert false_positives == []  # precision 1.0: every flagged prompt was banned
     assert missed == []  # recall 1.0 on the disguises the set holds
+    # Paraphrases carry no banned word: finding them is the semantic check's job (test_semantic.py).
+    paraphrases = [p for _, kind, p in rows if kind == "paraphrase"]
+    assert sum(moderator.find("t", p) is not None for p in paraphrases) < len(paraphrases) / 2
 
 
 @pytest.mark.parametrize("text", ["a class of assassins", "Scunthorpe at dawn", "a nudibranch", "a gorgeous gorge", "Essex cottages",
@@ -58,7 +62,7 @@ def test_tenant_lists_apply_to_their_tenant_only_and_the_refusal_names_the_term(
     assert moderator.find("anyone", "Rival  Corp logo").category == "brand"  # type: ignore[union-attr]
     with pytest.raises(BannedPrompt) as err:
         moderator.check("kids-app", "prompt", "a zombie")
-    assert err.value.code == 24 and err.value.properties == {"field": "prompt", "term": "zombie", "category": "scary", "found": "zombie"}
+    assert err.value.code == 24 and err.value.properties == {"field": "prompt", "check": "words", "term": "zombie", "category": "scary", "found": "zombie"}
 
 
 @pytest.mark.parametrize("content", ["[]", '{"globals": {}}', "not json"])

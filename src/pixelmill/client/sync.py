@@ -199,6 +199,32 @@ class Client:
     def get(self, task_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/midjourney/{task_id}"))
 
+    # --- review queue (admin keys) -----------------------------------------------------------------
+
+    def reviews(self, state: str = "pending", tenant: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Output images held for review, oldest first."""
+        params = {"state": state, "limit": limit} | ({"tenant": tenant} if tenant else {})
+        return self._json(self._http.get("/v1/admin/reviews", params=params))  # type: ignore[return-value]
+
+    def review_image(self, review_id: str) -> bytes:
+        """The held image (PNG) of a pending review."""
+        r = self._http.get(f"/v1/admin/reviews/{review_id}/image")
+        if r.status_code != 200:
+            self._json(r)
+        return r.content
+
+    def approve_review(self, review_id: str, note: str | None = None) -> dict[str, Any]:
+        """Publish the held image into its task; returns ``{"review", "task"}``."""
+        return self._json(self._http.post(f"/v1/admin/reviews/{review_id}/approve", json={"note": note}))
+
+    def reject_review(self, review_id: str, note: str | None = None) -> dict[str, Any]:
+        return self._json(self._http.post(f"/v1/admin/reviews/{review_id}/reject", json={"note": note}))
+
+    def audit(self, kind: str | None = None, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The audit log, newest first."""
+        params = {"limit": limit} | ({"kind": kind} if kind else {}) | ({"subject": subject} if subject else {})
+        return self._json(self._http.get("/v1/admin/audit", params=params))  # type: ignore[return-value]
+
     def wait(
         self,
         task_id: str,

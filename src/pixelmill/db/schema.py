@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -256,4 +257,47 @@ expired_tasks = Table(
     Column("id", String(32), primary_key=True),
     Column("tenant_id", String(64), nullable=False),
     Column("expired_at", BigInteger, nullable=False),
+)
+
+REVIEW_STATES = ("pending", "approved", "rejected")
+
+#: Output images that screening routed to a person. The image is held here, not in storage, so
+#: nothing can serve it before someone approves it; approval publishes it and clears ``image``.
+reviews = Table(
+    "reviews",
+    metadata,
+    #: ``<task id>-<index>``: a retried attempt replaces its own earlier hold.
+    Column("id", String(48), primary_key=True),
+    Column("task_id", String(32), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    #: The findings that sent it here: [{label, score, box}].
+    Column("reasons", JSON, nullable=False),
+    #: Lossless PNG of the image as the engine made it; None once decided.
+    Column("image", LargeBinary, nullable=True),
+    Column("model", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("decided_at", BigInteger, nullable=True),
+    Column("decided_by", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+    CheckConstraint(f"state IN {REVIEW_STATES!r}", name="ck_reviews_state"),
+    Index("ix_reviews_state", "state", "created_at"),
+    Index("ix_reviews_task", "task_id"),
+)
+
+#: Who decided what, when: review decisions and template changes. Append-only.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    #: The API key id (or "cli:<user>") that acted.
+    Column("actor", String(64), nullable=False),
+    #: What was acted on: "review", "template".
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject_id", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_audit_subject", "subject_kind", "subject_id", "at"),
 )

@@ -12,13 +12,17 @@ workers only ever read storage: a retry never depends on a third-party URL still
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
+
 from pixelmill.exceptions import ValidationError
 from pixelmill.media.fetch import FetchRefused, SafeFetcher
 from pixelmill.media.inspect import ImageInfo, ImageRefused, inspect_image
+from pixelmill.safety.screening import Screening
 from pixelmill.storage.base import ObjectNotFound, Storage, is_valid_key
 
 FILES_PATH = "/files/"
@@ -36,7 +40,9 @@ class InputImage:
 
 
 class InputImages:
-    def __init__(self, storage: Storage, fetcher: SafeFetcher, max_pixels: int) -> None:
+    def __init__(self, storage: Storage, fetcher: SafeFetcher, max_pixels: int, screening: Screening | None = None) -> None:
+        #: Screens pictures (not masks) against the tenant's input rules: code 24 on a hit.
+        self._screening = screening if screening is not None and screening.enabled else None
         self._storage = storage
         self._fetcher = fetcher
         self._max_pixels = max_pixels
@@ -56,7 +62,15 @@ class InputImages:
         key = self._storage.put(data, info.ext).key
         return InputImage(url=source, key=key, width=info.width, height=info.height)
 
-    def resolve(self, url: str, field: str, own_bases: Sequence[str]) -> InputImage:
+    def resolve(self, url: str, field: str, own_bases: Sequence[str], screen_for: str | None = None) -> InputImage:
+        """The stored input behind ``url``; with ``screen_for`` (a tenant), screened too."""
+        image = self._resolve(url, field, own_bases)
+        if screen_for is not None and self._screening is not None:
+            with Image.open(io.BytesIO(self._storage.get(image.key))) as im:
+                self._screening.check_inputs(screen_for, field, [im.convert("RGB")])
+        return image
+
+    def _resolve(self, url: str, field: str, own_bases: Sequence[str]) -> InputImage:
         key = own_file_key(url, own_bases)
         if key is not None:
             if not is_valid_key(key):

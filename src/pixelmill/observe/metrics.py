@@ -14,9 +14,10 @@ The list of every metric with its meaning is in docs/metrics.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, case, func, select
@@ -26,6 +27,9 @@ from pixelmill.db.engine import read_tx
 from pixelmill.db.schema import ledger, refusals, tasks, webhook_events
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.status import QUEUED, TaskStatus
+
+if TYPE_CHECKING:
+    from pixelmill.safety.screening import Verdict
 
 #: Seconds; from a cache hit (milliseconds) to a slow model run with a long queue.
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120, 300, 600, 1800, 3600)
@@ -140,6 +144,19 @@ class WorkerMetrics:
         self.webhook_deliveries = Counter(
             "pixelmill_webhook_deliveries", "Webhook delivery attempts by result (delivered, failed).", ["result"], registry=registry,
         )
+        self.screening_seconds = Histogram(
+            "pixelmill_screening_seconds", "Time of one screening call (a task's images, or a request's inputs), by purpose (output, input).",
+            ["purpose"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry,
+        )
+        self.screened_images = Counter(
+            "pixelmill_screened_images", "Images screened, by purpose (output, input) and decision (pass, review, block).",
+            ["purpose", "decision"], registry=registry,
+        )
+
+    def observe_screening(self, purpose: str, seconds: float, verdicts: Sequence[Verdict]) -> None:
+        self.screening_seconds.labels(purpose).observe(seconds)
+        for verdict in verdicts:
+            self.screened_images.labels(purpose, verdict.decision).inc()
 
 
 def make_registry(engine: Engine, clock: Clock) -> tuple[CollectorRegistry, WorkerMetrics]:

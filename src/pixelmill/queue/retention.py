@@ -56,7 +56,7 @@ class Retention:
 
     def on_change(self, conn: Connection, task: Task, event: TaskEvent) -> None:
         """TaskStore observer: record the files of a task that just ended."""
-        if event is not TaskEvent.COMPLETED:
+        if event not in (TaskEvent.COMPLETED, TaskEvent.REVIEWED):  # an approval adds files
             return
         keys = sorted(result_files(task))
         if keys:

@@ -425,6 +425,36 @@ class TaskStore:
             ).first()
             return bool(self._changed(conn, [row] if row else [], TaskEvent.COMPLETED))
 
+    def revise_result(
+        self,
+        task_id: str,
+        revise: Callable[[TaskResult], TaskResult],
+        within: Callable[[Connection, Task], None] | None = None,
+        ends: Callable[[TaskResult], str | None] | None = None,
+    ) -> Task | None:
+        """Change the result of a SUCCESS task (a review decision), tell observers (REVIEWED) and
+        run ``within`` in the same transaction. When ``ends`` gives a reason for the revised
+        result, the task becomes FAILURE instead, refunded (COMPLETED): the one way a finished
+        task changes status, for a task left with no image at all. None when not SUCCESS."""
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                select(tasks).where(tasks.c.id == task_id, tasks.c.status == TaskStatus.SUCCESS.value).with_for_update()
+            ).first()
+            if row is None:
+                return None
+            current = Task.from_row(row)
+            assert current.result is not None
+            result = revise(current.result)
+            reason = ends(result) if ends is not None else None
+            values: dict[str, Any] = {"result": result.to_json()}
+            if reason is not None:
+                values |= {"status": TaskStatus.FAILURE.value, "fail_reason": reason, **_refunded_end(self._clock.now_ms())}
+            row = conn.execute(update(tasks).where(tasks.c.id == task_id).values(**values).returning(*tasks.c)).first()
+            task = self._changed(conn, [row], TaskEvent.COMPLETED if reason else TaskEvent.REVIEWED)[0]
+            if within is not None:
+                within(conn, task)
+            return task
+
     def fail(
         self,
         task_id: str,

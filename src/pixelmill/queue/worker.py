@@ -154,7 +154,7 @@ class WorkerPool:
             key = None
             if preview is not None and time.monotonic() >= next_preview[0]:
                 next_preview[0] = time.monotonic() + self._settings.preview_interval_seconds
-                key = self._executor.store_preview(preview)
+                key = self._executor.store_preview(task, preview)
             if pct >= last[0] + 5 or key:  # a database write per 5 % (or new preview), not per step
                 last[0] = max(last[0], pct)
                 self._store.set_progress(task.id, worker_id, pct, lease, preview_key=key)

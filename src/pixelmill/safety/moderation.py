@@ -25,10 +25,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from pixelmill.exceptions import BannedPrompt
+
+if TYPE_CHECKING:
+    from pixelmill.safety.semantic import SemanticCheck
 
 #: Body fields that carry prompt text.
 _TEXT_FIELDS = frozenset({"prompt", "negative_prompt", "prompt_template"})
@@ -66,6 +70,8 @@ class Hit:
     term: str
     category: str
     found: str
+    #: Set by the semantic check: how close the prompt came to the concept ``term``.
+    similarity: float | None = None
 
 
 def _base(text: str) -> str:
@@ -164,25 +170,41 @@ class Moderator:
         global_terms: Mapping[str, Iterable[str]],
         tenant_terms: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
         allow: Iterable[str] = BUILTIN_ALLOW,
+        semantic: SemanticCheck | None = None,
     ) -> None:
+        #: The meaning check, after the words (safety/semantic.py); None when switched off.
+        self.semantic = semantic
         allow = list(allow)
         self._global = TermList(global_terms, allow)
         self._tenants = {t: TermList(c, allow) for t, c in (tenant_terms or {}).items()}
 
     @classmethod
-    def from_file(cls, path: Path | None) -> Moderator:
-        if path is None:
-            return cls(BUILTIN)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"moderation file {path}: {exc}") from exc
-        if not isinstance(data, dict) or set(data) - {"global", "tenants", "allow"}:
-            raise ValueError(f"moderation file {path}: needs {{\"global\": {{category: [terms]}}, \"tenants\": {{...}}, \"allow\": [...]}}")
+    def from_file(cls, path: Path | None, semantic_threshold: float | None = None) -> Moderator:
+        """The lists of ``path`` over the built-in ones; with ``semantic_threshold``, the semantic
+        check too (built-in concepts plus the file's ``concepts``)."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"moderation file {path}: {exc}") from exc
+            if not isinstance(data, dict) or set(data) - {"global", "tenants", "allow", "concepts"}:
+                raise ValueError(
+                    f"moderation file {path}: needs {{\"global\": {{category: [terms]}}, \"tenants\": {{...}}, "
+                    f"\"allow\": [...], \"concepts\": {{category: [descriptions]}}}}"
+                )
         merged = {k: list(v) for k, v in BUILTIN.items()}
         for category, terms in (data.get("global") or {}).items():
             merged.setdefault(category, []).extend(terms)
-        return cls(merged, data.get("tenants") or {}, [*BUILTIN_ALLOW, *(data.get("allow") or [])])
+        semantic = None
+        if semantic_threshold is not None:
+            from pixelmill.safety.semantic import BUILTIN_CONCEPTS, SemanticCheck
+
+            concepts = {k: list(v) for k, v in BUILTIN_CONCEPTS.items()}
+            for category, texts in (data.get("concepts") or {}).items():
+                concepts.setdefault(category, []).extend(texts)
+            semantic = SemanticCheck(concepts, semantic_threshold)
+        return cls(merged, data.get("tenants") or {}, [*BUILTIN_ALLOW, *(data.get("allow") or [])], semantic)
 
     def find(self, tenant_id: str, text: str) -> Hit | None:
         hit = self._global.find(text)
@@ -210,10 +232,18 @@ class Moderator:
                                 self.check(tenant_id, f"{field}[{i}].{key}", text)
 
     def check(self, tenant_id: str, field: str, text: str) -> None:
-        """Raise ``BannedPrompt`` (code 24) naming the term and its category."""
+        """Raise ``BannedPrompt`` (code 24) naming the term (or concept) and its category."""
         hit = self.find(tenant_id, text)
         if hit is not None:
             raise BannedPrompt(
                 f"{field}: contains a banned term ({hit.category})",
-                properties={"field": field, "term": hit.term, "category": hit.category, "found": hit.found},
+                properties={"field": field, "check": "words", "term": hit.term, "category": hit.category, "found": hit.found},
             )
+        if self.semantic is not None and text.strip():
+            hit = self.semantic.find(text)
+            if hit is not None:
+                raise BannedPrompt(
+                    f"{field}: too close to a banned concept ({hit.category})",
+                    properties={"field": field, "check": "semantic", "term": hit.term, "category": hit.category,
+                                "found": hit.found, "similarity": hit.similarity},
+                )

@@ -71,10 +71,9 @@ def buttons_for(task: Task) -> list[Button]:
     if task.status is not TaskStatus.SUCCESS or task.result is None:
         return []
     if task.action.makes_grid:
-        # An image screened out of the grid has no U/V button.
-        present = len(task.result.image_keys)
-        return [_button(op, task) for op in _GRID_OPS if op.number <= present]
-    if task.action is Action.UPSCALE and task.result.image_keys:
+        # An image screened out of the grid (blocked, held for review) has no U/V button.
+        return [_button(op, task) for op in _GRID_OPS if op.number == 0 or task.result.published(op.number)]
+    if task.action is Action.UPSCALE and task.result.published(1):
         # A 2× upscale is not offered again: 4× the pixels of the grid is where engines stop.
         again = _UPSCALES if task.params.get("upscale_mode") is None else []
         return [_button(op, task) for op in [*again, *_IMAGE_OPS]]

@@ -33,6 +33,8 @@ from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Prov
 from pixelmill.media.video import first_frame
 from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
+from pixelmill.safety.review import ReviewQueue
+from pixelmill.safety.screening import PASS, Screening, Verdict
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task, TaskResult
@@ -48,6 +50,25 @@ BLEND_STRENGTH = 0.55
 def image_seeds(seed: int, count: int = 4) -> tuple[int, ...]:
     """One seed per image of a grid, so each image can be reproduced on its own."""
     return tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
+
+
+def _screened_reason(verdicts: Sequence[Verdict]) -> str:
+    return "; ".join(f"image {i} ({v.why()})" for i, v in enumerate(verdicts, 1) if v.decision != "pass")
+
+
+@dataclass(frozen=True)
+class Published:
+    """What ``Executor.publish`` stored: keys by image index, "" (and {}) where screening kept an
+    image back."""
+
+    grid_key: str | None
+    image_keys: tuple[str, ...]
+    renditions: tuple[dict[str, str], ...]
+    screening: tuple[dict[str, Any], ...]
+
+    def result(self, width: int, height: int, meta: dict[str, Any] | None = None) -> TaskResult:
+        return TaskResult(grid_key=self.grid_key, image_keys=self.image_keys, width=width, height=height,
+                          meta=meta or {}, renditions=self.renditions, screening=self.screening)
 
 
 @dataclass(frozen=True)
@@ -66,8 +87,12 @@ class Executor:
         public_url: str | None = None,
         profiles: Mapping[str, Profile] = BUILTIN,
         renditions: Sequence[str] = tuple(RENDITIONS),
+        screening: Screening | None = None,
+        reviews: ReviewQueue | None = None,
     ) -> None:
         self._engines = engines
+        self._screening = screening if screening is not None and screening.enabled else None
+        self._reviews = reviews
         self._profiles = profiles
         self._renditions = tuple(renditions)
         #: Where an upstream engine can fetch pixelmill's files (masks, blend inputs).
@@ -81,31 +106,60 @@ class Executor:
     def close(self) -> None:
         self._encoders.shutdown(wait=True)
 
-    def publish(self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True) -> tuple[str | None, tuple[str, ...], tuple[dict[str, str], ...]]:
-        """Write the task's images under its output profile, each with its renditions and its
-        provenance record beside it, in parallel; the grid too. Returns (grid key, image keys,
-        renditions)."""
+    def publish(self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True) -> Published:
+        """Screen the task's images, then write those that pass under its output profile, each
+        with its renditions and its provenance record beside it, in parallel; the grid too, with a
+        blank tile where an image did not pass. An image for review is held privately
+        (``safety/review.py``); when every image is blocked the task fails (and is refunded)."""
+        verdicts = self._screening.screen(task.tenant_id, images) if self._screening else [PASS] * len(images)
+        if all(v.decision == "block" for v in verdicts):
+            raise EngineError(f"blocked by output screening: {_screened_reason(verdicts)}", retryable=False)
         profile = self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
         seeds = image_seeds(task.seed or 0, len(images))
         created = datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="seconds")
+        jobs = {
+            i: self._encoders.submit(self.publish_one, task, i + 1, image, model, profile, seeds[i], created)
+            for i, (image, verdict) in enumerate(zip(images, verdicts, strict=True)) if verdict.decision == "pass"
+        }
+        screening: list[dict[str, Any]] = []
+        for i, verdict in enumerate(verdicts):
+            if verdict.decision == "pass":
+                continue
+            entry: dict[str, Any] = {"index": i + 1, "decision": verdict.decision, "reasons": [f.to_json() for f in verdict.reasons]}
+            if verdict.decision == "review":
+                if self._reviews is None:
+                    raise EngineError("screening sent an image to review, but this worker has no review queue", retryable=False)
+                entry["review_id"] = self._reviews.hold(task, i + 1, images[i], model, verdict.reasons)
+            screening.append(entry)
+        tiles = [im if v.decision == "pass" else Image.new("RGB", im.size, (128, 128, 128)) for im, v in zip(images, verdicts, strict=True)]
+        grid_key = self._file(compose_grid(tiles), profile) if grid else None
+        done = {i: job.result() for i, job in jobs.items()}
+        return Published(
+            grid_key=grid_key,
+            image_keys=tuple(done[i][0] if i in done else "" for i in range(len(images))),
+            renditions=tuple(done[i][1] if i in done else {} for i in range(len(images))),
+            screening=tuple(screening),
+        )
 
-        def one(item: tuple[int, Image.Image]) -> tuple[str, dict[str, str]]:
-            i, image = item
-            record = Provenance(
-                task_id=task.id, prompt=task.prompt, final_prompt=task.final_prompt, engine=task.engine, model=model,
-                seed=seeds[i], created=created, template=task.params.get("template"),
-                params={k: task.params.get(k) for k in ("width", "height", "output_profile", "price_key") if k in task.params}
-                | {"action": task.action.value, "index": i + 1, "parent_task_id": task.parent_task_id},
-            )
-            full = self._file(image, profile, record)
-            files = {name: self._file(image, RENDITIONS[name], record) for name in self._renditions}
-            files["metadata"] = self._storage.put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json").key
-            return full, files
-
-        jobs = [self._encoders.submit(one, (i, im)) for i, im in enumerate(images)]
-        grid_key = self._file(compose_grid(images), profile) if grid else None
-        done = [j.result() for j in jobs]
-        return grid_key, tuple(k for k, _ in done), tuple(f for _, f in done)
+    def publish_one(
+        self, task: Task, index: int, image: Image.Image, model: str,
+        profile: Profile | None = None, seed: int | None = None, created: str | None = None,
+    ) -> tuple[str, dict[str, str]]:
+        """Store image ``index`` (1-based) of ``task``: full size with provenance, renditions, and
+        the provenance record as JSON. Returns (key, renditions)."""
+        profile = profile or self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
+        seed = seed if seed is not None else image_seeds(task.seed or 0, index)[index - 1]
+        created = created or datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="seconds")
+        record = Provenance(
+            task_id=task.id, prompt=task.prompt, final_prompt=task.final_prompt, engine=task.engine, model=model,
+            seed=seed, created=created, template=task.params.get("template"),
+            params={k: task.params.get(k) for k in ("width", "height", "output_profile", "price_key") if k in task.params}
+            | {"action": task.action.value, "index": index, "parent_task_id": task.parent_task_id},
+        )
+        full = self._file(image, profile, record)
+        files = {name: self._file(image, RENDITIONS[name], record) for name in self._renditions}
+        files["metadata"] = self._storage.put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json").key
+        return full, files
 
     def _file(self, image: Image.Image, profile: Profile, record: Provenance | None = None) -> str:
         """Encode under ``profile`` and store; a cap no file can meet is a final, clear failure."""
@@ -115,8 +169,12 @@ class Executor:
             raise EngineError(str(exc), retryable=False) from exc
         return self._storage.put(encoded.data, encoded.ext).key
 
-    def store_preview(self, image: Image.Image) -> str:
-        """Store a low-resolution preview of work in progress; returns its storage key."""
+    def store_preview(self, task: Task, image: Image.Image) -> str | None:
+        """Store a low-resolution preview of work in progress; returns its storage key. With
+        screening on, a preview is screened like an output (anything but pass: not stored), so
+        nothing is shown early that the final screening would keep back."""
+        if self._screening is not None and self._screening.screen(task.tenant_id, [image])[0].decision != "pass":
+            return None
         return self._storage.put(encode_preview(image), "jpg").key
 
     def _load(self, key: str) -> Image.Image:
@@ -195,8 +253,7 @@ class Executor:
         images = list(result.images)
         if keep is not None:
             images = [composite(keep[0], im, keep[1]) for im in images]
-        grid, keys, renditions = self.publish(task, images, result.model)
-        return TaskResult(grid_key=grid, image_keys=keys, width=request.width, height=request.height, meta=result.meta, renditions=renditions)
+        return self.publish(task, images, result.model).result(request.width, request.height, result.meta)
 
     # --- single pictures -------------------------------------------------------------------------
 
@@ -217,8 +274,7 @@ class Executor:
                 seeds=(task.seed,), step=self._step(task, Action.UPSCALE), idempotency_key=f"{task.id}-{task.attempt}",
             )
             done = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
-            _, keys, renditions = self.publish(task, done.images[:1], done.model, grid=False)
-            return TaskResult(image_keys=keys, width=request.width, height=request.height, meta=done.meta, renditions=renditions)
+            return self.publish(task, done.images[:1], done.model, grid=False).result(request.width, request.height, done.meta)
         if mode is None:
             # The chosen image is already stored under its content key: the plain pick is that
             # same object (and its renditions), composed locally with no engine call.
@@ -237,8 +293,7 @@ class Executor:
                 seeds=(task.seed,), init_image=enlarged, strength=CREATIVE_UPSCALE_STRENGTH,
             )
             image = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]
-        _, keys, renditions = self.publish(task, [image], engine.model, grid=False)
-        return TaskResult(image_keys=keys, width=size[0], height=size[1], renditions=renditions)
+        return self.publish(task, [image], engine.model, grid=False).result(size[0], size[1])
 
     def _shorten(self, task: Task) -> str:
         short = shorten(task.final_prompt)
@@ -263,9 +318,21 @@ class Executor:
         clips = made.clips
         if len(clips) != len(request.seeds):
             raise EngineError(f"engine returned {len(clips)} clips, expected {len(request.seeds)}", retryable=True)
-        videos = [self._storage.put(clip, "mp4").key for clip in clips]
-        posters = list(self._encoders.map(lambda clip: self._file(first_frame(clip), BUILTIN["original"]), clips))
-        return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height, meta=made.meta)
+        frames = [first_frame(clip) for clip in clips]
+        # A clip is screened on its first frame; clips are not held for review: anything but
+        # pass keeps a clip out.
+        verdicts = self._screening.screen(task.tenant_id, frames) if self._screening else [PASS] * len(frames)
+        if all(v.decision != "pass" for v in verdicts):
+            raise EngineError(f"blocked by output screening: {_screened_reason(verdicts)}", retryable=False)
+        kept = [i for i, v in enumerate(verdicts) if v.decision == "pass"]
+        videos = [self._storage.put(clips[i], "mp4").key for i in kept]
+        posters = list(self._encoders.map(lambda i: self._file(frames[i], BUILTIN["original"]), kept))
+        screening = tuple(
+            {"index": i + 1, "decision": "block", "reasons": [f.to_json() for f in v.reasons]}
+            for i, v in enumerate(verdicts) if v.decision != "pass"
+        )
+        return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height,
+                          meta=made.meta, screening=screening)
 
     # --- operations run upstream -----------------------------------------------------------------
 

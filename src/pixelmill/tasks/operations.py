@@ -197,6 +197,9 @@ class Operations:
         elif index not in (None, 1):
             raise ValidationError("index", f"task {parent.id} has one picture; leave index out (or 1)")
         index = index or 1
+        if not result.published(index):
+            raise ValidationError("index" if parent.action.makes_grid else "task_id",
+                                  f"image {index} of task {parent.id} was kept back by output screening; pick a published image")
         source = {"key": result.image_keys[index - 1], "width": result.width, "height": result.height}
         return parent, source, index
 
@@ -313,13 +316,13 @@ class Operations:
                 raise ValidationError("image_url", "give image_url or task_id + index, not both")
             parent, source, index = self._source(principal, req.task_id, None if req.index is None else req.index + 1, "animate")
         elif req.image_url is not None:
-            source = self._inputs.resolve(req.image_url, "image_url", own_bases).to_json()
+            source = self._inputs.resolve(req.image_url, "image_url", own_bases, screen_for=principal.tenant_id).to_json()
         else:
             raise ValidationError("image_url", "give the first frame: image_url, or task_id + index (0-3)")
         start_end = "start_end" in req.video_type
         if start_end != (req.end_url is not None):
             raise ValidationError("end_url", f"{req.video_type} {'needs' if start_end else 'takes no'} end_url")
-        end = self._inputs.resolve(req.end_url, "end_url", own_bases).to_json() if req.end_url else None
+        end = self._inputs.resolve(req.end_url, "end_url", own_bases, screen_for=principal.tenant_id).to_json() if req.end_url else None
         quality = req.video_type.rsplit("_", 1)[1]
         width, height = video_size(source["width"], source["height"], VIDEO_SHORT_SIDE[quality])
         params = {
@@ -341,12 +344,13 @@ class Operations:
             parent, source, index = self._source(principal, req.task_id, req.index, "describe")
         else:
             assert req.image_url is not None
-            source = self._inputs.resolve(req.image_url, "image_url", own_bases).to_json()
+            source = self._inputs.resolve(req.image_url, "image_url", own_bases, screen_for=principal.tenant_id).to_json()
         # Seed 004: a describe's text is in description; its prompt field stays empty.
         return self._task(principal, req, own_bases, Action.DESCRIBE, parent, {"source": source}, index=index, prompt="", final_prompt="")
 
     def _plan_blend(self, principal: Principal, req: BlendRequest, own_bases: Sequence[str]) -> NewTask:
-        images = [self._inputs.resolve(url, f"image_urls[{i}]", own_bases).to_json() for i, url in enumerate(req.image_urls)]
+        images = [self._inputs.resolve(url, f"image_urls[{i}]", own_bases, screen_for=principal.tenant_id).to_json()
+                  for i, url in enumerate(req.image_urls)]
         width, height = BLEND_RATIOS[req.dimensions].size(self._settings.image_size)
         params = {"inputs": {"image_urls": images}, "dimensions": req.dimensions, "width": width, "height": height,
                   "engine_prompt": "", "engine_negative": "", **self._steer(req.prompt)}

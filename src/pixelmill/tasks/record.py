@@ -23,6 +23,14 @@ class TaskResult:
     meta: dict[str, Any] = field(default_factory=dict)
     #: Per image: its other files by name (web, thumb: smaller renditions; metadata: provenance JSON).
     renditions: tuple[dict[str, str], ...] = ()
+    #: Images screening did not simply pass, by index: {index, decision (block, review, approved,
+    #: rejected), reasons, review_id}. Their ``image_keys`` / ``renditions`` entries are empty
+    #: until a review approves them.
+    screening: tuple[dict[str, Any], ...] = ()
+
+    def published(self, index: int) -> bool:
+        """Whether image ``index`` (1-based) is stored and shown."""
+        return 0 < index <= len(self.image_keys) and bool(self.image_keys[index - 1])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +41,7 @@ class TaskResult:
             "video_keys": list(self.video_keys),
             "meta": self.meta,
             "renditions": list(self.renditions),
+            "screening": list(self.screening),
         }
 
     @classmethod
@@ -47,6 +56,7 @@ class TaskResult:
             video_keys=tuple(data.get("video_keys") or ()),
             meta=data.get("meta") or {},
             renditions=tuple(data.get("renditions") or ()),
+            screening=tuple(data.get("screening") or ()),
         )
 
 

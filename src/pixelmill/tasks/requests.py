@@ -101,9 +101,9 @@ def _number_as_text(value: Any) -> Any:
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 UrlList = Annotated[list[Url], Field(max_length=MAX_IMAGE_PROMPTS)]
 Version = Annotated[Literal[VERSIONS], BeforeValidator(_number_as_text)]  # type: ignore[valid-type]
-WebhookEvent = Literal["start", "progress", "completed"]
+WebhookEvent = Literal["start", "progress", "completed", "reviewed"]
 #: What a webhook gets when it names no events.
-DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = ("start", "progress", "completed")
+DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = ("start", "progress", "completed", "reviewed")
 MAX_PRIORITY = 10
 
 
@@ -126,8 +126,8 @@ class Delivery(RequestBody):
     webhook_url: Url | None = Field(
         None, description="POST signed events of this task here (Standard Webhooks); overrides the key's default."
     )
-    webhook_events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=3)] | None = Field(
-        None, description="Which events to send: start, progress, completed (default: all)."
+    webhook_events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=4)] | None = Field(
+        None, description="Which events to send: start, progress, completed, reviewed (an image held for review was decided; default: all)."
     )
 
 

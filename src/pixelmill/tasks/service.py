@@ -133,9 +133,14 @@ class TaskService:
         idempotency_key: str | None,
         submit: Callable[[Claim | None], list[Task]],
     ) -> list[Task]:
-        """Moderate the request's texts, then run one submit under its Idempotency-Key (if any)."""
+        """Moderate the request's texts, then run one submit under its Idempotency-Key (if any).
+        An input image refused by screening (code 24, raised while planning) is counted too."""
         self.moderate(principal, req)
-        return self._idempotent(principal, action, req, idempotency_key, submit)
+        try:
+            return self._idempotent(principal, action, req, idempotency_key, submit)
+        except BannedPrompt as exc:
+            self._refusals.record(principal.key_id, principal.tenant_id, exc)
+            raise
 
     def _idempotent(
         self,
@@ -189,7 +194,7 @@ class TaskService:
         profile = self.output_profile(principal, req)
         runs = prompt.repeat or 1
         # The network work comes last: every cheap check above has passed by now.
-        prompt, inputs = self._take_inputs(prompt, req, own_bases)
+        prompt, inputs = self._take_inputs(prompt, req, own_bases, principal.tenant_id)
         key = self._prices.tiered(price_key(Action.IMAGINE, prompt.niji), prompt.speed)
         # Every task gets a concrete seed, so every result can be reproduced. Repeats of a given
         # seed step by 4: each grid's four images keep seeds of their own (see image_seeds).
@@ -269,6 +274,8 @@ class TaskService:
             return found if shareable else new
         if found.result is None or not all(self._storage_has(k) for k in (found.result.grid_key, *found.result.image_keys) if k):
             return new  # its files are gone (retention): generate again
+        if found.result.screening:
+            return new  # images held or blocked: reviews belong to one task, so this one is screened on its own
         return replace(
             new,
             final_prompt=found.final_prompt,
@@ -279,7 +286,7 @@ class TaskService:
         )
 
     def _take_inputs(
-        self, prompt: Prompt, req: ImagineRequest, own_bases: Sequence[str]
+        self, prompt: Prompt, req: ImagineRequest, own_bases: Sequence[str], tenant_id: str
     ) -> tuple[Prompt, dict[str, list[dict[str, Any]]]]:
         """Fetch (or find in storage) every input image; a refusal names the field it came from.
         Returns the prompt with relative ``/files/`` URLs spelled out, so ``final_prompt`` stands
@@ -290,7 +297,7 @@ class TaskService:
             urls: tuple[str, ...] = getattr(prompt, name)
             from_body = getattr(req, name) is not None
             inputs[name] = [
-                self._inputs.resolve(url, f"{name}[{i}]" if from_body else "prompt", own_bases).to_json()
+                self._inputs.resolve(url, f"{name}[{i}]" if from_body else "prompt", own_bases, screen_for=tenant_id).to_json()
                 for i, url in enumerate(urls)
             ]
             absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)

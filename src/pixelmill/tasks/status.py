@@ -20,6 +20,8 @@ class TaskEvent(str, Enum):
     PROGRESS = "progress"
     #: It reached SUCCESS, FAILURE or CANCEL.
     COMPLETED = "completed"
+    #: A finished task changed after a person decided on an image held for review.
+    REVIEWED = "reviewed"
 
 
 class TaskStatus(str, Enum):

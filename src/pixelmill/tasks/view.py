@@ -56,6 +56,11 @@ class TaskView(BaseModel):
     renditions: list[dict[str, str]] = Field(description="Per image in image_urls: web and thumb renditions, metadata (its provenance record).")
     engine: str = Field(description="The engine that runs it.")
     engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
+    screening: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Images output screening kept back, by index: decision (block, review, approved, rejected), "
+        "reasons [{label, score, box}], review_id. image_urls lists only the published images.",
+    )
 
 
 #: Where a client fetches a stored key, given the base URL the answer is for: ``Storage.url``.
@@ -82,10 +87,10 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         final_prompt=task.final_prompt,
         description=task.description,
         grid_image_url=url(result.grid_key) if result and result.grid_key else None,
-        image_urls=[url(k) for k in result.image_keys] if result else [],
+        image_urls=[url(k) for k in result.image_keys if k] if result else [],
         video_urls=[url(k) for k in result.video_keys] if result else [],
         buttons=[ButtonView(custom_id=b.custom_id, label=b.label) for b in buttons_for(task)],
-        fail_reason=task.fail_reason,
+        fail_reason=task.fail_reason or (_screened(result.screening) if result else None),
         quota=task.quota,
         seed=task.seed,
         parent_task_id=task.parent_task_id,
@@ -101,7 +106,21 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         preview_url=url(task.preview_key) if task.preview_key and not task.status.is_terminal else None,
         attempts=[AttemptError(**e) for e in task.errors],
         batch_id=task.batch_id,
-        renditions=[{name: url(key) for name, key in r.items()} for r in result.renditions] if result else [],
+        renditions=[{name: url(key) for name, key in r.items()} for r in result.renditions if r] if result else [],
         engine=task.engine,
         engine_meta=result.meta if result else {},
+        screening=list(result.screening) if result else [],
     )
+
+
+_SAID = {"block": "blocked", "review": "held for review", "approved": "approved in review", "rejected": "rejected in review"}
+
+
+def _screened(screening: tuple[dict[str, Any], ...]) -> str | None:
+    """What a successful task's caller should know about the images it does not show."""
+    said = [
+        f"image {e['index']} {_SAID.get(e['decision'], e['decision'])} ("
+        + ", ".join(f"{r['label']} {r['score']:.2f}" for r in e.get("reasons", [])) + ")"
+        for e in screening if e.get("decision") != "approved"
+    ]
+    return "; ".join(said) or None
