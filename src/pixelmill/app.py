@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
 from pixelmill import __version__
-from pixelmill.api import admin, batches, files, health, midjourney, observe, reviews, uploads, webhooks
+from pixelmill.api import admin, batches, files, health, midjourney, observe, reviews, templates, uploads, webhooks
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.runtime import Runtime, build_runtime
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(batches.router)
     app.include_router(admin.router)
     app.include_router(reviews.router)
+    app.include_router(templates.router)
     app.include_router(webhooks.router)
     app.include_router(uploads.router)
     app.include_router(files.router)

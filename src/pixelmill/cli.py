@@ -511,3 +511,185 @@ def audit(kind: str | None, subject: str | None, url: str, api_key: str) -> None
     for e in _admin_call(url, api_key, lambda c: c.audit(kind, subject)):
         at = dt.datetime.fromtimestamp(e["at"] / 1000, dt.timezone.utc).isoformat(timespec="seconds")
         click.echo(f"{at}  {e['actor']}  {e['kind']} {e['subject']}  {e['action']}  {e['detail']}")
+
+
+# --- templates -------------------------------------------------------------------------------------
+
+@main.group()
+def templates() -> None:
+    """Versioned prompt templates: import from YAML (kept in git), publish, release, roll out,
+    roll back, evaluate. Talks to the server; changes need an admin key."""
+
+
+def _spec_of(data: dict) -> dict:  # type: ignore[type-arg]
+    from pixelmill.templates.spec import TemplateSpec
+
+    return {k: data[k] for k in TemplateSpec.model_fields if k in data}
+
+
+@templates.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--publish", is_flag=True, help="Publish the version the file makes (a no-op when nothing changed).")
+@click.option("--release", "tag", help="Then point this release tag at it (needs --publish).")
+@_with_server
+def templates_import(path: Path, publish: bool, tag: str | None, url: str, api_key: str) -> None:
+    """Make the server's template match the YAML file PATH: a new version when the content
+    changed (a draft is edited in place), nothing when it did not; then its evaluation sets."""
+    import yaml
+
+    from pixelmill.client import APIError
+    from pixelmill.templates.spec import TemplateSpec
+
+    if tag and not publish:
+        raise click.UsageError("--release needs --publish: only published versions are released")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{path}: not YAML: {exc}") from exc
+    if not isinstance(data, dict) or "name" not in data or "body" not in data:
+        raise click.ClickException(f"{path}: needs at least name and body (see docs/templates.md)")
+    unknown = set(data) - set(TemplateSpec.model_fields) - {"name", "description", "note", "author", "sets"}
+    if unknown:
+        raise click.ClickException(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    spec = _spec_of(data)
+    try:
+        local_hash = TemplateSpec.model_validate(spec).content_hash()
+    except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
+        raise click.ClickException(f"{path}: {exc}") from exc
+    name, note, author = data["name"], data.get("note", ""), data.get("author")
+
+    def call(client):  # type: ignore[no-untyped-def]
+        try:
+            current = client.template(name)
+        except APIError as exc:
+            if exc.status_code != 404:
+                raise
+            made = client.create_template(name, spec, description=data.get("description", ""), note=note, author=author)
+            version, state, said = made["versions"][0]["version"], "draft", "created"
+        else:
+            latest = current["versions"][0]
+            if latest["content_hash"] == local_hash:
+                version, state, said = latest["version"], latest["state"], "unchanged"
+            elif latest["state"] == "draft":
+                client._json(client._http.put(f"/v1/templates/{name}/versions/{latest['version']}", json={"note": note, **spec}))
+                version, state, said = latest["version"], "draft", "draft edited"
+            else:
+                version, state, said = client.add_template_version(name, spec, note=note, author=author)["version"], "draft", "new version"
+        click.echo(f"{name} v{version}: {said} ({local_hash[:12]})")
+        if publish and state == "draft":
+            client.publish_template(name, version)
+            click.echo(f"{name} v{version}: published")
+        if tag:
+            client.release_template(name, tag, version)
+            click.echo(f"{name}/{tag} → v{version}")
+        for set_name, items in (data.get("sets") or {}).items():
+            client.put_evaluation_set(name, set_name, items)
+            click.echo(f"{name} set {set_name}: {len(items)} items")
+
+    _admin_call(url, api_key, call)
+
+
+@templates.command("create")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_with_server
+@click.pass_context
+def templates_create(ctx: click.Context, path: Path, url: str, api_key: str) -> None:
+    """Create a template from a YAML file (version 1, a draft); same as import for a new name."""
+    ctx.invoke(templates_import, path=path, publish=False, tag=None, url=url, api_key=api_key)
+
+
+@templates.command("show")
+@click.argument("name")
+@_with_server
+def templates_show(name: str, url: str, api_key: str) -> None:
+    """Versions (author, note, hash) and release tags with their rollouts."""
+    t = _admin_call(url, api_key, lambda c: c.template(name))
+    click.echo(f"{t['name']}  {t['description']}")
+    for tag, r in t["releases"].items():
+        rollout = f"  rollout v{r['candidate']} at {r['percent']}%{' (paused)' if r['paused'] else ''}" if r["candidate"] else ""
+        click.echo(f"  release {tag} → v{r['version']}{rollout}")
+    for v in t["versions"]:
+        click.echo(f"  v{v['version']}  {v['state']:9s}  {v['content_hash'][:12]}  by {v['author']}  {v['note']}")
+
+
+@templates.command("publish")
+@click.argument("name")
+@click.argument("version", type=int)
+@_with_server
+def templates_publish(name: str, version: int, url: str, api_key: str) -> None:
+    """Freeze a draft version: it can then be released, and never changes."""
+    _admin_call(url, api_key, lambda c: c.publish_template(name, version))
+    click.echo(f"{name} v{version}: published")
+
+
+@templates.command("release")
+@click.argument("name")
+@click.argument("tag")
+@click.argument("version", type=int)
+@_with_server
+def templates_release(name: str, tag: str, version: int, url: str, api_key: str) -> None:
+    """Point release TAG (stable, canary, ...) at VERSION."""
+    r = _admin_call(url, api_key, lambda c: c.release_template(name, tag, version))
+    click.echo(f"{name}/{tag} → v{r['version']}")
+
+
+@templates.command("rollout")
+@click.argument("name")
+@click.argument("tag")
+@click.argument("version", type=int)
+@click.argument("percent", type=click.IntRange(0, 100))
+@_with_server
+def templates_rollout(name: str, tag: str, version: int, percent: int, url: str, api_key: str) -> None:
+    """Send PERCENT % of callers of TAG to VERSION (sticky per caller)."""
+    r = _admin_call(url, api_key, lambda c: c.rollout_template(name, tag, version, percent))
+    click.echo(f"{name}/{tag}: v{r['version']}, rollout v{r['candidate']} at {r['percent']}%")
+
+
+def _release_action(action: str, help_text: str):  # type: ignore[no-untyped-def]
+    @templates.command(action, help=help_text)
+    @click.argument("name")
+    @click.argument("tag", default="stable")
+    @_with_server
+    def command(name: str, tag: str, url: str, api_key: str) -> None:
+        r = _admin_call(url, api_key, lambda c: c.release_action(name, tag, action))
+        rollout = f", rollout v{r['candidate']} at {r['percent']}%{' (paused)' if r['paused'] else ''}" if r["candidate"] else ""
+        click.echo(f"{name}/{tag}: v{r['version']}{rollout}")
+
+
+_release_action("promote", "The rollout's candidate becomes TAG's version for everyone.")
+_release_action("pause", "Everyone back on TAG's version; the rollout is kept for resume.")
+_release_action("resume", "Resume a paused rollout.")
+_release_action("rollback", "Drop the running rollout, or return TAG to the version before its last promotion.")
+
+
+@templates.command("eval")
+@click.argument("name")
+@click.option("--set", "set_name", required=True, help="The evaluation set.")
+@click.option("--baseline", type=int, required=True)
+@click.option("--candidate", type=int, required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the contact sheet.")
+@click.option("--timeout", type=float, default=1800, show_default=True)
+@_with_server
+def templates_eval(name: str, set_name: str, baseline: int, candidate: int, seed: int, wait: bool, timeout: float, url: str, api_key: str) -> None:
+    """Generate the set on both versions (batch lane, fixed seeds) and print the contact sheet's link."""
+    import time as _time
+
+    def call(client):  # type: ignore[no-untyped-def]
+        ev = client.evaluate_template(name, set_name, baseline, candidate, seed)
+        deadline = _time.monotonic() + timeout
+        while wait and ev["state"] != "done":
+            if _time.monotonic() > deadline:
+                raise click.ClickException(f"evaluation {ev['id']} still running after {timeout:g}s: {ev['links']['sheet']}")
+            _time.sleep(1)
+            ev = client.evaluation(name, ev["id"])
+        return ev
+
+    ev = _admin_call(url, api_key, call)
+    if ev["state"] == "done":
+        for i, p in enumerate(ev["pairs"], 1):
+            score = f"{p['score']:.4f}" if p.get("score") is not None else f"no score ({p.get('error')})"
+            click.echo(f"  #{i}  {score}  {p['variables']}")
+        s = ev["summary"]
+        click.echo(f"mean {s['mean']}  median {s['median']}  max {s['max']}  ({s['scored']}/{s['pairs']} scored)")
+    click.echo(f"evaluation {ev['id']} {ev['state']}: {ev['links']['sheet']}")

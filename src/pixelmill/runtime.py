@@ -42,6 +42,8 @@ from pixelmill.tasks.idempotency import IdempotencyStore
 from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.operations import Operations
 from pixelmill.tasks.service import TaskService
+from pixelmill.templates.evaluate import Evaluations
+from pixelmill.templates.store import TemplateStore
 
 
 @dataclass
@@ -71,6 +73,8 @@ class Runtime:
     screening: Screening
     reviews: ReviewQueue
     audit: AuditLog
+    templates: TemplateStore
+    evaluations: Evaluations
     pools: list[WorkerPool] = field(default_factory=list)
     deliverer: WebhookDeliverer | None = None
 
@@ -83,6 +87,7 @@ class Runtime:
                 self.idempotency.purge_expired,
                 self.limiter.purge,
                 lambda: self.outbox.purge(self.settings.webhook_retention_seconds),
+                self.evaluations.advance_all,
             ),
         )
         pool.start()
@@ -182,6 +187,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         structlog.get_logger("pixelmill").warning("image screening is off: install pixelmill[safety] or set PIXELMILL_SCREENING=off")
     screening.add_observer(worker_metrics.observe_screening)
     audit = AuditLog(db, clock)
+    templates = TemplateStore(db, clock, audit, settings.template_promotion_needs_evaluation)
     reviews = ReviewQueue(db, clock, tasks, audit)
     inputs = make_inputs(settings, storage, screening)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
@@ -191,8 +197,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     service = TaskService(
         tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
         RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired, on_enqueued=wakeup.notify,
-        moderator=moderator,
+        moderator=moderator, templates=templates,
     )
+    executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
+                        renditions=settings.renditions, screening=screening, reviews=reviews)
     return Runtime(
         settings=settings,
         db=db,
@@ -205,8 +213,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         engines=engines,
         service=service,
         operations=Operations(service, tasks, prices, inputs, settings, on_enqueued=wakeup.notify),
-        executor=Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
-                          renditions=settings.renditions, screening=screening, reviews=reviews),
+        executor=executor,
         wakeup=wakeup,
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,
@@ -219,6 +226,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         screening=screening,
         reviews=reviews,
         audit=audit,
+        templates=templates,
+        evaluations=Evaluations(db, clock, templates, tasks, service, storage, audit),
         health=HealthReport(db, clock, Thresholds(
             success_rate_min=settings.health_success_rate_min,
             avg_completion_seconds_max=settings.health_avg_completion_seconds_max,

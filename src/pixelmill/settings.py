@@ -163,6 +163,11 @@ class Settings(BaseSettings):
     #: Images per detector call.
     screening_batch_size: int = Field(4, ge=1, le=64)
 
+    # --- templates --------------------------------------------------------------------------
+    #: Promoting a template version (rollout promote, or pointing a release at it) needs a
+    #: finished evaluation of it against the version it replaces.
+    template_promotion_needs_evaluation: bool = False
+
     # --- billing ----------------------------------------------------------------------------
     #: JSON file of price key -> units (``{"midjourney@imagine": 2}``), applied at start over the
     #: defaults; the admin API changes prices afterwards.

@@ -166,3 +166,15 @@ def put_output_profile(key_id: str, body: OutputProfileUpdate, _: AdminDep, runt
     if not runtime.keys.set_output_profile(key_id, body.profile):
         raise ValidationError("key_id", f"no key {key_id}")
     return {"key_id": key_id, "output_profile": body.profile}
+
+
+class TemplatePolicy(RequestBody):
+    require_template: bool = Field(description="true: the key's imagines must name a template (free prompts are refused).")
+
+
+@router.put("/v1/admin/keys/{key_id}/template-policy", response_model=dict[str, Any], responses=_ERRORS)
+def put_template_policy(key_id: str, body: TemplatePolicy, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Require templates for a key (brand-safe apps), or allow free prompts again."""
+    if not runtime.keys.set_require_template(key_id, body.require_template):
+        raise ValidationError("key_id", f"no key {key_id}")
+    return {"key_id": key_id, "require_template": body.require_template}

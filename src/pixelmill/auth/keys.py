@@ -38,6 +38,8 @@ class Principal:
     webhook_events: tuple[str, ...] | None = None
     #: The output profile of this key's tasks that name none; None = the deployment default.
     output_profile: str | None = None
+    #: Imagines only through templates (an operator's policy for the key).
+    require_template: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class KeyStore:
                 select(
                     api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at,
                     api_keys.c.rate_per_minute, api_keys.c.max_concurrent, api_keys.c.webhook_url,
-                    api_keys.c.webhook_events, api_keys.c.output_profile,
+                    api_keys.c.webhook_events, api_keys.c.output_profile, api_keys.c.require_template,
                 ).where(api_keys.c.key_hash == hash_key(plaintext))
             ).first()
         if row is None or row.revoked_at is not None:
@@ -152,12 +154,18 @@ class KeyStore:
             rate_per_minute=row.rate_per_minute, max_concurrent=row.max_concurrent,
             webhook_url=row.webhook_url, webhook_events=tuple(row.webhook_events) if row.webhook_events else None,
             output_profile=row.output_profile,
+            require_template=bool(row.require_template),
         )
 
     def set_output_profile(self, key_id: str, profile: str | None) -> bool:
         """The key's default output profile (None: the deployment's); False when no such key."""
         with write_tx(self._engine) as conn:
             return conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(output_profile=profile)).rowcount == 1
+
+    def set_require_template(self, key_id: str, required: bool) -> bool:
+        """Whether the key may submit free prompts; False when no such key."""
+        with write_tx(self._engine) as conn:
+            return conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(require_template=required)).rowcount == 1
 
     def set_limits(self, key_id: str, *, rate_per_minute: int | None, max_concurrent: int | None) -> bool:
         """Give a key its own caps (None: back to the deployment default; 0: no cap)."""

@@ -199,6 +199,46 @@ class Client:
     def get(self, task_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/midjourney/{task_id}"))
 
+    # --- templates -----------------------------------------------------------------------------------
+
+    def templates(self) -> list[dict[str, Any]]:
+        return self._json(self._http.get("/v1/templates"))  # type: ignore[return-value]
+
+    def template(self, name: str) -> dict[str, Any]:
+        """The template with its versions (newest first) and release tags."""
+        return self._json(self._http.get(f"/v1/templates/{name}"))
+
+    def create_template(self, name: str, spec: dict[str, Any], *, description: str = "", note: str = "", author: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "description": description, "note": note, **spec} | ({"author": author} if author else {})
+        return self._json(self._http.post("/v1/templates", json=body))
+
+    def add_template_version(self, name: str, spec: dict[str, Any], *, note: str = "", author: str | None = None) -> dict[str, Any]:
+        body = {"note": note, **spec} | ({"author": author} if author else {})
+        return self._json(self._http.post(f"/v1/templates/{name}/versions", json=body))
+
+    def publish_template(self, name: str, version: int) -> dict[str, Any]:
+        return self._json(self._http.post(f"/v1/templates/{name}/versions/{version}/publish"))
+
+    def release_template(self, name: str, tag: str, version: int) -> dict[str, Any]:
+        return self._json(self._http.put(f"/v1/templates/{name}/releases/{tag}", json={"version": version}))
+
+    def rollout_template(self, name: str, tag: str, version: int, percent: int) -> dict[str, Any]:
+        return self._json(self._http.post(f"/v1/templates/{name}/releases/{tag}/rollout", json={"version": version, "percent": percent}))
+
+    def release_action(self, name: str, tag: str, action: str) -> dict[str, Any]:
+        """``promote``, ``pause``, ``resume`` or ``rollback`` on a release tag."""
+        return self._json(self._http.post(f"/v1/templates/{name}/releases/{tag}/{action}"))
+
+    def put_evaluation_set(self, name: str, set_name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._json(self._http.put(f"/v1/templates/{name}/sets/{set_name}", json={"items": items}))
+
+    def evaluate_template(self, name: str, set_name: str, baseline: int, candidate: int, seed: int = 0) -> dict[str, Any]:
+        body = {"set": set_name, "baseline": baseline, "candidate": candidate, "seed": seed}
+        return self._json(self._http.post(f"/v1/templates/{name}/evaluations", json=body))
+
+    def evaluation(self, name: str, evaluation_id: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/v1/templates/{name}/evaluations/{evaluation_id}"))
+
     # --- review queue (admin keys) -----------------------------------------------------------------
 
     def reviews(self, state: str = "pending", tenant: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -56,6 +57,8 @@ api_keys = Table(
     Column("balance", BigInteger, nullable=True),
     #: The output profile of this key's tasks that name none; NULL = the deployment's default.
     Column("output_profile", String(64), nullable=True),
+    #: The key may only submit imagines through templates (no free prompts).
+    Column("require_template", Boolean, nullable=False, server_default=false()),
 )
 
 TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")
@@ -300,4 +303,90 @@ audit_log = Table(
     Column("action", String(32), nullable=False),
     Column("detail", JSON, nullable=False),
     Index("ix_audit_subject", "subject_kind", "subject_id", "at"),
+)
+
+TEMPLATE_STATES = ("draft", "published")
+
+#: Versioned prompt templates (templates/). Names are deployment-wide.
+templates = Table(
+    "templates",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+
+#: A draft may change; a published version never does (the store only updates drafts).
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column("template", String(64), ForeignKey("templates.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    #: templates.spec.TemplateSpec as JSON.
+    Column("spec", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("published_at", BigInteger, nullable=True),
+    PrimaryKeyConstraint("template", "version"),
+    CheckConstraint(f"state IN {TEMPLATE_STATES!r}", name="ck_template_versions_state"),
+)
+
+#: A release tag (stable, canary, ...) of a template: the version it serves, and an optional
+#: candidate served to ``percent`` of subjects while a rollout runs.
+template_releases = Table(
+    "template_releases",
+    metadata,
+    Column("template", String(64), ForeignKey("templates.name"), nullable=False),
+    Column("tag", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("candidate", Integer, nullable=True),
+    Column("percent", Integer, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    #: What ``rollback`` returns to when no rollout is running.
+    Column("previous_version", Integer, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    PrimaryKeyConstraint("template", "tag"),
+    CheckConstraint("percent >= 0 AND percent <= 100", name="ck_template_releases_percent"),
+)
+
+#: Named lists of variable sets a template is evaluated on.
+evaluation_sets = Table(
+    "evaluation_sets",
+    metadata,
+    Column("template", String(64), ForeignKey("templates.name"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    PrimaryKeyConstraint("template", "name"),
+)
+
+EVALUATION_STATES = ("running", "done")
+
+#: A candidate version against a baseline on an evaluation set: task pairs, scores, contact sheet.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    #: Random and unguessable: the contact sheet page is reachable by its id alone.
+    Column("id", String(40), primary_key=True),
+    Column("template", String(64), ForeignKey("templates.name"), nullable=False),
+    Column("set_name", String(64), nullable=False),
+    Column("baseline", Integer, nullable=False),
+    Column("candidate", Integer, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    #: [{variables, baseline_task, candidate_task, score, ...}]
+    Column("pairs", JSON, nullable=False),
+    Column("summary", JSON, nullable=True),
+    Column("sheet_key", String(128), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    CheckConstraint(f"state IN {EVALUATION_STATES!r}", name="ck_evaluations_state"),
+    Index("ix_evaluations_template", "template", "created_at"),
 )

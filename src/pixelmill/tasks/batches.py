@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import secrets
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,6 +21,7 @@ from pixelmill.auth.keys import Principal
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import batches
+from pixelmill.prompts.slots import render_template
 from pixelmill.exceptions import BatchNotFound, ValidationError
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
@@ -32,7 +32,6 @@ from pixelmill.tasks.status import TERMINAL, TaskStatus
 from pixelmill.tasks.view import UrlFor, file_url, task_view
 
 #: Variable values are substituted as text; these would turn a value into prompt syntax.
-_FORBIDDEN_IN_VALUES = ("--", "::", "\u2014")
 
 
 @dataclass(frozen=True)
@@ -52,31 +51,6 @@ class BatchStatus:
             "counts": {s.value: self.counts.get(s.value, 0) for s in TaskStatus if s is not TaskStatus.MODAL},
             "created_at": self.created_at, "cancelled_at": self.cancelled_at, "metadata": self.metadata,
         }
-
-
-def render_template(template: str, variables: dict[str, Any], where: str) -> str:
-    """``{name}`` slots filled from ``variables``; a slot left empty or a stray value is an error."""
-    slots: list[str] = []
-    try:
-        for _, name, spec, conversion in string.Formatter().parse(template):
-            if name is None:
-                continue
-            if not name.isidentifier() or spec or conversion:
-                raise ValidationError("prompt_template", f"slot {{{name}}} must be a plain {{name}} (no formats or indexes)")
-            slots.append(name)
-    except ValueError as exc:  # unbalanced braces
-        raise ValidationError("prompt_template", f"{exc}; write {{{{ and }}}} for literal braces") from None
-    missing = [n for n in dict.fromkeys(slots) if n not in variables]
-    if missing:
-        raise ValidationError(where, f"missing {', '.join(repr(n) for n in missing)}")
-    extra = sorted(set(variables) - set(slots))
-    if extra:
-        raise ValidationError(where, f"{', '.join(repr(n) for n in extra)} is not a slot of prompt_template")
-    for name, value in variables.items():
-        text = str(value)
-        if any(bad in text for bad in _FORBIDDEN_IN_VALUES):
-            raise ValidationError(f"{where}.{name}", "values may not contain '--' or '::' (parameters belong in the template)")
-    return template.format(**{k: str(v) for k, v in variables.items()})
 
 
 class BatchService:

@@ -2,7 +2,7 @@
 
 The key hashes the canonical request: action, ``final_prompt`` (normalised prompt with its seed),
 output size, engine and model version, the stored keys of input images and the template version
-(none until templates exist). ``prompt_key`` is the same without the seed: it finds any earlier
+(name, version, content hash). ``prompt_key`` is the same without the seed: it finds any earlier
 result of the same request, which is only a fair answer when the caller said so (``cache: true``):
 a request without a seed asks for a new random picture, and answering it from cache would return
 the same images every time.
@@ -23,7 +23,8 @@ def _digest(payload: dict[str, Any]) -> str:
 
 
 def request_keys(
-    action: str, prompt: Prompt, width: int, height: int, engine: str, model: str, inputs: dict[str, Any], profile: str = "original"
+    action: str, prompt: Prompt, width: int, height: int, engine: str, model: str, inputs: dict[str, Any], profile: str = "original",
+    template: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """(cache_key, prompt_key) of one task-to-be; ``prompt`` carries the task's own seed."""
     prompt = replace(prompt, speed=None)  # a speed tier changes the price and the queue, not the pixels
@@ -33,7 +34,8 @@ def request_keys(
         "engine": engine,
         "model": model,
         "inputs": {name: [i["key"] for i in images] for name, images in inputs.items()},
-        "template": None,
+        # Name, version and content hash: a new version with the same rendered prompt is a new answer.
+        "template": template,
         # The same pixels in another format are other files: the profile is part of the answer.
         "profile": profile,
     }

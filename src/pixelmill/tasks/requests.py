@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import ValidationError
@@ -101,6 +101,9 @@ def _number_as_text(value: Any) -> Any:
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 UrlList = Annotated[list[Url], Field(max_length=MAX_IMAGE_PROMPTS)]
 Version = Annotated[Literal[VERSIONS], BeforeValidator(_number_as_text)]  # type: ignore[valid-type]
+VariableValue = Annotated[str | int | float, Field(union_mode="left_to_right")]
+#: The fields of an imagine that pick and fill a template instead of giving a prompt.
+TEMPLATE_FIELDS = ("template", "release", "template_version", "variables", "subject_id")
 WebhookEvent = Literal["start", "progress", "completed", "reviewed"]
 #: What a webhook gets when it names no events.
 DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = ("start", "progress", "completed", "reviewed")
@@ -132,14 +135,28 @@ class Delivery(RequestBody):
 
 
 class ImagineRequest(Delivery):
-    """Body fields override the same parameter given as a ``--flag`` in ``prompt``."""
+    """Body fields override the same parameter given as a ``--flag`` in ``prompt``. Instead of a
+    prompt, a request may name a versioned ``template`` with its ``variables``."""
 
-    prompt: str = Field(
+    prompt: str | None = Field(
+        None,
         min_length=1,
         max_length=MAX_PROMPT_CHARS,
         description="[image URLs] subject text, optionally followed by --parameters "
-        "(--ar 16:9 --v 8.1 --s 100 ...).",
+        "(--ar 16:9 --v 8.1 --s 100 ...). Required unless template is given.",
         examples=["a serene mountain lake at sunrise --ar 16:9 --v 8.1 --s 100"],
+    )
+    template: str | None = Field(
+        None, min_length=1, max_length=64, description="A published template to render instead of prompt (/v1/templates)."
+    )
+    release: str | None = Field(
+        None, min_length=1, max_length=32, description="Which release tag of the template (default: stable); its rollout applies."
+    )
+    template_version: int | None = Field(None, ge=1, description="Pin one published version of the template (no rollout).")
+    variables: dict[str, VariableValue] | None = Field(None, max_length=50, description="Values of the template's variables.")
+    subject_id: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="Who the request is for: a rollout keeps each subject on one version (default: the API key).",
     )
     aspect_ratio: str | None = Field(None, max_length=16, description="W:H within 1:4..4:1; overrides --ar.", examples=["16:9"])
     size: str | None = Field(
@@ -184,8 +201,22 @@ class ImagineRequest(Delivery):
             raise ValueError(f"must be one of {', '.join(fmt_number(q) for q in QUALITIES)}")
         return value
 
+    @model_validator(mode="after")
+    def _prompt_or_template(self) -> ImagineRequest:
+        if (self.prompt is None) == (self.template is None):
+            raise ValueError("give prompt, or template with its variables (one of the two)")
+        if self.template is None:
+            given = [n for n in TEMPLATE_FIELDS if n != "template" and getattr(self, n) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} go with template")
+        elif self.release is not None and self.template_version is not None:
+            raise ValueError("give release or template_version, not both")
+        return self
+
     def to_prompt(self) -> Prompt:
         """The prompt with every body field applied: what the task will run."""
+        if self.prompt is None:
+            raise ValidationError("prompt", "a template request must be rendered first")
         prompt = parse_prompt(self.prompt)
         updates: dict[str, Any] = {}
         if self.aspect_ratio is not None:
@@ -352,7 +383,6 @@ class ActionRequest(Delivery):
 
 
 #: A template variable's value; it may not smuggle parameters into the prompt.
-VariableValue = Annotated[str | int | float, Field(union_mode="left_to_right")]
 
 
 class BatchRequest(Delivery):

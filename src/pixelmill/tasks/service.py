@@ -25,6 +25,8 @@ from pixelmill.notify.outbox import WebhookTarget
 from pixelmill.prompts.grammar import Prompt
 from pixelmill.safety.moderation import Moderator
 from pixelmill.settings import Settings
+from pixelmill.templates.store import TemplateStore
+from pixelmill.templates.use import render_request
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.cache import request_keys
 from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
@@ -56,6 +58,7 @@ class TaskService:
         storage_has: Callable[[str], bool],
         expired: Callable[[str, str], bool] = lambda task_id, tenant_id: False,
         moderator: Moderator | None = None,
+        templates: TemplateStore | None = None,
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._prices = prices
@@ -63,6 +66,7 @@ class TaskService:
         #: Whether retention removed this task (its poll then says so).
         self._expired = expired
         self._moderator = moderator or Moderator({})
+        self._templates = templates
         self._refusals = refusals
         #: Webhook targets pass the same address rules as input images.
         self._check_target = inputs.fetcher.check_url
@@ -174,10 +178,12 @@ class TaskService:
         *,
         allow_cache: bool,
         batch: tuple[str, int] | None = None,
+        trusted: tuple[str, ...] = (),
     ) -> list[NewTask | Task]:
         """The tasks an imagine asks for: new ones, cache hits born finished, or running tasks
         to coalesce onto. ``batch`` (id, index) puts them in the batch lane as part of a batch
         job, which owns its tasks: nothing is coalesced onto other work."""
+        req, template = self.render_template(principal, req, trusted=trusted)
         prompt = req.to_prompt()
         if prompt.zoom is not None:
             raise ValidationError("prompt", "--zoom belongs to a custom zoom's /modal call, not to imagine")
@@ -204,7 +210,8 @@ class TaskService:
             seed = (first + 4 * run) % (MAX_SEED + 1) if first is not None else secrets.randbelow(MAX_SEED + 1)
             one = replace(prompt, seed=seed, repeat=None)
             cache_key, prompt_key = request_keys(
-                Action.IMAGINE.value, one, width, height, engine, self._engines[engine], inputs, profile
+                Action.IMAGINE.value, one, width, height, engine, self._engines[engine], inputs, profile,
+                template=template and {"name": template["name"], "version": template["version"], "content_hash": template["content_hash"]},
             )
             new = NewTask(
                 tenant_id=principal.tenant_id,
@@ -221,6 +228,7 @@ class TaskService:
                     "price_key": key,
                     "repeat": {"run": run + 1, "of": runs} if prompt.repeat else None,
                     "output_profile": profile,
+                    "template": template,
                 },
                 engine=engine,
                 seed=seed,
@@ -240,6 +248,21 @@ class TaskService:
             else:
                 plan.append(new)
         return plan
+
+    def render_template(
+        self, principal: Principal, req: ImagineRequest, *, trusted: tuple[str, ...] = ()
+    ) -> tuple[ImagineRequest, dict[str, Any] | None]:
+        """An imagine naming a template, rendered (its text moderated like any prompt), with
+        what the task records of it; a free prompt as it is, where the key allows free prompts."""
+        if req.template is None:
+            if principal.require_template:
+                raise ValidationError("prompt", "this API key submits templates only: give template and variables instead of prompt")
+            return req, None
+        if self._templates is None:
+            raise ValidationError("template", "templates are not available on this server")
+        rendered = render_request(self._templates, req, req.subject_id or principal.key_id, trusted=trusted)
+        self.moderate(principal, rendered.request)
+        return rendered.request, rendered.info
 
     def delivery(self, principal: Principal, req: Delivery, own_bases: Sequence[str]) -> dict[str, Any]:
         """Lane, priority and webhook of a task-to-be, as ``NewTask`` fields."""
