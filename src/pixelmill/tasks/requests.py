@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import ValidationError
@@ -138,6 +138,10 @@ class ImagineRequest(Delivery):
     """Body fields override the same parameter given as a ``--flag`` in ``prompt``. Instead of a
     prompt, a request may name a versioned ``template`` with its ``variables``."""
 
+    # template comes first: the validators of prompt and of the template fields look at it.
+    template: str | None = Field(
+        None, min_length=1, max_length=64, description="A published template to render instead of prompt (/v1/templates)."
+    )
     prompt: str | None = Field(
         None,
         min_length=1,
@@ -145,9 +149,7 @@ class ImagineRequest(Delivery):
         description="[image URLs] subject text, optionally followed by --parameters "
         "(--ar 16:9 --v 8.1 --s 100 ...). Required unless template is given.",
         examples=["a serene mountain lake at sunrise --ar 16:9 --v 8.1 --s 100"],
-    )
-    template: str | None = Field(
-        None, min_length=1, max_length=64, description="A published template to render instead of prompt (/v1/templates)."
+        validate_default=True,
     )
     release: str | None = Field(
         None, min_length=1, max_length=32, description="Which release tag of the template (default: stable); its rollout applies."
@@ -201,17 +203,23 @@ class ImagineRequest(Delivery):
             raise ValueError(f"must be one of {', '.join(fmt_number(q) for q in QUALITIES)}")
         return value
 
-    @model_validator(mode="after")
-    def _prompt_or_template(self) -> ImagineRequest:
-        if (self.prompt is None) == (self.template is None):
-            raise ValueError("give prompt, or template with its variables (one of the two)")
-        if self.template is None:
-            given = [n for n in TEMPLATE_FIELDS if n != "template" and getattr(self, n) is not None]
-            if given:
-                raise ValueError(f"{', '.join(given)} go with template")
-        elif self.release is not None and self.template_version is not None:
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_or_template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("template") is None:
+            raise ValueError("Field required (or give template with its variables)")
+        if value is not None and info.data.get("template") is not None:
+            raise ValueError("give prompt or template, not both")
+        return value
+
+    @field_validator("release", "template_version", "variables", "subject_id")
+    @classmethod
+    def _with_template(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("template") is None:
+            raise ValueError("goes with template (a prompt has no template to pick)")
+        if value is not None and info.field_name == "template_version" and info.data.get("release") is not None:
             raise ValueError("give release or template_version, not both")
-        return self
+        return value
 
     def to_prompt(self) -> Prompt:
         """The prompt with every body field applied: what the task will run."""
