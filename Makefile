@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/workflow.py
 	$(BIN)/python bench/outputs.py
+	$(BIN)/python bench/screening.py
 
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz.py
