@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from sqlalchemy import Engine
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
+from pixelmill.exceptions import NotFound
 from pixelmill.queue.retention import Retention
 from pixelmill.queue.store import TaskStore
 from pixelmill.storage.base import content_key
@@ -72,3 +75,27 @@ def test_a_tenant_keeps_tasks_as_long_as_it_is_told(db: Engine, clock: ManualClo
     assert retention.sweep() == (0, 0) and store.get(kept) is not None
     clock.advance(6 * DAY)
     assert retention.sweep()[0] == 1
+
+
+def test_an_expired_task_takes_its_held_review_images_with_it(db: Engine, clock: ManualClock) -> None:
+    from PIL import Image
+
+    from pixelmill.observe.audit import AuditLog
+    from pixelmill.safety.review import ReviewQueue
+    from pixelmill.safety.screening import Finding
+
+    KeyStore(db, clock).create(tenant_id="acme")
+    storage = MemoryStorage()
+    retention = Retention(db, clock, storage, default_seconds=DAY)
+    store = TaskStore(db, clock, on_change=[retention.on_change])
+    reviews = ReviewQueue(db, clock, store, AuditLog(db, clock))
+    task_id = finish(store, storage, files=[b"grid", b"one"])
+    task = store.get(task_id)
+    assert task is not None
+    review_id = reviews.hold(task, 2, Image.new("RGB", (8, 8)), "m", [Finding("FACE_FEMALE", 0.5)])
+    assert [r["id"] for r in reviews.list()] == [review_id]
+    clock.advance(DAY + 60)
+    assert retention.sweep()[0] == 1
+    assert reviews.list() == []
+    with pytest.raises(NotFound):
+        reviews.get(review_id)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
-from pixelmill.db.schema import expired_tasks, task_files, tasks, tenants, webhook_events
+from pixelmill.db.schema import expired_tasks, reviews, task_files, tasks, tenants, webhook_events
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TERMINAL, TaskEvent
@@ -111,6 +111,9 @@ class Retention:
             tenant_of = dict(conn.execute(select(tasks.c.id, tasks.c.tenant_id).where(tasks.c.id.in_(ids))).all())
             conn.execute(delete(webhook_events).where(webhook_events.c.task_id.in_(ids)))
             conn.execute(delete(task_files).where(task_files.c.task_id.in_(ids)))
+            # Held images of an expired task go with it; decided reviews keep their record (the
+            # audit log names them) without the image, which a decision already cleared.
+            conn.execute(delete(reviews).where(reviews.c.task_id.in_(ids), reviews.c.state == "pending"))
             conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
             conn.execute(insert(expired_tasks), [{"id": i, "tenant_id": tenant_of[i], "expired_at": now} for i in ids])
         return len(ids), keys
