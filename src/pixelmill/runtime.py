@@ -80,6 +80,8 @@ class Runtime:
 
     def start_workers(self, size: int) -> WorkerPool:
         """Task workers, plus the webhook deliverer beside them (one per process)."""
+        if self.screening.detector is not None:
+            self.screening.detector.load()  # type: ignore[attr-defined]  # the first task should not pay for it
         pool = WorkerPool(
             self.tasks, self.executor, self.settings, self.wakeup, size=size, metrics=self.worker_metrics,
             chores=(
