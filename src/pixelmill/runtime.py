@@ -81,7 +81,7 @@ class Runtime:
     def start_workers(self, size: int) -> WorkerPool:
         """Task workers, plus the webhook deliverer beside them (one per process)."""
         if self.screening.detector is not None:
-            self.screening.detector.load()  # type: ignore[attr-defined]  # the first task should not pay for it
+            self.screening.detector.load()  # the first task should not pay for it
         pool = WorkerPool(
             self.tasks, self.executor, self.settings, self.wakeup, size=size, metrics=self.worker_metrics,
             chores=(
@@ -110,7 +110,7 @@ class Runtime:
         checks: dict[str, object] = {"database": lambda: self._ping_database(), "storage": self.storage.check}
         checks.update({f"engine:{name}": engine.check for name, engine in self.engines.items()})
         if self.screening.detector is not None:
-            checks["screening"] = self.screening.detector.load  # type: ignore[attr-defined]
+            checks["screening"] = self.screening.detector.load
         states = {}
         for name, check in checks.items():
             try:

@@ -121,6 +121,9 @@ class Rules:
 class Detector(Protocol):
     name: str
 
+    def load(self) -> None:
+        """Load the model now (readiness, worker start); ``detect`` loads it when needed anyway."""
+
     def detect(self, images: Sequence[Image.Image]) -> list[list[Finding]]:
         """The findings of each image, in one batched model call where the model allows."""
 
