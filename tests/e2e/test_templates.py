@@ -155,6 +155,13 @@ def test_a_key_can_be_held_to_templates(srv: Server) -> None:
         free = imagine(app, prompt="anything at all")
         assert free.status_code == 400 and "templates only" in free.json()["description"]
         assert imagine(app, template="policy", variables={"subject": "a lamp"}).status_code == 200
+    from pixelmill.client import APIError, Client
+
+    with Client(srv.url, key) as sdk:  # the SDK says the same, before sending anything it can check
+        task = sdk.wait(sdk.imagine_template("policy", {"subject": "a desk lamp"}, seed=3))
+        assert task["template"]["name"] == "policy" and task["seed"] == 3
+        with pytest.raises(APIError, match="locked by template policy"):
+            sdk.imagine_template("policy", {"subject": "a lamp"}, aspect_ratio="2:3")
 
 
 def decode(c: httpx.Client, url: str) -> Image.Image:

@@ -57,7 +57,7 @@ def check_body(model: type[RequestBody], fields: dict[str, Any]) -> dict[str, An
     """The request body as the server will see it, or the server's own code-4 answer, raised."""
     try:
         request = validated(model, fields)
-        if isinstance(request, ImagineRequest):
+        if isinstance(request, ImagineRequest) and request.template is None:  # a template is rendered by the server
             request.to_prompt()
     except ValidationError as exc:
         raise APIError(400, exc.code, exc.description) from None
@@ -107,6 +107,12 @@ class Client:
     def imagine_all(self, prompt: str, **fields: Any) -> list[str]:
         """``imagine`` returning every task id: several when the prompt has ``--repeat``."""
         return self.submit_all("imagine", check_body(ImagineRequest, {"prompt": prompt, **fields}))
+
+    def imagine_template(self, template: str, variables: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Submit an imagine from a published template (``release=``, ``template_version=``,
+        ``subject_id=`` and the overrides it allows go in ``fields``); returns the task id."""
+        body = check_body(ImagineRequest, {"template": template, "variables": variables or {}, **fields})
+        return self.submit_all("imagine", body)[0]
 
     # Every follow-up is checked locally by the server's own request model, like imagine.
 
