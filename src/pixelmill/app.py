@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if rt is None:  # `serve` builds its runtime (and bootstraps the key) before printing
             rt = build_runtime(settings)
             rt.keys.ensure_bootstrap(settings.api_key)
+        rt.warm_up()
         if settings.workers:
             rt.start_workers(settings.workers)
         app.state.runtime = rt

@@ -473,7 +473,7 @@ def reviews_show(review_id: str, save: Path | None, url: str, api_key: str) -> N
     import json as _json
 
     def call(client):  # type: ignore[no-untyped-def]
-        review = client._json(client._http.get(f"/v1/admin/reviews/{review_id}"))
+        review = client.review(review_id)
         if save is not None:
             save.write_bytes(client.review_image(review_id))
         return review
@@ -571,7 +571,7 @@ def templates_import(path: Path, publish: bool, tag: str | None, url: str, api_k
             if latest["content_hash"] == local_hash:
                 version, state, said = latest["version"], latest["state"], "unchanged"
             elif latest["state"] == "draft":
-                client._json(client._http.put(f"/v1/templates/{name}/versions/{latest['version']}", json={"note": note, **spec}))
+                client.edit_template_version(name, latest["version"], spec, note=note)
                 version, state, said = latest["version"], "draft", "draft edited"
             else:
                 version, state, said = client.add_template_version(name, spec, note=note, author=author)["version"], "draft", "new version"

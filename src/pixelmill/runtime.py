@@ -78,6 +78,14 @@ class Runtime:
     pools: list[WorkerPool] = field(default_factory=list)
     deliverer: WebhookDeliverer | None = None
 
+    def warm_up(self) -> None:
+        """Load the safety models an API process uses (input screening, the semantic check) before
+        it takes requests, so no caller's submit pays for loading them."""
+        if self.screening.detector is not None:
+            self.screening.detector.load()
+        if self.service.moderator.semantic is not None:
+            self.service.moderator.semantic.load()
+
     def start_workers(self, size: int) -> WorkerPool:
         """Task workers, plus the webhook deliverer beside them (one per process)."""
         if self.screening.detector is not None:

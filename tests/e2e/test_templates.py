@@ -3,15 +3,13 @@ rollback on the very next request, locked parameters, and evaluations with conta
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.helpers import Server, wait_for, wait_terminal
+from tests.helpers import Server, download_image, wait_for, wait_terminal
 
 GEN = "/v1/midjourney/generations"
 ADMIN_KEY = "pm_test_" + "t" * 32
@@ -76,7 +74,7 @@ def test_a_ten_percent_rollout_is_ten_percent_of_callers_and_sticky(srv: Server)
         assert r["candidate"] == 2 and r["percent"] == 10 and r["version"] == 1
 
         def version_for(subject: str) -> int:
-            return int(admin.get("/v1/templates/rolled/render", params={"subject_id": subject}).json()["version"])
+            return int(admin.get("/v1/templates/rolled/resolve", params={"subject_id": subject}).json()["version"])
 
         seen = {f"user-{i}": version_for(f"user-{i}") for i in range(2000)}
         share = sum(v == 2 for v in seen.values()) / len(seen)
@@ -164,12 +162,6 @@ def test_a_key_can_be_held_to_templates(srv: Server) -> None:
             sdk.imagine_template("policy", {"subject": "a lamp"}, aspect_ratio="2:3")
 
 
-def decode(c: httpx.Client, url: str) -> Image.Image:
-    with Image.open(io.BytesIO(c.get(url).content)) as im:
-        im.load()
-        return im
-
-
 def test_an_evaluation_makes_a_contact_sheet_with_reproducible_scores(srv: Server) -> None:
     with srv.client() as admin:
         make_template(admin, "evaluated")
@@ -196,9 +188,9 @@ def test_an_evaluation_makes_a_contact_sheet_with_reproducible_scores(srv: Serve
         page = httpx.get(first["links"]["sheet"])
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         images = re.findall(r'<img src="([^"]+)"', page.text)
-        assert len(images) == 6 and all(decode(admin, url).size[0] > 0 for url in images)
+        assert len(images) == 6 and all(download_image(admin, url).size[0] > 0 for url in images)
         assert f"{scores[0]:.4f}" in page.text
-        sheet = decode(admin, first["links"]["png"])
+        sheet = download_image(admin, first["links"]["png"])
         assert sheet.width > 900 and sheet.height > 3 * 320
 
         second = run()  # the same evaluation again: the same scores, to the last digit

@@ -36,6 +36,8 @@ def test_published_versions_never_change(db: Engine, clock: ManualClock) -> None
     with pytest.raises(Conflict, match="already published"):
         store.publish("kite", 1, "alice")
     assert store.version("kite", 1)["spec"]["body"] == "a shiny {thing}" and store.version("kite", 1)["author"] == "alice"
+    # What a task records is recomputed from the stored content: it must be the stored hash.
+    assert store.spec("kite", 1).content_hash() == store.version("kite", 1)["content_hash"] == V2.content_hash()
     with pytest.raises(Conflict, match="exists"):
         store.create("kite", "", V1, "bob")
     with pytest.raises(NotFound):

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 
 from pixelmill.api.admin import _ERRORS, AdminDep
 from pixelmill.api.deps import RuntimeDep, base_url
+from pixelmill.runtime import Runtime
+from pixelmill.tasks.record import Task
 from pixelmill.tasks.requests import RequestBody
 from pixelmill.tasks.view import TaskView, task_view
 
@@ -90,7 +92,7 @@ def reject(review_id: str, body: Decision, request: Request, runtime: RuntimeDep
     return _decided(review_id, task, request, runtime)
 
 
-def _decided(review_id: str, task: Any, request: Request, runtime: Any) -> Decided:
+def _decided(review_id: str, task: Task, request: Request, runtime: Runtime) -> Decided:
     view = task_view(task, base_url(request, runtime), url_for=runtime.storage.url)
     return Decided(review=ReviewView(**runtime.reviews.get(review_id)), task=view)
 

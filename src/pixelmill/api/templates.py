@@ -17,6 +17,7 @@ from pydantic import Field
 from pixelmill.api.admin import AdminDep
 from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url
 from pixelmill.exceptions import ValidationError
+from pixelmill.runtime import Runtime
 from pixelmill.tasks.requests import RequestBody, VariableValue
 from pixelmill.templates.evaluate import sheet_html
 from pixelmill.templates.spec import TemplateSpec
@@ -107,8 +108,8 @@ def publish_version(name: str, version: int, runtime: RuntimeDep, principal: Adm
     return runtime.templates.publish(name, version, principal.key_id)
 
 
-@router.get("/{name}/render")
-def render(
+@router.get("/{name}/resolve")
+def resolve(
     name: str, runtime: RuntimeDep, principal: PrincipalDep,
     release: Annotated[str, Query(max_length=32)] = "stable",
     subject_id: Annotated[str | None, Query(max_length=128)] = None,
@@ -200,7 +201,7 @@ async def evaluation_sheet(name: str, evaluation_id: str, request: Request, runt
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
 
 
-def _with_links(evaluation: dict[str, Any], request: Request, runtime: Any) -> dict[str, Any]:
+def _with_links(evaluation: dict[str, Any], request: Request, runtime: Runtime) -> dict[str, Any]:
     base = base_url(request, runtime)
     links = {"sheet": f"{base}/v1/templates/{evaluation['template']}/evaluations/{evaluation['id']}/sheet"}
     if evaluation["sheet_key"]:

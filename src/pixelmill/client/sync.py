@@ -222,6 +222,10 @@ class Client:
         body = {"note": note, **spec} | ({"author": author} if author else {})
         return self._json(self._http.post(f"/v1/templates/{name}/versions", json=body))
 
+    def edit_template_version(self, name: str, version: int, spec: dict[str, Any], *, note: str = "") -> dict[str, Any]:
+        """Change a draft version (a published one answers 409)."""
+        return self._json(self._http.put(f"/v1/templates/{name}/versions/{version}", json={"note": note, **spec}))
+
     def publish_template(self, name: str, version: int) -> dict[str, Any]:
         return self._json(self._http.post(f"/v1/templates/{name}/versions/{version}/publish"))
 
@@ -251,6 +255,9 @@ class Client:
         """Output images held for review, oldest first."""
         params = {"state": state, "limit": limit} | ({"tenant": tenant} if tenant else {})
         return self._json(self._http.get("/v1/admin/reviews", params=params))  # type: ignore[return-value]
+
+    def review(self, review_id: str) -> dict[str, Any]:
+        return self._json(self._http.get(f"/v1/admin/reviews/{review_id}"))
 
     def review_image(self, review_id: str) -> bytes:
         """The held image (PNG) of a pending review."""

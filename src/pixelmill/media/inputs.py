@@ -64,13 +64,13 @@ class InputImages:
 
     def resolve(self, url: str, field: str, own_bases: Sequence[str], screen_for: str | None = None) -> InputImage:
         """The stored input behind ``url``; with ``screen_for`` (a tenant), screened too."""
-        image = self._resolve(url, field, own_bases)
+        image, data = self._resolve(url, field, own_bases)
         if screen_for is not None and self._screening is not None:
-            with Image.open(io.BytesIO(self._storage.get(image.key))) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 self._screening.check_inputs(screen_for, field, [im.convert("RGB")])
         return image
 
-    def _resolve(self, url: str, field: str, own_bases: Sequence[str]) -> InputImage:
+    def _resolve(self, url: str, field: str, own_bases: Sequence[str]) -> tuple[InputImage, bytes]:
         key = own_file_key(url, own_bases)
         if key is not None:
             if not is_valid_key(key):
@@ -80,12 +80,12 @@ class InputImages:
             except ObjectNotFound:
                 raise ValidationError(field, f"{url}: no such file in pixelmill's storage") from None
             info = self._inspect(data, field, url)
-            return InputImage(url=url, key=key, width=info.width, height=info.height)
+            return InputImage(url=url, key=key, width=info.width, height=info.height), data
         try:
             data = self._fetcher.fetch(url)
         except FetchRefused as exc:
             raise ValidationError(field, f"{url}: {exc.reason}") from None
-        return self.accept(data, field, url)
+        return self.accept(data, field, url), data
 
     def _inspect(self, data: bytes, field: str, source: str) -> ImageInfo:
         try:

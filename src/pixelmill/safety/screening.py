@@ -44,6 +44,9 @@ LABELS = frozenset({
 })
 
 Decision = Literal["pass", "review", "block"]
+#: What is screened: a task's images, a preview while it runs (both on the output rules), or a
+#: request's input images (on the input rules). Metrics are labelled by it.
+Purpose = Literal["output", "preview", "input"]
 
 #: Explicit nudity is blocked; borderline regions go to a person.
 DEFAULT_BLOCK = {
@@ -98,6 +101,7 @@ class Rules:
     inputs: Mapping[str, float] | None = None
 
     def judge(self, findings: Sequence[Finding], *, input_image: bool = False) -> Verdict:
+        """Block, review (outputs only) or pass; inputs are judged on the ``inputs`` rules."""
         blocking = self.block if not input_image else (self.inputs if self.inputs is not None else self.block)
         hits = tuple(f for f in findings if f.label in blocking and f.score >= blocking[f.label])
         if hits:
@@ -161,7 +165,28 @@ class NudeNetDetector:
         ]
 
 
-#: Called after each screening: (purpose "output" | "input", seconds, verdicts).
+def kept_back(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
+    """The ``screening`` entries of a task result: one per image that did not pass (1-based)."""
+    return [
+        {"index": i, "decision": v.decision, "reasons": [f.to_json() for f in v.reasons]}
+        for i, v in enumerate(verdicts, 1) if v.decision != "pass"
+    ]
+
+
+_SAID = {"block": "blocked", "review": "held for review", "approved": "approved in review", "rejected": "rejected in review"}
+
+
+def describe(entries: Sequence[Mapping[str, Any]]) -> str | None:
+    """Those entries in words, for ``fail_reason``: "image 2 blocked (FEMALE_BREAST_EXPOSED 0.81)"."""
+    said = [
+        f"image {e['index']} {_SAID.get(e['decision'], e['decision'])} ("
+        + ", ".join(f"{r['label']} {r['score']:.2f}" for r in e.get("reasons", [])) + ")"
+        for e in entries if e.get("decision") != "approved"
+    ]
+    return "; ".join(said) or None
+
+
+#: Called after each screening: (purpose, seconds, verdicts).
 Observer = Callable[[str, float, Sequence[Verdict]], None]
 
 
@@ -190,20 +215,21 @@ class Screening:
     def rules(self, tenant_id: str) -> Rules:
         return self._tenants.get(tenant_id, self._default)
 
-    def screen(self, tenant_id: str, images: Sequence[Image.Image], *, input_image: bool = False) -> list[Verdict]:
+    def screen(self, tenant_id: str, images: Sequence[Image.Image], *, purpose: Purpose = "output") -> list[Verdict]:
+        """One verdict per image; all pass when no detector is configured."""
         if self.detector is None or not images:
             return [PASS] * len(images)
         started = time.perf_counter()
         found = self.detector.detect(images)
         rules = self.rules(tenant_id)
-        verdicts = [rules.judge(f, input_image=input_image) for f in found]
+        verdicts = [rules.judge(f, input_image=purpose == "input") for f in found]
         for observe in self._observers:
-            observe("input" if input_image else "output", time.perf_counter() - started, verdicts)
+            observe(purpose, time.perf_counter() - started, verdicts)
         return verdicts
 
     def check_inputs(self, tenant_id: str, field_name: str, images: Sequence[Image.Image]) -> None:
         """Refuse (code 24) an input image that the tenant's input rules block."""
-        for i, verdict in enumerate(self.screen(tenant_id, images, input_image=True)):
+        for i, verdict in enumerate(self.screen(tenant_id, images, purpose="input")):
             if verdict.decision == "block":
                 where = f"{field_name}[{i}]" if len(images) > 1 else field_name
                 top = max(verdict.reasons, key=lambda f: f.score)

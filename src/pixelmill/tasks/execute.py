@@ -34,7 +34,7 @@ from pixelmill.media.video import first_frame
 from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
 from pixelmill.safety.review import ReviewQueue
-from pixelmill.safety.screening import PASS, Screening, Verdict
+from pixelmill.safety.screening import Screening, describe, kept_back
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task, TaskResult
@@ -52,8 +52,9 @@ def image_seeds(seed: int, count: int = 4) -> tuple[int, ...]:
     return tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
 
 
-def _screened_reason(verdicts: Sequence[Verdict]) -> str:
-    return "; ".join(f"image {i} ({v.why()})" for i, v in enumerate(verdicts, 1) if v.decision != "pass")
+def _now() -> str:
+    """When a file was made, as its provenance records it."""
+    return datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class Executor:
         reviews: ReviewQueue | None = None,
     ) -> None:
         self._engines = engines
-        self._screening = screening if screening is not None and screening.enabled else None
+        #: Without a detector every verdict is pass (Screening.screen).
+        self._screening = screening or Screening(None)
         self._reviews = reviews
         self._profiles = profiles
         self._renditions = tuple(renditions)
@@ -111,26 +113,23 @@ class Executor:
         with its renditions and its provenance record beside it, in parallel; the grid too, with a
         blank tile where an image did not pass. An image for review is held privately
         (``safety/review.py``); when every image is blocked the task fails (and is refunded)."""
-        verdicts = self._screening.screen(task.tenant_id, images) if self._screening else [PASS] * len(images)
+        verdicts = self._screening.screen(task.tenant_id, images)
+        screening = kept_back(verdicts)
         if all(v.decision == "block" for v in verdicts):
-            raise EngineError(f"blocked by output screening: {_screened_reason(verdicts)}", retryable=False)
-        profile = self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
+            raise EngineError(f"blocked by output screening: {describe(screening)}", retryable=False)
+        profile = self._profile(task)
         seeds = image_seeds(task.seed or 0, len(images))
-        created = datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="seconds")
+        created = _now()
         jobs = {
             i: self._encoders.submit(self.publish_one, task, i + 1, image, model, profile, seeds[i], created)
             for i, (image, verdict) in enumerate(zip(images, verdicts, strict=True)) if verdict.decision == "pass"
         }
-        screening: list[dict[str, Any]] = []
-        for i, verdict in enumerate(verdicts):
-            if verdict.decision == "pass":
-                continue
-            entry: dict[str, Any] = {"index": i + 1, "decision": verdict.decision, "reasons": [f.to_json() for f in verdict.reasons]}
-            if verdict.decision == "review":
+        for entry in screening:
+            if entry["decision"] == "review":
                 if self._reviews is None:
                     raise EngineError("screening sent an image to review, but this worker has no review queue", retryable=False)
-                entry["review_id"] = self._reviews.hold(task, i + 1, images[i], model, verdict.reasons)
-            screening.append(entry)
+                index = entry["index"]
+                entry["review_id"] = self._reviews.hold(task, index, images[index - 1], model, verdicts[index - 1].reasons)
         tiles = [im if v.decision == "pass" else Image.new("RGB", im.size, (128, 128, 128)) for im, v in zip(images, verdicts, strict=True)]
         grid_key = self._file(compose_grid(tiles), profile) if grid else None
         done = {i: job.result() for i, job in jobs.items()}
@@ -147,9 +146,9 @@ class Executor:
     ) -> tuple[str, dict[str, str]]:
         """Store image ``index`` (1-based) of ``task``: full size with provenance, renditions, and
         the provenance record as JSON. Returns (key, renditions)."""
-        profile = profile or self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
+        profile = profile or self._profile(task)
         seed = seed if seed is not None else image_seeds(task.seed or 0, index)[index - 1]
-        created = created or datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="seconds")
+        created = created or _now()
         record = Provenance(
             task_id=task.id, prompt=task.prompt, final_prompt=task.final_prompt, engine=task.engine, model=model,
             seed=seed, created=created, template=task.params.get("template"),
@@ -160,6 +159,9 @@ class Executor:
         files = {name: self._file(image, RENDITIONS[name], record) for name in self._renditions}
         files["metadata"] = self._storage.put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json").key
         return full, files
+
+    def _profile(self, task: Task) -> Profile:
+        return self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
 
     def _file(self, image: Image.Image, profile: Profile, record: Provenance | None = None) -> str:
         """Encode under ``profile`` and store; a cap no file can meet is a final, clear failure."""
@@ -173,7 +175,7 @@ class Executor:
         """Store a low-resolution preview of work in progress; returns its storage key. With
         screening on, a preview is screened like an output (anything but pass: not stored), so
         nothing is shown early that the final screening would keep back."""
-        if self._screening is not None and self._screening.screen(task.tenant_id, [image])[0].decision != "pass":
+        if self._screening.screen(task.tenant_id, [image], purpose="preview")[0].decision != "pass":
             return None
         return self._storage.put(encode_preview(image), "jpg").key
 
@@ -321,18 +323,15 @@ class Executor:
         frames = [first_frame(clip) for clip in clips]
         # A clip is screened on its first frame; clips are not held for review: anything but
         # pass keeps a clip out.
-        verdicts = self._screening.screen(task.tenant_id, frames) if self._screening else [PASS] * len(frames)
-        if all(v.decision != "pass" for v in verdicts):
-            raise EngineError(f"blocked by output screening: {_screened_reason(verdicts)}", retryable=False)
+        verdicts = self._screening.screen(task.tenant_id, frames)
+        screening = [e | {"decision": "block"} for e in kept_back(verdicts)]
+        if len(screening) == len(clips):
+            raise EngineError(f"blocked by output screening: {describe(screening)}", retryable=False)
         kept = [i for i, v in enumerate(verdicts) if v.decision == "pass"]
         videos = [self._storage.put(clips[i], "mp4").key for i in kept]
         posters = list(self._encoders.map(lambda i: self._file(frames[i], BUILTIN["original"]), kept))
-        screening = tuple(
-            {"index": i + 1, "decision": "block", "reasons": [f.to_json() for f in v.reasons]}
-            for i, v in enumerate(verdicts) if v.decision != "pass"
-        )
         return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height,
-                          meta=made.meta, screening=screening)
+                          meta=made.meta, screening=tuple(screening))
 
     # --- operations run upstream -----------------------------------------------------------------
 

@@ -101,6 +101,7 @@ def _number_as_text(value: Any) -> Any:
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 UrlList = Annotated[list[Url], Field(max_length=MAX_IMAGE_PROMPTS)]
 Version = Annotated[Literal[VERSIONS], BeforeValidator(_number_as_text)]  # type: ignore[valid-type]
+#: A template variable's value (text or a number); prompts.slots keeps parameters out of it.
 VariableValue = Annotated[str | int | float, Field(union_mode="left_to_right")]
 #: The fields of an imagine that pick and fill a template instead of giving a prompt.
 TEMPLATE_FIELDS = ("template", "release", "template_version", "variables", "subject_id")
@@ -388,9 +389,6 @@ class ActionRequest(Delivery):
 
     custom_id: str = Field(min_length=1, max_length=256, description="From the task's buttons.")
     task_id: TaskId | None = Field(None, description="The task the button belongs to (checked against the custom_id).")
-
-
-#: A template variable's value; it may not smuggle parameters into the prompt.
 
 
 class BatchRequest(Delivery):

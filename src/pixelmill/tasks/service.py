@@ -65,7 +65,7 @@ class TaskService:
         self._ledger = ledger
         #: Whether retention removed this task (its poll then says so).
         self._expired = expired
-        self._moderator = moderator or Moderator({})
+        self.moderator = moderator or Moderator({})
         self._templates = templates
         self._refusals = refusals
         #: Webhook targets pass the same address rules as input images.
@@ -124,7 +124,7 @@ class TaskService:
         """Code 24 when a text of ``req`` holds a banned term. Every submit and /modal passes
         here: the one place refusals are counted (health report)."""
         try:
-            self._moderator.check_request(principal.tenant_id, req)
+            self.moderator.check_request(principal.tenant_id, req)
         except BannedPrompt as exc:
             self._refusals.record(principal.key_id, principal.tenant_id, exc)
             raise
@@ -183,7 +183,7 @@ class TaskService:
         """The tasks an imagine asks for: new ones, cache hits born finished, or running tasks
         to coalesce onto. ``batch`` (id, index) puts them in the batch lane as part of a batch
         job, which owns its tasks: nothing is coalesced onto other work."""
-        req, template = self.render_template(principal, req, trusted=trusted)
+        req, template = self.apply_template(principal, req, trusted=trusted)
         prompt = req.to_prompt()
         if prompt.zoom is not None:
             raise ValidationError("prompt", "--zoom belongs to a custom zoom's /modal call, not to imagine")
@@ -249,7 +249,7 @@ class TaskService:
                 plan.append(new)
         return plan
 
-    def render_template(
+    def apply_template(
         self, principal: Principal, req: ImagineRequest, *, trusted: tuple[str, ...] = ()
     ) -> tuple[ImagineRequest, dict[str, Any] | None]:
         """An imagine naming a template, rendered (its text moderated like any prompt), with
@@ -262,7 +262,7 @@ class TaskService:
             raise ValidationError("template", "templates are not available on this server")
         rendered = render_request(self._templates, req, req.subject_id or principal.key_id, trusted=trusted)
         # Checked, not counted here: guarded_submit counts every code 24 raised under it once.
-        self._moderator.check_request(principal.tenant_id, rendered.request)
+        self.moderator.check_request(principal.tenant_id, rendered.request)
         return rendered.request, rendered.info
 
     def delivery(self, principal: Principal, req: Delivery, own_bases: Sequence[str]) -> dict[str, Any]:

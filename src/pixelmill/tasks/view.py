@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from pixelmill.safety.screening import describe
 from pixelmill.tasks.buttons import buttons_for
 from pixelmill.tasks.record import Task
 
@@ -90,7 +91,7 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         image_urls=[url(k) for k in result.image_keys if k] if result else [],
         video_urls=[url(k) for k in result.video_keys] if result else [],
         buttons=[ButtonView(custom_id=b.custom_id, label=b.label) for b in buttons_for(task)],
-        fail_reason=task.fail_reason or (_screened(result.screening) if result else None),
+        fail_reason=task.fail_reason or (describe(result.screening) if result else None),
         quota=task.quota,
         seed=task.seed,
         parent_task_id=task.parent_task_id,
@@ -112,15 +113,3 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         screening=list(result.screening) if result else [],
     )
 
-
-_SAID = {"block": "blocked", "review": "held for review", "approved": "approved in review", "rejected": "rejected in review"}
-
-
-def _screened(screening: tuple[dict[str, Any], ...]) -> str | None:
-    """What a successful task's caller should know about the images it does not show."""
-    said = [
-        f"image {e['index']} {_SAID.get(e['decision'], e['decision'])} ("
-        + ", ".join(f"{r['label']} {r['score']:.2f}" for r in e.get("reasons", [])) + ")"
-        for e in screening if e.get("decision") != "approved"
-    ]
-    return "; ".join(said) or None

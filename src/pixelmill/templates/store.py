@@ -96,6 +96,10 @@ class TemplateStore:
 
     # --- reading -------------------------------------------------------------------------------------
 
+    def exists(self, name: str) -> bool:
+        with read_tx(self._engine) as conn:
+            return conn.execute(select(templates.c.name).where(templates.c.name == name)).first() is not None
+
     def names(self) -> list[dict[str, Any]]:
         with read_tx(self._engine) as conn:
             rows = conn.execute(select(templates).order_by(templates.c.name)).all()
@@ -127,13 +131,6 @@ class TemplateStore:
         if published and row.state != "published":
             raise ValidationError("template_version", f"template {name} v{version} is a draft; publish it first")
         return TemplateSpec.model_validate(row.spec)
-
-    def latest_hash(self, name: str) -> tuple[int, str, str] | None:
-        """(version, content hash, state) of the newest version, or None without the template."""
-        v = template_versions.c
-        with read_tx(self._engine) as conn:
-            row = conn.execute(select(v.version, v.content_hash, v.state).where(v.template == name).order_by(v.version.desc()).limit(1)).first()
-        return (row.version, row.content_hash, row.state) if row else None
 
     def release(self, name: str, tag: str) -> Release:
         with read_tx(self._engine) as conn:

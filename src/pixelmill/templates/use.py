@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
+
 from pixelmill.exceptions import NotFound, ValidationError
 from pixelmill.templates.spec import PARAMETERS
 from pixelmill.templates.store import DEFAULT_RELEASE, TemplateStore
@@ -28,6 +30,8 @@ def render_request(store: TemplateStore, req: ImagineRequest, subject: str, *, t
     evaluation fixes the seed of every task it makes."""
     assert req.template is not None
     name = req.template
+    if not store.exists(name):
+        raise ValidationError("template", f"no template {name}")
     try:
         if req.template_version is not None:
             version, release, side = req.template_version, None, "pinned"
@@ -35,10 +39,8 @@ def render_request(store: TemplateStore, req: ImagineRequest, subject: str, *, t
             release = req.release or DEFAULT_RELEASE
             version, side = store.release(name, release).choose(subject)
         spec = store.spec(name, version)
-        hash_ = store.version(name, version)["content_hash"]
     except NotFound as exc:
-        raise ValidationError("template" if req.template_version is None and req.release is None else
-                              ("template_version" if req.template_version is not None else "release"), exc.description) from None
+        raise ValidationError("template_version" if req.template_version is not None else "release", exc.description) from None
     given = {n: getattr(req, n) for n in PARAMETERS if getattr(req, n) is not None}
     for field in given:
         if field in spec.locked:
@@ -51,10 +53,10 @@ def render_request(store: TemplateStore, req: ImagineRequest, subject: str, *, t
     if spec.negative_prompt is not None and "negative_prompt" not in fields:
         fields["negative_prompt"] = spec.negative_prompt
     info = {
-        "name": name, "version": version, "release": release, "rollout": side, "content_hash": hash_,
+        "name": name, "version": version, "release": release, "rollout": side, "content_hash": spec.content_hash(),
         "variables": dict(req.variables or {}),
     }
     try:
         return Rendered(ImagineRequest.model_validate(fields), info)
-    except Exception as exc:  # noqa: BLE001 - a locked value that no longer validates is the template's fault
+    except PydanticValidationError as exc:  # the template's fault, not the caller's: say whose
         raise ValidationError("template", f"template {name} v{version} renders an invalid request: {exc}") from None
