@@ -18,7 +18,7 @@ from pathlib import Path
 from pixelmill.engines.base import GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.safety.moderation import BUILTIN, Moderator
-from pixelmill.safety.screening import NudeNetDetector
+from pixelmill.safety.nudenet import NudeNetDetector
 from pixelmill.safety.semantic import BUILTIN_CONCEPTS, SemanticCheck
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "moderation_prompts.tsv"

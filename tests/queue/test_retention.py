@@ -82,7 +82,7 @@ def test_an_expired_task_takes_its_held_review_images_with_it(db: Engine, clock:
 
     from pixelmill.observe.audit import AuditLog
     from pixelmill.safety.review import ReviewQueue
-    from pixelmill.safety.screening import Finding
+    from pixelmill.safety.detector import Finding
 
     KeyStore(db, clock).create(tenant_id="acme")
     storage = MemoryStorage()

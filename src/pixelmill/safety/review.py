@@ -23,7 +23,7 @@ from pixelmill.db.schema import reviews, tasks
 from pixelmill.exceptions import Conflict, NotFound
 from pixelmill.observe.audit import AuditLog
 from pixelmill.queue.store import TaskStore
-from pixelmill.safety.screening import Finding
+from pixelmill.safety.detector import Finding
 from pixelmill.tasks.record import Task, TaskResult
 from pixelmill.tasks.status import TaskStatus
 

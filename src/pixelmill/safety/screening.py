@@ -6,8 +6,8 @@ Output images are screened in the worker, one batch per task, before anything is
 masks' sources) are screened when a task is accepted, against the ``inputs`` rules: a hit is
 refused with code 24 before anything is charged.
 
-The detector is NudeNet's ONNX model (``pip install pixelmill[safety]``; the weights ship in its
-wheel). Its labels are the vocabulary of the rules.
+The detector is NudeNet's ONNX model (``safety/nudenet.py``; ``pip install pixelmill[safety]``, the
+weights ship in its wheel). Its labels are the vocabulary of the rules.
 
 Rules come from ``PIXELMILL_SCREENING_FILE`` (JSON)::
 
@@ -23,25 +23,20 @@ that reviews instead of blocking), and keeps the default for the lists it leaves
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import numpy as np
 from PIL import Image
 
 from pixelmill.exceptions import BannedPrompt
+from pixelmill.safety.detector import Detector, Finding
+from pixelmill.safety.nudenet import CLASSES
 
-#: NudeNet 3.4's labels, the names rules may use.
-LABELS = frozenset({
-    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED", "BELLY_COVERED",
-    "FEET_COVERED", "ARMPITS_COVERED", "ARMPITS_EXPOSED", "FACE_MALE", "BELLY_EXPOSED",
-    "MALE_GENITALIA_EXPOSED", "ANUS_COVERED", "FEMALE_BREAST_COVERED", "BUTTOCKS_COVERED",
-})
+#: The names rules may use: the detector's labels.
+LABELS = frozenset(CLASSES)
 
 Decision = Literal["pass", "review", "block"]
 #: What is screened: a task's images, a preview while it runs (both on the output rules), or a
@@ -54,16 +49,6 @@ DEFAULT_BLOCK = {
     "FEMALE_BREAST_EXPOSED": 0.6, "BUTTOCKS_EXPOSED": 0.6,
 }
 DEFAULT_REVIEW = {"FEMALE_BREAST_EXPOSED": 0.35, "BUTTOCKS_EXPOSED": 0.35, "FEMALE_GENITALIA_COVERED": 0.5}
-
-
-@dataclass(frozen=True)
-class Finding:
-    label: str
-    score: float
-    box: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "score": round(self.score, 3), "box": list(self.box)}
 
 
 @dataclass(frozen=True)
@@ -120,49 +105,6 @@ class Rules:
             review=_thresholds(entry["review"], f"{where}.review") if "review" in entry else self.review,
             inputs=_thresholds(entry["inputs"], f"{where}.inputs") if "inputs" in entry else self.inputs,
         )
-
-
-class Detector(Protocol):
-    name: str
-
-    def load(self) -> None:
-        """Load the model now (readiness, worker start); ``detect`` loads it when needed anyway."""
-
-    def detect(self, images: Sequence[Image.Image]) -> list[list[Finding]]:
-        """The findings of each image, in one batched model call where the model allows."""
-
-
-class NudeNetDetector:
-    """NudeNet's 320 px ONNX detector, loaded on first use (a second or so) and shared by threads:
-    an ONNX Runtime session may run from several threads at once."""
-
-    name = "nudenet"
-
-    def __init__(self, batch_size: int = 4) -> None:
-        self._batch_size = batch_size
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def load(self) -> None:
-        with self._lock:
-            if self._model is None:
-                try:
-                    from nudenet import NudeDetector
-                except ImportError as exc:  # pragma: no cover - depends on the install
-                    raise RuntimeError("image screening needs the safety extra: pip install 'pixelmill[safety]'") from exc
-                self._model = NudeDetector()
-
-    def detect(self, images: Sequence[Image.Image]) -> list[list[Finding]]:
-        if not images:
-            return []
-        self.load()
-        # NudeNet reads arrays the way OpenCV decodes files: BGR, 8 bits, 3 channels.
-        arrays = [np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1]) for im in images]
-        found = self._model.detect_batch(arrays, batch_size=self._batch_size)
-        return [
-            [Finding(d["class"], float(d["score"]), tuple(int(v) for v in d["box"])) for d in per_image]  # type: ignore[misc]
-            for per_image in found
-        ]
 
 
 def kept_back(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
@@ -252,12 +194,21 @@ class Screening:
             default = default.merged(data.get("default") or {}, "default")
             tenants = {t: default.merged(e, f"tenants.{t}") for t, e in (data.get("tenants") or {}).items()}
         detector: Detector | None = None
-        if mode == "nudenet" or (mode == "auto" and _installed("nudenet")):
+        if mode == "nudenet" or (mode == "auto" and detector_installed()):
+            from pixelmill.safety.nudenet import NudeNetDetector
+
             detector = NudeNetDetector(batch_size)
         return cls(detector, default, tenants)
 
 
-def _installed(module: str) -> bool:
+def detector_installed() -> bool:
+    """Whether the safety extra is here: ONNX Runtime and NudeNet's weights."""
     import importlib.util
 
-    return importlib.util.find_spec(module) is not None
+    from pixelmill.safety.nudenet import ModelMissing, model_path
+
+    try:
+        model_path()
+    except ModelMissing:
+        return False
+    return importlib.util.find_spec("onnxruntime") is not None
