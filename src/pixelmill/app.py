@@ -14,13 +14,13 @@ from pixelmill.api import admin, batches, files, health, midjourney, observe, re
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.runtime import Runtime, build_runtime
-from pixelmill.settings import Settings
+from pixelmill.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """``runtime`` may be passed in (tests, ``serve`` that already opened it); else it is built
     from ``settings`` when the app starts."""
-    settings = settings or (runtime.settings if runtime else Settings())
+    settings = settings or (runtime.settings if runtime else load_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,14 +14,32 @@ import click
 from pydantic import BaseModel
 
 from pixelmill import __version__
-from pixelmill.settings import Settings
+from pixelmill.exceptions import SettingsError
+from pixelmill.settings import Settings, load_settings
 from pixelmill.tasks.requests import OPERATION_BODIES, ImagineRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings(**overrides: object) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+class _BadSettings(click.ClickException):
+    """A setting that cannot work: one line on stderr, exit status 78 (EX_CONFIG), no traceback."""
+
+    exit_code = 78
+
+    def show(self, file: typing.IO[Any] | None = None) -> None:
+        click.echo(f"pixelmill: {self.message}", err=True)
+
+
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise _BadSettings(str(exc)) from None
 
 
 def _logging(settings: Settings) -> None:
@@ -30,7 +48,7 @@ def _logging(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.version_option(__version__)
 def main() -> None:
     """pixelmill: a Midjourney-style task API in front of image models."""
@@ -273,7 +291,7 @@ def _key_store():  # type: ignore[no-untyped-def]
     from pixelmill.clock import SystemClock
     from pixelmill.runtime import open_database
 
-    return KeyStore(open_database(Settings()), SystemClock())
+    return KeyStore(open_database(load_settings()), SystemClock())
 
 
 def _ledger():  # type: ignore[no-untyped-def]
@@ -281,7 +299,7 @@ def _ledger():  # type: ignore[no-untyped-def]
     from pixelmill.clock import SystemClock
     from pixelmill.runtime import open_database
 
-    return Ledger(open_database(Settings()), SystemClock())
+    return Ledger(open_database(load_settings()), SystemClock())
 
 
 def _date_ms(value: str | None, default_ms: int) -> int:
@@ -381,7 +399,7 @@ def usage(since: str | None, until: str | None, key_id: str | None) -> None:
     """Charged and refunded units per key and price key, and estimated engine cost."""
     import time as _time
 
-    settings = Settings()
+    settings = load_settings()
     end = _date_ms(until, int(_time.time() * 1000))
     start = _date_ms(since, end - 30 * 86_400_000)
     ledger = _ledger()
@@ -401,12 +419,13 @@ def prices(ctx: click.Context) -> None:
 
 
 def _price_table():  # type: ignore[no-untyped-def]
-    from pixelmill.billing.prices import PriceTable
+    from pixelmill.billing.prices import PriceTable, read_price_file
     from pixelmill.clock import SystemClock
     from pixelmill.runtime import open_database
 
-    table = PriceTable(open_database(Settings()), SystemClock())
-    table.seed(Settings().prices_file)
+    settings = load_settings()
+    table = PriceTable(open_database(settings), SystemClock())
+    table.seed(read_price_file(settings.prices_file) if settings.prices_file else {})
     return table
 
 

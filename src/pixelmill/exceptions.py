@@ -15,8 +15,10 @@
     ├── IdempotencyInProgress      HTTP 409, code 409 (Retry-After; the first request is still
     │                              being accepted)
     ├── IdempotencyMismatch        HTTP 422, code 4   (the key was used with another body)
-    └── EngineError                raised by engines while generating; never reaches HTTP
-        (retryable or not, see ``retryable``)
+    ├── EngineError                raised by engines while generating; never reaches HTTP
+    │                              (retryable or not, see ``retryable``)
+    └── SettingsError              a setting that cannot work; stops the process at start, in
+                                   one line naming the variable, its value and the rule
 
 The HTTP envelope is made from these attributes in one place: ``api/errors.py``.
 """
@@ -147,3 +149,15 @@ class Conflict(PixelmillError):
 
     http_status = 409
     code = 4
+
+
+class SettingsError(PixelmillError):
+    """A setting that cannot work, found while the process starts; never reaches HTTP.
+
+    ``str()`` is the one line an operator reads: ``PIXELMILL_X=<value>: <rule>``."""
+
+    def __init__(self, variable: str, value: str, rule: str) -> None:
+        super().__init__(f"{variable}={value}: {rule}")
+        self.variable = variable
+        self.value = value
+        self.rule = rule

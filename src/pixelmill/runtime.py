@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import text
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.billing.ledger import Ledger
-from pixelmill.billing.prices import PriceTable
+from pixelmill.billing.prices import PriceTable, read_price_file
 from pixelmill.clock import Clock, SystemClock
 from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
@@ -31,9 +32,12 @@ from pixelmill.observe.audit import AuditLog
 from pixelmill.safety.moderation import Moderator
 from pixelmill.safety.review import ReviewQueue
 from pixelmill.safety.screening import Screening
+from pixelmill.safety.semantic import MISSING as SEMANTIC_MISSING
+from pixelmill.safety.semantic import installed as semantic_installed
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
-from pixelmill.settings import Settings
+from pixelmill.safety.screening import detector_installed
+from pixelmill.settings import Settings, checking
 from pixelmill.storage.base import Storage
 from pixelmill.storage.local import LocalStorage
 from pixelmill.tasks.batches import BatchService
@@ -146,10 +150,14 @@ class Runtime:
 
 
 def open_database(settings: Settings) -> DbEngine:
-    """Create the engine and bring the schema up to date."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = make_engine(settings.resolved_database_url)
-    upgrade(db)
+    """Create the engine and bring the schema up to date; a database that cannot be reached or
+    made stops the start naming the setting."""
+    with checking(settings, "data_dir"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    with checking(settings, "database_url", value=make_url(url).render_as_string(hide_password=True), errors=(SQLAlchemyError,)):
+        db = make_engine(url)
+        upgrade(db)
     return db
 
 
@@ -178,20 +186,36 @@ def make_inputs(settings: Settings, storage: Storage, screening: Screening | Non
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """Every part, from settings that were checked when they were loaded. What a setting names
+    (files, extras, the database, storage, engines) is checked here, files and extras first, before
+    anything is written: a bad one raises ``SettingsError`` naming it."""
     clock = clock or SystemClock()
+    if settings.screening == "nudenet" and not detector_installed():
+        with checking(settings, "screening"):
+            raise ImportError("needs the safety extra (ONNX Runtime and NudeNet's weights): pip install 'pixelmill[safety]'")
+    with checking(settings, "screening_file"):
+        screening = Screening.from_settings(settings.screening, settings.screening_file, settings.screening_batch_size)
+    if settings.semantic_moderation and not semantic_installed():
+        with checking(settings, "semantic_moderation"):
+            raise ImportError(SEMANTIC_MISSING)
+    with checking(settings, "moderation_file"):
+        moderator = Moderator.from_file(settings.moderation_file, settings.semantic_threshold if settings.semantic_moderation else None)
+    with checking(settings, "prices_file"):
+        price_file = read_price_file(settings.prices_file) if settings.prices_file else {}
     db = open_database(settings)
     webhook_wakeup = Wakeup()
-    output_profiles(settings)  # an operator's profile with bad settings stops the start, by name
-    storage = make_storage(settings)
+    with checking(settings, "storage"):
+        storage = make_storage(settings)
     outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify, url_for=storage.url)
     ledger = Ledger(db, clock)
     prices = PriceTable(db, clock)
-    prices.seed(settings.prices_file)
+    with checking(settings, "prices_file"):
+        prices.seed(price_file)
     retention = Retention(db, clock, storage, settings.task_retention_seconds)
     tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change])
-    engines = build_engines(settings)
+    with checking(settings, "engines"):
+        engines = build_engines(settings)
     registry, worker_metrics = make_registry(db, clock)
-    screening = Screening.from_settings(settings.screening, settings.screening_file, settings.screening_batch_size)
     if not screening.enabled and settings.screening != "off":
         # auto without the detector installed: say so once, loudly, instead of passing everything quietly.
         structlog.get_logger("pixelmill").warning("image screening is off: install pixelmill[safety] or set PIXELMILL_SCREENING=off")
@@ -203,7 +227,6 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
     wakeup = Wakeup()
-    moderator = Moderator.from_file(settings.moderation_file, settings.semantic_threshold if settings.semantic_moderation else None)
     service = TaskService(
         tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
         RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired, on_enqueued=wakeup.notify,

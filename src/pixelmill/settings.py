@@ -1,20 +1,36 @@
 """The one typed settings object. Every knob is an environment variable ``PIXELMILL_<NAME>``.
 
 Nothing else in the package reads the environment: the settings object is built once at the edge
-(CLI / app factory) and passed down.
+(CLI / app factory, with ``load_settings``) and passed down.
+
+Every setting is checked when the process starts, never when a task first needs it: types and
+ranges here, the contents of JSON values (output profiles, fault rules) by the module that
+owns them, files and engines by ``runtime.build_runtime`` inside ``checking``. A bad one stops the
+start with a ``SettingsError``: one line naming the variable, its value and the rule.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+import pydantic
+import pydantic_settings
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pixelmill.exceptions import PixelmillError, SettingsError
+
+ENV_PREFIX = "PIXELMILL_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PIXELMILL_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # --- serving -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -192,6 +208,41 @@ class Settings(BaseSettings):
     # --- batches ----------------------------------------------------------------------------
     batch_max_tasks: int = Field(10_000, ge=1)
 
+    @field_validator("public_url", "s3_public_base_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError("must be an absolute http(s) URL, e.g. https://img.example.com")
+        return value.rstrip("/") if value else value
+
+    @field_validator("output_profiles")
+    @classmethod
+    def _profiles(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from pixelmill.media.output import BUILTIN, Profile
+
+        for name, spec in value.items():
+            if name in BUILTIN:
+                raise ValueError(f"profile {name!r} is built in; give yours another name")
+            Profile.from_json(name, spec)  # raises ValueError naming the profile, the key and the rule
+        return value
+
+    @field_validator("fault_injection")
+    @classmethod
+    def _faults(cls, value: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        from pixelmill.engines.faults import FaultRule
+
+        for rule in value:
+            FaultRule.from_json(rule)
+        return value
+
+    @field_validator("engine_cost_per_second")
+    @classmethod
+    def _costs(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = sorted(name for name, cost in value.items() if cost < 0)
+        if negative:
+            raise ValueError(f"a cost per second is >= 0 ({', '.join(negative)})")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if not self.retry_backoff_seconds or any(s < 0 for s in self.retry_backoff_seconds):
@@ -203,7 +254,14 @@ class Settings(BaseSettings):
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("storage s3 needs s3_bucket")
         if self.engine not in self.engines:
-            raise ValueError(f"engine {self.engine!r} is not one of the configured engines ({', '.join(self.engines)})")
+            raise ValueError(f"engine {self.engine!r} is not one of the configured engines ({', '.join(self.engines)}); name one of them")
+        if self.s3_url_mode == "public" and not self.s3_public_base_url:
+            raise ValueError("s3_url_mode public needs s3_public_base_url")
+        from pixelmill.media.output import BUILTIN
+
+        if self.output_profile not in BUILTIN and self.output_profile not in self.output_profiles:
+            names = ", ".join([*BUILTIN, *self.output_profiles])
+            raise ValueError(f"output_profile {self.output_profile!r} is not a profile ({names})")
         return self
 
 
@@ -214,3 +272,97 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_dir(self) -> Path:
         return (self.storage_dir or self.data_dir / "files").resolve()
+
+
+#: Settings whose values are never printed, and JSON keys whose values are hidden in any setting.
+_SECRET_FIELDS = frozenset({"api_key"})
+_SECRET_KEY = re.compile(r"key|secret|token|password", re.IGNORECASE)
+
+
+def variable(field: str) -> str:
+    """The environment variable of a settings field: ``output_profiles`` -> ``PIXELMILL_OUTPUT_PROFILES``."""
+    return ENV_PREFIX + field.upper()
+
+
+def _hide(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if _SECRET_KEY.search(str(k)) else _hide(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide(v) for v in value]
+    return value
+
+
+def shown(field: str, value: Any) -> str:
+    """A setting's value as an error message may print it: secrets hidden, long values cut."""
+    if field in _SECRET_FIELDS:
+        return "<hidden>"
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            text = value
+        else:
+            text = json.dumps(_hide(parsed)) if isinstance(parsed, (dict, list)) else value
+    elif isinstance(value, (dict, list, tuple)):
+        text = json.dumps(_hide(value), default=str)
+    else:
+        text = str(value)
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return repr(text) if not text or any(c.isspace() or c in "\"'{[" for c in text) else text
+
+
+def _raw(field: str, overrides: dict[str, Any], fallback: Any) -> Any:
+    """What the operator wrote for ``field``: the override, the environment's text, or the value."""
+    if field in overrides:
+        return overrides[field]
+    for name, text in os.environ.items():
+        if name.upper() == variable(field):
+            return text
+    return fallback
+
+
+def _rule(error: Any) -> str:
+    """A Pydantic error in the words the rest of the service uses: ``path: rule``."""
+    loc = list(error.get("loc", ()))[1:]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ").replace("\n", " ")
+    return f"{path}: {message}" if path else message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment and ``overrides`` (CLI options), all checked; a bad one
+    raises ``SettingsError`` in one line."""
+    try:
+        return Settings(**overrides)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc", ())
+        field = str(loc[0]) if loc else "settings"
+        if not loc or field not in Settings.model_fields:
+            # A rule across settings (model validator): name the setting the message starts with.
+            rule = _rule(first)
+            field = next((f for f in Settings.model_fields if rule.startswith(f + " ")), "settings")
+            default = Settings.model_fields[field].default if field in Settings.model_fields else "?"
+            raise SettingsError(variable(field), shown(field, _raw(field, overrides, default)), rule) from None
+        raise SettingsError(variable(field), shown(field, _raw(field, overrides, first.get("input"))), _rule(first)) from None
+    except pydantic_settings.SettingsError as exc:
+        # The environment's text is not JSON where JSON is expected.
+        found = re.search(r'field "(\w+)"', str(exc))
+        field = found.group(1) if found else "settings"
+        cause = exc.__cause__ or exc
+        raise SettingsError(variable(field), shown(field, _raw(field, overrides, "?")), f"not valid JSON ({cause})") from None
+
+
+@contextmanager
+def checking(settings: Settings, field: str, *, value: Any = None, errors: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Turn the failure of what a setting names (a file, an engine, a backend) into a
+    ``SettingsError`` for that setting: ``with checking(settings, "engines"): build_engines(...)``.
+    ``value`` is what to print when it is not the setting's own text (a URL without its password);
+    ``errors`` adds the error classes of a library that does not raise the built-in ones."""
+    try:
+        yield
+    except SettingsError:
+        raise
+    except (ValueError, TypeError, ImportError, OSError, PixelmillError, *errors) as exc:
+        text = shown(field, value if value is not None else _raw(field, {}, getattr(settings, field)))
+        raise SettingsError(variable(field), text, " ".join(str(exc).split())) from exc

@@ -12,7 +12,7 @@ from pixelmill.clock import ManualClock
 
 def test_video_is_billed_per_clip(db: Engine, clock: ManualClock) -> None:
     table = PriceTable(db, clock)
-    table.seed(None)
+    table.seed({})
     assert table.units("midjourney@video", 4) == 4 * table.units("midjourney@video")
     assert table.units("midjourney@video-720p", 1) == 2
 
@@ -21,8 +21,8 @@ def test_file_overrides_defaults_and_unknown_keys_are_an_error(db: Engine, clock
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"midjourney@imagine": 5, "midjourney@imagine-turbo": 9}))
     table = PriceTable(db, clock)
-    table.seed(path)
-    table.seed(None)  # a restart without the file keeps what was set
+    table.seed(read_price_file(path))
+    table.seed({})  # a restart without the file keeps what was set
     assert table.units("midjourney@imagine") == 5 and table.units("midjourney@imagine-turbo") == 9
     with pytest.raises(PriceMissing, match="no price is configured for midjourney@nothing"):
         table.units("midjourney@nothing")

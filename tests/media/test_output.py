@@ -24,7 +24,7 @@ PROVENANCE = Provenance(task_id="1763", prompt="a fox ☀", final_prompt="a fox 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "avif"])
 @pytest.mark.parametrize("image", list(HARD))
 def test_a_capped_profile_meets_its_cap_on_hard_images(fmt: str, image: str) -> None:
-    profile = Profile("capped", fmt, quality=95, max_bytes=150_000)
+    profile = Profile(name="capped", format=fmt, quality=95, max_bytes=150_000)
     out = encode(HARD[image], profile, PROVENANCE)
     assert len(out.data) <= 150_000
     decoded = Image.open(io.BytesIO(out.data))
@@ -35,15 +35,15 @@ def test_a_capped_profile_meets_its_cap_on_hard_images(fmt: str, image: str) -> 
 
 def test_a_cap_that_cannot_be_met_says_why() -> None:
     with pytest.raises(CapMissed, match=r"profile tiny: 1,024 bytes cannot be met; the smallest file was [\d,]+ bytes at \d+x\d+"):
-        encode(HARD["noise"], Profile("tiny", "png", max_bytes=1024))
+        encode(HARD["noise"], Profile(name="tiny", format="png", max_bytes=1024))
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "avif"])
 def test_provenance_round_trips_and_strip_removes_it(fmt: str) -> None:
     picture = HARD["gradient"].resize((256, 256))
-    kept = encode(picture, Profile("p", fmt), PROVENANCE)
+    kept = encode(picture, Profile(name="p", format=fmt), PROVENANCE)
     assert read_provenance(kept.data) == PROVENANCE.record()
-    stripped = encode(picture, Profile("p", fmt, strip_metadata=True), PROVENANCE)
+    stripped = encode(picture, Profile(name="p", format=fmt, strip_metadata=True), PROVENANCE)
     assert read_provenance(stripped.data) is None
 
 
@@ -52,22 +52,42 @@ def test_sizes_follow_the_profile() -> None:
     assert (encode(picture, BUILTIN["web"]).width, encode(picture, BUILTIN["web"]).height) == (1024, 576)
     thumb = encode(picture, RENDITIONS["thumb"])
     assert (thumb.width, thumb.height) == (256, 144) and thumb.ext == "webp"
-    cover = encode(picture, Profile("square", "jpeg", size=(300, 300), fit="cover"))
-    contain = encode(picture, Profile("box", "jpeg", size=(300, 300), fit="contain"))
+    cover = encode(picture, Profile(name="square", format="jpeg", size=(300, 300), fit="cover"))
+    contain = encode(picture, Profile(name="box", format="jpeg", size=(300, 300), fit="contain"))
     assert (cover.width, cover.height, contain.width, contain.height) == (300, 300, 300, 169)
     small = Image.new("RGB", (200, 100))
-    assert encode(small, Profile("big", "png", long_edge=1024)).width == 200  # never enlarged
+    assert encode(small, Profile(name="big", format="png", long_edge=1024)).width == 200  # never enlarged
 
 
 def test_files_carry_an_srgb_profile() -> None:
     for fmt in ("png", "jpeg", "webp"):
-        out = encode(Image.new("RGB", (64, 64), (200, 60, 60)), Profile("p", fmt))
+        out = encode(Image.new("RGB", (64, 64), (200, 60, 60)), Profile(name="p", format=fmt))
         icc = Image.open(io.BytesIO(out.data)).info["icc_profile"]
         assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
 
 
-def test_profiles_refuse_bad_settings() -> None:
-    with pytest.raises(ValueError, match="format must be one of png, jpeg, webp, avif"):
-        Profile("x", "gif")
-    with pytest.raises(ValueError, match="unknown settings colour"):
-        Profile.from_json("x", {"format": "png", "colour": "red"})
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"format": "gif"}, "profile 'x': format: Input should be 'png', 'jpeg', 'webp' or 'avif'"),
+    ({"format": "png", "colour": "red"}, "profile 'x': colour: unknown setting"),
+    ({"size": "300x200"}, "profile 'x': size: must be [width, height] in pixels, e.g. [1200, 800]; got '300x200'"),
+    ({"size": [300]}, "profile 'x': size: must be [width, height]"),
+    ({"size": [300, 20]}, "profile 'x': size.1: Input should be greater than or equal to 64"),
+    ({"max_bytes": 200}, "profile 'x': max_bytes: Input should be greater than or equal to 1024"),
+    ({"quality": "85"}, "profile 'x': quality: Input should be a valid integer"),
+    ({"quality": 0}, "profile 'x': quality: Input should be greater than or equal to 1"),
+    ({"strip_metadata": "yes"}, "profile 'x': strip_metadata: Input should be a valid boolean"),
+    ({"long_edge": 800, "size": [300, 300]}, "profile 'x': set long_edge or size, not both"),
+    ({"name": "y"}, "profile 'x': name: unknown setting"),
+    (["png"], "profile 'x': must be a JSON object"),
+])
+def test_profiles_refuse_bad_settings_by_key_and_rule(spec: object, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        Profile.from_json("x", spec)
+    assert str(err.value).startswith(message)
+
+
+def test_a_profile_from_json_takes_every_setting() -> None:
+    p = Profile.from_json("brand", {"format": "jpeg", "quality": 80, "size": [1200, 800], "fit": "cover", "max_bytes": 400_000,
+                                    "strip_metadata": True})
+    assert (p.name, p.format, p.quality, p.size, p.fit, p.max_bytes, p.strip_metadata, p.ext) == (
+        "brand", "jpeg", 80, (1200, 800), "cover", 400_000, True, "jpg")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -50,13 +51,14 @@ class PriceTable:
         self._cached: dict[str, int] = {}
         self._cached_at = -CACHE_SECONDS
 
-    def seed(self, file: Path | None) -> None:
-        """Defaults for keys not priced yet, then the operator's file over everything it names."""
+    def seed(self, overrides: Mapping[str, int]) -> None:
+        """Defaults for keys not priced yet, then the operator's prices (``read_price_file``) over
+        everything they name."""
         now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
             for key, units in DEFAULT_PRICES.items():
                 conn.execute(self._insert(prices).values(price_key=key, units=units, updated_at=now).on_conflict_do_nothing())
-        for key, units in (read_price_file(file) if file else {}).items():
+        for key, units in overrides.items():
             self.set(key, units)
 
     def set(self, key: str, units: int) -> None:

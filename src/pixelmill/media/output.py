@@ -20,58 +20,78 @@ import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 from xml.sax.saxutils import escape, unescape
 
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "avif": "avif"}
 FITS = ("contain", "cover")
-#: A capped file is never made smaller than this on its long edge.
+#: A file is never made smaller than this on its long edge, nor asked to be larger than MAX_EDGE.
 MIN_EDGE = 64
+MAX_EDGE = 8192
+#: The smallest size cap: below it not even a tiny picture with its provenance fits.
+MIN_BYTES = 1024
 XMP_NS = "https://pixelmill.dev/ns/provenance/1.0/"
+
+Edge = Annotated[StrictInt, Field(ge=MIN_EDGE, le=MAX_EDGE)]
 
 
 class CapMissed(ValueError):
     """No quality and size of the profile fit its cap."""
 
 
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    format: str = "png"
-    #: 1-100 for lossy formats; PNG ignores it.
-    quality: int = 90
-    #: Scale so that the longer side is this many pixels (never enlarged); None keeps the size.
-    long_edge: int | None = None
-    #: An exact size instead, reached by ``fit``: contain (letterbox-free shrink inside) or cover (crop).
-    size: tuple[int, int] | None = None
-    fit: str = "contain"
-    max_bytes: int | None = None
-    strip_metadata: bool = False
+class Profile(BaseModel):
+    """An output profile. Operators write theirs as JSON (``PIXELMILL_OUTPUT_PROFILES``); every
+    value is checked, with its type, when the process starts (``from_json``)."""
 
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if not 1 <= self.quality <= 100:
-            raise ValueError("quality must be 1-100")
-        if self.fit not in FITS:
-            raise ValueError(f"fit must be one of {', '.join(FITS)}")
-        if self.long_edge is not None and not MIN_EDGE <= self.long_edge <= 8192:
-            raise ValueError(f"long_edge must be {MIN_EDGE}-8192")
-        if self.max_bytes is not None and self.max_bytes < 1024:
-            raise ValueError("max_bytes must be at least 1024")
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    format: Literal["png", "jpeg", "webp", "avif"] = "png"
+    #: 1-100 for lossy formats; PNG ignores it.
+    quality: StrictInt = Field(90, ge=1, le=100)
+    #: Scale so that the longer side is this many pixels (never enlarged); None keeps the size.
+    long_edge: Edge | None = None
+    #: An exact size [width, height] instead, reached by ``fit``: contain (shrink inside) or cover (crop).
+    size: tuple[Edge, Edge] | None = None
+    fit: Literal["contain", "cover"] = "contain"
+    #: Largest file in bytes, met by search (quality, then size); at least MIN_BYTES.
+    max_bytes: StrictInt | None = Field(None, ge=MIN_BYTES)
+    strip_metadata: StrictBool = False
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _pair(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 2):
+            raise ValueError(f"must be [width, height] in pixels, e.g. [1200, 800]; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_size_rule(self) -> Profile:
+        if self.size is not None and self.long_edge is not None:
+            raise ValueError("set long_edge or size, not both")
+        return self
 
     @classmethod
-    def from_json(cls, name: str, spec: Mapping[str, Any]) -> Profile:
-        unknown = set(spec) - {f for f in cls.__dataclass_fields__ if f != "name"}
-        if unknown:
-            raise ValueError(f"profile {name}: unknown settings {', '.join(sorted(unknown))}")
-        values = dict(spec)
-        if "size" in values and values["size"] is not None:
-            values["size"] = tuple(values["size"])
-        return cls(name=name, **values)
+    def from_json(cls, name: str, spec: Any) -> Profile:
+        """A profile from an operator's JSON; ``ValueError`` naming the profile, key and rule."""
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"profile {name!r}: must be a JSON object of settings")
+        if "name" in spec:
+            raise ValueError(f"profile {name!r}: name: unknown setting (the key names the profile)")
+        try:
+            return cls.model_validate({**spec, "name": name})
+        except PydanticValidationError as exc:
+            reasons = []
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"])
+                rule = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
+                reasons.append(f"{where}: {rule}" if where else rule)
+            raise ValueError(f"profile {name!r}: " + "; ".join(reasons)) from None
 
     @property
     def ext(self) -> str:
@@ -80,15 +100,15 @@ class Profile:
 
 #: The built-in profiles; operators add their own (PIXELMILL_OUTPUT_PROFILES).
 BUILTIN: dict[str, Profile] = {
-    "original": Profile("original", "png"),
-    "web": Profile("web", "webp", quality=85, long_edge=1024, max_bytes=300_000),
-    "jpeg": Profile("jpeg", "jpeg", quality=88),
-    "avif": Profile("avif", "avif", quality=60),
+    "original": Profile(name="original", format="png"),
+    "web": Profile(name="web", format="webp", quality=85, long_edge=1024, max_bytes=300_000),
+    "jpeg": Profile(name="jpeg", format="jpeg", quality=88),
+    "avif": Profile(name="avif", format="avif", quality=60),
 }
 #: The extra renditions written for every image, whatever its profile.
 RENDITIONS: dict[str, Profile] = {
-    "web": Profile("web", "webp", quality=82, long_edge=1024, strip_metadata=True),
-    "thumb": Profile("thumb", "webp", quality=75, long_edge=256, strip_metadata=True),
+    "web": Profile(name="web", format="webp", quality=82, long_edge=1024, strip_metadata=True),
+    "thumb": Profile(name="thumb", format="webp", quality=75, long_edge=256, strip_metadata=True),
 }
 
 

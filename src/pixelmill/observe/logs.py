@@ -44,6 +44,8 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # Alembic narrates every start ("Context impl SQLiteImpl.") at INFO: only its warnings matter.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 def new_request_id(given: str | None) -> str:

