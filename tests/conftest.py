@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 
 from pixelmill.auth.keys import KeyStore
@@ -17,9 +19,17 @@ from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.queue.store import TaskStore
 
-from tests.helpers import Server, free_port, wait_for
+from tests.helpers import Server, free_port, require_extra, wait_for
 
 TEST_KEY = "pm_test_" + "k" * 32
+
+# Property tests draw the same examples on every run (derived from each test, not from a random
+# seed), and never fail on a slow machine's timing (no deadline, no "too slow" health check): a
+# run of the suite never depends on chance. `HYPOTHESIS_PROFILE=explore` draws fresh examples.
+hypothesis_settings.register_profile("pixelmill", derandomize=True, deadline=None, database=None, print_blob=True,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile("explore", deadline=None, database=None, max_examples=1000, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "pixelmill"))
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +117,7 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on loopback, and credentials for it in this process's environment."""
-    pytest.importorskip("boto3")
+    require_extra("boto3", "s3")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+import importlib
 import io
-from typing import Any
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
 
 import httpx
+import pytest
 from PIL import Image
 
-from pixelmill.testing import Server, free_port, wait_for
+from pixelmill import testing
+from pixelmill.testing import free_port, wait_for
 
-__all__ = ["Server", "download_image", "free_port", "upload_image", "wait_for", "wait_terminal"]
+__all__ = ["Server", "download_image", "free_port", "require_detector", "require_extra", "upload_image", "wait_for", "wait_terminal"]
+
+
+def require_extra(module: str, extra: str) -> ModuleType:
+    """Import ``module``, which a test needs from an optional extra. When it is missing the test
+    is skipped, naming the extra; under CI (``CI=true``), where every extra is installed, it fails
+    instead, so a broken install can never pass as a run of skips."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        _missing(extra, f"{module}: {exc}")
+
+
+def require_detector() -> None:
+    """The safety extra's screening model (ONNX Runtime and NudeNet's weights), as ``require_extra``."""
+    from pixelmill.safety.screening import detector_installed
+
+    if not detector_installed():
+        _missing("safety", "onnxruntime or NudeNet's weights not found")
+
+
+def _missing(extra: str, what: str) -> NoReturn:
+    message = f"needs the {extra} extra ({what}); install it with: pip install -e '.[{extra}]'"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and an extra is missing: {message}", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+class Server(testing.Server):
+    """``pixelmill serve`` for a test. Output screening is off unless the test sets it: a test
+    that is not about screening must not depend on what a detector thinks of a random picture."""
+
+    def __init__(self, data_dir: Path, api_key: str, **env: Any) -> None:
+        env.setdefault("screening", "off")
+        super().__init__(data_dir, api_key, **env)
 
 
 def upload_image(client: httpx.Client, image: Image.Image) -> str:

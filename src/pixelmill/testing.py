@@ -53,7 +53,8 @@ class Server:
         self.log = data_dir / f"server-{self.port}.log"
 
     def environ(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # The caller's own PIXELMILL_* variables stay out: a server is exactly what its owner asked for.
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PIXELMILL_")}
         env.update(
             PIXELMILL_DATA_DIR=str(self.data_dir),
             PIXELMILL_PORT=str(self.port),
@@ -63,13 +64,27 @@ class Server:
         return env
 
     def start(self) -> Server:
+        """Start and wait until it answers. A port taken by another process between ``free_port``
+        and the bind is not this server's failure: it tries another port (twice at most)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pixelmill", "serve"], env=self.environ(), stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for(self._ready, timeout=60, interval=0.05, what=f"server on {self.url} (log: {self.log})")
-        return self
+        for attempt in range(3):
+            offset = self.log.stat().st_size if self.log.exists() else 0
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "pixelmill", "serve"], env=self.environ(), stdout=log, stderr=subprocess.STDOUT
+                )
+            try:
+                wait_for(self._ready, timeout=60, interval=0.05, what=f"server on {self.url} (log: {self.log})")
+                return self
+            except AssertionError:
+                with open(self.log, "rb") as log:
+                    log.seek(offset)
+                    taken = b"address already in use" in log.read().lower()
+                if not taken or attempt == 2:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
 
     def _ready(self) -> bool:
         assert self.proc is not None

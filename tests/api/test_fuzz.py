@@ -3,6 +3,8 @@ endpoint may answer 5xx. A small run here; ``make fuzz`` runs thousands of cases
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +16,16 @@ from tests.helpers import Server
 SUBMIT_PATHS = "generations|uploads|batches$"
 CORE = ["/v1/midjourney/generations/imagine", "/v1/uploads", "/v1/batches"]
 OPERATIONS = [f"/v1/midjourney/generations/{name}" for name in OPERATION_BODIES]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own, without workers: the hundreds of valid tasks the fuzzer submits wait
+    in its queue instead of taking the machine from the tests that follow."""
+    srv = Server(tmp_path_factory.mktemp("fuzz"), TEST_KEY, workers=0, rate_per_minute=0, max_concurrent_tasks=0,
+                 interactive_queue_limit=1_000_000, batch_queue_limit=1_000_000, fetch_allow='["127.0.0.2/32"]').start()
+    yield srv
+    srv.stop()
 
 
 def _operations(server: Server) -> list[schemathesis.APIOperation]:

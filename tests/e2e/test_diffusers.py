@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, upload_image, wait_terminal
+from tests.helpers import Server, require_extra, upload_image, wait_terminal
 
-pytest.importorskip("diffusers")
+require_extra("diffusers", "diffusers")
 
 GEN = "/v1/midjourney/generations"
 
@@ -28,7 +28,7 @@ def sd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     model = build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))
     engines = {"sd": {"kind": "diffusers", "model": str(model), "device": "cpu", "dtype": "fp32", "steps": 2,
-                      "max_batch_size": 4, "batch_timeout_ms": 400, "warmup": True}}
+                      "max_batch_size": 4, "batch_timeout_ms": 1000, "warmup": True}}
     srv = Server(tmp_path_factory.mktemp("sd-server"), TEST_KEY, engines=json.dumps(engines), engine="sd", image_size=64,
                  workers=4, rate_per_minute=0).start()
     yield srv

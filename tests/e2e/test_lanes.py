@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import TEST_KEY
 from tests.helpers import Server, wait_for, wait_terminal
 
@@ -12,6 +14,10 @@ FAULTS = (
     '[{"match": "flaky", "times": 2, "retryable": true, "error": "upstream timed out"},'
     ' {"match": "broken", "retryable": false, "error": "model refused the input"}]'
 )
+
+
+def running(api: httpx.Client, task_id: str) -> None:
+    wait_for(lambda: api.get(f"/v1/midjourney/{task_id}").json()["status"] == "IN_PROGRESS", what=f"task {task_id} to start")
 
 
 def test_interactive_work_is_not_held_behind_a_500_task_batch(tmp_path: Path) -> None:
@@ -39,12 +45,14 @@ def test_interactive_work_is_not_held_behind_a_500_task_batch(tmp_path: Path) ->
 
 
 def test_priority_orders_work_inside_a_lane(tmp_path: Path) -> None:
-    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=150).start()
+    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=500).start()
     try:
         with srv.client() as api:
-            ids = [api.post(IMAGINE, json={"prompt": f"a cat {i}", **extra}).json()["data"][0]["task_id"]
-                   for i, extra in enumerate([{}, {}, {}, {"priority": 5}])]
-            tasks = [wait_terminal(api, task_id) for task_id in ids]
+            first = api.post(IMAGINE, json={"prompt": "a cat 0"}).json()["data"][0]["task_id"]
+            running(api, first)  # the one worker is busy for 2 s: the next three all wait
+            ids = [first] + [api.post(IMAGINE, json={"prompt": f"a cat {i}", **extra}).json()["data"][0]["task_id"]
+                             for i, extra in enumerate([{}, {}, {"priority": 5}], 1)]
+            tasks = [wait_terminal(api, task_id, timeout=60) for task_id in ids]
         starts = {t["task_id"]: t["start_time"] for t in tasks}
         # The first was already running; the urgent one overtook the two still queued.
         assert starts[ids[3]] < starts[ids[1]] < starts[ids[2]]
@@ -70,7 +78,7 @@ def test_retryable_faults_are_retried_and_the_rest_fail_at_once(tmp_path: Path) 
 
 
 def test_previews_appear_while_the_engine_runs(tmp_path: Path) -> None:
-    srv = Server(tmp_path, TEST_KEY, procedural_delay_ms=400, preview_interval_seconds=0.05).start()
+    srv = Server(tmp_path, TEST_KEY, procedural_delay_ms=500, preview_interval_seconds=0.05).start()
     try:
         with srv.client() as api:
             task_id = api.post(IMAGINE, json={"prompt": "a red barn"}).json()["data"][0]["task_id"]
@@ -92,10 +100,10 @@ def test_previews_appear_while_the_engine_runs(tmp_path: Path) -> None:
 def test_the_event_stream_shows_the_queue_position_until_the_task_runs(tmp_path: Path) -> None:
     import json
 
-    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=300).start()
+    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=500).start()
     try:
         with srv.client() as api:
-            api.post(IMAGINE, json={"prompt": "first in line"})
+            running(api, api.post(IMAGINE, json={"prompt": "first in line"}).json()["data"][0]["task_id"])  # 2 s to go
             task_id = api.post(IMAGINE, json={"prompt": "second in line"}).json()["data"][0]["task_id"]
             with api.stream("GET", f"/v1/midjourney/{task_id}/events") as stream:
                 events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]

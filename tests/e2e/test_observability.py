@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_terminal
+from tests.helpers import Server, require_detector, wait_terminal
 
 IMAGINE = "/v1/midjourney/generations/imagine"
 
@@ -24,7 +24,8 @@ def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def test_metrics_match_the_task_table_after_a_mixed_run(tmp_path: Path) -> None:
-    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=40,
+    # 1.2 s per task on the one worker: the elk is cancelled while the deer still holds the worker.
+    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=300,
                  fault_injection='[{"match": "broken", "retryable": false}]').start()
     try:
         with srv.client() as api:
@@ -65,10 +66,11 @@ def test_metrics_match_the_task_table_after_a_mixed_run(tmp_path: Path) -> None:
 
 
 def test_readiness_and_structured_logs(tmp_path: Path) -> None:
-    srv = Server(tmp_path, TEST_KEY, log_format="json").start()
+    require_detector()  # readiness reports the screening model too
+    srv = Server(tmp_path, TEST_KEY, log_format="json", screening="nudenet").start()
     try:
         with srv.client() as api:
-            r = api.post(IMAGINE, json={"prompt": "a logged heron"}, headers={"X-Request-ID": "req-7f3a"})
+            r = api.post(IMAGINE, json={"prompt": "a logged heron --seed 11"}, headers={"X-Request-ID": "req-7f3a"})
             assert r.headers["X-Request-ID"] == "req-7f3a"
             task_id = r.json()["data"][0]["task_id"]
             wait_terminal(api, task_id)

@@ -43,7 +43,7 @@ def test_a_chosen_profile_shapes_the_files(api: httpx.Client) -> None:
 
 
 def test_an_expired_task_says_so_and_its_files_are_gone(tmp_path: Path) -> None:
-    srv = Server(tmp_path, TEST_KEY, task_retention_seconds=1, chores_interval_seconds=0.3).start()
+    srv = Server(tmp_path, TEST_KEY, task_retention_seconds=4, chores_interval_seconds=0.3).start()
     try:
         with srv.client() as api:
             task = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a fading lamp", "seed": 2}).json()["data"][0]["task_id"])

@@ -38,7 +38,7 @@ def test_queue_full_is_429_code_23_and_a_separate_worker_drains_it(tmp_path: Pat
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            done = [wait_terminal(api, i) for i in ids]
+            done = [wait_terminal(api, i, timeout=90) for i in ids]  # a cold worker process first
             assert {t["status"] for t in done} == {"SUCCESS"}
             assert api.post(IMAGINE, json={"prompt": "room again"}).status_code == 200
     finally:
@@ -60,7 +60,9 @@ def test_killing_the_server_mid_task_loses_nothing(tmp_path: Path) -> None:
         )
     slow.kill()
 
-    fast = Server(tmp_path, TEST_KEY, workers=2, lease_seconds=2, sweep_interval_seconds=0.2)
+    # The dead server's 2-second leases expire by what the database holds; the new one's own
+    # leases are long, so a busy machine's stall cannot requeue its running work.
+    fast = Server(tmp_path, TEST_KEY, workers=2, lease_seconds=15, sweep_interval_seconds=0.2)
     fast.port = slow.port  # same address, same database, same files
     fast.url = slow.url
     fast.start()

@@ -15,14 +15,14 @@ from PIL import Image
 from pixelmill.engines.base import Engine, GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.engines.remote import RemoteConfig, RemoteEngine
-from pixelmill.testing import Server
+from tests.helpers import Server, require_extra
 
 UPSTREAM_KEY = "pm_conformance_" + "u" * 32
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("diffusers")
+    require_extra("diffusers", "diffusers")
     from tests.engines.tiny_pipeline import build_tiny_pipeline
 
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))

@@ -13,7 +13,10 @@ from PIL import Image
 from pixelmill.engines.base import GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.exceptions import BannedPrompt
-from pixelmill.safety.screening import DEFAULT_BLOCK, Finding, NudeNetDetector, Rules, Screening
+from pixelmill.safety.detector import Finding
+from pixelmill.safety.nudenet import NudeNetDetector
+from pixelmill.safety.screening import DEFAULT_BLOCK, Rules, Screening
+from tests.helpers import require_detector, require_extra
 
 PROMPTS = ["a portrait of a woman on a beach", "a man at the gym", "a city at night", "figure study in charcoal", "a bowl of fruit"]
 
@@ -29,7 +32,7 @@ def procedural_images() -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def detector() -> NudeNetDetector:
-    pytest.importorskip("nudenet")
+    require_detector()
     d = NudeNetDetector()
     d.load()
     return d
@@ -38,7 +41,7 @@ def detector() -> NudeNetDetector:
 @pytest.fixture(scope="module")
 def portrait_scene() -> Image.Image:
     """A procedural landscape with the portrait pasted into it, off centre."""
-    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib = require_extra("matplotlib", "dev")
     scene = procedural_images()[8].resize((768, 768))
     with Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg") as portrait:
         scene.paste(portrait.convert("RGB").resize((384, 450)), (320, 200))

