@@ -78,7 +78,7 @@ def main() -> None:
         fp = sum(f and r["label"] == "0" for f, r in zip(flagged, rows))
         banned = sum(r["label"] == "1" for r in rows)
         kinds = {k: (sum(f for f, r in zip(flagged, rows) if r["kind"] == k), sum(r["kind"] == k for r in rows))
-                 for k in ("disguise", "paraphrase", "near", "clean")}
+                 for k in ("plain", "disguise", "obfuscation", "paraphrase", "near", "clean")}
         print(f"  {name:12s} precision {tp / max(tp + fp, 1):.3f}  recall {tp / banned:.3f}  "
               + "  ".join(f"{k} {n}/{total}" for k, (n, total) in kinds.items()))
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_terminal
+from tests.helpers import Server, require_extra, wait_terminal
 
 GEN = "/v1/midjourney/generations"
 

@@ -16,7 +16,8 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "moderation_prompts.tsv"
 
 
 def labelled() -> list[tuple[int, str, str]]:
-    """(label, kind, prompt): kinds clean and near (label 0), disguise and paraphrase (label 1)."""
+    """(label, kind, prompt): kinds clean and near (label 0); plain, disguise, obfuscation and
+    paraphrase (label 1)."""
     with DATA.open(encoding="utf-8") as f:
         return [(int(row["label"]), row["kind"], row["prompt"]) for row in csv.DictReader(f, delimiter="\t")]
 
@@ -25,8 +26,8 @@ def test_the_labelled_set_no_false_positive_and_full_recall_on_disguised_words()
     moderator = Moderator(BUILTIN)
     rows = labelled()
     clean = [p for label, _, p in rows if label == 0]
-    disguised = [p for _, kind, p in rows if kind == "disguise"]
-    assert len(clean) >= 200 and len(disguised) >= 150
+    disguised = [p for _, kind, p in rows if kind in ("plain", "disguise", "obfuscation")]
+    assert len(clean) >= 300 and len(disguised) >= 1200
     false_positives = [p for p in clean if moderator.find("t", p)]
     missed = [p for p in disguised if not moderator.find("t", p)]
     assert false_positives == []  # precision 1.0: every flagged prompt was banned
@@ -37,12 +38,20 @@ def test_the_labelled_set_no_false_positive_and_full_recall_on_disguised_words()
 
 
 @pytest.mark.parametrize("text", ["a class of assassins", "Scunthorpe at dawn", "a nudibranch", "a gorgeous gorge", "Essex cottages",
-                                  "a hiker in Gore-Tex", "a b c d e f", "the year 1984", "I am a bird"])
+                                  "a hiker in Gore-Tex", "a b c d e f", "the year 1984", "I am a bird", "stars seen with the naked eye",
+                                  "the naked mole-rat", "blue tits at a feeder", "e.g. a cat", "co-operate", "***", "*a*",
+                                  "a sextant", "a strip mall", "nude-coloured heels"])
 def test_words_that_only_contain_a_banned_word_pass(text: str) -> None:
     assert Moderator(BUILTIN).find("t", text) is None
 
 
 @pytest.mark.parametrize(("text", "term", "category"), [
+    ("a naked man in the street", "naked", "sexual"), ("two people having sex", "sex", "sexual"),
+    ("masturbating on a bed", "masturbating", "sexual"), ("a photo of n*de women", "nude", "sexual"),
+    ("nu.de", "nude", "sexual"), ("p**n", "porn", "sexual"), ("n🍑a🍑k🍑e🍑d", "naked", "sexual"),
+    ("ｎａｋｅｄ", "naked", "sexual"), ("𝐧𝐚𝐤𝐞𝐝", "naked", "sexual"), ("n̶a̶k̶e̶d̶", "naked", "sexual"),
+    ("a naked child", "naked child", "minors-sexual"), ("a ch1ld p*rn site", "child porn", "minors-sexual"),
+    ("fulllll frontal", "full frontal", "sexual"), ("a disemboweled soldier", "disemboweled", "violence"),
     ("N U D E", "nude", "sexual"), ("p0rn", "porn", "sexual"), ("nu\u200bde", "nude", "sexual"), ("gоre", "gore", "violence"),
     ("child   p.o.r.n", "child porn", "minors-sexual"), ("nuuuudes", "nude", "sexual"), ("GÖRE", "gore", "violence"),
 ])

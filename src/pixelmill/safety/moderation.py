@@ -6,8 +6,11 @@ Matching works on a normal form of the text, so the usual tricks do not get thro
 - confusable letters from other scripts (Cyrillic ``о``, Greek ``ο`` ... → ``o``);
 - leetspeak digits and signs (``n00d3`` → ``nood e``-style readings: ``0→o 1→i|l 3→e 4→a 5→s
   7→t @→a $→s``);
-- letters spread out with spaces or punctuation (``n u d e``, ``n.u.d.e``, ``n-u-d-e``);
-- letters repeated for effect (``nuuude``), and plural ``s`` / ``es``.
+- letters spread out with spaces, punctuation or any other sign (``n u d e``, ``n.u.d.e``,
+  ``n🍑u🍑d🍑e``), and a word broken by a dot or hyphen inside it (``nu.de``, ``nu-de``);
+- a letter starred out (``n*de``, ``p**n``): a star stands for one letter of a listed word;
+- letters repeated for effect (``nuuude``), and plural ``s`` / ``es``. Other inflections are
+  listed as terms of their own (``masturbating``, ``masturbation``), so no stemmer guesses.
 
 A term matches whole words only: a banned ``ass`` does not touch ``class``, ``assassin`` or
 ``Massachusetts``. A phrase matches the same words in a row.
@@ -50,19 +53,48 @@ _LEET: dict[str, tuple[str, ...]] = {
     "@": ("a",), "$": ("s",), "!": ("i",), "|": ("l",), "+": ("t",),
 }
 _INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_TOKEN = re.compile(r"[a-z0-9@$!|+]+")
-#: Single characters separated by spaces or punctuation: "n u d e", "n.u.d.e".
-_SPREAD = re.compile(r"(?<![a-z0-9@$])(?:[a-z0-9@$](?:[\s._\-*·,]+|(?![a-z0-9@$]))){3,}")
+#: A word: letters, digits and the signs leetspeak uses, and stars standing for letters.
+_TOKEN = re.compile(r"[a-z0-9@$!|+*]+")
+#: Single characters separated by spaces or any other signs: "n u d e", "n.u.d.e", "n🍑u🍑d🍑e".
+_SPREAD = re.compile(r"(?<![a-z0-9@$])(?:[a-z0-9@$](?:[^a-z0-9@$!|+]+|(?![a-z0-9@$]))){3,}")
+#: A dot, hyphen, underscore or apostrophe inside a word: "nu.de" also reads "nude".
+_BREAK = re.compile(r"(?<=[a-z0-9@$])[._\-'’·]+(?=[a-z0-9@$])")
+_BROKEN = re.compile(r"[a-z0-9@$]+(?:[._\-'’·]+[a-z0-9@$]+)+")
 _RUNS = re.compile(r"(.)\1{2,}")
 
+#: Built-in terms by category. A term is a word or a phrase; plurals come free, other inflections
+#: are listed. Words that are innocent in other senses (``tit`` the bird, ``booby`` the bird, ``cock``,
+#: ``dick``, ``pussy``) are left out or listed only in their unambiguous forms; ``gory`` and
+#: ``beheaded`` are left to the semantic check (a gory battle painting, a beheaded statue).
 BUILTIN: dict[str, list[str]] = {
-    "sexual": ["nude", "nudity", "porn", "pornography", "pornographic", "nsfw", "explicit sex", "topless", "genitals"],
-    "violence": ["gore", "decapitated", "dismembered", "beheading", "mutilated"],
-    "minors-sexual": ["child porn", "underage nude"],
+    "sexual": [
+        "nude", "nudity", "nudes", "naked", "nakedness", "undressed", "unclothed", "porn", "porno", "pornography",
+        "pornographic", "pron", "nsfw", "xxx", "r34", "rule 34", "hentai", "explicit sex", "sex", "sexual intercourse",
+        "intercourse", "erotic", "erotica", "lewd", "topless", "bare breasts", "bare breasted", "full frontal", "genitals",
+        "genitalia", "penis", "vagina", "vulva", "clitoris", "labia", "testicles", "boob", "tits", "titties", "nipple",
+        "masturbate", "masturbates", "masturbating", "masturbation", "orgasm", "orgy", "orgies", "blowjob", "handjob",
+        "fellatio", "cunnilingus", "ejaculate", "ejaculating", "ejaculation", "semen", "cum shot", "erection", "stripper",
+        "striptease", "upskirt", "onlyfans", "camgirl", "bdsm",
+    ],
+    "violence": [
+        "gore", "decapitated", "decapitate", "decapitation", "dismembered", "dismember", "dismemberment", "beheading",
+        "mutilated", "mutilate", "mutilation", "disembowel", "disemboweled", "disembowelled", "disembowelment",
+        "eviscerate", "eviscerated", "evisceration", "severed head", "severed heads", "severed limbs", "snuff film",
+    ],
+    "minors-sexual": [
+        "child porn", "underage nude", "kiddie porn", "child nude", "nude child", "naked child", "naked kid", "nude teen",
+        "naked teen", "nude minor", "naked minor", "underage sex", "child sex", "preteen nude", "loli", "lolicon", "shotacon",
+        "jailbait", "pedophile", "paedophile", "csam",
+    ],
 }
 #: Innocent words and names that contain a banned word as a word of their own: their words are
-#: skipped before matching (a brand, a surname).
-BUILTIN_ALLOW = ["gore-tex", "gore tex", "al gore", "lesley gore", "edward gorey", "nude lipstick", "nude heels", "nude colour", "nude color"]
+#: skipped before matching (a brand, a surname, a bird, a figure of speech).
+BUILTIN_ALLOW = [
+    "gore-tex", "gore tex", "al gore", "lesley gore", "edward gorey", "nude lipstick", "nude heels", "nude colour", "nude color",
+    "nude coloured", "nude colored", "nude tone", "nude tones", "naked eye", "naked mole rat", "naked mole rats", "naked mole-rat",
+    "naked flame", "naked flames", "naked truth", "naked cake", "naked lunch", "blue tit", "blue tits", "great tit", "great tits",
+    "coal tit", "coal tits", "sex pistols",
+]
 
 
 @dataclass(frozen=True)
@@ -75,26 +107,53 @@ class Hit:
 
 
 def _base(text: str) -> str:
+    """The text in the normal form terms are matched in: lower case, plain Latin letters, no
+    invisible characters or accents."""
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text).casefold().translate(_CONFUSABLES)
-    # Accents off: "nüde" reads "nude".
-    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-    return _SPREAD.sub(_join_spread, text)
+    # Accents and combining marks off: "nüde", "n̶u̶d̶e̶" read "nude".
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
 
 def _join_spread(match: re.Match[str]) -> str:
-    joined = re.sub(r"[\s._\-*·,]+", "", match.group(0))
+    text = match.group(0)
+    # Letters spread with signs, words with spaces ("c🍑h🍑i🍑l🍑d p🍑o🍑r🍑n"): join each word.
+    if re.search(r"\s", text) and re.search(r"[a-z0-9@$][^\sa-z0-9@$]+[a-z0-9@$]", text):
+        return " " + " ".join(w for w in (re.sub(r"[^a-z0-9@$]+", "", g) for g in text.split()) if w) + " "
+    joined = re.sub(r"[^a-z0-9@$]+", "", text)
     # "a p o r n": the article may have been swept in; read it both ways.
     return f" {joined} {joined[1:]} " if joined[0] in "ai" else f" {joined} "
 
 
+def _texts(text: str) -> list[list[str]]:
+    """The token lists one text is read as, most specific first: spread-out letters joined; the
+    words as written (a starred ``s*x`` must not be swept into a spread); and the words that a dot
+    or hyphen broke (``nu.de``), joined again, on their own."""
+    base = _base(text)
+    plain = _TOKEN.findall(base)
+    spread = _TOKEN.findall(_SPREAD.sub(_join_spread, base))
+    broken = [_BREAK.sub("", m.group(0)) for m in _BROKEN.finditer(base)]
+    return [spread] + ([plain] if plain != spread else []) + ([broken] if broken else [])
+
+
 def _readings(token: str) -> set[str]:
-    """The words a token may stand for: leetspeak signs expanded (at most a few readings)."""
+    """The words a token may stand for: itself, and leetspeak signs expanded (a few readings)."""
     choices = [_LEET.get(ch, (ch,)) for ch in token]
     if sum(len(c) > 1 for c in choices) > 4:  # a long number is not leetspeak
         choices = [(c[0],) for c in choices]
     readings = {"".join(p) for p in product(*choices)}
-    return {r for r in readings if r.isalpha()} or ({token} if token.isalpha() else set())
+    return {r for r in readings if r.isalpha()} | {token}
+
+
+def _starred(token: str, vocabulary: Iterable[str]) -> set[str]:
+    """The listed words a token with stars could be: each star one letter (``n*de``, ``p**n``).
+    At least two letters, and half the word, must be shown: ``***`` or ``*a*`` stand for nothing."""
+    shown = len(token) - token.count("*")
+    if shown < 2 or shown * 2 < len(token):
+        return set()
+    pattern = re.compile("".join("." if c == "*" else re.escape(c) for c in token))
+    return {w for w in vocabulary if len(w) in (len(token), len(token) - 1, len(token) - 2) and any(
+        pattern.fullmatch(form) for form in ({w} | {w + "s", w + "es"}))}
 
 
 def _forms(word: str) -> set[str]:
@@ -117,42 +176,76 @@ class TermList:
     """Terms by category, matched on whole words after normalising both sides the same way."""
 
     def __init__(self, categories: Mapping[str, Iterable[str]], allow: Iterable[str] = ()) -> None:
-        self._allow = [tuple(_TOKEN.findall(_base(a))) for a in allow]
+        #: Allowed phrases by their first word.
+        self._allow: dict[str, list[tuple[str, ...]]] = {}
+        for phrase in allow:
+            words = tuple(_TOKEN.findall(_base(phrase)))
+            if words:
+                self._allow.setdefault(words[0], []).append(words)
         self._single: dict[str, tuple[str, str]] = {}
         self._squeezed: dict[str, tuple[str, str]] = {}
-        self._phrases: list[tuple[tuple[str, ...], str, str]] = []
+        #: (words, the words with repeated letters squeezed, term, category)
+        self._phrases: list[tuple[tuple[str, ...], tuple[str, ...], str, str]] = []
         for category, terms in categories.items():
             for term in terms:
                 words = tuple(_TOKEN.findall(_base(term)))
                 if not words:
                     raise ValueError(f"moderation term {term!r} has no letters")
                 if len(words) == 1:
-                    self._single[words[0]] = (term, category)
+                    # The term and its plural ("boob", "boobs"); the text side strips plurals.
+                    for key in (words[0], words[0] + "s"):
+                        self._single.setdefault(key, (term, category))
                     self._squeezed.setdefault(_squeeze(words[0]), (term, category))
                 else:
-                    self._phrases.append((words, term, category))
+                    self._phrases.append((words, tuple(_squeeze(w) for w in words), term, category))
+        self._by_first: dict[str, list[int]] = {}
+        self._by_first_squeezed: dict[str, list[int]] = {}
+        for index, (words, squeezed_words, _, _) in enumerate(self._phrases):
+            self._by_first.setdefault(words[0], []).append(index)
+            self._by_first_squeezed.setdefault(squeezed_words[0], []).append(index)
+        #: Every word of every term: what a starred-out token may stand for.
+        self._vocabulary = frozenset(self._single) | frozenset(w for words, _, _, _ in self._phrases for w in words)
 
     def _allowed(self, tokens: list[str]) -> set[int]:
         skip: set[int] = set()
-        for words in self._allow:
-            n = len(words)
-            for i in range(len(tokens) - n + 1):
-                if tuple(tokens[i : i + n]) == words:
-                    skip.update(range(i, i + n))
+        for i, token in enumerate(tokens):
+            for words in self._allow.get(token, ()):
+                if tuple(tokens[i : i + len(words)]) == words:
+                    skip.update(range(i, i + len(words)))
         return skip
 
+    def _read(self, token: str) -> set[str]:
+        token = token.strip("*")  # *nude*: stars around a word are emphasis
+        if "*" in token:
+            return _starred(token, self._vocabulary)
+        return _readings(token)
+
     def find(self, text: str) -> Hit | None:
-        tokens = _TOKEN.findall(_base(text))
+        for tokens in _texts(text):
+            hit = self._find(tokens)
+            if hit is not None:
+                return hit
+        return None
+
+    def _find(self, tokens: list[str]) -> Hit | None:
         skip = self._allowed(tokens)
-        readings = [set() if i in skip else _readings(t) for i, t in enumerate(tokens)]
-        # Phrases first: "child porn" is its own, more specific category.
-        for words, term, category in self._phrases:
-            n = len(words)
-            for i in range(len(tokens) - n + 1):
-                if all(any(words[k] in _forms(r) for r in readings[i + k]) for k in range(n)):
+        readings = [set() if i in skip else self._read(t) for i, t in enumerate(tokens)]
+        # Each token's words, as written or in the plural, and squeezed where letters were repeated
+        # for effect ("fulllll"), worked out once for every phrase to look at.
+        forms = [{f for r in rs for f in _forms(r)} for rs in readings]
+        squeezed = [{_squeeze(f) for r in rs if _RUNS.search(r) for f in _forms(r)} for rs in readings]
+        # Phrases first: "child porn" is its own, more specific category. Only the phrases whose
+        # first word a token can be are tried there.
+        for i in range(len(tokens)):
+            starting = {p for w in forms[i] for p in self._by_first.get(w, ())}
+            starting |= {p for w in squeezed[i] for p in self._by_first_squeezed.get(w, ())}
+            for index in sorted(starting):  # at each position, the first listed phrase wins
+                words, squeezed_words, term, category = self._phrases[index]
+                n = len(words)
+                if i + n <= len(tokens) and all(words[k] in forms[i + k] or squeezed_words[k] in squeezed[i + k] for k in range(n)):
                     return Hit(term, category, " ".join(tokens[i : i + n]))
         for token, options in zip(tokens, readings, strict=True):
-            for reading in options:
+            for reading in sorted(options):  # sorted: the same text always names the same term
                 for form in _forms(reading):
                     if form in self._single:
                         term, category = self._single[form]

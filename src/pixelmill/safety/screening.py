@@ -43,12 +43,15 @@ Decision = Literal["pass", "review", "block"]
 #: request's input images (on the input rules). Metrics are labelled by it.
 Purpose = Literal["output", "preview", "input"]
 
-#: Explicit nudity is blocked; borderline regions go to a person.
+#: Explicit nudity is blocked; borderline regions go to a person. Calibrated on a clean set of
+#: about 4,000 pictures (bench/screening_calibration.py, docs/safety.md): the detector scores
+#: innocent pictures up to about 0.55 for BUTTOCKS_EXPOSED (sand, skin tones, round shapes) and up
+#: to about 0.3 for the other labels here, so each threshold sits clear of that.
 DEFAULT_BLOCK = {
     "FEMALE_GENITALIA_EXPOSED": 0.45, "MALE_GENITALIA_EXPOSED": 0.45, "ANUS_EXPOSED": 0.45,
-    "FEMALE_BREAST_EXPOSED": 0.6, "BUTTOCKS_EXPOSED": 0.6,
+    "FEMALE_BREAST_EXPOSED": 0.6, "BUTTOCKS_EXPOSED": 0.75,
 }
-DEFAULT_REVIEW = {"FEMALE_BREAST_EXPOSED": 0.35, "BUTTOCKS_EXPOSED": 0.35, "FEMALE_GENITALIA_COVERED": 0.5}
+DEFAULT_REVIEW = {"FEMALE_BREAST_EXPOSED": 0.45, "BUTTOCKS_EXPOSED": 0.6, "FEMALE_GENITALIA_COVERED": 0.5}
 
 
 @dataclass(frozen=True)
