@@ -1,33 +1,50 @@
 # Two commands do all the set-up: `make run` serves, `make test` tests. Both create the local
-# virtual environment when it is missing and re-install only when pyproject.toml changed.
+# virtual environment when it is missing and install again only when pyproject.toml changed.
+# `make run` installs what serving with the default settings needs; `make test` adds the dev
+# extras (every engine and backend, the test and lint tools) and works straight after it.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench fuzz clean
+.PHONY: run test lint bench fuzz calibrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml constraints-test.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]' -c constraints-test.txt
-	touch $(STAMP)
+# The package, and image screening (on by default): ONNX Runtime and NudeNet's wheel for its
+# weights, without NudeNet's OpenCV dependency, which pixelmill does not use (safety/nudenet.py).
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e . onnxruntime
+	$(PIP) --no-deps nudenet
+	touch $@
 
-run: $(STAMP)
+$(DEV_STAMP): pyproject.toml constraints-test.txt | $(BIN)/python
+	$(PIP) -e '.[dev]' -c constraints-test.txt
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/pixelmill serve
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/workflow.py
 	$(BIN)/python bench/outputs.py
 	$(BIN)/python bench/screening.py
 
-fuzz: $(STAMP)
+calibrate: $(DEV_STAMP)
+	$(BIN)/python bench/screening_calibration.py
+
+fuzz: $(DEV_STAMP)
 	$(BIN)/python bench/fuzz.py
 
 clean:
