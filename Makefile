@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check --no-compile
+PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -16,13 +16,17 @@ $(BIN)/python:
 
 # The package, and image screening (on by default): ONNX Runtime and NudeNet's wheel for its
 # weights, without NudeNet's OpenCV dependency, which pixelmill does not use (safety/nudenet.py).
+# No bytecode ahead of time: Python writes it for the modules serving imports, not for all.
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) -e . onnxruntime
-	$(PIP) --no-deps nudenet
+	$(PIP) --no-compile -e . onnxruntime
+	$(PIP) --no-compile --no-deps nudenet
 	touch $@
 
+# Tests start many server processes: every module is compiled once here, those installed by
+# `make run` included, so no process pays for it (some packages ship files meant not to compile).
 $(DEV_STAMP): pyproject.toml constraints-test.txt | $(BIN)/python
 	$(PIP) -e '.[dev]' -c constraints-test.txt
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)
