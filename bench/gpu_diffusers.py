@@ -66,10 +66,10 @@ def build(arch: str, folder: Path, tiny: bool) -> dict[str, Any]:
     v = len(tok.get_vocab())
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing")
     ch, layers, heads, blocks = (32, 64), 1, 2, 2  # the tiny shapes (a CPU smoke test)
-    vae_cfg = dict(in_channels=3, out_channels=3, latent_channels=4,
-                   block_out_channels=(32, 64) if tiny else (128, 256, 512, 512), layers_per_block=1 if tiny else 2,
-                   down_block_types=("DownEncoderBlock2D",) * (2 if tiny else 4), up_block_types=("UpDecoderBlock2D",) * (2 if tiny else 4),
-                   norm_num_groups=32)
+    vae_cfg = {"in_channels": 3, "out_channels": 3, "latent_channels": 4,
+               "block_out_channels": (32, 64) if tiny else (128, 256, 512, 512), "layers_per_block": 1 if tiny else 2,
+               "down_block_types": ("DownEncoderBlock2D",) * (2 if tiny else 4), "up_block_types": ("UpDecoderBlock2D",) * (2 if tiny else 4),
+               "norm_num_groups": 32}
     if arch == "sd-turbo-like":
         unet = UNet2DConditionModel(
             block_out_channels=ch if tiny else (320, 640, 1280, 1280), layers_per_block=layers if tiny else 2,
@@ -124,7 +124,7 @@ def plain(folder: Path, steps: int, size: int, batch: int, repeats: int) -> floa
 
     pipe = AutoPipelineForText2Image.from_pretrained(folder, dtype=torch.bfloat16).to("cuda" if torch.cuda.is_available() else "cpu")
     pipe.set_progress_bar_config(disable=True)
-    run = lambda: pipe(["a lake at dawn"] * batch, height=size, width=size, num_inference_steps=steps, guidance_scale=0.0)  # noqa: E731
+    run = lambda: pipe(["a lake at dawn"] * batch, height=size, width=size, num_inference_steps=steps, guidance_scale=0.0)
     run()  # warm-up: kernels, allocator
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -199,8 +199,8 @@ def main() -> None:
                     p = plain(folder, info["steps"], size, batch, 1 if args.tiny else args.repeats)
                     # pixelmill runs grids of 4: engine batches of 1 and 2 requests are pipeline batches of 4 and 8.
                     m = through_pixelmill(folder, info["steps"], size, batch // 4, 4 if args.tiny else args.tasks) if batch >= 4 else float("nan")
-                    share = lambda ips: 100 * ips * flops / (args.peak_tflops * 1e12)  # noqa: E731
-                    print(f"| {size}² | {batch} | {p:.2f} | {m:.2f} | {flops / 1e9:.0f} | {share(p):.1f} | {share(m):.1f} |", flush=True)
+                    share_p, share_m = (100 * ips * flops / (args.peak_tflops * 1e12) for ips in (p, m))
+                    print(f"| {size}² | {batch} | {p:.2f} | {m:.2f} | {flops / 1e9:.0f} | {share_p:.1f} | {share_m:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from service import pct
-
 from pixelmill.testing import FaultyProxy, Server, wait_for
+from service import pct
 
 KEY_A = "pm_upstream_" + "a" * 32
 KEY_B = "pm_frontend_" + "b" * 32

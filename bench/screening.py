@@ -54,7 +54,7 @@ def main() -> None:
             detector = NudeNetDetector(batch_size=batch)
             detector.load()
             detector.detect(pictures[:batch])  # warm-up
-            per_s = rate(len(pictures), lambda: detector.detect(pictures), args.repeats)
+            per_s = rate(len(pictures), lambda d=detector, p=pictures: d.detect(p), args.repeats)
             print(f"  {side}x{side}  batch {batch}: {per_s:6.1f} images/s  ({1000 / per_s:5.1f} ms/image)")
 
     with DATA.open(encoding="utf-8") as f:

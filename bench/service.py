@@ -25,7 +25,6 @@ import httpx
 
 import loadgen
 from loadgen import post_json
-
 from pixelmill.engines.base import GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.testing import Server, wait_for

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import httpx
-from service import IMAGINE, pct, until_success
 
 from pixelmill.testing import Server, WebhookReceiver, wait_for
+from service import IMAGINE, pct, until_success
 
 KEY = "pm_bench_" + "w" * 32
 UNCAPPED = {"rate_per_minute": 0, "max_concurrent_tasks": 0}
@@ -88,7 +88,7 @@ def bench_webhooks(root: Path, n: int) -> None:
                 r = api.post(IMAGINE, json={"prompt": f"a signal fire {i}", "webhook_url": hooks.url, "webhook_events": ["completed"]})
                 task_id = r.json()["data"][0]["task_id"]
 
-                def arrived() -> tuple[float, dict] | None:  # type: ignore[type-arg]
+                def arrived(task_id: str = task_id) -> tuple[float, dict] | None:  # type: ignore[type-arg]
                     for at, _, body in hooks.delivered():
                         event = json.loads(body)
                         if event["data"]["task_id"] == task_id:

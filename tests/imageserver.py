@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Self
 
 from PIL import Image
 
@@ -89,7 +90,7 @@ class ImageServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 outer.hits.append(self.path)
                 route = outer.routes.get(self.path)
                 if route is None:
@@ -109,7 +110,7 @@ class ImageServer:
     def url(self, path: str, host: str | None = None) -> str:
         return f"http://{host or self.host}:{self.port}{path}"
 
-    def __enter__(self) -> ImageServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -311,7 +311,7 @@ def _date_ms(value: str | None, default_ms: int) -> int:
     if value.isdigit():
         return int(value)
     try:
-        day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+        day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     except ValueError:
         raise click.BadParameter(f"{value!r}: give YYYY-MM-DD or epoch milliseconds") from None
     return int(day.timestamp() * 1000)
@@ -528,7 +528,7 @@ def audit(kind: str | None, subject: str | None, url: str, api_key: str) -> None
     import datetime as dt
 
     for e in _admin_call(url, api_key, lambda c: c.audit(kind, subject)):
-        at = dt.datetime.fromtimestamp(e["at"] / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+        at = dt.datetime.fromtimestamp(e["at"] / 1000, dt.UTC).isoformat(timespec="seconds")
         click.echo(f"{at}  {e['actor']}  {e['kind']} {e['subject']}  {e['action']}  {e['detail']}")
 
 
@@ -573,7 +573,7 @@ def templates_import(path: Path, publish: bool, tag: str | None, url: str, api_k
     spec = _spec_of(data)
     try:
         local_hash = TemplateSpec.model_validate(spec).content_hash()
-    except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
+    except Exception as exc:
         raise click.ClickException(f"{path}: {exc}") from exc
     name, note, author = data["name"], data.get("note", ""), data.get("author")
 

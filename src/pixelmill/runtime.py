@@ -24,19 +24,18 @@ from pixelmill.media.inputs import InputImages
 from pixelmill.media.output import output_profiles
 from pixelmill.notify.deliver import WebhookDeliverer
 from pixelmill.notify.outbox import Outbox
+from pixelmill.observe.audit import AuditLog
 from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.metrics import WorkerMetrics, make_registry
 from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.retention import Retention
-from pixelmill.observe.audit import AuditLog
-from pixelmill.safety.moderation import Moderator
-from pixelmill.safety.review import ReviewQueue
-from pixelmill.safety.screening import Screening
-from pixelmill.safety.semantic import MISSING as SEMANTIC_MISSING
-from pixelmill.safety.semantic import installed as semantic_installed
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.worker import Wakeup, WorkerPool
-from pixelmill.safety.screening import detector_installed
+from pixelmill.safety.moderation import Moderator
+from pixelmill.safety.review import ReviewQueue
+from pixelmill.safety.screening import Screening, detector_installed
+from pixelmill.safety.semantic import MISSING as SEMANTIC_MISSING
+from pixelmill.safety.semantic import installed as semantic_installed
 from pixelmill.settings import Settings, checking
 from pixelmill.storage.base import Storage
 from pixelmill.storage.local import LocalStorage

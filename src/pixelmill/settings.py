@@ -359,10 +359,11 @@ def checking(settings: Settings, field: str, *, value: Any = None, errors: tuple
     ``SettingsError`` for that setting: ``with checking(settings, "engines"): build_engines(...)``.
     ``value`` is what to print when it is not the setting's own text (a URL without its password);
     ``errors`` adds the error classes of a library that does not raise the built-in ones."""
+    caught: tuple[type[BaseException], ...] = (ValueError, TypeError, ImportError, OSError, PixelmillError, *errors)
     try:
         yield
     except SettingsError:
         raise
-    except (ValueError, TypeError, ImportError, OSError, PixelmillError, *errors) as exc:
+    except caught as exc:
         text = shown(field, value if value is not None else _raw(field, {}, getattr(settings, field)))
         raise SettingsError(variable(field), text, " ".join(str(exc).split())) from exc

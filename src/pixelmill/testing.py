@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -133,7 +133,7 @@ class WebhookReceiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with outer._lock:
@@ -157,7 +157,7 @@ class WebhookReceiver:
         with self._lock:
             return [(t, h, b) for t, h, b, status in self.attempts if status < 300]
 
-    def __enter__(self) -> WebhookReceiver:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -236,7 +236,7 @@ class FaultyProxy:
                 self.end_headers()
                 self.wfile.write(answer.content)
 
-            do_GET = do_POST = do_PUT = _handle  # noqa: N815 - the http.server API
+            do_GET = do_POST = do_PUT = _handle
 
             def log_message(self, *_: object) -> None:
                 pass
@@ -251,7 +251,7 @@ class FaultyProxy:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> FaultyProxy:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

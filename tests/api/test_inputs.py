@@ -61,8 +61,8 @@ def test_multipart_upload_works_too(api: httpx.Client) -> None:
         (png_bomb(20_000), "image/png",
          "file: the upload: declares more than 25,000,000 pixels (a decompression bomb, or simply too large)"),
         (GREEN, "text/plain",
-         "Content-Type: send the image as the raw body (image/png, image/jpeg, image/webp, "
-         "application/octet-stream) or as multipart/form-data with a field 'file', got 'text/plain'"),
+         ("Content-Type: send the image as the raw body (image/png, image/jpeg, image/webp, "
+          "application/octet-stream) or as multipart/form-data with a field 'file', got 'text/plain'")),
         (b"\x00" * (12 * 1024 * 1024 + 1), "image/png", "file: is larger than 12,582,912 bytes (Content-Length 12,582,913)"),
     ],
 )

@@ -18,7 +18,6 @@ from pixelmill.exceptions import InsufficientQuota
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import Task, TaskResult
 from pixelmill.tasks.status import TaskStatus
-
 from tests.queue.test_store import LANES, new_task
 
 
@@ -98,7 +97,7 @@ def test_a_failure_is_refunded_once_when_two_writers_race_to_finalise_it(
 def test_success_keeps_the_charge_and_unlimited_keys_are_recorded(db: Engine, billed: tuple[TaskStore, Ledger, str]) -> None:
     store, ledger, key_id = billed
     assert ledger.balance(key_id) is None  # unlimited
-    [a, b] = submit(store, ledger, key_id, n=2, quota=3)
+    [a, _b] = submit(store, ledger, key_id, n=2, quota=3)
     for _ in range(2):
         t = store.claim("w", LANES, 30)
         assert t is not None

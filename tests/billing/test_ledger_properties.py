@@ -22,7 +22,6 @@ from pixelmill.exceptions import InsufficientQuota, ValidationError
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import TaskResult
 from pixelmill.tasks.status import TaskStatus
-
 from tests.queue.test_store import LANES, new_task
 
 OPS = st.one_of(

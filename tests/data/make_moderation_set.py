@@ -112,7 +112,7 @@ def obfuscations(term: str) -> list[str]:
     def each(change) -> str:  # type: ignore[no-untyped-def]
         return " ".join(change(w) for w in term.split())
 
-    vowel = lambda w: next((i for i, c in enumerate(w) if c in "aeiou" and i), 1)  # noqa: E731 - the first inner vowel
+    vowel = lambda w: next((i for i, c in enumerate(w) if c in "aeiou" and i), 1)
     return list(dict.fromkeys([
         each(lambda w: w[: vowel(w)] + "*" + w[vowel(w) + 1 :] if len(w) >= 4 else w),  # n*de
         each(lambda w: w[: len(w) // 2] + "." + w[len(w) // 2 :]),  # nu.de

@@ -116,7 +116,11 @@ def test_readiness_reports_an_unreachable_upstream(tmp_path: Path) -> None:
     srv = Server(tmp_path, KEY_B, engines=engines).start()
     try:
         with srv.client() as b:
-            r = wait_for(lambda: (lambda r: r if r.status_code == 503 else None)(b.get("/readyz")), timeout=10, what="readyz")
+            def unready() -> httpx.Response | None:
+                r = b.get("/readyz")
+                return r if r.status_code == 503 else None
+
+            r = wait_for(unready, timeout=10, what="readyz")
             assert "engine:mj" in r.text and "ConnectError" in r.text
     finally:
         srv.stop()

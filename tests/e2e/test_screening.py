@@ -76,7 +76,7 @@ def test_clean_images_pass_and_are_counted_in_metrics(screened: Server) -> None:
 
 
 def test_held_images_wait_privately_then_approve_publishes_and_reject_records(screened: Server) -> None:
-    key_id, key = key_of(screened, "review")
+    _, key = key_of(screened, "review")
     with WebhookReceiver(host="127.0.0.2") as hooks, screened.client(key) as c, screened.client() as admin:
         task = face_task(c, webhook_url=hooks.url)
         # All four are held: nothing is shown, no U/V button, and the reason is said.

@@ -11,7 +11,6 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from pixelmill.testing import WebhookReceiver
-
 from tests.conftest import TEST_KEY
 from tests.helpers import Server, wait_for
 

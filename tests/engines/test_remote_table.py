@@ -27,7 +27,7 @@ class Scripted:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
                 outer.seen.append({k.lower(): v for k, v in self.headers.items()})
                 answer = outer.script.pop(0)
@@ -42,7 +42,7 @@ class Scripted:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            do_GET = do_POST  # noqa: N815
+            do_GET = do_POST
 
             def log_message(self, *_: object) -> None:
                 pass

@@ -13,7 +13,6 @@ from pixelmill.clock import ManualClock
 from pixelmill.notify.outbox import Outbox, WebhookTarget
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import NewTask, TaskResult
-
 from tests.queue.test_store import LANES, new_task
 
 HOOK = WebhookTarget("https://hooks.example.com/in", ("start", "progress", "completed"), "https://img.example.com")

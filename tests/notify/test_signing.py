@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -22,7 +22,7 @@ def test_our_signature_verifies_with_the_reference_library() -> None:
 
 def test_verify_accepts_the_reference_librarys_signature() -> None:
     secret = new_secret()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     signature = Webhook(secret).sign("msg_2", now, BODY.decode())
     headers = {"webhook-id": "msg_2", "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": f"v1,bogus {signature}"}
     assert verify(BODY, headers, secret) == json.loads(BODY)

@@ -15,7 +15,6 @@ from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import TaskResult
-
 from tests.queue.test_store import LANES, new_task
 
 

@@ -13,7 +13,6 @@ from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import Task, TaskResult
 from pixelmill.tasks.status import TaskEvent, TaskStatus
-
 from tests.queue.test_store import LANES, new_task
 
 

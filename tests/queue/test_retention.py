@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from sqlalchemy import Engine
 
 from pixelmill.auth.keys import KeyStore
@@ -17,7 +16,6 @@ from pixelmill.queue.store import TaskStore
 from pixelmill.storage.base import content_key
 from pixelmill.storage.memory import MemoryStorage
 from pixelmill.tasks.record import TaskResult
-
 from tests.queue.test_store import LANES, new_task
 
 DAY = 86_400
@@ -81,8 +79,8 @@ def test_an_expired_task_takes_its_held_review_images_with_it(db: Engine, clock:
     from PIL import Image
 
     from pixelmill.observe.audit import AuditLog
-    from pixelmill.safety.review import ReviewQueue
     from pixelmill.safety.detector import Finding
+    from pixelmill.safety.review import ReviewQueue
 
     KeyStore(db, clock).create(tenant_id="acme")
     storage = MemoryStorage()

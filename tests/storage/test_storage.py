@@ -14,6 +14,7 @@ from pixelmill.storage.base import ObjectNotFound, Storage
 from pixelmill.storage.local import LocalStorage
 from pixelmill.storage.memory import MemoryStorage
 
+
 def make_s3(endpoint: str, **options: object) -> Storage:
     import boto3
 

@@ -4,15 +4,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from pixelmill.auth.keys import Principal
 from sqlalchemy import func, select
 
+from pixelmill.auth.keys import Principal
 from pixelmill.db.schema import tasks
 from pixelmill.exceptions import EngineUnavailable, QueueFull, ValidationError
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
 from pixelmill.tasks.requests import ImagineRequest
+
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from pixelmill.tasks.status import TERMINAL, TaskStatus, can_transition, sources_of
 
 
@@ -11,7 +13,7 @@ def test_terminal_statuses_go_nowhere() -> None:
 
 def test_the_documented_happy_path_and_recoveries() -> None:
     path = [TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS, TaskStatus.SUCCESS]
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in itertools.pairwise(path):
         assert can_transition(a, b)
     assert can_transition(TaskStatus.IN_PROGRESS, TaskStatus.NOT_START)  # retry after backoff
     assert can_transition(TaskStatus.IN_PROGRESS, TaskStatus.SUBMITTED)  # lease expired

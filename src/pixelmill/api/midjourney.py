@@ -13,13 +13,13 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
-from pixelmill.tasks.view import TaskView, task_view
 from pixelmill.exceptions import ValidationError
 from pixelmill.runtime import Runtime
-from pixelmill.tasks.record import Task
-from pixelmill.tasks.status import TaskStatus
 from pixelmill.tasks.actions import Action
+from pixelmill.tasks.record import Task
 from pixelmill.tasks.requests import OPERATION_BODIES, ActionRequest, Delivery, ImagineRequest, ModalRequest
+from pixelmill.tasks.status import TaskStatus
+from pixelmill.tasks.view import TaskView, task_view
 
 router = APIRouter(prefix="/v1/midjourney", tags=["midjourney"])
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import PrincipalDep, RuntimeDep
 from pixelmill.auth.keys import WebhookSettings
-from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, Url, WebhookEvent, RequestBody
+from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, RequestBody, Url, WebhookEvent
 
 router = APIRouter(prefix="/v1/webhook", tags=["webhooks"])
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
-
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
 

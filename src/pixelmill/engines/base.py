@@ -156,9 +156,9 @@ class Engine(ABC):
         """MP4 clips that bring ``request.image`` to life, one per seed."""
         raise EngineError(f"the {self.name} engine does not make videos", retryable=False)
 
-    def check(self) -> None:  # noqa: B027 - optional hook
+    def check(self) -> None:
         """Raise when the engine cannot take work now (readiness: model loaded, upstream up)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release models, sessions, processes."""
 

@@ -18,7 +18,7 @@ DIRECTIONS = ("left", "right", "up", "down")
 
 def _step8(x: float) -> int:
     """A length in whole multiples of 8 (what image models need), at least 8."""
-    return max(8, int(round(x / 8)) * 8)
+    return max(8, round(x / 8) * 8)
 
 
 def zoom_canvas(source: Image.Image, zoom: float) -> tuple[Image.Image, Image.Image]:

@@ -132,7 +132,7 @@ def describe_image(image: Image.Image) -> tuple[str, ...]:
         f"a {subject} in a {_palette(r)}, {_light(r)}, {_composition(r)} {ar}",
         f"{_light(r)} over a {subject}, {', '.join(r.colours)} tones, cinematic, atmospheric {ar}",
         f"illustrated {subject}, {_composition(r)}, {_palette(r)}, flat shapes, layered depth {ar}",
-        f"{'high' if r.contrast > 0.22 else 'gentle'}-contrast {subject} photograph, {r.colours[0]} accents, "
-        f"{'dramatic' if r.brightness < 0.35 else 'airy'} mood {ar}",
+        (f"{'high' if r.contrast > 0.22 else 'gentle'}-contrast {subject} photograph, {r.colours[0]} accents, "
+         f"{'dramatic' if r.brightness < 0.35 else 'airy'} mood {ar}"),
     )
 

@@ -18,7 +18,7 @@ import random
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
@@ -108,7 +108,7 @@ class Outbox:
         )
         payload = {
             "type": f"task.{event.value}",
-            "timestamp": datetime.fromtimestamp(now / 1000, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "timestamp": datetime.fromtimestamp(now / 1000, UTC).isoformat().replace("+00:00", "Z"),
             "sequence": seq,
             "data": task_view(task, hook["base"], url_for=self._url_for).model_dump(mode="json"),
         }

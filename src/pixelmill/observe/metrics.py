@@ -74,11 +74,11 @@ class DatabaseCollector(Collector):
 
             depth = GaugeMetricFamily("pixelmill_queue_depth", "Tasks waiting (SUBMITTED or NOT_START) per lane.", labels=["lane"])
             oldest = GaugeMetricFamily("pixelmill_queue_oldest_age_seconds", "Age of the oldest waiting task per lane (0 when none).", labels=["lane"])
-            waiting = dict(
-                (lane, (n, first)) for lane, n, first in conn.execute(
+            waiting = {
+                lane: (n, first) for lane, n, first in conn.execute(
                     select(t.lane, func.count(), func.min(t.submit_time)).where(t.status.in_(QUEUED_VALUES)).group_by(t.lane)
                 )
-            )
+            }
             for lane in Lane:
                 n, first = waiting.get(lane.value, (0, None))
                 depth.add_metric([lane.value], n)

@@ -49,7 +49,7 @@ class AspectRatio:
 
 
 def _round8(x: float) -> int:
-    return max(64, int(round(x / 8)) * 8)
+    return max(64, round(x / 8) * 8)
 
 
 SQUARE = AspectRatio(1, 1)

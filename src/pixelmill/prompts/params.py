@@ -60,4 +60,4 @@ def fmt_number(x: float) -> str:
     """Shortest exact spelling: 2.0 → "2", 0.25 → "0.25", -0.0 → "0"."""
     x = x + 0.0
     text = repr(float(x))
-    return text[:-2] if text.endswith(".0") else text
+    return text.removesuffix(".0")

@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from pixelmill.prompts.grammar import parse_prompt
 
 _FUNCTION = frozenset(
-    "a an the of in on at to for with and or but by from into onto over under as is are be "
-    "that this these those its it their there very some any which while so such just really".split()
+    ["a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "and", "or", "but", "by", "from", "into", "onto", "over", "under", "as", "is", "are", "be", "that", "this", "these", "those", "its", "it", "their", "there", "very", "some", "any", "which", "while", "so", "such", "just", "really"]
 )
 _BOOSTERS = frozenset(
-    "highly detailed ultra hyper hyperrealistic intricate masterpiece best quality 8k 4k hd uhd "
-    "trending artstation award winning stunning beautiful amazing gorgeous epic octane render "
-    "unreal engine photorealistic realistic sharp focus professional cinematic".split()
+    ["highly", "detailed", "ultra", "hyper", "hyperrealistic", "intricate", "masterpiece", "best", "quality", "8k", "4k", "hd", "uhd", "trending", "artstation", "award", "winning", "stunning", "beautiful", "amazing", "gorgeous", "epic", "octane", "render", "unreal", "engine", "photorealistic", "realistic", "sharp", "focus", "professional", "cinematic"]
 )
 _WORD_RE = re.compile(r"[\w'-]+", re.UNICODE)
 #: How many candidates a shorten task returns (Midjourney shows five).

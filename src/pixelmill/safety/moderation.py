@@ -161,7 +161,7 @@ def _forms(word: str) -> set[str]:
     forms = {word}
     if _RUNS.search(word):
         forms.add(_RUNS.sub(r"\1", word))
-    for form in list(forms):
+    for form in forms:
         for suffix in ("es", "s"):
             if form.endswith(suffix) and len(form) - len(suffix) >= 3:
                 forms.add(form[: -len(suffix)])

@@ -69,7 +69,8 @@ PASS = Verdict("pass")
 
 def _thresholds(value: object, where: str) -> dict[str, float]:
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: needs {{label: minimum score}}")
+        # A ValueError like every other mistake in the file: the start reports them the same way.
+        raise ValueError(f"{where}: needs {{label: minimum score}}")  # noqa: TRY004
     unknown = sorted(set(value) - LABELS)
     if unknown:
         raise ValueError(f"{where}: unknown label(s) {', '.join(unknown)}; labels are {', '.join(sorted(LABELS))}")

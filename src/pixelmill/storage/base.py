@@ -78,5 +78,5 @@ class Storage(ABC):
         """Raise when the backend cannot serve now (readiness). Default: a lookup round trip."""
         self.exists(content_key(b"readiness probe", "png"))
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         pass

@@ -21,8 +21,8 @@ from pixelmill.auth.keys import Principal
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import batches
-from pixelmill.prompts.slots import render_template
 from pixelmill.exceptions import BatchNotFound, ValidationError
+from pixelmill.prompts.slots import render_template
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
 from pixelmill.tasks.record import NewTask, Task

@@ -16,9 +16,9 @@ import io
 import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback, UpstreamStep, VideoRequest
 from pixelmill.exceptions import EngineError
-from pixelmill.media.canvas import composite, pan_canvas, paint_mask, zoom_canvas
+from pixelmill.media.canvas import composite, paint_mask, pan_canvas, zoom_canvas
 from pixelmill.media.encode import encode_preview
 from pixelmill.media.grid import compose_grid
 from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode
@@ -54,7 +54,7 @@ def image_seeds(seed: int, count: int = 4) -> tuple[int, ...]:
 
 def _now() -> str:
     """When a file was made, as its provenance records it."""
-    return datetime.fromtimestamp(time.time(), tz=timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(time.time(), tz=UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pixelmill.db.engine import write_tx
 from pixelmill.db.schema import rate_windows
 from pixelmill.exceptions import RateLimited
 
+
 class RateLimiter:
     def __init__(self, engine: Engine, clock: Clock, window_seconds: float = 60) -> None:
         self._engine = engine

@@ -14,19 +14,18 @@ from sqlalchemy import Connection
 from pixelmill.auth.keys import Principal
 from pixelmill.billing.ledger import Ledger
 from pixelmill.billing.prices import PriceTable
-from pixelmill.observe.logs import current_request_id
-from pixelmill.observe.refusals import RefusalLog
-from pixelmill.exceptions import BannedPrompt, EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.engines.base import MAX_SEED
+from pixelmill.exceptions import BannedPrompt, EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.media.fetch import FetchRefused
 from pixelmill.media.inputs import FILES_PATH, InputImages
 from pixelmill.media.output import output_profiles
 from pixelmill.notify.outbox import WebhookTarget
+from pixelmill.observe.logs import current_request_id
+from pixelmill.observe.refusals import RefusalLog
 from pixelmill.prompts.grammar import Prompt
+from pixelmill.queue.store import TaskStore
 from pixelmill.safety.moderation import Moderator
 from pixelmill.settings import Settings
-from pixelmill.templates.store import TemplateStore
-from pixelmill.templates.use import render_request
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.cache import request_keys
 from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
@@ -35,8 +34,8 @@ from pixelmill.tasks.pricing import price_key
 from pixelmill.tasks.record import NewTask, Task
 from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest
 from pixelmill.tasks.status import TaskStatus
-from pixelmill.queue.store import TaskStore
-
+from pixelmill.templates.store import TemplateStore
+from pixelmill.templates.use import render_request
 
 log = structlog.get_logger("pixelmill.tasks")
 #: A batch of thousands logs one summary line, not one line per task.

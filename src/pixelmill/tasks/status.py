@@ -9,7 +9,6 @@ from __future__ import annotations
 from enum import Enum
 
 
-
 class TaskEvent(str, Enum):
     """What happened to a task, as observers (webhooks) see it. The store names the event in the
     same transaction as the change."""

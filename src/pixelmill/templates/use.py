@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import NotFound, ValidationError
+from pixelmill.tasks.requests import TEMPLATE_FIELDS, ImagineRequest
 from pixelmill.templates.spec import PARAMETERS
 from pixelmill.templates.store import DEFAULT_RELEASE, TemplateStore
-from pixelmill.tasks.requests import TEMPLATE_FIELDS, ImagineRequest
 
 
 @dataclass(frozen=True)
