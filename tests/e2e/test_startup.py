@@ -18,7 +18,7 @@ import pytest
     ("PIXELMILL_OUTPUT_PROFILES", '{"tiny": {"max_bytes": 200}}',
      """pixelmill: PIXELMILL_OUTPUT_PROFILES='{"tiny": {"max_bytes": 200}}': profile 'tiny': max_bytes: Input should be greater than or equal to 1024"""),
     ("PIXELMILL_ENGINES", '{"procedural": {"kind": "procedural", "delay_ms": "slow"}}',
-     """pixelmill: PIXELMILL_ENGINES='{"procedural": {"kind": "procedural", "delay_ms": "slow"}}': engine 'procedural': invalid literal for int() with base 10: 'slow'"""),
+     """pixelmill: PIXELMILL_ENGINES='{"procedural": {"kind": "procedural", "delay_ms": "slow"}}': engine 'procedural': delay_ms must be whole milliseconds, 0-600000; got 'slow'"""),
 ])
 def test_serve_stops_at_start_with_one_line(tmp_path: Path, name: str, value: str, line: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXELMILL_")}

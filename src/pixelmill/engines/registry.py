@@ -30,7 +30,10 @@ def build_engine(name: str, spec: Mapping[str, Any], settings: Settings) -> Engi
         unknown = set(spec) - {"kind", "delay_ms"}
         if unknown:
             raise ValueError(f"unknown settings {', '.join(sorted(unknown))}")
-        return ProceduralEngine(delay_ms=int(spec.get("delay_ms", settings.procedural_delay_ms)), name=name)
+        delay = spec.get("delay_ms", settings.procedural_delay_ms)
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= 600_000:
+            raise ValueError(f"delay_ms must be whole milliseconds, 0-600000; got {delay!r}")
+        return ProceduralEngine(delay_ms=delay, name=name)
     if kind == "remote":
         return RemoteEngine(name, RemoteConfig.from_json(spec))
     if kind == "diffusers":
