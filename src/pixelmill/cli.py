@@ -8,7 +8,7 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import BaseModel
@@ -16,9 +16,16 @@ from pydantic import BaseModel
 from pixelmill import __version__
 from pixelmill.exceptions import SettingsError
 from pixelmill.settings import Settings, load_settings
-from pixelmill.tasks.requests import OPERATION_BODIES, ImagineRequest
+from pixelmill.tasks.requests import OPERATION_BODIES, ImagineRequest, RequestBody
+
+if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
+    from pixelmill.auth.keys import KeyStore
+    from pixelmill.billing.ledger import Ledger
+    from pixelmill.billing.prices import PriceTable
+    from pixelmill.client import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -189,10 +196,10 @@ def imagine(
             console=Console(stderr=True),  # stdout carries only the saved paths, for scripts
         ) as bar:
 
-            def run(label: str, task_id: str) -> dict:  # type: ignore[type-arg]
+            def run(label: str, task_id: str) -> dict[str, Any]:
                 row = bar.add_task(f"{label} {task_id}", total=100, status="SUBMITTED")
 
-                def update(t: dict) -> None:  # type: ignore[type-arg]
+                def update(t: dict[str, Any]) -> None:
                     bar.update(row, completed=int(t["progress"].rstrip("%")), status=t["status"])
 
                 return client.wait(task_id, timeout=timeout, poll_interval=0.25, on_update=update)
@@ -211,7 +218,7 @@ def imagine(
         click.echo(str(path))
 
 
-def _save(client, task: dict, out_dir: Path, suffix: str = "") -> list[Path]:  # type: ignore[no-untyped-def, type-arg]
+def _save(client: Client, task: dict[str, Any], out_dir: Path, suffix: str = "") -> list[Path]:
     paths = []
     urls = ([("grid", task["grid_image_url"])] if task.get("grid_image_url") else []) + [
         (str(i + 1), u) for i, u in enumerate(task["image_urls"])
@@ -232,7 +239,7 @@ def op() -> None:
     task that waits in MODAL (inpaint, custom zoom) prints its id: continue it with `op modal`."""
 
 
-def _operation_command(name: str, model: type[BaseModel]) -> None:
+def _operation_command(name: str, model: type[RequestBody]) -> None:
     @op.command(name=name, help=(model.__doc__ or f"Submit a {name} task.").split("\n\n")[0])
     @_body_options(model, skip=())
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True)
@@ -286,7 +293,7 @@ def keys() -> None:
     """Manage API keys (works on the configured database directly)."""
 
 
-def _key_store():  # type: ignore[no-untyped-def]
+def _key_store() -> KeyStore:
     from pixelmill.auth.keys import KeyStore
     from pixelmill.clock import SystemClock
     from pixelmill.runtime import open_database
@@ -294,7 +301,7 @@ def _key_store():  # type: ignore[no-untyped-def]
     return KeyStore(open_database(load_settings()), SystemClock())
 
 
-def _ledger():  # type: ignore[no-untyped-def]
+def _ledger() -> Ledger:
     from pixelmill.billing.ledger import Ledger
     from pixelmill.clock import SystemClock
     from pixelmill.runtime import open_database
@@ -418,7 +425,7 @@ def prices(ctx: click.Context) -> None:
             click.echo(f"{key}  {units}")
 
 
-def _price_table():  # type: ignore[no-untyped-def]
+def _price_table() -> PriceTable:
     from pixelmill.billing.prices import PriceTable, read_price_file
     from pixelmill.clock import SystemClock
     from pixelmill.runtime import open_database
@@ -451,13 +458,13 @@ _server_options = [
 ]
 
 
-def _with_server(f):  # type: ignore[no-untyped-def]
+def _with_server(f: F) -> F:
     for option in reversed(_server_options):
         f = option(f)
     return f
 
 
-def _admin_call(url: str, api_key: str, call):  # type: ignore[no-untyped-def]
+def _admin_call(url: str, api_key: str, call: Callable[[Client], T]) -> T:
     from pixelmill.client import APIError, Client
 
     try:
@@ -491,7 +498,7 @@ def reviews_list(state: str, tenant: str | None, url: str, api_key: str) -> None
 def reviews_show(review_id: str, save: Path | None, url: str, api_key: str) -> None:
     import json as _json
 
-    def call(client):  # type: ignore[no-untyped-def]
+    def call(client: Client) -> dict[str, Any]:
         review = client.review(review_id)
         if save is not None:
             save.write_bytes(client.review_image(review_id))
@@ -540,7 +547,7 @@ def templates() -> None:
     roll back, evaluate. Talks to the server; changes need an admin key."""
 
 
-def _spec_of(data: dict) -> dict:  # type: ignore[type-arg]
+def _spec_of(data: dict[str, Any]) -> dict[str, Any]:
     from pixelmill.templates.spec import TemplateSpec
 
     return {k: data[k] for k in TemplateSpec.model_fields if k in data}
@@ -577,7 +584,7 @@ def templates_import(path: Path, publish: bool, tag: str | None, url: str, api_k
         raise click.ClickException(f"{path}: {exc}") from exc
     name, note, author = data["name"], data.get("note", ""), data.get("author")
 
-    def call(client):  # type: ignore[no-untyped-def]
+    def call(client: Client) -> None:
         try:
             current = client.template(name)
         except APIError as exc:
@@ -664,7 +671,7 @@ def templates_rollout(name: str, tag: str, version: int, percent: int, url: str,
     click.echo(f"{name}/{tag}: v{r['version']}, rollout v{r['candidate']} at {r['percent']}%")
 
 
-def _release_action(action: str, help_text: str):  # type: ignore[no-untyped-def]
+def _release_action(action: str, help_text: str) -> None:
     @templates.command(action, help=help_text)
     @click.argument("name")
     @click.argument("tag", default="stable")
@@ -694,7 +701,7 @@ def templates_eval(name: str, set_name: str, baseline: int, candidate: int, seed
     """Generate the set on both versions (batch lane, fixed seeds) and print the contact sheet's link."""
     import time as _time
 
-    def call(client):  # type: ignore[no-untyped-def]
+    def call(client: Client) -> dict[str, Any]:
         ev = client.evaluate_template(name, set_name, baseline, candidate, seed)
         deadline = _time.monotonic() + timeout
         while wait and ev["state"] != "done":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -118,14 +119,14 @@ class Runtime:
 
     def readiness(self) -> dict[str, str]:
         """Each part's state: "ok" or what is wrong. Ready when every value is "ok"."""
-        checks: dict[str, object] = {"database": lambda: self._ping_database(), "storage": self.storage.check}
+        checks: dict[str, Callable[[], object]] = {"database": lambda: self._ping_database(), "storage": self.storage.check}
         checks.update({f"engine:{name}": engine.check for name, engine in self.engines.items()})
         if self.screening.detector is not None:
             checks["screening"] = self.screening.detector.load
         states = {}
         for name, check in checks.items():
             try:
-                check()  # type: ignore[operator]
+                check()
                 states[name] = "ok"
             except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said in words
                 states[name] = f"{type(exc).__name__}: {exc}"[:300]

@@ -179,7 +179,7 @@ def start_evaluation(name: str, body: NewEvaluation, request: Request, runtime: 
 
 @router.get("/{name}/evaluations")
 def list_evaluations(name: str, request: Request, runtime: RuntimeDep, _: PrincipalDep) -> list[dict[str, Any]]:
-    return [_with_links(e, request, runtime) for e in runtime.evaluations.list(name)]
+    return [_with_links(e, request, runtime) for e in runtime.evaluations.list_for(name)]
 
 
 @router.get("/{name}/evaluations/{evaluation_id}")

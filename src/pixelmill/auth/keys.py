@@ -10,8 +10,9 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
@@ -224,8 +225,8 @@ class KeyStore:
         return plaintext
 
 
-def _key_from_row(row: object) -> ApiKey:
-    m = row._mapping  # type: ignore[attr-defined]
+def _key_from_row(row: Row[Any]) -> ApiKey:
+    m = row._mapping
     return ApiKey(
         id=m["id"],
         tenant_id=m["tenant_id"],

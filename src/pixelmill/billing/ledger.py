@@ -109,7 +109,8 @@ class Ledger:
 
     def balance(self, key_id: str) -> int | None:
         with read_tx(self._engine) as conn:
-            return conn.execute(select(api_keys.c.balance).where(api_keys.c.id == key_id)).scalar_one()  # type: ignore[no-any-return]
+            balance: int | None = conn.execute(select(api_keys.c.balance).where(api_keys.c.id == key_id)).scalar_one()
+        return balance
 
     def credit(self, key_id: str, units: int, note: str = "") -> int:
         """Add units to a limited key (negative: take them away); returns the new balance."""

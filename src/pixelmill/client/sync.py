@@ -182,7 +182,8 @@ class Client:
 
     def batch_manifest(self, batch_id: str) -> list[dict[str, Any]]:
         """Every task of the batch with its outputs and metadata, in batch order."""
-        return self._json(self._http.get(f"/v1/batches/{batch_id}/manifest"))["tasks"]  # type: ignore[no-any-return]
+        tasks: list[dict[str, Any]] = self._json(self._http.get(f"/v1/batches/{batch_id}/manifest"))["tasks"]
+        return tasks
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         return self._json(self._http.post(f"/v1/batches/{batch_id}/cancel"))
@@ -200,7 +201,8 @@ class Client:
         URL works in every image field (``image_urls``, ``sref``, masks) with no fetch."""
         data = image.read_bytes() if isinstance(image, Path) else image
         answer = self._json(self._http.post("/v1/uploads", content=data, headers={"Content-Type": content_type}))
-        return answer["data"][0]  # type: ignore[no-any-return]
+        uploaded: dict[str, Any] = answer["data"][0]
+        return uploaded
 
     def get(self, task_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/midjourney/{task_id}"))
@@ -208,7 +210,7 @@ class Client:
     # --- templates -----------------------------------------------------------------------------------
 
     def templates(self) -> list[dict[str, Any]]:
-        return self._json(self._http.get("/v1/templates"))  # type: ignore[return-value]
+        return self._json_list(self._http.get("/v1/templates"))
 
     def template(self, name: str) -> dict[str, Any]:
         """The template with its versions (newest first) and release tags."""
@@ -253,8 +255,10 @@ class Client:
 
     def reviews(self, state: str = "pending", tenant: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Output images held for review, oldest first."""
-        params = {"state": state, "limit": limit} | ({"tenant": tenant} if tenant else {})
-        return self._json(self._http.get("/v1/admin/reviews", params=params))  # type: ignore[return-value]
+        params: dict[str, str | int] = {"state": state, "limit": limit}
+        if tenant:
+            params["tenant"] = tenant
+        return self._json_list(self._http.get("/v1/admin/reviews", params=params))
 
     def review(self, review_id: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/admin/reviews/{review_id}"))
@@ -275,8 +279,8 @@ class Client:
 
     def audit(self, kind: str | None = None, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The audit log, newest first."""
-        params = {"limit": limit} | ({"kind": kind} if kind else {}) | ({"subject": subject} if subject else {})
-        return self._json(self._http.get("/v1/admin/audit", params=params))  # type: ignore[return-value]
+        params: dict[str, str | int] = {"limit": limit} | ({"kind": kind} if kind else {}) | ({"subject": subject} if subject else {})
+        return self._json_list(self._http.get("/v1/admin/audit", params=params))
 
     def wait(
         self,
@@ -308,11 +312,24 @@ class Client:
         return r.content
 
     @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
+    def _answer(response: httpx.Response) -> Any:
+        """The decoded JSON of a successful answer; a refusal raises ``APIError``."""
         try:
             data = response.json()
         except ValueError:
             raise APIError(response.status_code, response.status_code, response.text[:200]) from None
         if response.status_code != 200 or ("code" in data and data["code"] not in (1, 21, 200)):
             raise APIError(response.status_code, data.get("code", response.status_code), data.get("description", ""))
-        return data  # type: ignore[no-any-return]
+        return data
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        """An answer that is a JSON object (most routes)."""
+        data: dict[str, Any] = Client._answer(response)
+        return data
+
+    @staticmethod
+    def _json_list(response: httpx.Response) -> list[dict[str, Any]]:
+        """An answer that is a JSON array (the listings: templates, reviews, audit)."""
+        data: list[dict[str, Any]] = Client._answer(response)
+        return data

@@ -140,7 +140,7 @@ class _Runner:
                 raise ValueError(f"no diffusers scheduler named {config.scheduler}")
             pipe.scheduler = cls.from_config(pipe.scheduler.config)
         denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-        if config.attention == "eager" and hasattr(denoiser, "set_attn_processor"):
+        if config.attention == "eager" and denoiser is not None and hasattr(denoiser, "set_attn_processor"):
             from diffusers.models.attention_processor import AttnProcessor
 
             denoiser.set_attn_processor(AttnProcessor())
@@ -301,6 +301,7 @@ class DiffusersEngine(Engine):
         with self._lock:
             if self._state == "running":
                 return
+            outbox: multiprocessing.queues.Queue[Any] | queue.Queue[Any]
             if self._config.process:
                 ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA
                 self._inbox, outbox = ctx.Queue(), ctx.Queue()

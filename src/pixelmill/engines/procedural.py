@@ -195,10 +195,10 @@ def _noise2d(
         rows = max(2, int(n * h / max(w, h)) + 2)
         cols = max(2, int(n / stretch) + 2)
         grid = rng.random((rows, cols), dtype=np.float32)
-        out += amp * np.asarray(Image.fromarray(grid, mode="F").resize((w, h), Image.BILINEAR))
+        out += amp * np.asarray(Image.fromarray(grid, mode="F").resize((w, h), Image.Resampling.BILINEAR))
         total += amp
         amp *= 0.5
-    return np.clip(out / total, 0.0, 1.0)
+    return (out / total).clip(0.0, 1.0)
 
 
 def _noise1d(rng: np.random.Generator, n: int, points: int, octaves: int = 4) -> np.ndarray:

@@ -175,7 +175,8 @@ class Upstream:
             code = data.get("code") if isinstance(data, dict) else None
             description = str(data.get("description", r.text[:200])) if isinstance(data, dict) else r.text[:200]
             if r.status_code == 200 and (code in (1, 200, 21) or (code is None and "status" in data)):
-                return data  # type: ignore[no-any-return]
+                answer: dict[str, Any] = data
+                return answer
             if code == 4:
                 raise EngineError(f"upstream refused the request (code 4): {description}", retryable=False)
             if code == 24:

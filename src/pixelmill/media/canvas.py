@@ -8,6 +8,8 @@ transparent area = repaint.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from PIL import Image
 
@@ -64,7 +66,9 @@ def paint_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
     (white) are repainted and dark ones kept."""
     if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
         alpha = mask.convert("RGBA").getchannel("A")
-        if alpha.getextrema()[0] < 128:
+        # One band: Pillow gives (min, max), though its typing also allows the per-band tuples of a multi-band image.
+        low, _ = cast("tuple[int, int]", alpha.getextrema())
+        if low < 128:
             return alpha.resize(size, Image.Resampling.NEAREST).point(lambda v: 255 if v < 128 else 0)
     return mask.convert("L").resize(size, Image.Resampling.NEAREST).point(lambda v: 255 if v >= 128 else 0)
 

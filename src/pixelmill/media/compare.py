@@ -8,6 +8,7 @@ depends on the pixels: it is reproducible to the last digit on any machine."""
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 WIDTH = 256
@@ -16,13 +17,13 @@ _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 
 
-def _luma(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+def _luma(image: Image.Image, size: tuple[int, int]) -> npt.NDArray[np.float64]:
     return np.asarray(image.convert("RGB").resize(size, Image.Resampling.LANCZOS).convert("L"), dtype=np.float64)
 
 
-def _box(a: np.ndarray) -> np.ndarray:
+def _box(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Mean over every 7×7 window (valid positions only), by summed-area table."""
-    s = np.pad(a, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    s = np.cumsum(np.cumsum(np.pad(a, ((1, 0), (1, 0))), axis=0), axis=1)
     w = _WINDOW
     return (s[w:, w:] - s[:-w, w:] - s[w:, :-w] + s[:-w, :-w]) / (w * w)
 

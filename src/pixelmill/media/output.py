@@ -241,7 +241,8 @@ def read_provenance(data: bytes) -> dict[str, Any] | None:
     """The provenance record embedded in a file written by ``encode``, or None."""
     with Image.open(io.BytesIO(data)) as im:
         if "pixelmill" in im.info:  # PNG iTXt
-            return json.loads(im.info["pixelmill"])  # type: ignore[no-any-return]
+            record: dict[str, Any] = json.loads(im.info["pixelmill"])
+            return record
         xmp = im.info.get("xmp")
     if not xmp:
         return None
@@ -249,5 +250,6 @@ def read_provenance(data: bytes) -> dict[str, Any] | None:
     start, end = text.find("<pm:record>"), text.find("</pm:record>")
     if start < 0 or end < 0:
         return None
-    return json.loads(unescape(text[start + len("<pm:record>") : end]))  # type: ignore[no-any-return]
+    record = json.loads(unescape(text[start + len("<pm:record>") : end]))
+    return record
 

@@ -44,16 +44,17 @@ class ClipInfo:
 
 def probe_mp4(data: bytes) -> ClipInfo:
     """Decode a clip completely: its codec, size, frame count and duration."""
-    with av.open(io.BytesIO(data)) as clip:
+    with av.open(io.BytesIO(data), "r") as clip:
         stream = clip.streams.video[0]
         frames = sum(1 for _ in clip.decode(stream))
-        seconds = float(stream.duration * stream.time_base) if stream.duration else (clip.duration or 0) / av.time_base
+        seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else (clip.duration or 0) / av.time_base
         return ClipInfo(stream.codec_context.name, stream.width, stream.height, frames, seconds)
 
 
 def first_frame(data: bytes) -> Image.Image:
     """The clip's first frame: its poster."""
-    with av.open(io.BytesIO(data)) as clip:
+    with av.open(io.BytesIO(data), "r") as clip:
         for frame in clip.decode(video=0):
-            return frame.to_image()
+            image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]  # PyAV's stubs leave VideoFrame.to_image unannotated
+            return image
     raise ValueError("the clip has no frames")

@@ -71,4 +71,5 @@ def verify(
     # Several signatures may be sent (secret rotation); any one that matches is enough.
     if not any(hmac.compare_digest(expected, candidate) for candidate in signatures.split()):
         raise WebhookVerificationError("no signature matches this secret")
-    return json.loads(raw)  # type: ignore[no-any-return]
+    payload: dict[str, Any] = json.loads(raw)
+    return payload

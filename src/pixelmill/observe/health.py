@@ -64,7 +64,7 @@ class HealthReport:
         th = self.thresholds
         t = tasks.c
         with read_tx(self._engine) as conn:
-            ended = dict(conn.execute(
+            ended: dict[str, int] = dict(conn.execute(
                 select(t.status, func.count())
                 .where(t.finish_time >= since, t.status.in_([TaskStatus.SUCCESS.value, TaskStatus.FAILURE.value]))
                 .group_by(t.status)

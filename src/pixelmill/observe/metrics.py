@@ -15,12 +15,12 @@ The list of every metric with its meaning is in docs/metrics.md.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx
@@ -37,9 +37,11 @@ QUEUED_VALUES = sorted(s.value for s in QUEUED)
 HOUR_MS = 3_600_000
 
 
-def cache_hit() -> object:
+def cache_hit() -> ColumnElement[bool]:
     """SQL: the task was answered from the request cache."""
-    return tasks.c.params["cache_hit"].as_string().is_not(None)
+    # as_string() is the JSON type's comparator, which SQLAlchemy's typing reaches through __getattr__ (Any).
+    hit: ColumnElement[str | None] = tasks.c.params["cache_hit"].as_string()
+    return hit.is_not(None)
 
 
 class DatabaseCollector(Collector):
@@ -47,7 +49,7 @@ class DatabaseCollector(Collector):
         self._engine = engine
         self._clock = clock
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         now = self._clock.now_ms()
         t = tasks.c
         with read_tx(self._engine) as conn:
@@ -118,7 +120,9 @@ class DatabaseCollector(Collector):
             yield attempts
 
     @staticmethod
-    def _histogram(conn, name: str, documentation: str, seconds_ms, where) -> HistogramMetricFamily:  # type: ignore[no-untyped-def]
+    def _histogram(
+        conn: Connection, name: str, documentation: str, seconds_ms: ColumnElement[Any], where: Sequence[ColumnElement[bool]],
+    ) -> HistogramMetricFamily:
         """A histogram over table rows, made in one query: one SUM(CASE) per bucket."""
         t = tasks.c
         columns = [func.sum(case((seconds_ms <= int(b * 1000), 1), else_=0)) for b in BUCKETS]

@@ -326,7 +326,7 @@ def _number(key: str) -> Convert:
     return convert
 
 
-def parse_number(value: str, rule: Range, label: str, field: str = FIELD) -> Any:
+def parse_number(value: str, rule: Range, label: str, field: str = FIELD) -> float | int:
     pattern = _INT_RE if rule.integer else _DECIMAL_RE
     if not pattern.match(value) or not rule.lo <= float(value) <= rule.hi:
         raise ValidationError(field, f"{label} needs {rule.describe()}, got {value!r}")

@@ -5,6 +5,7 @@ and by the request models (``"stylize": 100``), so a flag and its body field can
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from pixelmill.engines.base import MAX_SEED
 
@@ -15,7 +16,9 @@ MAX_URL_CHARS = 2048
 
 #: Model versions ``--v`` accepts, and niji versions ``--niji`` accepts. A version outside these
 #: is refused, never mapped silently to another one.
-VERSIONS = ("1", "2", "3", "4", "5", "5.1", "5.2", "6", "6.1", "7", "8", "8.1")
+#: The Literal types are what request models and mypy read; the tuples, what the parser checks.
+VersionName = Literal["1", "2", "3", "4", "5", "5.1", "5.2", "6", "6.1", "7", "8", "8.1"]
+VERSIONS: tuple[VersionName, ...] = get_args(VersionName)
 NIJI_VERSIONS = ("4", "5", "6", "7")
 #: ``--niji`` without a number means the current niji model; the canonical prompt always spells
 #: the number out, so the choice is visible on the task.
@@ -23,7 +26,8 @@ DEFAULT_NIJI = "7"
 QUALITIES = (0.25, 0.5, 1.0, 2.0, 4.0)
 STYLES = ("raw",)
 #: Speed tiers (``--relax`` / ``--fast`` / ``--turbo``): they pick a price key and a lane, never pixels.
-SPEEDS = ("relax", "fast", "turbo")
+SpeedName = Literal["relax", "fast", "turbo"]
+SPEEDS: tuple[SpeedName, ...] = get_args(SpeedName)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class WorkerPool:
         self._spawn(self._heartbeat_loop, "heartbeat")
         self._spawn(self._scheduler_loop, "scheduler")
 
-    def _spawn(self, target, name: str, *args: object) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, target: Callable[..., object], name: str, *args: object) -> None:
         t = threading.Thread(target=target, args=args, name=f"pixelmill-{name}", daemon=True)
         t.start()
         self._threads.append(t)

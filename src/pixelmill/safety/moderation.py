@@ -158,14 +158,9 @@ def _starred(token: str, vocabulary: Iterable[str]) -> set[str]:
 
 def _forms(word: str) -> set[str]:
     """A word as written, with letter runs squeezed, and without a plural ending."""
-    forms = {word}
-    if _RUNS.search(word):
-        forms.add(_RUNS.sub(r"\1", word))
-    for form in forms:
-        for suffix in ("es", "s"):
-            if form.endswith(suffix) and len(form) - len(suffix) >= 3:
-                forms.add(form[: -len(suffix)])
-    return forms
+    written = {word, _RUNS.sub(r"\1", word)}
+    singular = {form[: -len(suffix)] for form in written for suffix in ("es", "s") if form.endswith(suffix) and len(form) - len(suffix) >= 3}
+    return written | singular
 
 
 def _squeeze(word: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pixelmill.safety.moderation import Hit
 
@@ -61,7 +62,7 @@ class SemanticCheck:
             raise ValueError("the semantic check needs at least one concept")
         self.threshold = threshold
         self._model = model
-        self._matrix: np.ndarray | None = None
+        self._matrix: npt.NDArray[np.float32] | None = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -76,7 +77,7 @@ class SemanticCheck:
                 self._model = load_model(device="cpu")
             self._matrix = self._embed([text for _, text in self._concepts])
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+    def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return np.asarray(self._model.encode(list(texts), normalize_embeddings=True, batch_size=64), dtype=np.float32)
 
     def similarities(self, texts: Sequence[str]) -> np.ndarray:

@@ -16,9 +16,12 @@ Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` ..., instance r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pixelmill.storage.base import ObjectNotFound, Storage, StoredObject, content_key, content_type_of, is_valid_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client  # types only (boto3-stubs[s3], the dev extra)
 
 URL_MODES = ("pixelmill", "public", "presigned")
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -35,7 +38,7 @@ class S3Storage(Storage):
         url_mode: str = "pixelmill",
         public_base_url: str | None = None,
         presign_seconds: int = 3600,
-        client: Any = None,
+        client: S3Client | None = None,
     ) -> None:
         if url_mode not in URL_MODES:
             raise ValueError(f"url_mode must be one of {', '.join(URL_MODES)}, got {url_mode!r}")
@@ -69,7 +72,7 @@ class S3Storage(Storage):
         if not is_valid_key(key):
             raise ObjectNotFound(f"no file {key}")
         try:
-            return self._s3.get_object(Bucket=self.bucket, Key=self._name(key))["Body"].read()  # type: ignore[no-any-return]
+            return self._s3.get_object(Bucket=self.bucket, Key=self._name(key))["Body"].read()
         except self._s3.exceptions.NoSuchKey as exc:
             raise ObjectNotFound(f"no file {key}") from exc
 
@@ -94,7 +97,7 @@ class S3Storage(Storage):
         if self._url_mode == "public":
             return f"{self._public_base}/{self._name(key)}"
         if self._url_mode == "presigned":
-            return self._s3.generate_presigned_url(  # type: ignore[no-any-return]
+            return self._s3.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": self._name(key)}, ExpiresIn=self._presign_seconds
             )
         return super().url(key, base)

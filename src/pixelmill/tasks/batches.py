@@ -85,7 +85,7 @@ class BatchService:
         if req.variables is None:
             raise ValidationError("variables", "prompt_template needs variables: one set of slot values per task")
         base = req.defaults.model_dump(exclude_none=True) if req.defaults else {}
-        out = []
+        out: list[tuple[str, ImagineRequest, dict[str, Any] | None]] = []
         for i, values in enumerate(req.variables):
             where = f"variables[{i}]"
             prompt = render_template(req.prompt_template or "", values, where)

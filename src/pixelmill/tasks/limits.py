@@ -34,8 +34,8 @@ class RateLimiter:
         retry_after = max(1, -(-((window + 1) * self._window_ms - now) // 1000))
         if n > per_minute:
             raise RateLimited(f"{n} tasks at once exceed this key's cap of {per_minute} per window", retry_after=retry_after)
-        stmt = self._insert(rate_windows).values(key_id=key_id, window=window, count=n)
-        stmt = stmt.on_conflict_do_update(
+        insert = self._insert(rate_windows).values(key_id=key_id, window=window, count=n)
+        stmt = insert.on_conflict_do_update(
             index_elements=[rate_windows.c.key_id, rate_windows.c.window],
             set_={"count": rate_windows.c.count + n},
             where=rate_windows.c.count + n <= per_minute,

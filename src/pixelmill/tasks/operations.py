@@ -164,7 +164,9 @@ class Operations:
         fields = {**shared, **op.fields, "task_id": parent.id}
         if op.action is Action.VIDEO:
             fields["index"] = 0  # the single picture of an upscale (video counts from 0)
-        return op.action, validated(OPERATION_BODIES[op.action.value.lower()], fields)
+        request = validated(OPERATION_BODIES[op.action.value.lower()], fields)
+        assert isinstance(request, Delivery)  # every action a button presses takes a Delivery body (only /modal's does not)
+        return op.action, request
 
     def _pressed(self, principal: Principal, custom_id: str, task_id: str | None, req: Delivery, *, expect: Action) -> Delivery:
         action, request = self._press(principal, custom_id, task_id, req)
@@ -230,7 +232,9 @@ class Operations:
         seed = _new_seed() if seed is None else seed
         speed = parent.params.get("speed") if parent else None
         key = self._prices.tiered(price_key(action, variant=variant), speed)
-        inherited = {k: parent.params[k] for k in ("engine_prompt", "engine_negative", "speed") if parent and k in parent.params}
+        inherited: dict[str, Any] = {
+            k: parent.params[k] for k in ("engine_prompt", "engine_negative", "speed") if parent and k in parent.params
+        }
         return NewTask(
             tenant_id=principal.tenant_id,
             action=action,

@@ -26,8 +26,8 @@ from pixelmill.prompts.params import (
     NIJI_VERSIONS,
     QUALITIES,
     RANGES,
-    SPEEDS,
-    VERSIONS,
+    SpeedName,
+    VersionName,
     fmt_number,
 )
 
@@ -100,7 +100,7 @@ def _number_as_text(value: Any) -> Any:
 
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 UrlList = Annotated[list[Url], Field(max_length=MAX_IMAGE_PROMPTS)]
-Version = Annotated[Literal[VERSIONS], BeforeValidator(_number_as_text)]  # type: ignore[valid-type]
+Version = Annotated[VersionName, BeforeValidator(_number_as_text)]
 #: A template variable's value (text or a number); prompts.slots keeps parameters out of it.
 VariableValue = Annotated[str | int | float, Field(union_mode="left_to_right")]
 #: The fields of an imagine that pick and fill a template instead of giving a prompt.
@@ -182,7 +182,7 @@ class ImagineRequest(Delivery):
     stop: int | None = _ranged("stop", "Stop generation at this percentage (--stop)")
     draft: bool | None = Field(None, description="Draft mode (--draft): fewer steps where the engine has steps.")
     hd: bool | None = Field(None, description="Twice the base resolution (--hd).")
-    speed: Literal[SPEEDS] | None = Field(  # type: ignore[valid-type]
+    speed: SpeedName | None = Field(
         None, description="Speed tier (--relax / --fast / --turbo): its price key when the operator prices it; "
         "relax also runs in the batch lane unless lane is given.",
     )
@@ -367,7 +367,7 @@ class ShortenRequest(Delivery):
     prompt: OptionalPrompt = Field(description="The prompt to shorten.")
 
 
-VIDEO_TYPES = ("vid_1.1_i2v_480", "vid_1.1_i2v_720", "vid_1.1_i2v_start_end_480", "vid_1.1_i2v_start_end_720")
+VideoType = Literal["vid_1.1_i2v_480", "vid_1.1_i2v_720", "vid_1.1_i2v_start_end_480", "vid_1.1_i2v_start_end_720"]
 
 
 class VideoRequest(Delivery):
@@ -378,7 +378,7 @@ class VideoRequest(Delivery):
     index: int | None = Field(None, ge=0, le=3, description="Which image of a grid, 0-3 (seed 004 counts from 0 here).")
     end_url: Url | None = Field(None, description="The last frame, for the start_end video types.")
     batch_size: Literal[1, 2, 4] = Field(1, description="Clips to make; each is billed (midjourney@video × batch_size).")
-    video_type: Literal[VIDEO_TYPES] = Field("vid_1.1_i2v_480", description="480p or 720p; start_end forms end on end_url.")  # type: ignore[valid-type]
+    video_type: VideoType = Field("vid_1.1_i2v_480", description="480p or 720p; start_end forms end on end_url.")
     motion: Literal["low", "high"] = Field("low", description="How much the camera and scene move.")
     prompt: OptionalPrompt | None = Field(None, description="Optional words about the motion.")
     custom_id: str | None = Field(None, min_length=1, max_length=256, description="An animate button, instead of task_id + index.")

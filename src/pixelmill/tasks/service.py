@@ -184,6 +184,7 @@ class TaskService:
         job, which owns its tasks: nothing is coalesced onto other work."""
         req, template = self.apply_template(principal, req, trusted=trusted)
         prompt = req.to_prompt()
+        assert req.prompt is not None  # to_prompt() refuses a request whose template was not rendered
         if prompt.zoom is not None:
             raise ValidationError("prompt", "--zoom belongs to a custom zoom's /modal call, not to imagine")
         delivery = self.delivery(principal, req, own_bases)
@@ -324,7 +325,7 @@ class TaskService:
                 for i, url in enumerate(urls)
             ]
             absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)
-        return replace(prompt, **absolute), inputs
+        return replace(prompt, image_urls=absolute["image_urls"], sref=absolute["sref"], cref=absolute["cref"]), inputs
 
     def _rate_cap(self, principal: Principal) -> int | None:
         cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute

@@ -98,7 +98,7 @@ class Evaluations:
             row = self._row(name, evaluation_id)
         return _view(row)
 
-    def list(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    def list_for(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         e = evaluations.c
         with read_tx(self._engine) as conn:
             rows = conn.execute(select(evaluations).where(e.template == name).order_by(e.created_at.desc()).limit(limit)).all()
