@@ -35,18 +35,30 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture(params=["procedural", "diffusers", "remote"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    if request.param == "procedural":
-        made: Engine = ProceduralEngine()
-    elif request.param == "diffusers":
+def _build(kind: str, request: pytest.FixtureRequest) -> Engine:
+    if kind == "procedural":
+        return ProceduralEngine()
+    if kind == "diffusers":
         from pixelmill.engines.diffusers import DiffusersConfig, DiffusersEngine
 
         folder = request.getfixturevalue("tiny_model")
-        made = DiffusersEngine("sd", DiffusersConfig(model=str(folder), device="cpu", dtype="fp32", steps=2, process=False, warmup=False))
-    else:
-        srv = request.getfixturevalue("upstream")
-        made = RemoteEngine("mj", RemoteConfig(base_url=srv.url, api_key=UPSTREAM_KEY, poll_seconds=0.05))
+        return DiffusersEngine("sd", DiffusersConfig(model=str(folder), device="cpu", dtype="fp32", steps=2, process=False, warmup=False))
+    srv = request.getfixturevalue("upstream")
+    return RemoteEngine("mj", RemoteConfig(base_url=srv.url, api_key=UPSTREAM_KEY, poll_seconds=0.05))
+
+
+@pytest.fixture(params=["procedural", "diffusers", "remote"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    made = _build(request.param, request)
+    yield made
+    made.close()
+
+
+@pytest.fixture(params=["procedural", "diffusers"])
+def painter(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The engines that paint the pixels they are given. A remote engine works on pictures through
+    upstream follow-ups instead (tests/e2e/test_remote.py)."""
+    made = _build(request.param, request)
     yield made
     made.close()
 
@@ -76,12 +88,10 @@ def test_progress_rises_to_the_end(engine: Engine) -> None:
     assert seen and seen == sorted(seen) and 0 < seen[-1] <= 1
 
 
-def test_image_to_image_and_inpaint_keep_the_size(engine: Engine) -> None:
-    if engine.runs_operations:
-        pytest.skip("a remote engine works on pictures through upstream follow-ups (tests/e2e/test_remote.py)")
+def test_image_to_image_and_inpaint_keep_the_size(painter: Engine) -> None:
     init = Image.new("RGB", (64, 64), (200, 40, 40))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (0, 0, 32, 32))
     for extra in ({"init_image": init, "strength": 0.5}, {"init_image": init, "mask": mask, "strength": 1.0}):
-        result = engine.generate(GenerationRequest(prompt="a lake", width=64, height=64, seeds=(1, 2), **extra))
+        result = painter.generate(GenerationRequest(prompt="a lake", width=64, height=64, seeds=(1, 2), **extra))
         assert [im.size for im in result.images] == [(64, 64), (64, 64)]

@@ -14,10 +14,13 @@ without video leave refusing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, TypeVar
 
 from PIL import Image
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import EngineError
 from pixelmill.media.describe import describe_image
@@ -43,6 +46,22 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 MAX_SEED = 2**32 - 1
+C = TypeVar("C")
+
+
+def settings_from_json(cls: type[C], spec: Mapping[str, Any]) -> C:
+    """An engine's settings (a dataclass) from its entry in ``PIXELMILL_ENGINES``: an unknown key,
+    a missing one or a value of the wrong type (a word where a number belongs) is a ValueError
+    naming the key, so the start stops with the rule instead of a task failing later."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass: every caller passes one
+    unknown = set(spec) - known - {"kind"}
+    if unknown:
+        raise ValueError(f"unknown settings {', '.join(sorted(unknown))}")
+    try:
+        return TypeAdapter(cls).validate_python({k: v for k, v in spec.items() if k in known})
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
 
 
 @dataclass(frozen=True)

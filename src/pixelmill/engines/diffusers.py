@@ -32,13 +32,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from pixelmill.engines.base import Engine, GenerationRequest, GenerationResult, ProgressCallback
+from pixelmill.engines.base import Engine, GenerationRequest, GenerationResult, ProgressCallback, settings_from_json
 from pixelmill.exceptions import EngineError
 
 _DTYPES = ("auto", "fp16", "bf16", "fp32")
@@ -71,13 +71,9 @@ class DiffusersConfig:
 
     @classmethod
     def from_json(cls, spec: Mapping[str, Any]) -> DiffusersConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(spec) - known - {"kind"}
-        if unknown:
-            raise ValueError(f"unknown settings {', '.join(sorted(unknown))}")
         if not isinstance(spec.get("model"), str) or not spec["model"]:
             raise ValueError("'model' (a hub id or a folder) is required")
-        config = cls(**{k: v for k, v in spec.items() if k in known})
+        config = settings_from_json(cls, spec)
         checks = [
             (config.dtype in _DTYPES, f"dtype must be one of {', '.join(_DTYPES)}"),
             (config.device in ("auto", "cpu", "mps") or config.device.startswith("cuda"), "device must be auto, cpu, mps or cuda[:n]"),

@@ -47,6 +47,7 @@ from pixelmill.engines.base import (
     ProgressCallback,
     VideoRequest,
     VideoResult,
+    settings_from_json,
 )
 from pixelmill.exceptions import EngineError
 
@@ -74,17 +75,13 @@ class RemoteConfig:
 
     @classmethod
     def from_json(cls, spec: Mapping[str, Any]) -> RemoteConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(spec) - known - {"kind"}
-        if unknown:
-            raise ValueError(f"remote engine: unknown settings {', '.join(sorted(unknown))}")
         for required in ("base_url", "api_key"):
             if not isinstance(spec.get(required), str) or not spec[required]:
                 raise ValueError(f"remote engine: '{required}' is required")
-        values = {k: v for k, v in spec.items() if k in known}
-        if "backoff_seconds" in values:
-            values["backoff_seconds"] = tuple(float(x) for x in values["backoff_seconds"])
-        config = cls(**values)
+        try:
+            config = settings_from_json(cls, spec)
+        except ValueError as exc:
+            raise ValueError(f"remote engine: {exc}") from None
         if config.poll_seconds <= 0 or config.max_tries < 1 or config.submit_per_minute < 1 or not config.backoff_seconds:
             raise ValueError("remote engine: poll_seconds > 0, max_tries >= 1, submit_per_minute >= 1 and backoff_seconds needed")
         return config
