@@ -12,7 +12,8 @@ The clean set, every picture of it innocent:
   data, scikit-learn's sample images, scikit-image's subset of Labeled Faces in the Wild), each
   also cropped, flipped, scaled and recoloured.
 
-Every picture goes through the detector once (``safety/nudenet.py``); the rules of
+Imagines have fixed seeds; rerolls, variations and the like draw their own, as users' do, so the
+highest clean scores move a little from run to run. Every picture goes through the detector once (``safety/nudenet.py``); the rules of
 ``safety/screening.py`` are then applied to its findings, so the figures are exactly what the
 default policy decides. ``--save`` keeps the findings as JSON for tuning thresholds without
 running the detector again (``--load``).
