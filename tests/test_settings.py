@@ -62,8 +62,8 @@ def test_secrets_inside_json_values_are_hidden(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("PIXELMILL_ENGINES", '{"procedural": {"kind": "procedural", "delay": 3}}', "engine 'procedural': unknown settings delay"),
     ("PIXELMILL_ENGINES", '{"procedural": {"kind": "painter"}}', "engine 'procedural': kind must be one of procedural, remote, diffusers"),
-    ("PIXELMILL_ENGINES", '{"procedural": {"kind": "procedural"}, "mj": {"kind": "remote", "base_url": "https://up.example.com", '
-                          '"api_key": "k", "poll_seconds": "fast"}}',
+    ("PIXELMILL_ENGINES", ('{"procedural": {"kind": "procedural"}, "mj": {"kind": "remote", "base_url": "https://up.example.com", '
+                           '"api_key": "k", "poll_seconds": "fast"}}'),
      "engine 'mj': remote engine: poll_seconds: Input should be a valid number"),
     ("PIXELMILL_ENGINES", '{"procedural": {"kind": "procedural"}, "sd": {"kind": "diffusers", "model": "m", "steps": "many"}}',
      "engine 'sd': steps: Input should be a valid integer"),
