@@ -18,8 +18,8 @@ $(BIN)/python:
 # weights, without NudeNet's OpenCV dependency, which pixelmill does not use (safety/nudenet.py).
 # No bytecode ahead of time: Python writes it for the modules serving imports, not for all.
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) --no-compile -e . onnxruntime
-	$(PIP) --no-compile --no-deps nudenet
+	$(PIP) --no-compile -e . 'onnxruntime>=1.17'
+	$(PIP) --no-compile --no-deps 'nudenet>=3.4,<3.5'  # the bounds of the safety extra
 	touch $@
 
 # Tests start many server processes: every module is compiled once here, those installed by

@@ -18,7 +18,7 @@ highest clean scores move a little from run to run. Every picture goes through t
 default policy decides. ``--save`` keeps the findings as JSON for tuning thresholds without
 running the detector again (``--load``).
 
-Run: .venv/bin/python bench/screening_calibration.py            (about 10 minutes on 2 cores)
+Run: .venv/bin/python bench/screening_calibration.py            (about 8 minutes on 2 cores)
 Exit status 1 when the default policy misses its targets.
 """
 

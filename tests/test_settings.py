@@ -86,3 +86,48 @@ def test_settings_within_their_limits_load(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PIXELMILL_PUBLIC_URL", "https://img.example.com/")
     settings = load_settings(port=9000)
     assert settings.output_profile == "brand" and settings.port == 9000 and settings.public_url == "https://img.example.com"
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("PIXELMILL_FETCH_ALLOW", '["10.0.0.0/33"]', "PIXELMILL_FETCH_ALLOW='[\"10.0.0.0/33\"]': '10.0.0.0/33' is not a network or address"),
+    ("PIXELMILL_FETCH_ALLOW", '["images internal"]', "'images internal' is not a host name, an address or a network"),
+    ("PIXELMILL_FAULT_INJECTION", '[{"match": "x", "retryable": "false"}]', "fault rule 'retryable' must be true or false, got 'false'"),
+])
+def test_values_inside_json_settings_are_checked_by_type(monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("PIXELMILL_MODERATION_FILE", '{"global": {"brand": "rival"}}', "global.brand: Input should be a valid list"),
+    ("PIXELMILL_MODERATION_FILE", '{"tenants": ["kids"]}', "tenants: Input should be a valid dictionary"),
+    ("PIXELMILL_SCREENING_FILE", '{"tenants": ["kids"]}', "tenants must be a JSON object"),
+    ("PIXELMILL_SCREENING_FILE", '{"tenants": {"kids": []}}', "tenants.kids: needs"),
+])
+def test_setting_files_of_the_wrong_shape_stop_the_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, content: str,
+                                                         expected: str) -> None:
+    path = tmp_path / "file.json"
+    path.write_text(content)
+    monkeypatch.setenv(name, str(path))
+    with pytest.raises(SettingsError) as err:
+        build_runtime(load_settings(workers=0, screening="off"))
+    assert err.value.variable == name and expected in err.value.rule, str(err.value)
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("PIXELMILL_DATABASE_URL", "postgresql//bob:hunter2@db/x", "PIXELMILL_DATABASE_URL=postgresql//***@db/x"),
+    ("PIXELMILL_DATABASE_URL", "postgresql://bob:hunter2@db:notaport/x", "PIXELMILL_DATABASE_URL=postgresql://***@db:notaport/x"),
+    ("PIXELMILL_STORAGE_DIR", "/proc/no-such-place", "PIXELMILL_STORAGE_DIR=/proc/no-such-place"),
+    ("PIXELMILL_ENGINES", ('{"procedural": {"kind": "procedural"}, "mj": {"kind": "remote", "base_url": "https://bob:pw123@up.example.com", '
+                           '"api_key": "k", "poll_seconds": 0}}'),
+     '"base_url": "https://***@up.example.com"'),
+])
+def test_malformed_urls_and_folders_name_their_setting_and_hide_passwords(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                                                          expected: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        build_runtime(load_settings(workers=0, screening="off"))
+    assert str(err.value).startswith(expected) or expected in str(err.value), str(err.value)
+    assert "pw123" not in str(err.value) and "hunter2" not in str(err.value) and "\n" not in str(err.value)

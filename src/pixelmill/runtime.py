@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import structlog
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pixelmill.auth.keys import KeyStore
@@ -155,7 +155,7 @@ def open_database(settings: Settings) -> DbEngine:
     with checking(settings, "data_dir"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
-    with checking(settings, "database_url", value=make_url(url).render_as_string(hide_password=True), errors=(SQLAlchemyError,)):
+    with checking(settings, "database_url", value=url, errors=(SQLAlchemyError,)):  # its password is not printed
         db = make_engine(url)
         upgrade(db)
     return db
@@ -165,7 +165,10 @@ def make_storage(settings: Settings) -> Storage:
     if settings.storage == "local":
         return LocalStorage(settings.resolved_storage_dir)
     if settings.storage == "s3":
-        from pixelmill.storage.s3 import S3Storage  # boto3 is optional: imported only when asked for
+        try:
+            from pixelmill.storage.s3 import S3Storage  # boto3 is optional: imported only when asked for
+        except ImportError as exc:
+            raise ImportError(f"storage s3 needs the s3 extra: pip install 'pixelmill[s3]' ({exc})") from exc
 
         assert settings.s3_bucket is not None
         return S3Storage(
@@ -187,8 +190,8 @@ def make_inputs(settings: Settings, storage: Storage, screening: Screening | Non
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     """Every part, from settings that were checked when they were loaded. What a setting names
-    (files, extras, the database, storage, engines) is checked here, files and extras first, before
-    anything is written: a bad one raises ``SettingsError`` naming it."""
+    (files, extras, engines, the database, storage) is checked here, in that order: what can be
+    checked without writing anything comes first. A bad one raises ``SettingsError`` naming it."""
     clock = clock or SystemClock()
     if settings.screening == "nudenet" and not detector_installed():
         with checking(settings, "screening"):
@@ -202,10 +205,17 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         moderator = Moderator.from_file(settings.moderation_file, settings.semantic_threshold if settings.semantic_moderation else None)
     with checking(settings, "prices_file"):
         price_file = read_price_file(settings.prices_file) if settings.prices_file else {}
-    db = open_database(settings)
+    with checking(settings, "engines"):
+        engines = build_engines(settings)  # models load on first use: building them writes nothing
+    try:
+        db = open_database(settings)
+        with checking(settings, "storage_dir" if settings.storage == "local" else "storage"):
+            storage = make_storage(settings)
+    except BaseException:
+        for engine in engines.values():
+            engine.close()
+        raise
     webhook_wakeup = Wakeup()
-    with checking(settings, "storage"):
-        storage = make_storage(settings)
     outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify, url_for=storage.url)
     ledger = Ledger(db, clock)
     prices = PriceTable(db, clock)
@@ -213,8 +223,6 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         prices.seed(price_file)
     retention = Retention(db, clock, storage, settings.task_retention_seconds)
     tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change])
-    with checking(settings, "engines"):
-        engines = build_engines(settings)
     registry, worker_metrics = make_registry(db, clock)
     if not screening.enabled and settings.screening != "off":
         # auto without the detector installed: say so once, loudly, instead of passing everything quietly.

@@ -215,6 +215,21 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute http(s) URL, e.g. https://img.example.com")
         return value.rstrip("/") if value else value
 
+    @field_validator("fetch_allow")
+    @classmethod
+    def _allowed_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for entry in value:
+            if "/" in entry or entry.replace(".", "").isdigit() or ":" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{entry!r} is not a network or address ({exc})") from None
+            elif not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?", entry):
+                raise ValueError(f"{entry!r} is not a host name, an address or a network")
+        return value
+
     @field_validator("output_profiles")
     @classmethod
     def _profiles(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -292,10 +307,17 @@ def _hide(value: Any) -> Any:
     return value
 
 
+#: The user (and password) of a URL, even a malformed one: "//bob:pw@", "bob:pw@".
+_USERINFO = re.compile(r"(?<=//)[^/@\s\"']+@|[^/@\s\"':]+:[^/@\s\"']*@")
+
+
 def shown(field: str, value: Any) -> str:
-    """A setting's value as an error message may print it: secrets hidden, long values cut."""
+    """A setting's value as an error message may print it: secrets hidden (keys named like one,
+    the user and password of a URL), long values cut."""
     if field in _SECRET_FIELDS:
         return "<hidden>"
+    if isinstance(value, str):
+        value = _USERINFO.sub("***@", value)
     if isinstance(value, str):
         try:
             parsed = json.loads(value)
@@ -304,7 +326,7 @@ def shown(field: str, value: Any) -> str:
         else:
             text = json.dumps(_hide(parsed)) if isinstance(parsed, (dict, list)) else value
     elif isinstance(value, (dict, list, tuple)):
-        text = json.dumps(_hide(value), default=str)
+        text = _USERINFO.sub("***@", json.dumps(_hide(value), default=str))
     else:
         text = str(value)
     text = text if len(text) <= 300 else text[:297] + "..."
@@ -359,7 +381,9 @@ def checking(settings: Settings, field: str, *, value: Any = None, errors: tuple
     ``SettingsError`` for that setting: ``with checking(settings, "engines"): build_engines(...)``.
     ``value`` is what to print when it is not the setting's own text (a URL without its password);
     ``errors`` adds the error classes of a library that does not raise the built-in ones."""
-    caught: tuple[type[BaseException], ...] = (ValueError, TypeError, ImportError, OSError, PixelmillError, *errors)
+    # Not TypeError: a value of the wrong type is caught where the setting is read, so a TypeError
+    # here is a bug, and must not be blamed on the operator's setting.
+    caught: tuple[type[BaseException], ...] = (ValueError, ImportError, OSError, PixelmillError, *errors)
     try:
         yield
     except SettingsError:

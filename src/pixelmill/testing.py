@@ -4,6 +4,7 @@ and waiting on a condition with a deadline (never a bare sleep)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -108,6 +109,23 @@ class Server:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    @contextlib.contextmanager
+    def worker(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+        """A ``pixelmill worker`` process on this server's database (its output in the server's
+        log), stopped when the block ends."""
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "pixelmill", "worker", *args], env=self.environ(), stdout=log,
+                                    stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {api_key or self.api_key}"}, timeout=30)

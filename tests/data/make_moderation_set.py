@@ -95,11 +95,12 @@ def disguises(term: str, rng: random.Random) -> list[str]:
 
 
 NEW_TERMS = [
-    "naked", "nakedness", "undressed", "unclothed", "sex", "erotic", "erotica", "xxx", "hentai", "boobs", "tits", "nipples",
-    "penis", "vagina", "vulva", "genitalia", "masturbating", "masturbation", "orgasm", "orgy", "blowjob", "stripper",
-    "striptease", "lewd", "onlyfans", "porno", "upskirt", "intercourse", "semen", "erection", "bare breasts", "full frontal",
+    "naked", "nakedness", "nekkid", "nudie", "undressed", "unclothed", "sex", "sex scene", "seggs", "erotic", "erotica", "hentai",
+    "boobs", "boobies", "titties", "nipples", "penis", "vagina", "vulva", "genitalia", "masturbating", "masturbation", "orgasm",
+    "orgy", "blowjob", "blow job", "hand job", "cumshot", "pornhub", "stripper pole", "striptease", "lewd", "onlyfans", "porno",
+    "upskirt", "sexual intercourse", "semen", "bare breasts", "exposed breasts", "full frontal", "rule 34",
     "decapitation", "dismemberment", "mutilation", "disemboweled", "eviscerated", "severed head",
-    "loli", "lolicon", "jailbait", "naked child", "nude teen", "kiddie porn", "pedophile",
+    "lolicon", "jailbait", "naked child", "nude teen", "kiddie porn", "pedophile",
 ]
 FULLWIDTH = {c: chr(ord(c) - ord("a") + 0xFF41) for c in "abcdefghijklmnopqrstuvwxyz"}
 MATH_BOLD = {c: chr(ord(c) - ord("a") + 0x1D41A) for c in "abcdefghijklmnopqrstuvwxyz"}
@@ -145,6 +146,21 @@ CLEAN_2 = [
 ]
 
 
+#: Issue 17's review: the innocent senses of the new terms and of their leetspeak readings, which
+#: a product team sends every day. All of them must pass.
+CLEAN_3 = [
+    "the sex of the puppy", "sex determination in reptiles", "a baby sex reveal party", "a sex-ed poster", "tits on a bird feeder",
+    "a flock of tits in winter", "Super Bowl XXX", "a xxx-large t-shirt", "a XXX lager bottle", "hugs and kisses xoxo xxx",
+    "Nissan Skyline R34 at night", "paint stripper on a wooden chair", "a wire stripper tool", "the erection of the Eiffel tower",
+    "Intercourse, Pennsylvania amish village", "a topless jeep wrangler", "a topless bus tour of London", "a naked tree in winter",
+    "naked wires in a wall", "the Naked Gun movie poster", "a Naked Juice smoothie bottle", "the naked chef", "an orgy of color",
+    "Loli the dog", "the boob tube", "semen contra herbs", "unclothed mannequins", "beige nude pumps", "nude nail polish",
+    "a nude palette eyeshadow", "Al Gore's Nobel prize", "Lesley Gore's record", "a blue tit's nest in spring", "a great tit's feather",
+    "a red bus number 7175", "house number 8008", "a 30x zoom camera", "a cockatoo", "a jazz sextet", "the Titanic", "a pornstar martini",
+    "blue-footed boobies on a rock", "Goree Island at dawn", "Charles Dickens at his desk", "a data analysis dashboard",
+]
+
+
 def main() -> None:
     rng = random.Random(2026)
     print("label\tkind\tprompt")
@@ -171,6 +187,8 @@ def main() -> None:
     for subject in CLEAN_2:
         for style in STYLES:
             print(f"0\tclean\t{style.format(s=subject)}")
+    for text in CLEAN_3:
+        print(f"0\tclean\t{text}")
 
 
 if __name__ == "__main__":

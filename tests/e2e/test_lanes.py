@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from tests.conftest import TEST_KEY
 from tests.helpers import Server, wait_for, wait_terminal
 
@@ -14,10 +12,6 @@ FAULTS = (
     '[{"match": "flaky", "times": 2, "retryable": true, "error": "upstream timed out"},'
     ' {"match": "broken", "retryable": false, "error": "model refused the input"}]'
 )
-
-
-def running(api: httpx.Client, task_id: str) -> None:
-    wait_for(lambda: api.get(f"/v1/midjourney/{task_id}").json()["status"] == "IN_PROGRESS", what=f"task {task_id} to start")
 
 
 def test_interactive_work_is_not_held_behind_a_500_task_batch(tmp_path: Path) -> None:
@@ -45,17 +39,16 @@ def test_interactive_work_is_not_held_behind_a_500_task_batch(tmp_path: Path) ->
 
 
 def test_priority_orders_work_inside_a_lane(tmp_path: Path) -> None:
-    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=500).start()
+    # No worker until all four wait; then one worker takes them: the urgent one first, the rest
+    # in the order they came.
+    srv = Server(tmp_path, TEST_KEY, workers=0).start()
     try:
         with srv.client() as api:
-            first = api.post(IMAGINE, json={"prompt": "a cat 0"}).json()["data"][0]["task_id"]
-            running(api, first)  # the one worker is busy for 2 s: the next three all wait
-            ids = [first] + [api.post(IMAGINE, json={"prompt": f"a cat {i}", **extra}).json()["data"][0]["task_id"]
-                             for i, extra in enumerate([{}, {}, {"priority": 5}], 1)]
-            tasks = [wait_terminal(api, task_id, timeout=60) for task_id in ids]
-        starts = {t["task_id"]: t["start_time"] for t in tasks}
-        # The first was already running; the urgent one overtook the two still queued.
-        assert starts[ids[3]] < starts[ids[1]] < starts[ids[2]]
+            ids = [api.post(IMAGINE, json={"prompt": f"a cat {i}", **extra}).json()["data"][0]["task_id"]
+                   for i, extra in enumerate([{}, {}, {}, {"priority": 5}])]
+            with srv.worker("--concurrency", "1"):
+                tasks = [wait_terminal(api, task_id, timeout=90) for task_id in ids]
+        assert [t["task_id"] for t in sorted(tasks, key=lambda t: t["start_time"])] == [ids[3], ids[0], ids[1], ids[2]]
     finally:
         srv.stop()
 
@@ -100,14 +93,20 @@ def test_previews_appear_while_the_engine_runs(tmp_path: Path) -> None:
 def test_the_event_stream_shows_the_queue_position_until_the_task_runs(tmp_path: Path) -> None:
     import json
 
-    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=500).start()
+    # Both wait before any worker runs: the stream starts at position 2, then the worker takes the
+    # first (2 s of work) and the second is next in line, then runs.
+    srv = Server(tmp_path, TEST_KEY, workers=0, procedural_delay_ms=500).start()
     try:
         with srv.client() as api:
-            running(api, api.post(IMAGINE, json={"prompt": "first in line"}).json()["data"][0]["task_id"])  # 2 s to go
+            api.post(IMAGINE, json={"prompt": "first in line"})
             task_id = api.post(IMAGINE, json={"prompt": "second in line"}).json()["data"][0]["task_id"]
             with api.stream("GET", f"/v1/midjourney/{task_id}/events") as stream:
-                events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
-        assert (events[0]["status"], events[0]["queue_position"]) == ("SUBMITTED", 1)
+                data = (json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: "))
+                events = [next(data)]
+                with srv.worker("--concurrency", "1"):
+                    events += list(data)
+        assert (events[0]["status"], events[0]["queue_position"]) == ("SUBMITTED", 2)
+        assert ("SUBMITTED", 1) in [(e["status"], e["queue_position"]) for e in events]
         assert events[-1]["status"] == "SUCCESS" and events[-1]["queue_position"] is None
         assert all(e["queue_position"] is None for e in events if e["status"] != "SUBMITTED")
     finally:

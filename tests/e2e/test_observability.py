@@ -24,8 +24,9 @@ def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def test_metrics_match_the_task_table_after_a_mixed_run(tmp_path: Path) -> None:
-    # 1.2 s per task on the one worker: the elk is cancelled while the deer still holds the worker.
-    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=300,
+    # The server's worker takes interactive work only: the batch deer and elk wait until the elk is
+    # cancelled, then a batch worker process runs the deer.
+    srv = Server(tmp_path, TEST_KEY, workers=1, procedural_delay_ms=40, worker_lanes='["interactive"]',
                  fault_injection='[{"match": "broken", "retryable": false}]').start()
     try:
         with srv.client() as api:
@@ -38,7 +39,8 @@ def test_metrics_match_the_task_table_after_a_mixed_run(tmp_path: Path) -> None:
             ids.append(api.post(IMAGINE, json={"prompt": "a slow deer", "lane": "batch"}).json()["data"][0]["task_id"])
             ids.append(api.post(IMAGINE, json={"prompt": "a cancelled elk", "lane": "batch"}).json()["data"][0]["task_id"])
             assert api.post(f"/v1/midjourney/{ids[-1]}/cancel").status_code == 200
-            final = [wait_terminal(api, i) for i in ids]
+            with srv.worker("--lanes", "batch", "--concurrency", "1"):
+                final = [wait_terminal(api, i, timeout=90) for i in ids]
             text = api.get("/metrics")
             report = api.get("/v1/admin/health-report").json()
             with srv.client("pm_nobody_" + "x" * 30) as stranger:

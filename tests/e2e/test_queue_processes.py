@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -22,7 +20,6 @@ def submit(client: httpx.Client, prompt: str = "a cat") -> str:
 
 def test_queue_full_is_429_code_23_and_a_separate_worker_drains_it(tmp_path: Path) -> None:
     srv = Server(tmp_path, TEST_KEY, workers=0, interactive_queue_limit=3).start()
-    worker = None
     try:
         with srv.client() as api:
             ids = [submit(api) for _ in range(3)]
@@ -32,19 +29,11 @@ def test_queue_full_is_429_code_23_and_a_separate_worker_drains_it(tmp_path: Pat
             assert r.json()["code"] == 23 and "queue is full" in r.json()["description"]
             assert int(r.headers["Retry-After"]) > 0
 
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "pixelmill", "worker", "--concurrency", "2"],
-                env=srv.environ(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            done = [wait_terminal(api, i, timeout=90) for i in ids]  # a cold worker process first
+            with srv.worker("--concurrency", "2"):
+                done = [wait_terminal(api, i, timeout=90) for i in ids]  # a cold worker process first
             assert {t["status"] for t in done} == {"SUCCESS"}
             assert api.post(IMAGINE, json={"prompt": "room again"}).status_code == 200
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(15)
         srv.stop()
 
 
@@ -80,23 +69,24 @@ def test_killing_the_server_mid_task_loses_nothing(tmp_path: Path) -> None:
 def test_a_worker_process_dedicated_to_the_batch_lane(tmp_path: Path) -> None:
     srv = Server(tmp_path, TEST_KEY, workers=0).start()
     metrics_port = free_port()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "pixelmill", "worker", "--concurrency", "2", "--lanes", "batch", "--metrics-port", str(metrics_port)],
-        env=srv.environ(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     try:
-        with srv.client() as api:
+        with srv.client() as api, srv.worker("--concurrency", "2", "--lanes", "batch", "--metrics-port", str(metrics_port)):
             interactive = submit(api, "an interactive cat")
             batch_id = api.post("/v1/batches", json={"requests": [{"prompt": "a batch cat"}]}).json()["data"][0]["batch_id"]
             wait_for(lambda: api.get(f"/v1/batches/{batch_id}").json()["status"] == "completed", timeout=60, what="the batch")
             waiting = api.get(f"/v1/midjourney/{interactive}").json()
+            own = wait_for(lambda: _metrics(metrics_port), what="the worker's metrics")
         # Only batch work is taken by this worker: the interactive task still waits, first in line.
         assert (waiting["status"], waiting["queue_position"]) == ("SUBMITTED", 1)
         # The worker serves its own counters only; the database figures are the API's to serve.
-        own = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "pixelmill_engine_errors_total" in own and "pixelmill_webhook_deliveries_total" in own
         assert "pixelmill_tasks{" not in own and "pixelmill_queue_depth" not in own
     finally:
-        worker.terminate()
-        worker.wait(15)
         srv.stop()
+
+
+def _metrics(port: int) -> str | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    except httpx.TransportError:
+        return None

@@ -15,6 +15,15 @@ from pixelmill.safety.moderation import BUILTIN, Moderator
 DATA = Path(__file__).resolve().parents[1] / "data" / "moderation_prompts.tsv"
 
 
+#: Disguises the word filter lets through, on purpose.
+KNOWN_MISSES = {
+    # A token of digits only is a number: reading it as leetspeak refused house and bus numbers.
+    "photo, 7177135, studio light": "titties in digits",
+    # A plural ending on a number ("34s") is not stripped: too short to tell from a word.
+    "a rule 34s woman on a beach": "rule 34, plural",
+}
+
+
 def labelled() -> list[tuple[int, str, str]]:
     """(label, kind, prompt): kinds clean and near (label 0); plain, disguise, obfuscation and
     paraphrase (label 1)."""
@@ -31,7 +40,7 @@ def test_the_labelled_set_no_false_positive_and_full_recall_on_disguised_words()
     false_positives = [p for p in clean if moderator.find("t", p)]
     missed = [p for p in disguised if not moderator.find("t", p)]
     assert false_positives == []  # precision 1.0: every flagged prompt was banned
-    assert missed == []  # recall 1.0 on the disguises the set holds
+    assert missed == list(KNOWN_MISSES)  # every other disguise of every listed term is found
     # Paraphrases carry no banned word: finding them is the semantic check's job (test_semantic.py).
     paraphrases = [p for _, kind, p in rows if kind == "paraphrase"]
     assert sum(moderator.find("t", p) is not None for p in paraphrases) < len(paraphrases) / 2

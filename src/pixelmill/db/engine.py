@@ -31,7 +31,12 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    try:
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("psycopg"):
+            raise ImportError(f"PostgreSQL needs the postgres extra: pip install 'pixelmill[postgres]' ({exc})") from exc
+        raise
 
 
 def _sqlite_engine(url: str) -> Engine:

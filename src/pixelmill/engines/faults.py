@@ -38,9 +38,15 @@ class FaultRule:
         if unknown or not isinstance(data.get("match"), str) or not data["match"]:
             raise ValueError(f"fault rule needs a non-empty 'match' and only match/retryable/times/error: {dict(data)}")
         times = data.get("times")
-        if times is not None and (not isinstance(times, int) or times < 1):
+        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
             raise ValueError(f"fault rule 'times' must be a positive integer, got {times!r}")
-        return cls(data["match"], bool(data.get("retryable", True)), times, str(data.get("error", "injected fault")))
+        retryable = data.get("retryable", True)
+        if not isinstance(retryable, bool):
+            raise ValueError(f"fault rule 'retryable' must be true or false, got {retryable!r}")
+        error = data.get("error", "injected fault")
+        if not isinstance(error, str):
+            raise ValueError(f"fault rule 'error' must be text, got {error!r}")
+        return cls(data["match"], retryable, times, error)
 
 
 class FaultInjectingEngine(Engine):

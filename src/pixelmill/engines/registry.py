@@ -48,7 +48,7 @@ def build_engines(settings: Settings) -> dict[str, Engine]:
     for name, spec in settings.engines.items():
         try:
             engine = build_engine(name, spec, settings)
-        except (ValueError, TypeError, ImportError) as exc:
+        except (ValueError, ImportError) as exc:
             for built in engines.values():
                 built.close()
             raise ValueError(f"engine {name!r}: {exc}") from exc

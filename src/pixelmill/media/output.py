@@ -80,8 +80,7 @@ class Profile(BaseModel):
     def from_json(cls, name: str, spec: Any) -> Profile:
         """A profile from an operator's JSON; ``ValueError`` naming the profile, key and rule."""
         if not isinstance(spec, Mapping):
-            # A ValueError, not a TypeError: settings validation reports every bad value as one.
-            raise ValueError(f"profile {name!r}: must be a JSON object of settings")  # noqa: TRY004
+            raise ValueError(f"profile {name!r}: must be a JSON object of settings")
         if "name" in spec:
             raise ValueError(f"profile {name!r}: name: unknown setting (the key names the profile)")
         try:

@@ -69,8 +69,7 @@ PASS = Verdict("pass")
 
 def _thresholds(value: object, where: str) -> dict[str, float]:
     if not isinstance(value, dict):
-        # A ValueError like every other mistake in the file: the start reports them the same way.
-        raise ValueError(f"{where}: needs {{label: minimum score}}")  # noqa: TRY004
+        raise ValueError(f"{where}: needs {{label: minimum score}}")
     unknown = sorted(set(value) - LABELS)
     if unknown:
         raise ValueError(f"{where}: unknown label(s) {', '.join(unknown)}; labels are {', '.join(sorted(LABELS))}")
@@ -101,6 +100,8 @@ class Rules:
         return Verdict("review", held) if held else PASS
 
     def merged(self, entry: Mapping[str, Any], where: str) -> Rules:
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: needs {{\"block\": {{...}}, \"review\": {{...}}, \"inputs\": {{...}}}}")
         unknown = set(entry) - {"block", "review", "inputs"}
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (block, review, inputs)")
@@ -195,6 +196,9 @@ class Screening:
                 raise ValueError(f"screening file {path}: {exc}") from exc
             if not isinstance(data, dict) or set(data) - {"default", "tenants"}:
                 raise ValueError(f'screening file {path}: needs {{"default": {{...}}, "tenants": {{...}}}}')
+            for key in ("default", "tenants"):
+                if not isinstance(data.get(key, {}), dict):
+                    raise ValueError(f"screening file {path}: {key} must be a JSON object")
             default = default.merged(data.get("default") or {}, "default")
             tenants = {t: default.merged(e, f"tenants.{t}") for t, e in (data.get("tenants") or {}).items()}
         detector: Detector | None = None
