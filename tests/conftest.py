@@ -69,7 +69,7 @@ def postgres_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
+    except Exception as exc:  # any connection problem means "no server"
         admin.dispose()
         if os.environ.get("CI") == "true":
             raise

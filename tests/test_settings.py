@@ -24,6 +24,24 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PIXELMILL_DATA_DIR", str(tmp_path / "data"))
 
 
+def refused_at_load(monkeypatch: pytest.MonkeyPatch, **env: str) -> SettingsError:
+    """The error loading the settings gives with ``env`` set."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    return err.value
+
+
+def refused_at_start(monkeypatch: pytest.MonkeyPatch, **env: str) -> SettingsError:
+    """The error the start gives with ``env`` set, once the settings loaded: what they name."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        build_runtime(load_settings(workers=0, screening="off"))
+    return err.value
+
+
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("PIXELMILL_OUTPUT_PROFILES", '{"x": {"size": "300x200"}}',
      """PIXELMILL_OUTPUT_PROFILES='{"x": {"size": "300x200"}}': profile 'x': size: must be [width, height] in pixels, e.g. [1200, 800]; got '300x200'"""),
@@ -43,20 +61,15 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ("PIXELMILL_API_KEY", "short-secret", "PIXELMILL_API_KEY=<hidden>: String should have at least 16 characters"),
 ])
 def test_a_bad_setting_is_one_line_naming_variable_value_and_rule(monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str) -> None:
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as err:
-        load_settings()
-    assert str(err.value).startswith(expected), str(err.value)
-    assert "\n" not in str(err.value) and err.value.variable == name
+    err = refused_at_load(monkeypatch, **{name: value})
+    assert str(err).startswith(expected), str(err)
+    assert "\n" not in str(err) and err.variable == name
 
 
 def test_secrets_inside_json_values_are_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     engines = {"mj": {"kind": "remote", "base_url": "https://up.example.com", "api_key": "sk-very-secret", "poll_seconds": 0}}
-    monkeypatch.setenv("PIXELMILL_ENGINES", json.dumps(engines))
-    monkeypatch.setenv("PIXELMILL_ENGINE", "mj")
-    with pytest.raises(SettingsError) as err:
-        build_runtime(load_settings(workers=0, screening="off"))
-    assert "sk-very-secret" not in str(err.value) and '"api_key": "***"' in str(err.value)
+    err = refused_at_start(monkeypatch, PIXELMILL_ENGINES=json.dumps(engines), PIXELMILL_ENGINE="mj")
+    assert "sk-very-secret" not in str(err) and '"api_key": "***"' in str(err)
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
@@ -73,11 +86,9 @@ def test_secrets_inside_json_values_are_hidden(monkeypatch: pytest.MonkeyPatch) 
     ("PIXELMILL_DATABASE_URL", "postgresql://someone:hunter2@127.0.0.1:1/x", "(psycopg.OperationalError) connection failed"),
 ])
 def test_what_a_setting_names_is_checked_before_the_process_serves(monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str) -> None:
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as err:
-        build_runtime(load_settings(workers=0, screening="off"))
-    assert err.value.variable == name and expected in err.value.rule, str(err.value)
-    assert "hunter2" not in str(err.value) and "\n" not in str(err.value)
+    err = refused_at_start(monkeypatch, **{name: value})
+    assert err.variable == name and expected in err.rule, str(err)
+    assert "hunter2" not in str(err) and "\n" not in str(err)
 
 
 def test_settings_within_their_limits_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,10 +105,7 @@ def test_settings_within_their_limits_load(monkeypatch: pytest.MonkeyPatch) -> N
     ("PIXELMILL_FAULT_INJECTION", '[{"match": "x", "retryable": "false"}]', "fault rule 'retryable' must be true or false, got 'false'"),
 ])
 def test_values_inside_json_settings_are_checked_by_type(monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str) -> None:
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as err:
-        load_settings()
-    assert expected in str(err.value)
+    assert expected in str(refused_at_load(monkeypatch, **{name: value}))
 
 
 @pytest.mark.parametrize(("name", "content", "expected"), [
@@ -110,10 +118,8 @@ def test_setting_files_of_the_wrong_shape_stop_the_start(monkeypatch: pytest.Mon
                                                          expected: str) -> None:
     path = tmp_path / "file.json"
     path.write_text(content)
-    monkeypatch.setenv(name, str(path))
-    with pytest.raises(SettingsError) as err:
-        build_runtime(load_settings(workers=0, screening="off"))
-    assert err.value.variable == name and expected in err.value.rule, str(err.value)
+    err = refused_at_start(monkeypatch, **{name: str(path)})
+    assert err.variable == name and expected in err.rule, str(err)
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
@@ -126,8 +132,6 @@ def test_setting_files_of_the_wrong_shape_stop_the_start(monkeypatch: pytest.Mon
 ])
 def test_malformed_urls_and_folders_name_their_setting_and_hide_passwords(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                                           expected: str) -> None:
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as err:
-        build_runtime(load_settings(workers=0, screening="off"))
-    assert str(err.value).startswith(expected) or expected in str(err.value), str(err.value)
-    assert "pw123" not in str(err.value) and "hunter2" not in str(err.value) and "\n" not in str(err.value)
+    err = refused_at_start(monkeypatch, **{name: value})
+    assert expected in str(err), str(err)
+    assert "pw123" not in str(err) and "hunter2" not in str(err) and "\n" not in str(err)

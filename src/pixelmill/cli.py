@@ -580,7 +580,7 @@ def templates_import(path: Path, publish: bool, tag: str | None, url: str, api_k
     spec = _spec_of(data)
     try:
         local_hash = TemplateSpec.model_validate(spec).content_hash()
-    except Exception as exc:
+    except Exception as exc:  # any problem with the file: pydantic's message names the field
         raise click.ClickException(f"{path}: {exc}") from exc
     name, note, author = data["name"], data.get("note", ""), data.get("author")
 

@@ -25,6 +25,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixelmill.exceptions import PixelmillError, SettingsError
+from pixelmill.validation import explain
 
 ENV_PREFIX = "PIXELMILL_"
 
@@ -318,7 +319,6 @@ def shown(field: str, value: Any) -> str:
         return "<hidden>"
     if isinstance(value, str):
         value = _USERINFO.sub("***@", value)
-    if isinstance(value, str):
         try:
             parsed = json.loads(value)
         except ValueError:
@@ -343,14 +343,6 @@ def _raw(field: str, overrides: dict[str, Any], fallback: Any) -> Any:
     return fallback
 
 
-def _rule(error: Any) -> str:
-    """A Pydantic error in the words the rest of the service uses: ``path: rule``."""
-    loc = list(error.get("loc", ()))[1:]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ").replace("\n", " ")
-    return f"{path}: {message}" if path else message
-
-
 def load_settings(**overrides: Any) -> Settings:
     """The settings from the environment and ``overrides`` (CLI options), all checked; a bad one
     raises ``SettingsError`` in one line."""
@@ -362,11 +354,11 @@ def load_settings(**overrides: Any) -> Settings:
         field = str(loc[0]) if loc else "settings"
         if not loc or field not in Settings.model_fields:
             # A rule across settings (model validator): name the setting the message starts with.
-            rule = _rule(first)
+            rule = explain(first, skip=1)
             field = next((f for f in Settings.model_fields if rule.startswith(f + " ")), "settings")
             default = Settings.model_fields[field].default if field in Settings.model_fields else "?"
             raise SettingsError(variable(field), shown(field, _raw(field, overrides, default)), rule) from None
-        raise SettingsError(variable(field), shown(field, _raw(field, overrides, first.get("input"))), _rule(first)) from None
+        raise SettingsError(variable(field), shown(field, _raw(field, overrides, first.get("input"))), explain(first, skip=1)) from None
     except pydantic_settings.SettingsError as exc:
         # The environment's text is not JSON where JSON is expected.
         found = re.search(r'field "(\w+)"', str(exc))

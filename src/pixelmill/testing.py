@@ -103,12 +103,8 @@ class Server:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            _end(self.proc)
 
     @contextlib.contextmanager
     def worker(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
@@ -120,12 +116,7 @@ class Server:
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            _end(proc)
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {api_key or self.api_key}"}, timeout=30)
@@ -135,6 +126,17 @@ class Server:
         return subprocess.run(
             [sys.executable, "-m", "pixelmill", *args], env=env, capture_output=True, text=True, check=check, timeout=120
         )
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, so the process shuts down as it would in production; SIGKILL if it will not."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
 
 
 class WebhookReceiver:
@@ -151,7 +153,7 @@ class WebhookReceiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def do_POST(self) -> None:  # the http.server API names it
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with outer._lock:
@@ -254,7 +256,7 @@ class FaultyProxy:
                 self.end_headers()
                 self.wfile.write(answer.content)
 
-            do_GET = do_POST = do_PUT = _handle
+            do_GET = do_POST = do_PUT = _handle  # the http.server API names them
 
             def log_message(self, *_: object) -> None:
                 pass

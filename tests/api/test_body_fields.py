@@ -39,7 +39,7 @@ REFUSED = [
     ({"prompt": "a cat", "seed": 4294967296}, "seed: Input should be less than or equal to 4294967295"),
     ({"prompt": "a cat", "iw": 3.5}, "iw: Input should be less than or equal to 3"),
     ({"prompt": "a cat", "repeat": 1}, "repeat: Input should be greater than or equal to 2"),
-    ({"prompt": "a cat", "quality": 3}, "quality: Value error, must be one of 0.25, 0.5, 1, 2, 4"),
+    ({"prompt": "a cat", "quality": 3}, "quality: must be one of 0.25, 0.5, 1, 2, 4"),
     ({"prompt": "a cat", "version": "9"},
      "version: Input should be '1', '2', '3', '4', '5', '5.1', '5.2', '6', '6.1', '7', '8' or '8.1'"),
     ({"prompt": "a cat", "niji": True, "version": "8.1"}, "version: niji versions are 4, 5, 6, 7, got '8.1'"),
@@ -95,7 +95,7 @@ def test_lone_surrogates_are_refused_not_a_500(api: httpx.Client, path: str, raw
     # Valid JSON, invalid text: JSON may escape a lone UTF-16 surrogate, which no database stores.
     r = api.post(f"/v1/midjourney/generations/{path}", content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["code"] == 4
-    assert r.json()["description"] == f"{field}: Value error, contains an unpaired UTF-16 surrogate; send valid Unicode text"
+    assert r.json()["description"] == f"{field}: contains an unpaired UTF-16 surrogate; send valid Unicode text"
 
 
 def test_an_unknown_field_named_with_a_surrogate_is_still_a_json_answer(api: httpx.Client) -> None:

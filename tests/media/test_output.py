@@ -71,7 +71,7 @@ def test_files_carry_an_srgb_profile() -> None:
     ({"format": "png", "colour": "red"}, "profile 'x': colour: unknown setting"),
     ({"size": "300x200"}, "profile 'x': size: must be [width, height] in pixels, e.g. [1200, 800]; got '300x200'"),
     ({"size": [300]}, "profile 'x': size: must be [width, height]"),
-    ({"size": [300, 20]}, "profile 'x': size.1: Input should be greater than or equal to 64"),
+    ({"size": [300, 20]}, "profile 'x': size[1]: Input should be greater than or equal to 64"),
     ({"max_bytes": 200}, "profile 'x': max_bytes: Input should be greater than or equal to 1024"),
     ({"quality": "85"}, "profile 'x': quality: Input should be a valid integer"),
     ({"quality": 0}, "profile 'x': quality: Input should be greater than or equal to 1"),

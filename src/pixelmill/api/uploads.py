@@ -102,7 +102,7 @@ async def _image_bytes(request: Request, limit: int) -> bytes:
         }
     },
 )
-async def upload(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> UploadAnswer:
+async def upload(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> UploadAnswer:  # principal: the key check
     """Store a PNG, JPEG or WebP image (at most the input size limit, 12 MiB by default) and
     answer its pixelmill URL, usable in every image field."""
     data = await _image_bytes(request, runtime.settings.input_max_bytes)

@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import EngineError
 from pixelmill.media.describe import describe_image
+from pixelmill.validation import explain
 
 
 class ProgressCallback(Protocol):
@@ -60,8 +61,7 @@ def settings_from_json(cls: type[C], spec: Mapping[str, Any]) -> C:
     try:
         return TypeAdapter(cls).validate_python({k: v for k, v in spec.items() if k in known})
     except PydanticValidationError as exc:
-        first = exc.errors()[0]
-        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise ValueError(explain(exc.errors()[0])) from None
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,7 @@ class RemoteEngine(Engine):
         try:
             with Image.open(io.BytesIO(data)) as im:
                 image = im.convert("RGB")
-        except Exception as exc:
+        except Exception as exc:  # any undecodable answer is the upstream's fault
             raise EngineError(f"upstream image {url} does not decode: {exc}", retryable=True) from exc
         # The upstream chose its own sizes from the prompt; the task promised width x height.
         return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)

@@ -27,9 +27,10 @@ from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from pixelmill.validation import explain
+
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "avif": "avif"}
-FITS = ("contain", "cover")
 #: A file is never made smaller than this on its long edge, nor asked to be larger than MAX_EDGE.
 MIN_EDGE = 64
 MAX_EDGE = 8192
@@ -86,11 +87,7 @@ class Profile(BaseModel):
         try:
             return cls.model_validate({**spec, "name": name})
         except PydanticValidationError as exc:
-            reasons = []
-            for error in exc.errors():
-                where = ".".join(str(p) for p in error["loc"])
-                rule = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
-                reasons.append(f"{where}: {rule}" if where else rule)
+            reasons = [explain(error, unknown="unknown setting") for error in exc.errors()]
             raise ValueError(f"profile {name!r}: " + "; ".join(reasons)) from None
 
     @property

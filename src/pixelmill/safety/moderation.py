@@ -28,12 +28,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import BannedPrompt
+from pixelmill.validation import explain
 
 if TYPE_CHECKING:
     from pixelmill.safety.semantic import SemanticCheck
@@ -126,9 +127,6 @@ class ModerationFile(BaseModel):
     allow: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     concepts: Terms = Field(default_factory=dict)
 
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
-        return super().model_dump(by_alias=True, **kwargs)
-
 
 @dataclass(frozen=True)
 class Hit:
@@ -160,8 +158,8 @@ def _join_spread(match: re.Match[str]) -> str:
 
 def _texts(text: str) -> list[list[str]]:
     """The token lists one text is read as, most specific first: spread-out letters joined; the
-    words as written (a starred ``s*x`` must not be swept into a spread); and the words that a dot
-    or hyphen broke (``nu.de``), joined again, on their own."""
+    words as written (a starred ``s*x`` must not be swept into a spread); and the words that a dot,
+    hyphen or underscore broke (``nu.de``), joined again, on their own."""
     base = _base(text)
     plain = _TOKEN.findall(base)
     spread = _TOKEN.findall(_SPREAD.sub(_join_spread, base))
@@ -307,33 +305,31 @@ class Moderator:
     def from_file(cls, path: Path | None, semantic_threshold: float | None = None) -> Moderator:
         """The lists of ``path`` over the built-in ones; with ``semantic_threshold``, the semantic
         check too (built-in concepts plus the file's ``concepts``)."""
-        data: dict[str, Any] = {}
+        spec = ModerationFile()
         if path is not None:
             try:
                 data = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise ValueError(f"moderation file {path}: {exc}") from exc
             try:
-                data = ModerationFile.model_validate(data).model_dump()
+                spec = ModerationFile.model_validate(data)
             except PydanticValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "the file"
                 raise ValueError(
-                    f"moderation file {path}: {where}: {first['msg']}; it needs {{\"global\": {{category: [terms]}}, "
+                    f"moderation file {path}: {explain(exc.errors()[0], unknown='unknown key')}; it needs {{\"global\": {{category: [terms]}}, "
                     f"\"tenants\": {{tenant: {{category: [terms]}}}}, \"allow\": [phrases], \"concepts\": {{category: [descriptions]}}}}"
                 ) from None
         merged = {k: list(v) for k, v in BUILTIN.items()}
-        for category, terms in (data.get("global") or {}).items():
+        for category, terms in spec.global_.items():
             merged.setdefault(category, []).extend(terms)
         semantic = None
         if semantic_threshold is not None:
             from pixelmill.safety.semantic import BUILTIN_CONCEPTS, SemanticCheck
 
             concepts = {k: list(v) for k, v in BUILTIN_CONCEPTS.items()}
-            for category, texts in (data.get("concepts") or {}).items():
+            for category, texts in spec.concepts.items():
                 concepts.setdefault(category, []).extend(texts)
             semantic = SemanticCheck(concepts, semantic_threshold)
-        return cls(merged, data.get("tenants") or {}, [*BUILTIN_ALLOW, *(data.get("allow") or [])], semantic)
+        return cls(merged, spec.tenants, [*BUILTIN_ALLOW, *spec.allow], semantic)
 
     def find(self, tenant_id: str, text: str) -> Hit | None:
         hit = self._global.find(text)

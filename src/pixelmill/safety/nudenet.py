@@ -79,7 +79,8 @@ def _axis(source: int, target: int) -> tuple[NDArray[np.intp], NDArray[np.intp],
 def _resize(planes: NDArray[np.uint8], side: int) -> NDArray[np.uint8]:
     """``cv2.resize(..., (side, side), interpolation=cv2.INTER_LINEAR)`` of a square 8-bit picture
     given as planes (channels, rows, columns), in OpenCV's own fixed-point arithmetic (its
-    vectorised path), so the results are its results. Planes keep the inner loops long."""
+    vectorised path): a downscale gives its exact pixels, an upscale may differ by one level on a
+    few border pixels. Planes keep the inner loops long."""
     if planes.shape[1] == side:
         return planes
     a, b, wa, wb = _axis(planes.shape[1], side)

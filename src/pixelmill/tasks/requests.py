@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from pixelmill import validation
 from pixelmill.exceptions import ValidationError
 from pixelmill.prompts.aspect import AspectRatio
 from pixelmill.prompts.grammar import Prompt, check_free_text, check_url, parse_prompt
@@ -66,12 +67,8 @@ def describe_errors(errors: Sequence[Any]) -> tuple[str, str]:
     Shared by the HTTP error handler and the SDK, so both say exactly the same."""
     first = errors[0]
     loc = [p for p in first.get("loc", ()) if p != "body"]
-    # List positions read as they do everywhere else: requests[3].prompt, image_urls[0].
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "body"
-    msg = first.get("msg", "invalid")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown field"
-    elif first.get("type") == "json_invalid":
+    field, msg = validation.path(loc) or "body", validation.rule(first)
+    if first.get("type") == "json_invalid":
         field, msg = "body", f"not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
     elif first.get("type") in ("model_attributes_type", "dict_type") and not loc:
         msg = "must be a JSON object"
