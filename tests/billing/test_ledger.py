@@ -120,3 +120,17 @@ def test_set_balance_and_credit_keep_the_ledger_summing_to_the_balance(db: Engin
     ledger.set_balance(key_id, None)
     with pytest.raises(Exception, match="is unlimited"):
         ledger.credit(key_id, 1)
+
+
+def test_engine_costs_report_run_time_on_both_databases(billed: tuple[TaskStore, Ledger, str], clock: ManualClock) -> None:
+    # PostgreSQL sums bigint differences as numeric (Decimal): the report once failed there with
+    # "unsupported operand type(s) for *: 'decimal.Decimal' and 'float'" as soon as a task finished.
+    store, ledger, key_id = billed
+    submit(store, ledger, key_id, n=1)
+    t = store.claim("w", LANES, 30)
+    assert t is not None
+    clock.advance(2.5)
+    store.complete(t.id, "w", TaskResult())
+    [cost] = ledger.engine_costs(0, 10**15, {t.engine: 0.002})
+    assert (cost.engine, cost.tasks, cost.run_seconds, cost.estimated_cost) == (t.engine, 1, 2.5, 0.005)
+    assert type(cost.run_seconds) is float

@@ -186,4 +186,5 @@ class Ledger:
             query = query.where(t.tenant_id == tenant_id)
         with read_tx(self._engine) as conn:
             rows = conn.execute(query).all()
-        return [EngineCost(e, int(n), ms / 1000, round(ms / 1000 * cost_per_second.get(e, 0.0), 6)) for e, n, ms in rows]
+        # float(): PostgreSQL sums bigint differences as numeric, which arrives as a Decimal.
+        return [EngineCost(e, int(n), float(ms) / 1000, round(float(ms) / 1000 * cost_per_second.get(e, 0.0), 6)) for e, n, ms in rows]
