@@ -95,7 +95,7 @@ class Runtime:
         if self.screening.detector is not None:
             self.screening.detector.load()  # the first task should not pay for it
         pool = WorkerPool(
-            self.tasks, self.executor, self.settings, self.wakeup, size=size, metrics=self.worker_metrics,
+            self.tasks, self.executor, self.settings, self.wakeup, size=size, metrics=self.worker_metrics, engines=list(self.engines),
             chores=(
                 self.retention.sweep,
                 self.idempotency.purge_expired,
@@ -123,6 +123,7 @@ class Runtime:
         checks.update({f"engine:{name}": engine.check for name, engine in self.engines.items()})
         if self.screening.detector is not None:
             checks["screening"] = self.screening.detector.load
+        checks.update({"workers" if len(self.pools) == 1 else f"workers:{i}": pool.check for i, pool in enumerate(self.pools)})
         states = {}
         for name, check in checks.items():
             try:

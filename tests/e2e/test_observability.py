@@ -78,7 +78,7 @@ def test_readiness_and_structured_logs(tmp_path: Path) -> None:
             wait_terminal(api, task_id)
             ready = api.get("/readyz")
             assert ready.status_code == 200
-            assert ready.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok", "engine:procedural": "ok", "screening": "ok"}}
+            assert ready.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok", "engine:procedural": "ok", "screening": "ok", "workers": "ok"}}
             shutil.rmtree(tmp_path / "files")
             broken = api.get("/readyz")
             assert broken.status_code == 503 and broken.json()["checks"]["storage"].startswith("OSError: storage folder")

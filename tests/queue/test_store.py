@@ -220,3 +220,14 @@ def test_an_unanswered_modal_expires_into_cancel(store: TaskStore, clock: Manual
     assert task is not None and task.status is TaskStatus.CANCEL and task.quota == 0
     assert task.fail_reason == "no /modal call within 30 minutes; cancelled and refunded"
     assert store.get(answered.id).status is TaskStatus.SUBMITTED  # type: ignore[union-attr]
+
+
+def test_a_worker_claims_only_tasks_for_engines_it_has(store: TaskStore) -> None:
+    gpu = store.insert(replace(new_task(), engine="sdxl"), queue_limit=10)
+    cpu = store.insert(new_task(), queue_limit=10)
+    claimed = store.claim("cpu-worker", LANES, 30, engines=["procedural"])
+    assert claimed is not None and claimed.id == cpu.id
+    assert store.claim("cpu-worker", LANES, 30, engines=["procedural"]) is None  # the sdxl task is left alone
+    assert store.get(gpu.id).status is TaskStatus.SUBMITTED  # type: ignore[union-attr]
+    other = store.claim("gpu-worker", LANES, 30, engines=["sdxl"])
+    assert other is not None and (other.id, other.attempt) == (gpu.id, 1)

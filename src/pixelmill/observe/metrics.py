@@ -14,10 +14,10 @@ The list of every metric with its meaning is in docs/metrics.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
@@ -152,10 +152,27 @@ class WorkerMetrics:
             "pixelmill_screening_seconds", "Time of one screening call (a task's images, or a request's inputs), by purpose (output, input).",
             ["purpose"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry,
         )
+        self.thread_restarts = Counter(
+            "pixelmill_worker_thread_restarts", "Pool threads that ended and were restarted by the supervisor, by kind.", ["kind"], registry=registry,
+        )
+        self.workers_live = Gauge(
+            "pixelmill_workers_live", "Worker threads alive in this process, by lane they take work from.", ["lane"], registry=registry,
+        )
+        self.workers_busy = Gauge("pixelmill_workers_busy", "Worker threads of this process running a task.", registry=registry)
+        self.claims_failing = Gauge(
+            "pixelmill_worker_claims_failing", "1 while this process's workers cannot claim tasks (database unreachable).", registry=registry,
+        )
         self.screened_images = Counter(
             "pixelmill_screened_images", "Images screened, by purpose (output, input) and decision (pass, review, block).",
             ["purpose", "decision"], registry=registry,
         )
+
+    def report_pool(self, health: Mapping[str, Any]) -> None:
+        """Set the gauges from a worker pool's ``health()`` (the supervisor calls this)."""
+        for lane in health["lanes"]:
+            self.workers_live.labels(lane).set(health["live"])
+        self.workers_busy.set(health["busy"])
+        self.claims_failing.set(0 if health["claims"] == "ok" else 1)
 
     def observe_screening(self, purpose: str, seconds: float, verdicts: Sequence[Verdict]) -> None:
         self.screening_seconds.labels(purpose).observe(seconds)

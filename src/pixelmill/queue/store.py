@@ -346,20 +346,26 @@ class TaskStore:
 
     # --- worker side -------------------------------------------------------------------------
 
-    def claim(self, worker_id: str, lanes: Sequence[Lane], lease_seconds: float) -> Task | None:
-        """Take the next due task of the first lane in ``lanes`` that has one, under a lease."""
+    def claim(
+        self, worker_id: str, lanes: Sequence[Lane], lease_seconds: float, *, engines: Sequence[str] | None = None
+    ) -> Task | None:
+        """Take the next due task of the first lane in ``lanes`` that has one, under a lease;
+        with ``engines``, only a task for one of them (the engines the worker's process has)."""
         for lane in lanes:
-            task = self._claim_in(lane, worker_id, lease_seconds)
+            task = self._claim_in(lane, worker_id, lease_seconds, engines)
             if task is not None:
                 return task
         return None
 
-    def _claim_in(self, lane: Lane, worker_id: str, lease_seconds: float) -> Task | None:
+    def _claim_in(self, lane: Lane, worker_id: str, lease_seconds: float, engines: Sequence[str] | None) -> Task | None:
         now = self._clock.now_ms()
         queued = _statuses(QUEUED)
+        due = [tasks.c.lane == lane.value, tasks.c.status.in_(queued), tasks.c.scheduled_at <= now]
+        if engines is not None:
+            due.append(tasks.c.engine.in_(sorted(engines)))
         next_id = (
             select(tasks.c.id)
-            .where(tasks.c.lane == lane.value, tasks.c.status.in_(queued), tasks.c.scheduled_at <= now)
+            .where(*due)
             .order_by(*CLAIM_ORDER)
             .limit(1)
             .with_for_update(skip_locked=True)

@@ -1,8 +1,15 @@
 """Workers: claim a task under a lease, run it, record the outcome. Plus the heartbeat that keeps
-leases alive and the scheduler that requeues the tasks of workers that died.
+leases alive, the scheduler that requeues the tasks of workers that died, the housekeeping chores,
+and the supervisor that keeps all of them running.
 
 A worker pool is a few threads in one process (``pixelmill serve`` runs one in-process;
 ``pixelmill worker`` runs one on its own, on any host that reaches the database).
+
+No thread may die quietly: every loop survives any error of one round (a database restart, a
+dropped connection, a bug) and goes on after a short pause; a worker retries the write that
+records a task's outcome until it lands or the task's lease is gone; and the supervisor restarts
+any thread that ended anyway, counting it. ``health()`` says how many workers are alive and
+whether claims succeed, for ``/readyz`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_when_event_set, wait_exponential, wait_random
 
 from pixelmill.engines.base import is_retryable
 from pixelmill.exceptions import EngineError
@@ -28,6 +38,14 @@ from pixelmill.tasks.record import Task
 
 log = structlog.get_logger("pixelmill.worker")
 
+_T = TypeVar("_T")
+
+#: A loop that failed a round waits this long before the next: no busy loop against a dead database.
+ERROR_PAUSE_SECONDS = 1.0
+#: Claims failing for this long make the pool not ready (a restart of the database takes less).
+CLAIM_FAILING_SECONDS = 10.0
+#: How often the supervisor looks for ended threads.
+SUPERVISE_SECONDS = 0.5
 
 
 class Wakeup:
@@ -63,22 +81,33 @@ class WorkerPool:
         wakeup: Wakeup,
         *,
         size: int,
+        engines: Sequence[str] | None = None,
         chores: Sequence[Callable[[], object]] = (),
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self._metrics = metrics
-        #: Housekeeping the scheduler runs every chores_interval_seconds (retention, expired idempotency
-        #: keys, old rate-limit windows): nothing depends on it being prompt.
+        #: Housekeeping run every chores_interval_seconds in a thread of its own (retention,
+        #: expired idempotency keys, old rate-limit windows): nothing depends on it being prompt,
+        #: and a slow or failing chore never delays lease recovery.
         self._chores = chores
         self._store = store
         self._executor = executor
         self._settings = settings
         self._wakeup = wakeup
         self._size = size
+        #: The engines this process has: it claims only their tasks, so in a mixed fleet a CPU
+        #: worker never takes (and burns the attempts of) a task for a GPU engine it lacks.
+        self._engines = tuple(engines) if engines is not None else None
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        #: Every thread of the pool by name, with what it runs: the supervisor restarts from here.
+        self._loops: dict[str, tuple[Callable[..., object], tuple[object, ...]]] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._restarts = 0
         self._running: dict[str, str] = {}  # task id -> worker id
         self._running_lock = threading.Lock()
+        #: When claims last succeeded and, while they fail, since when and why.
+        self._claim_failing_since: float | None = None
+        self._claim_error = ""
         #: Interactive work first: a worker takes batch work only when no interactive task is
         #: due, and only while one of the pool's batch slots is free. So batch work delays an
         #: interactive task by at most the batch task a worker is finishing, and with the default
@@ -89,45 +118,94 @@ class WorkerPool:
 
     def start(self) -> None:
         for i in range(self._size):
-            self._spawn(self._work_loop, f"worker-{i}", f"{self.process_id}:{i}")
-        self._spawn(self._heartbeat_loop, "heartbeat")
-        self._spawn(self._scheduler_loop, "scheduler")
+            self._spawn(f"worker-{i}", self._work_loop, f"{self.process_id}:{i}")
+        self._spawn("heartbeat", self._heartbeat_loop)
+        self._spawn("scheduler", self._scheduler_loop)
+        self._spawn("chores", self._chores_loop)
+        self._spawn("supervisor", self._supervise_loop)
 
-    def _spawn(self, target: Callable[..., object], name: str, *args: object) -> None:
+    def _spawn(self, name: str, target: Callable[..., object], *args: object) -> None:
+        self._loops[name] = (target, args)
         t = threading.Thread(target=target, args=args, name=f"pixelmill-{name}", daemon=True)
         t.start()
-        self._threads.append(t)
+        self._threads[name] = t
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming; let tasks in flight finish (up to ``timeout``). Anything still running
         afterwards is picked up again by another worker when its lease expires."""
         self._stop.set()
         self._wakeup.notify_all()
-        for t in self._threads:
+        for t in list(self._threads.values()):
             t.join(timeout)
+
+    # --- health --------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """What ``/readyz`` and ``/metrics`` show of this pool."""
+        workers = [t for name, t in self._threads.items() if name.startswith("worker-")]
+        with self._running_lock:
+            busy = len(self._running)
+        failing = self._claim_failing_since
+        return {
+            "process": self.process_id,
+            "lanes": [lane.value for lane in self._lanes],
+            "engines": list(self._engines) if self._engines is not None else None,
+            "workers": self._size,
+            "live": sum(t.is_alive() for t in workers),
+            "busy": busy,
+            "restarts": self._restarts,
+            "claims": "ok" if failing is None else f"failing for {time.monotonic() - failing:.0f}s: {self._claim_error}",
+        }
+
+    def check(self) -> None:
+        """Readiness: raise unless every worker is alive and claims work (or failed only briefly)."""
+        health = self.health()
+        if health["live"] != self._size:
+            raise RuntimeError(f"{health['live']} of {self._size} workers alive")
+        failing = self._claim_failing_since
+        if failing is not None and time.monotonic() - failing >= CLAIM_FAILING_SECONDS:
+            raise RuntimeError(f"workers cannot claim tasks: {health['claims']}")
 
     # --- loops -------------------------------------------------------------------------------
 
     def _work_loop(self, worker_id: str) -> None:
         while not self._stop.is_set():
-            slot = Lane.BATCH in self._lanes and self._batch_slots.acquire(blocking=False)
-            lanes = [lane for lane in self._lanes if lane is not Lane.BATCH or slot]
             try:
-                task = self._store.claim(worker_id, lanes, self._settings.lease_seconds) if lanes else None
+                self._work_once(worker_id)
             except Exception:
-                log.exception("claim failed")
-                task = None
+                # A bug or a database error outside the guarded writes: this round is lost, the
+                # worker is not. Its task (if any) is retried when its lease expires.
+                log.exception("worker round failed", worker=worker_id)
+                self._stop.wait(ERROR_PAUSE_SECONDS)
+
+    def _work_once(self, worker_id: str) -> None:
+        slot = Lane.BATCH in self._lanes and self._batch_slots.acquire(blocking=False)
+        try:
+            lanes = [lane for lane in self._lanes if lane is not Lane.BATCH or slot]
+            task = self._claim(worker_id, lanes) if lanes else None
             if slot and (task is None or task.lane is not Lane.BATCH):
                 self._batch_slots.release()
                 slot = False
             if task is None:
                 self._wakeup.wait(self._settings.worker_poll_seconds)
-                continue
-            try:
-                self.run_task(task, worker_id)
-            finally:
-                if slot:
-                    self._batch_slots.release()
+                return
+            self.run_task(task, worker_id)
+        finally:
+            if slot:
+                self._batch_slots.release()
+
+    def _claim(self, worker_id: str, lanes: Sequence[Lane]) -> Task | None:
+        try:
+            task = self._store.claim(worker_id, lanes, self._settings.lease_seconds, engines=self._engines)
+        except Exception as exc:  # noqa: BLE001 - whatever stops claims is reported by readiness, not raised
+            if self._claim_failing_since is None:
+                self._claim_failing_since = time.monotonic()
+            self._claim_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("claim failed", error=self._claim_error)
+            self._stop.wait(ERROR_PAUSE_SECONDS)
+            return None
+        self._claim_failing_since = None
+        return task
 
     def run_task(self, task: Task, worker_id: str) -> None:
         with self._running_lock:
@@ -157,7 +235,10 @@ class WorkerPool:
                 key = self._executor.store_preview(task, preview)
             if pct >= last[0] + 5 or key:  # a database write per 5 % (or new preview), not per step
                 last[0] = max(last[0], pct)
-                self._store.set_progress(task.id, worker_id, pct, lease, preview_key=key)
+                try:
+                    self._store.set_progress(task.id, worker_id, pct, lease, preview_key=key)
+                except SQLAlchemyError as exc:  # progress is a hint: a lost write must not fail the task
+                    log.warning("progress not recorded", error=f"{type(exc).__name__}: {exc}"[:300])
 
         try:
             outcome = self._executor.run(task, progress)
@@ -172,16 +253,36 @@ class WorkerPool:
                 self._metrics.engine_errors.labels(task.engine, "retryable" if retryable else "fatal").inc()
             self._record_failure(task, worker_id, reason, retryable=retryable)
             return
-        if self._store.complete(task.id, worker_id, outcome.result, outcome.description):
+        if self._recorded(lambda: self._store.complete(task.id, worker_id, outcome.result, outcome.description)):
             log.info("task succeeded")
         else:
             log.warning("task finished after its lease was lost; result discarded")
 
     def _record_failure(self, task: Task, worker_id: str, reason: str, *, retryable: bool) -> None:
-        status = self._store.fail(
+        status = self._recorded(lambda: self._store.fail(
             task.id, worker_id, reason, retryable=retryable, backoff_seconds=self._settings.retry_backoff_seconds
-        )
+        ))
         log.info("task attempt failed", reason=reason, retryable=retryable, next_status=status.value if status else None)
+
+    def _recorded(self, write: Callable[[], _T]) -> _T:
+        """Run the write that records an outcome until it lands. A database restart or a dropped
+        connection costs a retry, not the task: the heartbeat keeps the lease meanwhile, and the
+        write is conditional on that lease, so a retry after the task was handed on is harmless.
+        Past one lease the task is someone else's; the error is raised and the round lost."""
+        for attempt in Retrying(
+            retry=retry_if_exception_type(SQLAlchemyError),
+            stop=stop_after_delay(self._settings.lease_seconds) | stop_when_event_set(self._stop),
+            wait=wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.1),
+            sleep=self._pause,  # a stopping pool stops waiting and trying; the lease recovers the task
+            reraise=True,
+            before_sleep=lambda state: log.warning("outcome not recorded yet; retrying", error=repr(state.outcome and state.outcome.exception())[:300]),
+        ):
+            with attempt:
+                return write()
+        raise AssertionError("unreachable: Retrying either returns or raises")
+
+    def _pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)
 
     def _heartbeat_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
@@ -197,28 +298,47 @@ class WorkerPool:
                     log.exception("heartbeat failed")
 
     def _scheduler_loop(self) -> None:
-        next_chores = 0.0
         while not self._stop.wait(self._settings.sweep_interval_seconds):
             try:
                 requeued, failed = self._store.requeue_expired()
+                if requeued or failed:
+                    log.warning("lease sweep", requeued=requeued, failed=failed)
+                if requeued:
+                    self._wakeup.notify_all()
             except Exception:
                 log.exception("lease sweep failed")
-                continue
-            if requeued or failed:
-                log.warning("lease sweep", requeued=requeued, failed=failed)
-            if requeued:
-                self._wakeup.notify_all()
             try:
                 timed_out = self._store.expire_stale(
                     self._settings.queue_timeout_seconds, self._settings.run_timeout_seconds
                 )
                 timed_out += self._store.expire_modal(self._settings.modal_timeout_seconds)
-                if time.monotonic() >= next_chores:
-                    next_chores = time.monotonic() + self._settings.chores_interval_seconds
-                    for chore in self._chores:
-                        chore()
+                if timed_out:
+                    log.warning("timeout sweep: tasks failed or cancelled (refunded)", count=timed_out)
             except Exception:
                 log.exception("timeout sweep failed")
-                continue
-            if timed_out:
-                log.warning("timeout sweep: tasks failed or cancelled (refunded)", count=timed_out)
+
+    def _chores_loop(self) -> None:
+        while not self._stop.wait(self._settings.chores_interval_seconds):
+            for chore in self._chores:
+                try:
+                    chore()
+                except Exception:  # one failing chore does not skip the others
+                    log.exception("housekeeping chore failed", chore=getattr(chore, "__qualname__", repr(chore)))
+
+    def _supervise_loop(self) -> None:
+        """Restart any thread of the pool that ended while the pool runs. The loops catch every
+        error of a round, so this is for what they cannot: a bug in the catching itself."""
+        while not self._stop.wait(SUPERVISE_SECONDS):
+            try:
+                for name, thread in list(self._threads.items()):
+                    if name != "supervisor" and not thread.is_alive() and not self._stop.is_set():
+                        log.error("pool thread died; restarting it", thread=name)
+                        self._restarts += 1
+                        if self._metrics is not None:
+                            self._metrics.thread_restarts.labels(name.split("-")[0]).inc()
+                        target, args = self._loops[name]
+                        self._spawn(name, target, *args)
+                if self._metrics is not None:
+                    self._metrics.report_pool(self.health())
+            except Exception:
+                log.exception("supervisor round failed")
