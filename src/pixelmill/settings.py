@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     max_concurrent_tasks: int = Field(1000, ge=0)
     #: How long an Idempotency-Key remembers its answer.
     idempotency_ttl_seconds: float = Field(86_400, gt=0)
+    #: How long a request may hold an Idempotency-Key while it is being accepted before a retry
+    #: may take it over (the first request died). A slow first request that lost its key keeps
+    #: nothing: the key never makes two sets of tasks.
+    idempotency_pending_seconds: float = Field(30, gt=0)
     #: What a cache hit costs: "free" (0) or "full" (the normal price).
     cache_hit_charge: Literal["free", "full"] = "free"
     #: A task waiting (SUBMITTED / NOT_START) longer than this fails with a refund.

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from pixelmill.auth.keys import Principal
 from pixelmill.db.schema import tasks
-from pixelmill.exceptions import EngineUnavailable, QueueFull, ValidationError
+from pixelmill.exceptions import EngineUnavailable, IdempotencyInProgress, QueueFull, ValidationError
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
 from pixelmill.tasks.requests import ImagineRequest
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -75,3 +78,47 @@ def test_a_refused_image_queues_nothing(runtime: Runtime, acme: Principal) -> No
         runtime.service.imagine(acme, ImagineRequest(prompt="http://10.0.0.1/a.png a cat --r 3"))
     with runtime.db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tasks)).scalar_one() == 0
+
+
+def test_a_slow_first_request_whose_key_was_taken_over_keeps_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Request A holds an Idempotency-Key past the pending window (fetching inputs, say); a retry B
+    takes the key over and is accepted. A must then create and charge nothing, and answer B's task."""
+    rt = build_runtime(Settings(data_dir=tmp_path, workers=0, screening="off", idempotency_pending_seconds=0.2))
+    try:
+        key, _ = rt.keys.create(tenant_id="acme")
+        rt.ledger.set_balance(key.id, 10)
+        acme = Principal(key.id, "acme", False)
+        planning, release = threading.Event(), threading.Event()
+        real_plan = rt.service.plan_imagine
+
+        def slow_plan(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name == "request-a":
+                planning.set()
+                assert release.wait(30)
+            return real_plan(*args, **kwargs)
+
+        monkeypatch.setattr(rt.service, "plan_imagine", slow_plan)
+        req = ImagineRequest(prompt="a cat --seed 3")
+        answers: dict[str, list[str]] = {}
+        a = threading.Thread(name="request-a", target=lambda: answers.update(
+            a=[t.id for t in rt.service.imagine(acme, req, idempotency_key="k1")]))
+        a.start()
+        assert planning.wait(10)
+
+        def retry() -> list[str] | None:
+            try:
+                return [t.id for t in rt.service.imagine(acme, req, idempotency_key="k1")]
+            except IdempotencyInProgress:  # 409 until A's claim is older than the pending window
+                return None
+
+        answers["b"] = wait_for(retry, timeout=10, what="the retry to take the key over")
+        # B's task ends before A goes on, so A cannot simply coalesce onto it as running work.
+        assert rt.tasks.cancel(answers["b"][0], "acme") is not None
+        release.set()
+        a.join(10)
+        assert answers["a"] == answers["b"]
+        with rt.db.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(tasks)).scalar_one() == 1
+        assert rt.ledger.balance(key.id) == 10  # charged once, refunded once
+    finally:
+        rt.close()

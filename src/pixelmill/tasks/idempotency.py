@@ -9,8 +9,12 @@ tasks without their key or a key pointing at nothing. Afterwards:
 - same key, other body → ``IdempotencyMismatch`` (422);
 - same key while the first is still being accepted → ``IdempotencyInProgress`` (409, retry).
 
-A pending row whose request died (process killed before its transaction) is taken over after
-``pending_timeout_seconds``; every row expires after ``ttl_seconds``.
+A pending row whose request died (process killed, or the database restarted, before its
+transaction) is taken over after ``pending_timeout_seconds`` (``PIXELMILL_IDEMPOTENCY_PENDING_SECONDS``);
+every row expires after ``ttl_seconds``. A claim is one row *as created*: a request that was only
+slow and lost its row to a takeover cannot record its tasks (``finish`` matches no row and raises
+``ClaimLost``, which rolls its insert back), so one key never creates or charges two sets of tasks;
+that request answers with the tasks of the one that took over.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ class Claim:
     key_id: str
     idem_key: str
     request_hash: str
+    #: When the row was created: which row is this request's, after a takeover.
+    created_at: int
+
+
+class ClaimLost(Exception):
+    """The claim was taken over by a later request with the same key (this one was too slow):
+    nothing of this request may be recorded; the caller answers with the other request's tasks."""
 
 
 def request_hash(action: str, body: dict[str, Any]) -> str:
@@ -53,7 +64,7 @@ def check_key(value: str) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, engine: Engine, clock: Clock, ttl_seconds: float, pending_timeout_seconds: float = 120) -> None:
+    def __init__(self, engine: Engine, clock: Clock, ttl_seconds: float, pending_timeout_seconds: float = 30) -> None:
         self._engine = engine
         self._clock = clock
         self._ttl_ms = int(ttl_seconds * 1000)
@@ -61,9 +72,10 @@ class IdempotencyStore:
 
     def begin(self, key_id: str, idem_key: str, body_hash: str) -> Claim | list[str]:
         """Claim the key, or return the task ids of the request that already used it."""
-        claim = Claim(key_id, check_key(idem_key), body_hash)
+        check_key(idem_key)
         while True:
             now = self._clock.now_ms()
+            claim = Claim(key_id, idem_key, body_hash, now)
             try:
                 with write_tx(self._engine) as conn:
                     conn.execute(
@@ -96,10 +108,15 @@ class IdempotencyStore:
             return list(row.task_ids)
 
     def finish(self, conn: Connection, claim: Claim, task_ids: list[str]) -> None:
-        """Record the answer; call inside the transaction that inserts the tasks."""
-        conn.execute(
-            update(idempotency_keys).where(*self._match(claim), idempotency_keys.c.task_ids.is_(None)).values(task_ids=task_ids)
+        """Record the answer; call inside the transaction that inserts the tasks. ``ClaimLost``
+        when the row is no longer this claim's: raised inside that transaction, it undoes it."""
+        done = conn.execute(
+            update(idempotency_keys)
+            .where(*self._mine(claim), idempotency_keys.c.task_ids.is_(None))
+            .values(task_ids=task_ids)
         )
+        if done.rowcount != 1:
+            raise ClaimLost(claim.idem_key)
 
     def finish_now(self, claim: Claim, task_ids: list[str]) -> None:
         """``finish`` in a transaction of its own: nothing new was inserted (all coalesced)."""
@@ -109,7 +126,7 @@ class IdempotencyStore:
     def abandon(self, claim: Claim) -> None:
         """The request failed before any task was accepted: free the key for a retry."""
         with write_tx(self._engine) as conn:
-            conn.execute(delete(idempotency_keys).where(*self._match(claim), idempotency_keys.c.task_ids.is_(None)))
+            conn.execute(delete(idempotency_keys).where(*self._mine(claim), idempotency_keys.c.task_ids.is_(None)))
 
     def purge_expired(self) -> int:
         with write_tx(self._engine) as conn:
@@ -118,3 +135,8 @@ class IdempotencyStore:
     @staticmethod
     def _match(claim: Claim) -> tuple[Any, ...]:
         return (idempotency_keys.c.key_id == claim.key_id, idempotency_keys.c.idem_key == claim.idem_key)
+
+    @classmethod
+    def _mine(cls, claim: Claim) -> tuple[Any, ...]:
+        """The claim's own row: not one a later request created after taking the key over."""
+        return (*cls._match(claim), idempotency_keys.c.created_at == claim.created_at)

@@ -15,7 +15,7 @@ from pixelmill.auth.keys import Principal
 from pixelmill.billing.ledger import Ledger
 from pixelmill.billing.prices import PriceTable
 from pixelmill.engines.base import MAX_SEED
-from pixelmill.exceptions import BannedPrompt, EngineUnavailable, TaskNotFound, ValidationError
+from pixelmill.exceptions import BannedPrompt, EngineUnavailable, IdempotencyInProgress, TaskNotFound, ValidationError
 from pixelmill.media.fetch import FetchRefused
 from pixelmill.media.inputs import FILES_PATH, InputImages
 from pixelmill.media.output import output_profiles
@@ -28,7 +28,7 @@ from pixelmill.safety.moderation import Moderator
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.cache import request_keys
-from pixelmill.tasks.idempotency import Claim, IdempotencyStore, request_hash
+from pixelmill.tasks.idempotency import Claim, ClaimLost, IdempotencyStore, request_hash
 from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.pricing import price_key
 from pixelmill.tasks.record import NewTask, Task
@@ -155,11 +155,22 @@ class TaskService:
     ) -> list[Task]:
         if idempotency_key is None:
             return submit(None)
-        claim = self._idempotency.begin(principal.key_id, idempotency_key, request_hash(action, req.model_dump(mode="json")))
+        body_hash = request_hash(action, req.model_dump(mode="json"))
+        claim = self._idempotency.begin(principal.key_id, idempotency_key, body_hash)
         if isinstance(claim, list):  # answered before: the same tasks, the same answer
             return [self.get(principal, task_id) for task_id in claim]
         try:
             return submit(claim)
+        except ClaimLost:
+            # This request was so slow that a retry took its key over; nothing of it was kept.
+            # The answer is the retry's (or 409 while that one is still being accepted).
+            answer = self._idempotency.begin(principal.key_id, idempotency_key, body_hash)
+            if isinstance(answer, list):
+                return [self.get(principal, task_id) for task_id in answer]
+            self._idempotency.abandon(answer)  # not expected: the taker's row vanished; free the key
+            raise IdempotencyInProgress(
+                f"Idempotency-Key: {idempotency_key!r}: another request with this key was accepted meanwhile; retry"
+            ) from None
         except BaseException:
             self._idempotency.abandon(claim)
             raise
