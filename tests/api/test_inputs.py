@@ -137,7 +137,7 @@ def test_a_redirect_to_loopback_is_code_4(api: httpx.Client, images: ImageServer
         images.routes["/jump.png"] = redirect(inside.url("/secret.png"))
         url = images.url("/jump.png")
         assert refusal(api, {"prompt": f"{url} a cat"}) == (
-            f"prompt: {url}: 127.0.0.1 a loopback address; only public hosts are fetched"
+            f"prompt: {url}: 127.0.0.1 is a loopback address; only public hosts are fetched"
         )
         assert inside.hits == []
 

@@ -39,7 +39,10 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _frontend(path: Path, proxy: FaultyProxy, **env: Any) -> Server:
-    srv = Server(path, KEY_B, engines=_remote(proxy.url), rate_per_minute=0, max_concurrent_tasks=0, workers=4, **env)
+    # A's result URLs name A itself, not the proxy B calls it through: another origin, so B fetches
+    # them without its key and under its address rules, which allow loopback here.
+    srv = Server(path, KEY_B, engines=_remote(proxy.url), rate_per_minute=0, max_concurrent_tasks=0, workers=4,
+                 fetch_allow='["127.0.0.1/32"]', **env)
     srv.env["PUBLIC_URL"] = srv.url  # A fetches masks from B's public file URLs
     return srv.start()
 

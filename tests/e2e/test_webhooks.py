@@ -79,7 +79,7 @@ def test_event_filter_and_the_keys_default_webhook(hooked_server: Server) -> Non
 def test_webhook_targets_pass_the_address_rules(api: httpx.Client) -> None:
     r = api.post(IMAGINE, json={"prompt": "a cat", "webhook_url": "http://127.0.0.1:9/hook"})
     assert r.status_code == 400 and r.json()["code"] == 4
-    assert r.json()["description"].startswith("webhook_url: http://127.0.0.1:9/hook: 127.0.0.1 a loopback address")
+    assert r.json()["description"].startswith("webhook_url: http://127.0.0.1:9/hook: 127.0.0.1 is a loopback address")
     r = api.put("/v1/webhook", json={"url": "http://169.254.169.254/latest"})
     assert r.status_code == 400 and r.json()["description"].startswith("url: ")
     r = api.post(IMAGINE, json={"prompt": "a cat", "webhook_events": ["completed"]})

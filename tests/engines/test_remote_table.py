@@ -19,7 +19,7 @@ OK = (200, {"code": 1, "description": "submitted", "data": [{"task_id": "42"}]})
 class Scripted:
     """Answers each request with the next scripted answer: (status, JSON or text) or "drop"."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.script: list[object] = []
         self.seen: list[dict[str, str]] = []
         outer = self
@@ -47,18 +47,28 @@ class Scripted:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
 
 
-@pytest.fixture
-def scripted() -> Iterator[Scripted]:
-    s = Scripted()
+def serving(host: str = "127.0.0.1") -> Iterator[Scripted]:
+    s = Scripted(host)
     thread = threading.Thread(target=s.httpd.serve_forever, daemon=True)
     thread.start()
     yield s
     s.httpd.shutdown()
     s.httpd.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Scripted]:
+    yield from serving()
+
+
+@pytest.fixture
+def cdn() -> Iterator[Scripted]:
+    """Another host (a CDN, a bucket) that the upstream's result URLs may point at."""
+    yield from serving("127.0.0.2")
 
 
 _OPEN: list[Upstream] = []
@@ -71,9 +81,10 @@ def _close_clients() -> Iterator[None]:
         _OPEN.pop().close()
 
 
-def upstream(url: str, sleeps: list[float]) -> Upstream:
+def upstream(url: str, sleeps: list[float], fetch_allow: tuple[str, ...] = ()) -> Upstream:
     """An upstream client whose backoff sleeps are recorded instead of slept."""
-    client = Upstream(RemoteConfig(base_url=url, api_key="k", backoff_seconds=(1.0, 4.0, 16.0), max_tries=4), sleep=sleeps.append)
+    client = Upstream(RemoteConfig(base_url=url, api_key="k", backoff_seconds=(1.0, 4.0, 16.0), max_tries=4), sleep=sleeps.append,
+                      fetch_allow=fetch_allow)
     _OPEN.append(client)
     return client
 
@@ -142,3 +153,22 @@ def test_settings_are_checked_when_the_engine_is_built() -> None:
         RemoteConfig.from_json({"kind": "remote", "base_url": "http://x"})
     with pytest.raises(ValueError, match="unknown settings pol_seconds"):
         RemoteConfig.from_json({"kind": "remote", "base_url": "http://x", "api_key": "k", "pol_seconds": 3})
+
+
+def test_results_elsewhere_are_fetched_without_the_key_and_under_the_address_rules(scripted: Scripted, cdn: Scripted) -> None:
+    scripted.script = [(200, "own file")]
+    cdn.script = [(503, "busy"), (200, "cdn file")]
+    sleeps: list[float] = []
+    client = upstream(scripted.url, sleeps, fetch_allow=("127.0.0.2/32",))  # the operator allows the CDN's address
+    assert client.download("/files/a.png") == b"own file"
+    assert scripted.seen[0]["authorization"] == "Bearer k"  # the upstream's own origin gets the key
+    assert client.download(f"{cdn.url}/a.png") == b"cdn file"  # retried after the 503
+    assert len(cdn.seen) == 2 and all("authorization" not in h for h in cdn.seen)
+    assert len(sleeps) == 1
+    # A private address the operator did not allow is never contacted, and not retried.
+    with pytest.raises(EngineError) as err:
+        client.download("http://10.1.2.3/a.png")
+    assert not err.value.retryable and "10.1.2.3 is a private address" in err.value.description
+    with pytest.raises(EngineError) as err:
+        upstream(scripted.url, []).download(f"{cdn.url}/a.png")  # without the allow entry
+    assert not err.value.retryable and len(cdn.seen) == 2

@@ -42,7 +42,7 @@ def test_an_allowed_host_is_fetched(fetcher: SafeFetcher, allowed: ImageServer) 
 def test_a_redirect_to_loopback_is_refused(fetcher: SafeFetcher, allowed: ImageServer) -> None:
     with ImageServer({"/secret.png": body(PNG)}) as inside:  # on 127.0.0.1: not allowed
         allowed.routes["/jump"] = redirect(inside.url("/secret.png"))
-        assert refused(fetcher, allowed.url("/jump")) == "127.0.0.1 a loopback address; only public hosts are fetched"
+        assert refused(fetcher, allowed.url("/jump")) == "127.0.0.1 is a loopback address; only public hosts are fetched"
         assert inside.hits == []
 
 
@@ -115,32 +115,32 @@ def test_the_host_header_names_the_url_host_not_the_pinned_address(allowed: Imag
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("http://127.0.0.1/", "127.0.0.1 a loopback address"),
-        ("http://[::1]/", "::1 a loopback address"),
+        ("http://127.0.0.1/", "127.0.0.1 is a loopback address"),
+        ("http://[::1]/", "::1 is a loopback address"),
         ("http://0x7f000001/", "0x7f000001 resolves to 127.0.0.1, a loopback address"),
         ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),
         ("http://0177.0.0.1/", "is not a valid URL (Invalid IPv4 address: '0177.0.0.1')"),
         ("http://127.1/", "127.1 resolves to 127.0.0.1, a loopback address"),
         ("http://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1 resolves to ::ffff:7f00:1, a loopback address (embedded in IPv6 ::ffff:7f00:1)"),
-        ("http://[::ffff:a9fe:a9fe]/", "::ffff:a9fe:a9fe a cloud metadata address (embedded in IPv6 ::ffff:a9fe:a9fe)"),
-        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 a cloud metadata address"),
-        ("http://[fd00:ec2::254]/", "fd00:ec2::254 a cloud metadata address"),
-        ("http://100.100.100.200/", "100.100.100.200 a cloud metadata address"),
+        ("http://[::ffff:a9fe:a9fe]/", "::ffff:a9fe:a9fe is a cloud metadata address (embedded in IPv6 ::ffff:a9fe:a9fe)"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a cloud metadata address"),
+        ("http://[fd00:ec2::254]/", "fd00:ec2::254 is a cloud metadata address"),
+        ("http://100.100.100.200/", "100.100.100.200 is a cloud metadata address"),
         ("http://metadata.google.internal/", "metadata.google.internal is a cloud metadata host"),
-        ("http://10.1.2.3/", "10.1.2.3 a private address"),
-        ("http://172.16.0.1/", "172.16.0.1 a private address"),
-        ("http://192.168.1.1/", "192.168.1.1 a private address"),
-        ("http://100.64.0.1/", "100.64.0.1 not a public address"),
-        ("http://169.254.1.1/", "169.254.1.1 a link-local address"),
-        ("http://[fe80::1]/", "fe80::1 a link-local address"),
-        ("http://[fc00::1]/", "fc00::1 a private address"),
-        ("http://224.0.0.1/", "224.0.0.1 a multicast address"),
-        ("http://[ff02::1]/", "ff02::1 a multicast address"),
-        ("http://0.0.0.0/", "0.0.0.0 an unspecified address"),
-        ("http://[::]/", ":: an unspecified address"),
-        ("http://240.0.0.1/", "240.0.0.1 a private address"),
-        ("http://[2002:7f00:1::]/", "2002:7f00:1:: a loopback address (embedded in IPv6 2002:7f00:1::)"),
-        ("http://[64:ff9b::a00:1]/", "64:ff9b::a00:1 a private address (embedded in IPv6 64:ff9b::a00:1)"),
+        ("http://10.1.2.3/", "10.1.2.3 is a private address"),
+        ("http://172.16.0.1/", "172.16.0.1 is a private address"),
+        ("http://192.168.1.1/", "192.168.1.1 is a private address"),
+        ("http://100.64.0.1/", "100.64.0.1 is not a public address"),
+        ("http://169.254.1.1/", "169.254.1.1 is a link-local address"),
+        ("http://[fe80::1]/", "fe80::1 is a link-local address"),
+        ("http://[fc00::1]/", "fc00::1 is a private address"),
+        ("http://224.0.0.1/", "224.0.0.1 is a multicast address"),
+        ("http://[ff02::1]/", "ff02::1 is a multicast address"),
+        ("http://0.0.0.0/", "0.0.0.0 is an unspecified address"),
+        ("http://[::]/", ":: is an unspecified address"),
+        ("http://240.0.0.1/", "240.0.0.1 is a private address"),
+        ("http://[2002:7f00:1::]/", "2002:7f00:1:: is a loopback address (embedded in IPv6 2002:7f00:1::)"),
+        ("http://[64:ff9b::a00:1]/", "64:ff9b::a00:1 is a private address (embedded in IPv6 64:ff9b::a00:1)"),
     ],
 )
 def test_non_public_addresses_in_every_spelling_are_refused(fetcher: SafeFetcher, url: str, reason: str) -> None:

@@ -74,7 +74,7 @@ def test_sizes_follow_the_documented_rule(runtime: Runtime, acme: Principal) -> 
 
 
 def test_a_refused_image_queues_nothing(runtime: Runtime, acme: Principal) -> None:
-    with pytest.raises(ValidationError, match="10.0.0.1 a private address"):
+    with pytest.raises(ValidationError, match="10.0.0.1 is a private address"):
         runtime.service.imagine(acme, ImagineRequest(prompt="http://10.0.0.1/a.png a cat --r 3"))
     with runtime.db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tasks)).scalar_one() == 0

@@ -35,7 +35,7 @@ def build_engine(name: str, spec: Mapping[str, Any], settings: Settings) -> Engi
             raise ValueError(f"delay_ms must be whole milliseconds, 0-600000; got {delay!r}")
         return ProceduralEngine(delay_ms=delay, name=name)
     if kind == "remote":
-        return RemoteEngine(name, RemoteConfig.from_json(spec))
+        return RemoteEngine(name, RemoteConfig.from_json(spec), fetch_allow=settings.fetch_allow)
     if kind == "diffusers":
         from pixelmill.engines.diffusers import DiffusersEngine  # torch is optional: imported only when asked for
 

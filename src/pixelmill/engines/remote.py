@@ -20,6 +20,11 @@ code 3                 "task" in the text: the upstream lost the task, not retri
 network error          retried once at once, then like 9
 =====================  ==========================================================================
 
+Result files are downloaded with the upstream's API key only from the upstream's own origin
+(scheme, host and port of ``base_url``). A URL anywhere else (a CDN, a bucket) is fetched without
+it and under the deployment's address rules (``PIXELMILL_FETCH_ALLOW``, media/fetch.py): an
+upstream cannot make pixelmill send its key elsewhere, nor reach a private address for it.
+
 Submits carry an Idempotency-Key made of the task id and attempt, so a submit whose answer was
 lost on the way back is answered with the task it already made instead of making a second one.
 A per-minute submission budget (``submit_per_minute``) keeps this process under the upstream's
@@ -50,6 +55,7 @@ from pixelmill.engines.base import (
     settings_from_json,
 )
 from pixelmill.exceptions import EngineError
+from pixelmill.media.fetch import FetchPolicy, FetchRefused, SafeFetcher
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 #: Largest file the engine re-hosts (an image or a clip).
@@ -114,7 +120,11 @@ class Upstream:
     """The HTTP side: one call with seed 004's retry table."""
 
     def __init__(
-        self, config: RemoteConfig, transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep
+        self,
+        config: RemoteConfig,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        fetch_allow: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self._sleep = sleep
@@ -124,10 +134,16 @@ class Upstream:
             timeout=config.request_timeout_seconds,
             transport=transport,
         )
+        self._origin = _origin(self._http.base_url)
+        #: For result URLs off the upstream's origin: no key, and the address rules of any fetch.
+        self._elsewhere = SafeFetcher(
+            FetchPolicy(max_bytes=MAX_DOWNLOAD, timeout_seconds=config.request_timeout_seconds, allow=fetch_allow)
+        )
         self._budget = SubmitBudget(config.submit_per_minute, sleep=sleep)
 
     def close(self) -> None:
         self._http.close()
+        self._elsewhere.close()
 
     def probe(self) -> None:
         """Readiness: the upstream answers an unknown task with 404 / code 3 when it is up and
@@ -188,34 +204,61 @@ class Upstream:
         raise EngineError(f"upstream still failing after {self.config.max_tries} tries: {last}", retryable=True)
 
     def download(self, url: str) -> bytes:
+        """A result file: with the API key from the upstream's own origin, without it elsewhere."""
+        target = self._http.base_url.join(url)
+        fetch = self._download_own if _origin(target) == self._origin else self._download_elsewhere
         last = ""
         for attempt in range(self.config.max_tries):
             try:
-                with self._http.stream("GET", url) as r:
-                    if r.status_code == 200:
-                        data = bytearray()
-                        for chunk in r.iter_bytes():
-                            data += chunk
-                            if len(data) > MAX_DOWNLOAD:
-                                raise EngineError(f"upstream file {url} is larger than {MAX_DOWNLOAD:,} bytes", retryable=False)
-                        return bytes(data)
-                    last = f"HTTP {r.status_code}"
-                    if r.status_code < 500 and r.status_code != 429:
-                        break
-            except httpx.TransportError as exc:
-                last = f"network error: {exc}"
+                return fetch(str(target))
+            except _Retry as exc:
+                last = str(exc)
             self._backoff(attempt, None)
         raise EngineError(f"could not download {url} from upstream: {last}", retryable=True)
+
+    def _download_own(self, url: str) -> bytes:
+        try:
+            with self._http.stream("GET", url) as r:
+                if r.status_code != 200:
+                    if r.status_code < 500 and r.status_code != 429:
+                        raise EngineError(f"could not download {url} from upstream: HTTP {r.status_code}", retryable=True)
+                    raise _Retry(f"HTTP {r.status_code}")
+                data = bytearray()
+                for chunk in r.iter_bytes():
+                    data += chunk
+                    if len(data) > MAX_DOWNLOAD:
+                        raise EngineError(f"upstream file {url} is larger than {MAX_DOWNLOAD:,} bytes", retryable=False)
+                return bytes(data)
+        except httpx.TransportError as exc:
+            raise _Retry(f"network error: {exc}") from None
+
+    def _download_elsewhere(self, url: str) -> bytes:
+        try:
+            return self._elsewhere.fetch(url)
+        except FetchRefused as exc:
+            if exc.retryable:
+                raise _Retry(exc.reason) from None
+            raise EngineError(f"upstream result {url} was not fetched: {exc.reason}", retryable=False) from None
+
+
+class _Retry(Exception):
+    """A download failure worth another try after backoff."""
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
 
 
 class RemoteEngine(Engine):
     runs_operations = True
 
-    def __init__(self, name: str, config: RemoteConfig, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, name: str, config: RemoteConfig, transport: httpx.BaseTransport | None = None, fetch_allow: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.model = config.model
         self._config = config
-        self.upstream = Upstream(config, transport)
+        self.upstream = Upstream(config, transport, fetch_allow=fetch_allow)
 
     def close(self) -> None:
         self.upstream.close()

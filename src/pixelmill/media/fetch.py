@@ -44,11 +44,14 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class FetchRefused(Exception):
-    """The URL was not fetched; ``reason`` says why, in words for the caller."""
+    """The URL was not fetched; ``reason`` says why, in words for the caller. ``retryable``: the
+    same fetch may work later (a timeout, a dropped connection, HTTP 429 or 5xx), as opposed to a
+    URL that is refused or answers what it will answer again."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retryable = retryable
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -117,7 +120,7 @@ class FetchPolicy:
                 continue
             reason = why_forbidden(address)
             if reason:
-                shown = host if host == str(address) else f"{host} resolves to {address},"
+                shown = f"{host} is" if host == str(address) else f"{host} resolves to {address},"
                 raise FetchRefused(f"{shown} {reason}; only public hosts are fetched")
 
 
@@ -145,15 +148,16 @@ class SafeFetcher:
             try:
                 response = self._http.send(request, stream=True)
             except httpx.TimeoutException:
-                raise FetchRefused("timed out") from None
+                raise FetchRefused("timed out", retryable=True) from None
             except httpx.HTTPError as exc:
-                raise FetchRefused(f"could not connect ({type(exc).__name__}: {exc})") from None
+                raise FetchRefused(f"could not connect ({type(exc).__name__}: {exc})", retryable=True) from None
             try:
                 if response.status_code in _REDIRECTS and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
                     continue
                 if response.status_code != 200:
-                    raise FetchRefused(f"answered HTTP {response.status_code}")
+                    status = response.status_code
+                    raise FetchRefused(f"answered HTTP {status}", retryable=status == 429 or status >= 500)
                 return self._read(response, deadline)
             finally:
                 response.close()
