@@ -7,15 +7,22 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import Engine
 
+from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
-from pixelmill.exceptions import QueueFull
+from pixelmill.exceptions import QueueFull, RateLimited
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.record import NewTask, TaskResult
 from pixelmill.tasks.status import TaskStatus
 
 LANES = (Lane.INTERACTIVE, Lane.BATCH)
+
+
+def roomy(lane: Lane) -> tuple[int, int]:
+    """Limits for /modal that never refuse: queue limit 1,000, no concurrency cap."""
+    return 1000, 0
 
 
 def new_task(lane: Lane = Lane.INTERACTIVE, priority: int = 0, max_attempts: int = 3) -> NewTask:
@@ -200,10 +207,11 @@ def test_a_modal_task_waits_unclaimed_until_its_modal_call(store: TaskStore, clo
     waiting = store.insert(replace(new_task(), modal=True), queue_limit=1)
     assert waiting.status is TaskStatus.MODAL and store.queue_position(waiting) is None
     assert store.claim("w1", LANES, lease_seconds=30) is None
-    assert store.submit_modal(waiting.id, "other-tenant", prompt="x", final_prompt="x", params={}) is None
-    queued = store.submit_modal(waiting.id, "acme", prompt="eyes", final_prompt="eyes --seed 1", params={"mask": {"key": "k"}})
+    assert store.submit_modal(waiting.id, "other-tenant", prompt="x", final_prompt="x", params={}, limits=roomy) is None
+    queued = store.submit_modal(waiting.id, "acme", prompt="eyes", final_prompt="eyes --seed 1", params={"mask": {"key": "k"}},
+                                limits=roomy)
     assert queued is not None and queued.status is TaskStatus.SUBMITTED and queued.params == {"mask": {"key": "k"}}
-    assert store.submit_modal(waiting.id, "acme", prompt="again", final_prompt="again", params={}) is None  # once only
+    assert store.submit_modal(waiting.id, "acme", prompt="again", final_prompt="again", params={}, limits=roomy) is None  # once only
     claimed = store.claim("w1", LANES, lease_seconds=30)
     assert claimed is not None and claimed.id == waiting.id and claimed.prompt == "eyes"
 
@@ -211,7 +219,7 @@ def test_a_modal_task_waits_unclaimed_until_its_modal_call(store: TaskStore, clo
 def test_an_unanswered_modal_expires_into_cancel(store: TaskStore, clock: ManualClock) -> None:
     waiting = store.insert(replace(new_task(), modal=True), queue_limit=10)
     answered = store.insert(replace(new_task(), modal=True), queue_limit=10)
-    store.submit_modal(answered.id, "acme", prompt="p", final_prompt="p", params={})
+    store.submit_modal(answered.id, "acme", prompt="p", final_prompt="p", params={}, limits=roomy)
     clock.advance(1799)
     assert store.expire_modal(1800) == 0
     clock.advance(2)
@@ -231,3 +239,17 @@ def test_a_worker_claims_only_tasks_for_engines_it_has(store: TaskStore) -> None
     assert store.get(gpu.id).status is TaskStatus.SUBMITTED  # type: ignore[union-attr]
     other = store.claim("gpu-worker", LANES, 30, engines=["sdxl"])
     assert other is not None and (other.id, other.attempt) == (gpu.id, 1)
+
+
+def test_modal_queues_only_within_the_queue_limit_and_the_keys_cap(store: TaskStore, db: Engine, clock: ManualClock) -> None:
+    key, _ = KeyStore(db, clock).create(tenant_id="acme", name="capped")
+    waiting = store.insert(replace(new_task(), modal=True, api_key_id=key.id), queue_limit=10)
+    store.insert_all([replace(new_task(), api_key_id=key.id)] * 2, queue_limit=10)
+    modal = {"prompt": "eyes", "final_prompt": "eyes", "params": {}}
+    with pytest.raises(QueueFull):  # 2 waiting + this one > 2
+        store.submit_modal(waiting.id, "acme", **modal, limits=lambda lane: (2, 0))  # type: ignore[arg-type]
+    with pytest.raises(RateLimited):  # the key has 2 queued; 2 + 1 > cap 2
+        store.submit_modal(waiting.id, "acme", **modal, limits=lambda lane: (1000, 2))  # type: ignore[arg-type]
+    assert store.get(waiting.id).status is TaskStatus.MODAL  # type: ignore[union-attr]
+    queued = store.submit_modal(waiting.id, "acme", **modal, limits=lambda lane: (3, 3))  # type: ignore[arg-type]
+    assert queued is not None and queued.status is TaskStatus.SUBMITTED

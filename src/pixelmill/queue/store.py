@@ -137,24 +137,8 @@ class TaskStore:
         with write_tx(self._engine) as conn:
             if admit is not None:
                 admit(conn)
-            if queued and max_concurrent and news[0].api_key_id:
-                self._check_concurrency(conn, news[0].api_key_id, lane, len(queued), max_concurrent)
-            # "At least queue_limit waiting" without counting the whole lane (nor at all when
-            # everything is a cache hit: those are born finished).
-            waiting = 0 if not queued else conn.execute(
-                select(func.count())
-                .select_from(
-                    select(tasks.c.id)
-                    .where(tasks.c.lane == lane.value, tasks.c.status.in_(_statuses(QUEUED)))
-                    .limit(queue_limit)
-                    .subquery()
-                )
-            ).scalar_one()
-            if queued and waiting + len(queued) > queue_limit:
-                raise QueueFull(
-                    f"the {lane.value} queue is full ({waiting} waiting, room for {queue_limit}); try again later",
-                    retry_after=5,
-                )
+            # Cache hits are born finished: they count against neither limit.
+            self._make_room(conn, lane, news[0].api_key_id, len(queued), queue_limit, max_concurrent)
             fair = fair_start(conn, news[0].tenant_id, lane) if queued else 0
             rows = []
             for new, task_id in zip(news, ids, strict=True):
@@ -203,6 +187,31 @@ class TaskStore:
             if on_insert is not None:
                 on_insert(conn, accepted)
         return accepted
+
+    @classmethod
+    def _make_room(cls, conn: Connection, lane: Lane, key_id: str | None, adding: int, queue_limit: int, max_concurrent: int) -> None:
+        """Refuse ``adding`` more queued tasks of a key in a lane past its concurrency cap
+        (``RateLimited``) or the lane's queue limit (``QueueFull``). Every way into a queue passes
+        here: a submit, and a MODAL task that ``/modal`` queues."""
+        if not adding:
+            return
+        if max_concurrent and key_id:
+            cls._check_concurrency(conn, key_id, lane, adding, max_concurrent)
+        # "At least queue_limit waiting" without counting the whole lane.
+        waiting = conn.execute(
+            select(func.count())
+            .select_from(
+                select(tasks.c.id)
+                .where(tasks.c.lane == lane.value, tasks.c.status.in_(_statuses(QUEUED)))
+                .limit(queue_limit)
+                .subquery()
+            )
+        ).scalar_one()
+        if waiting + adding > queue_limit:
+            raise QueueFull(
+                f"the {lane.value} queue is full ({waiting} waiting, room for {queue_limit}); try again later",
+                retry_after=5,
+            )
 
     @staticmethod
     def _check_concurrency(conn: Connection, key_id: str, lane: Lane, adding: int, cap: int) -> None:
@@ -282,16 +291,29 @@ class TaskStore:
                 total += len(self._changed(conn, rows, TaskEvent.COMPLETED))
         return total
 
-    def submit_modal(self, task_id: str, tenant_id: str, *, prompt: str, final_prompt: str, params: dict[str, Any]) -> Task | None:
+    def submit_modal(
+        self,
+        task_id: str,
+        tenant_id: str,
+        *,
+        prompt: str,
+        final_prompt: str,
+        params: dict[str, Any],
+        limits: Callable[[Lane], tuple[int, int]],
+    ) -> Task | None:
         """MODAL → SUBMITTED with the input the ``/modal`` call supplied; the task joins the back
-        of its lane. None when it is not (or no longer) waiting for one."""
+        of its lane, under the lane's queue limit and its key's concurrency cap like any submit
+        (``limits`` gives both for a lane). None when it is not (or no longer) waiting."""
         now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
             row = conn.execute(
-                select(tasks.c.lane).where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id, tasks.c.status == TaskStatus.MODAL.value)
+                select(tasks.c.lane, tasks.c.api_key_id)
+                .where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id, tasks.c.status == TaskStatus.MODAL.value)
             ).first()
             if row is None:
                 return None
+            limit, cap = limits(Lane(row.lane))
+            self._make_room(conn, Lane(row.lane), row.api_key_id, 1, limit, cap)
             fair = fair_start(conn, tenant_id, Lane(row.lane))
             changed = conn.execute(
                 _to(TaskStatus.SUBMITTED)

@@ -147,7 +147,10 @@ class Operations:
             if zoom is None:
                 raise ValidationError("zoom", "a custom zoom needs a zoom factor 1-2 (zoom, or --zoom in prompt)")
             params["zoom"] = zoom
-        queued = self._store.submit_modal(task.id, principal.tenant_id, prompt=prompt_text, final_prompt=final_prompt, params=params)
+        queued = self._store.submit_modal(
+            task.id, principal.tenant_id, prompt=prompt_text, final_prompt=final_prompt, params=params,
+            limits=lambda lane: self._service.lane_limits(principal, lane),
+        )
         if queued is None:  # expired or cancelled between the read and the update
             current = self._service.get(principal, task.id)
             raise ValidationError("task_id", f"task {task.id} is {current.status.value}; /modal only continues a task waiting in MODAL")

@@ -363,6 +363,14 @@ class TaskService:
             raise EngineUnavailable(f"no {name} engine instance is available right now; retry later")
         return name
 
+    def lane_limits(self, principal: Principal, lane: Lane) -> tuple[int, int]:
+        """The lane's queue limit and the key's concurrency cap in it (0: none)."""
+        limit = self._settings.interactive_queue_limit if lane is Lane.INTERACTIVE else self._settings.batch_queue_limit
+        cap = principal.max_concurrent if principal.max_concurrent is not None else self._settings.max_concurrent_tasks
+        # The concurrency cap guards the interactive lane; batch work is bounded by its lane's
+        # queue limit and worker slots instead, so a 10,000-task batch is not refused by it.
+        return limit, cap if lane is Lane.INTERACTIVE else 0
+
     def accept(
         self,
         plan: Sequence[NewTask | Task],
@@ -396,8 +404,7 @@ class TaskService:
                 self._idempotency.finish_now(claim, [t.id for t in plan if isinstance(t, Task)])
             return in_order([])
         lane = news[0].lane
-        limit = self._settings.interactive_queue_limit if lane is Lane.INTERACTIVE else self._settings.batch_queue_limit
-        cap = principal.max_concurrent if principal.max_concurrent is not None else self._settings.max_concurrent_tasks
+        limit, cap = self.lane_limits(principal, lane)
         rate = self._rate_cap(principal)
 
         def admit(conn: Connection) -> None:
@@ -407,9 +414,6 @@ class TaskService:
             if before_insert is not None:
                 before_insert(conn)
 
-        # The concurrency cap guards the interactive lane; batch work is bounded by its lane's
-        # queue limit and worker slots instead, so a 10,000-task batch is not refused by it.
-        cap = cap if lane is Lane.INTERACTIVE else 0
         inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
         if any(n.cached is None for n in news):
             self._on_enqueued()
