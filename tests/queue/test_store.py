@@ -13,6 +13,7 @@ from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
 from pixelmill.exceptions import QueueFull, RateLimited
 from pixelmill.queue.store import TaskStore
+from pixelmill.tasks import status as status_module
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.record import NewTask, TaskResult
 from pixelmill.tasks.status import TaskStatus
@@ -253,3 +254,19 @@ def test_modal_queues_only_within_the_queue_limit_and_the_keys_cap(store: TaskSt
     assert store.get(waiting.id).status is TaskStatus.MODAL  # type: ignore[union-attr]
     queued = store.submit_modal(waiting.id, "acme", **modal, limits=lambda lane: (3, 3))  # type: ignore[arg-type]
     assert queued is not None and queued.status is TaskStatus.SUBMITTED
+
+
+def test_a_review_ends_a_success_only_as_the_status_table_allows(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def finished() -> str:
+        task = store.insert(new_task(), queue_limit=10)
+        assert store.claim("w", LANES, 30) is not None and store.complete(task.id, "w", TaskResult())
+        return task.id
+
+    rejected = store.revise_result(finished(), lambda r: r, ends=lambda r: "every image was rejected in review")
+    assert rejected is not None and (rejected.status, rejected.quota, rejected.fail_reason) == (
+        TaskStatus.FAILURE, 0, "every image was rejected in review")
+    # tasks/status.py is the one authority: without SUCCESS → FAILURE in its table, nothing changes.
+    monkeypatch.setitem(status_module._NEXT, TaskStatus.SUCCESS, frozenset())
+    kept = finished()
+    assert store.revise_result(kept, lambda r: r, ends=lambda r: "rejected") is None
+    assert store.get(kept).status is TaskStatus.SUCCESS  # type: ignore[union-attr]

@@ -463,7 +463,8 @@ class TaskStore:
         """Change the result of a SUCCESS task (a review decision), tell observers (REVIEWED) and
         run ``within`` in the same transaction. When ``ends`` gives a reason for the revised
         result, the task becomes FAILURE instead, refunded (COMPLETED): the one way a finished
-        task changes status, for a task left with no image at all. None when not SUCCESS."""
+        task changes status (``tasks.status``), for a task left with no image at all. None when
+        not SUCCESS, or when the status table does not allow the change."""
         with write_tx(self._engine) as conn:
             row = conn.execute(
                 select(tasks).where(tasks.c.id == task_id, tasks.c.status == TaskStatus.SUCCESS.value).with_for_update()
@@ -474,10 +475,15 @@ class TaskStore:
             assert current.result is not None
             result = revise(current.result)
             reason = ends(result) if ends is not None else None
-            values: dict[str, Any] = {"result": result.to_json()}
-            if reason is not None:
-                values |= {"status": TaskStatus.FAILURE.value, "fail_reason": reason, **_refunded_end(self._clock.now_ms())}
-            row = conn.execute(update(tasks).where(tasks.c.id == task_id).values(**values).returning(*tasks.c)).first()
+            still = and_(tasks.c.id == task_id, tasks.c.status == TaskStatus.SUCCESS.value)
+            change = update(tasks).where(still).values(result=result.to_json())
+            if reason is not None:  # SUCCESS → FAILURE, as the status table allows
+                change = _to(TaskStatus.FAILURE).where(still).values(
+                    result=result.to_json(), fail_reason=reason, **_refunded_end(self._clock.now_ms())
+                )
+            row = conn.execute(change.returning(*tasks.c)).first()
+            if row is None:
+                return None
             task = self._changed(conn, [row], TaskEvent.COMPLETED if reason else TaskEvent.REVIEWED)[0]
             if within is not None:
                 within(conn, task)

@@ -34,7 +34,8 @@ class TaskStatus(str, Enum):
     #: Claimed by a worker holding a lease. → SUCCESS, FAILURE, NOT_START (retry after backoff),
     #: SUBMITTED (lease expired, worker lost), CANCEL (the worker's late result is fenced out)
     IN_PROGRESS = "IN_PROGRESS"
-    #: Terminal: results are available.
+    #: Terminal: results are available. → FAILURE only when a review rejects every image it held
+    #: (refunded): the one change of a finished task.
     SUCCESS = "SUCCESS"
     #: Terminal: ``fail_reason`` says why; the charge is refunded.
     FAILURE = "FAILURE"
@@ -58,7 +59,7 @@ _NEXT: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.IN_PROGRESS: frozenset(
         {TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.NOT_START, TaskStatus.SUBMITTED, TaskStatus.CANCEL}
     ),
-    TaskStatus.SUCCESS: frozenset(),
+    TaskStatus.SUCCESS: frozenset({TaskStatus.FAILURE}),
     TaskStatus.FAILURE: frozenset(),
     TaskStatus.CANCEL: frozenset(),
 }
