@@ -31,6 +31,7 @@ def hooked(events: tuple[str, ...] = HOOK.events) -> NewTask:
 def test_events_follow_the_filter_and_carry_the_task(db: Engine, clock: ManualClock) -> None:
     store, outbox = stores(db, clock)
     task = store.insert(hooked(("completed",)), queue_limit=10)
+    clock.advance(0.001)  # submitted later (in one millisecond two submits have no order)
     store.insert(new_task(), queue_limit=10)  # no webhook: no events
     claimed = store.claim("w", LANES, 30)
     assert claimed is not None

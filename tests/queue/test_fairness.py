@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
+from pixelmill.db.schema import tasks as tasks_table
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import Task, TaskResult
@@ -48,11 +49,18 @@ def test_a_tenant_returning_to_an_idle_lane_is_not_put_behind_its_own_history(st
     assert 4 <= first_ten.count("acme") <= 6
 
 
-def test_priority_still_comes_before_fairness(store: TaskStore, db: Engine, clock: ManualClock) -> None:
-    tenant(db, clock, "big")
-    store.insert_all([replace(new_task(), tenant_id="big")] * 5, queue_limit=100)
-    urgent = store.insert(new_task(priority=5), queue_limit=100)
-    assert store.claim("w", LANES, 30).id == urgent.id  # type: ignore[union-attr]
+def test_priority_orders_a_tenants_own_work_and_never_jumps_another_tenant(store: TaskStore, db: Engine, clock: ManualClock) -> None:
+    # A tenant that marks 200 tasks priority 10 does not push everyone else back (it once did:
+    # claims sorted by the caller's priority before the fair order).
+    tenant(db, clock, "loud")
+    store.insert_all([replace(new_task(priority=10), tenant_id="loud")] * 200, queue_limit=1000)
+    clock.advance(1)
+    plain = store.insert_all([new_task()] * 3, queue_limit=1000)
+    urgent = store.insert(new_task(priority=5), queue_limit=1000)
+    order = [store.claim("w", LANES, 30) for _ in range(8)]
+    mine = [t.id for t in order if t is not None and t.tenant_id == "acme"]
+    assert len(mine) == 4  # the two tenants alternate
+    assert mine == [urgent.id, *(t.id for t in plain)]  # and acme's own urgent task went first
 
 
 def test_queue_position_follows_claim_order(store: TaskStore) -> None:
@@ -64,6 +72,18 @@ def test_queue_position_follows_claim_order(store: TaskStore) -> None:
     claimed = store.claim("w", LANES, 30)
     assert claimed is not None and claimed.id == vip.id and store.queue_position(claimed) is None
     assert store.queue_position(store.get(tasks[3].id)) == 4  # type: ignore[arg-type]
+
+
+def test_queue_positions_across_tenants_match_the_order_of_claims(store: TaskStore, db: Engine, clock: ManualClock) -> None:
+    tenant(db, clock, "other")
+    store.insert_all([replace(new_task(), tenant_id="other")] * 4, queue_limit=100)
+    store.insert_all([new_task(), new_task(priority=2), new_task(), new_task(priority=7)], queue_limit=100)
+    with db.connect() as conn:
+        ids = [r.id for r in conn.execute(select(tasks_table.c.id))]
+    predicted = sorted(ids, key=lambda i: store.queue_position(store.get(i)))  # type: ignore[arg-type]
+    assert sorted(store.queue_position(store.get(i)) for i in ids) == list(range(1, 9))  # type: ignore[arg-type]
+    claimed = [store.claim("w", LANES, 30).id for _ in range(8)]  # type: ignore[union-attr]
+    assert claimed == predicted
 
 
 def test_changes_are_reported_inside_their_transaction(db: Engine, clock: ManualClock) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -62,6 +63,9 @@ api_keys = Table(
 )
 
 TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")
+
+#: The partial indexes' condition: waiting tasks (tasks/status.py QUEUED).
+QUEUED_ONLY = text("status IN ('NOT_START', 'SUBMITTED')")
 
 tasks = Table(
     "tasks",
@@ -116,8 +120,11 @@ tasks = Table(
     CheckConstraint(
         "(status = 'IN_PROGRESS') = (lease_owner IS NOT NULL)", name="ck_tasks_lease_iff_running"
     ),
-    # The claim query walks this index: queued tasks of a lane, best priority, fairest first.
-    Index("ix_tasks_claim", "lane", "status", "priority", "fair_seq"),
+    # Claims walk these, over waiting tasks only (however long the history): a lane's next place
+    # in the fair order, then the best task of that place's tenant (queue/fairness.py).
+    Index("ix_tasks_queued_fair", "lane", "fair_seq", "tenant_id", postgresql_where=QUEUED_ONLY, sqlite_where=QUEUED_ONLY),
+    Index("ix_tasks_queued_tenant", "lane", "tenant_id", "priority", "submit_time", "id",
+          postgresql_where=QUEUED_ONLY, sqlite_where=QUEUED_ONLY),
     # A tenant's newest place in a lane's fair order (queue/fairness.py).
     Index("ix_tasks_tenant_fair", "tenant_id", "lane", "fair_seq"),
     Index("ix_tasks_lane_fair", "lane", "fair_seq"),

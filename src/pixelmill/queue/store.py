@@ -8,7 +8,7 @@ the newer attempt: its write matches no row and it learns it lost the task.
 Claims are ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``. On
 PostgreSQL concurrent claimers skip each other's locked rows; SQLite ignores the locking clause and
 serialises writers instead (``BEGIN IMMEDIATE``), which is equally safe. Inside a lane, claims
-follow priority, then the fair order between tenants (``queue/fairness.py``).
+follow the fair order between tenants, and priority within a tenant (``queue/fairness.py``).
 
 Every change a caller could observe is handed to the ``on_change`` observers inside its own
 transaction, with the row as it now is: refunds and the webhook outbox are written there, so a
@@ -28,7 +28,7 @@ from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import api_keys, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
-from pixelmill.queue.fairness import CLAIM_ORDER, ahead_of, fair_start
+from pixelmill.queue.fairness import HEAD_ORDER, TENANT_ORDER, fair_start, queue_position
 from pixelmill.queue.ids import new_task_id
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import NewTask, Task, TaskResult
@@ -113,7 +113,7 @@ class TaskStore:
             minted: dict[str, None] = {}
             while len(minted) < len(news):
                 minted[new_task_id(now)] = None
-            ids = list(minted)
+            ids = sorted(minted)  # rising in plan order: a tenant's own order (queue/fairness.py)
             try:
                 return self._insert_once(news, queue_limit, max_concurrent, admit, on_insert, ids, now)
             except IntegrityError:
@@ -349,8 +349,7 @@ class TaskStore:
         if task.status not in QUEUED:
             return None
         with read_tx(self._engine) as conn:
-            ahead = conn.execute(select(func.count()).select_from(tasks).where(ahead_of(task))).scalar_one()
-        return int(ahead) + 1
+            return queue_position(conn, task)
 
     def batch_tasks(self, batch_id: str, tenant_id: str) -> list[Task]:
         with read_tx(self._engine) as conn:
@@ -385,23 +384,30 @@ class TaskStore:
         due = [tasks.c.lane == lane.value, tasks.c.status.in_(queued), tasks.c.scheduled_at <= now]
         if engines is not None:
             due.append(tasks.c.engine.in_(sorted(engines)))
-        next_id = (
-            select(tasks.c.id)
-            .where(*due)
-            .order_by(*CLAIM_ORDER)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
         with write_tx(self._engine) as conn:
+            # The lane's next place, then the best task of that place's tenant; the two swap
+            # places, so priority reorders a tenant's own work only (queue/fairness.py).
+            head = conn.execute(
+                select(tasks.c.id, tasks.c.tenant_id, tasks.c.fair_seq)
+                .where(*due).order_by(*HEAD_ORDER).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if head is None:
+                return None
+            best = conn.execute(
+                select(tasks.c.id, tasks.c.fair_seq)
+                .where(*due, tasks.c.tenant_id == head.tenant_id).order_by(*TENANT_ORDER).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if best is not None and best.id != head.id:
+                conn.execute(update(tasks).where(tasks.c.id == head.id).values(fair_seq=best.fair_seq))
             row = conn.execute(
                 _to(TaskStatus.IN_PROGRESS)
-                .where(tasks.c.id == next_id)
+                .where(tasks.c.id == (best.id if best is not None else head.id))
                 .values(
                     attempt=tasks.c.attempt + 1,
                     lease_owner=worker_id,
                     lease_expires_at=now + int(lease_seconds * 1000),
                     start_time=func.coalesce(tasks.c.start_time, now),
+                    fair_seq=head.fair_seq,
                 )
                 .returning(*tasks.c)
             ).first()
