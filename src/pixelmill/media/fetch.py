@@ -124,6 +124,10 @@ class FetchPolicy:
                 raise FetchRefused(f"{shown} {reason}; only public hosts are fetched")
 
 
+#: How much of a POST's answer is read before the connection is dropped (webhook receivers).
+ANSWER_BYTES = 64 * 1024
+
+
 class SafeFetcher:
     def __init__(self, policy: FetchPolicy, resolver: Resolver = system_resolver) -> None:
         self.policy = policy
@@ -168,18 +172,32 @@ class SafeFetcher:
         beyond DNS): for targets stored now and called later, such as webhooks."""
         self._pinned_request(url)
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> httpx.Response:
-        """POST to ``url`` under the same address rules, pinned to the checked address. Redirects
-        are not followed: a webhook receiver answers where it was configured. The response body
-        is not read beyond what httpx buffers (callers look at the status)."""
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        """POST to ``url`` under the same address rules, pinned to the checked address, and return
+        the status. Redirects are not followed: a webhook receiver answers where it was
+        configured. At most ``ANSWER_BYTES`` of the answer are read, within ``timeout`` for the
+        whole exchange, then the connection is dropped: a receiver that answers slowly or at
+        length costs one sender slot for ``timeout`` at most, and no memory."""
+        deadline = time.monotonic() + timeout
         request = self._pinned_request(url, method="POST", content=body, headers=headers)
         request.extensions = {**request.extensions, "timeout": httpx.Timeout(timeout).as_dict()}
         try:
-            return self._http.send(request)
+            response = self._http.send(request, stream=True)
         except httpx.TimeoutException:
-            raise FetchRefused("timed out") from None
+            raise FetchRefused("timed out", retryable=True) from None
         except httpx.HTTPError as exc:
-            raise FetchRefused(f"could not connect ({type(exc).__name__}: {exc})") from None
+            raise FetchRefused(f"could not connect ({type(exc).__name__}: {exc})", retryable=True) from None
+        try:
+            read = 0
+            for chunk in response.iter_raw():
+                read += len(chunk)
+                if read >= ANSWER_BYTES or time.monotonic() > deadline:
+                    break  # the status is all a sender needs
+        except httpx.HTTPError:
+            pass  # the status arrived; a broken body does not change it
+        finally:
+            response.close()
+        return response.status_code
 
     def _pinned_request(
         self, url: str, *, method: str = "GET", content: bytes | None = None, headers: dict[str, str] | None = None

@@ -52,6 +52,8 @@ class WebhookDeliverer:
         self._owner = f"{socket.gethostname()}:{os.getpid()}:webhooks:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._senders = ThreadPoolExecutor(concurrency, thread_name_prefix="pixelmill-webhook")
+        #: Senders free to take an event; the loop claims no more than that.
+        self._free = threading.Semaphore(concurrency)
         self._thread = threading.Thread(target=self._loop, name="pixelmill-webhooks", daemon=True)
 
     def start(self) -> None:
@@ -64,21 +66,35 @@ class WebhookDeliverer:
         self._senders.shutdown(wait=True)
 
     def _loop(self) -> None:
+        """Claim as many due events as there are free senders, hand each to a sender, and go on
+        claiming as senders free up: a slow receiver holds one sender, never the others."""
         while not self._stop.is_set():
+            if not self._free.acquire(timeout=self._poll):
+                continue
+            free = 1
+            while free < self._concurrency and self._free.acquire(blocking=False):
+                free += 1
             try:
                 # Locked a little longer than a send may take, so a dead process's claims return.
-                due = self._outbox.claim_due(self._owner, self._concurrency, self._timeout + 5)
+                due = self._outbox.claim_due(self._owner, free, self._timeout + 5)
             except Exception:
                 log.exception("webhook claim failed")
                 due = []
+            for _ in range(free - len(due)):
+                self._free.release()
             if not due:
                 self._wakeup.wait(self._poll)
                 continue
-            for sent in [self._senders.submit(self.send, d) for d in due]:
-                try:
-                    sent.result()
-                except Exception:  # a bug in one send must not stop delivery: its lock runs out, it is retried
-                    log.exception("webhook send crashed")
+            for delivery in due:
+                self._senders.submit(self._send_and_free, delivery)
+
+    def _send_and_free(self, delivery: Delivery) -> None:
+        try:
+            self.send(delivery)
+        except Exception:  # a bug in one send must not stop delivery: its lock runs out, it is retried
+            log.exception("webhook send crashed")
+        finally:
+            self._free.release()
 
     def send(self, delivery: Delivery) -> bool:
         body = delivery.payload.encode()
@@ -90,8 +106,8 @@ class WebhookDeliverer:
                 "User-Agent": f"pixelmill-webhooks/{__version__}",
                 **signed_headers(self._secret_of(delivery.api_key_id), delivery.id, body),
             }
-            response = self._fetcher.post(delivery.url, body, headers, self._timeout)
-            error = None if 200 <= response.status_code < 300 else f"answered HTTP {response.status_code}"
+            status = self._fetcher.post(delivery.url, body, headers, self._timeout)
+            error = None if 200 <= status < 300 else f"answered HTTP {status}"
         except FetchRefused as exc:
             error = exc.reason
         except Exception as exc:  # never let one event stop the loop
