@@ -1,18 +1,88 @@
-"""Time, in one replaceable place. Stores and workers take a ``Clock`` so tests can move time."""
+"""Time, in one replaceable place. Stores and workers take a ``Clock`` so tests can move time.
+
+Leases, schedules, timeouts and every stored time compare instants written by different hosts,
+so with PostgreSQL they are the database's time (``DatabaseClock``): a host whose own clock is a
+minute off neither requeues live tasks nor runs scheduled ones early. The offset to the
+database is measured now and then and added to the local clock, so reading the time costs no
+query. SQLite lives on one host: its time is that host's.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
+
+import structlog
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+log = structlog.get_logger("pixelmill.clock")
 
 
 class Clock(Protocol):
     def now_ms(self) -> int: ...
 
 
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class SystemClock:
+    def __init__(self, skew_seconds: float = 0.0) -> None:
+        #: A deliberate error (fault injection: a host whose clock is off).
+        self._skew_ms = int(skew_seconds * 1000)
+
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        return wall_ms() + self._skew_ms
+
+
+class DatabaseClock:
+    """The database's time: the local clock plus the offset measured against PostgreSQL's
+    ``clock_timestamp()`` every ``refresh_seconds`` (half the round trip is the error bound). If
+    the database cannot be asked, the last offset stays (0 before the first answer)."""
+
+    def __init__(self, engine: Engine, local: Clock | None = None, refresh_seconds: float = 30.0) -> None:
+        self._engine = engine
+        self._local = local or SystemClock()
+        self._refresh = refresh_seconds
+        self._offset_ms = 0
+        self._next_sync = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def offset_ms(self) -> int:
+        return self._offset_ms
+
+    def now_ms(self) -> int:
+        if time.monotonic() >= self._next_sync:
+            self.sync()
+        return self._local.now_ms() + self._offset_ms
+
+    def sync(self) -> None:
+        with self._lock:
+            if time.monotonic() < self._next_sync:
+                return  # another thread measured meanwhile
+            try:
+                with self._engine.connect() as conn:
+                    before = self._local.now_ms()
+                    db_ms = conn.execute(text("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")).scalar_one()
+                    after = self._local.now_ms()
+            except SQLAlchemyError as exc:
+                log.warning("database clock not read; keeping the last offset", offset_ms=self._offset_ms, error=str(exc)[:200])
+                self._next_sync = time.monotonic() + min(self._refresh, 1.0)
+                return
+            offset = int(db_ms) - (before + after) // 2
+            if abs(offset - self._offset_ms) > 1000:
+                log.warning("this host's clock differs from the database's; using the database's", offset_ms=offset)
+            self._offset_ms = offset
+            self._next_sync = time.monotonic() + self._refresh
+
+
+def clock_for(engine: Engine, skew_seconds: float = 0.0) -> Clock:
+    """The clock every store of a process uses: the database's with PostgreSQL, else this host's."""
+    local = SystemClock(skew_seconds)
+    return DatabaseClock(engine, local) if engine.dialect.name == "postgresql" else local
 
 
 class ManualClock:
@@ -26,3 +96,5 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += int(seconds * 1000)
+
+

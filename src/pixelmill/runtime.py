@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pixelmill.auth.keys import KeyStore
 from pixelmill.billing.ledger import Ledger
 from pixelmill.billing.prices import PriceTable, read_price_file
-from pixelmill.clock import Clock, SystemClock
+from pixelmill.clock import Clock, clock_for
 from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.engines.base import Engine
@@ -193,7 +193,6 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     """Every part, from settings that were checked when they were loaded. What a setting names
     (files, extras, engines, the database, storage) is checked here, in that order: what can be
     checked without writing anything comes first. A bad one raises ``SettingsError`` naming it."""
-    clock = clock or SystemClock()
     if settings.screening == "nudenet" and not detector_installed():
         with checking(settings, "screening"):
             raise ImportError("needs the safety extra (ONNX Runtime and NudeNet's weights): pip install 'pixelmill[safety]'")
@@ -216,6 +215,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         for engine in engines.values():
             engine.close()
         raise
+    clock = clock or clock_for(db, settings.fault_clock_skew_seconds)
     webhook_wakeup = Wakeup()
     outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify, url_for=storage.url)
     ledger = Ledger(db, clock)

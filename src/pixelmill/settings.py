@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     #: Engine faults to inject, for tests and failure drills (JSON list, see engines/faults.py):
     #: ``[{"match": "flaky", "times": 2, "retryable": true}]``.
     fault_injection: tuple[dict[str, Any], ...] = ()
+    #: Run this process's clock this many seconds off (failure drills: a host with a wrong clock).
+    #: With PostgreSQL it changes nothing: every process keeps the database's time (clock.py).
+    fault_clock_skew_seconds: float = Field(0.0, ge=-86_400, le=86_400)
 
     # --- webhooks ---------------------------------------------------------------------------
     #: Wait before delivery attempt 2, 3, ... (seconds, jitter up to 10 %); then the event is
