@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             rt = build_runtime(settings)
             rt.keys.ensure_bootstrap(settings.api_key)
         rt.warm_up()
+        rt.listen()
         if settings.workers:
             rt.start_workers(settings.workers)
         app.state.runtime = rt

@@ -8,6 +8,7 @@
     ├── TaskNotFound               HTTP 404, code 3   (description contains "task")
     ├── BatchNotFound              HTTP 404, code 3
     ├── EngineUnavailable          HTTP 503, code 3   (description never contains "task")
+    ├── StreamsFull                HTTP 503, code 9   (Retry-After; the process's open streams)
     ├── TooManyRequests            HTTP 429 (Retry-After)
     │   ├── QueueFull              code 23
     │   └── RateLimited            code 429
@@ -97,6 +98,13 @@ class BatchNotFound(PixelmillError):
 class EngineUnavailable(PixelmillError):
     http_status = 503
     code = 3
+
+
+class StreamsFull(PixelmillError):
+    """Every long-poll and event-stream place of this process is taken."""
+
+    http_status = 503
+    retry_after = 1
 
 
 class TooManyRequests(PixelmillError):

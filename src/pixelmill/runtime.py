@@ -30,8 +30,9 @@ from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.metrics import WorkerMetrics, make_registry
 from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.retention import Retention
+from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
-from pixelmill.queue.worker import Wakeup, WorkerPool
+from pixelmill.queue.worker import WorkerPool
 from pixelmill.safety.moderation import Moderator
 from pixelmill.safety.review import ReviewQueue
 from pixelmill.safety.screening import Screening, detector_installed
@@ -79,7 +80,9 @@ class Runtime:
     audit: AuditLog
     templates: TemplateStore
     evaluations: Evaluations
+    signals: Signals
     pools: list[WorkerPool] = field(default_factory=list)
+    listener: Listener | None = None
     deliverer: WebhookDeliverer | None = None
 
     def warm_up(self) -> None:
@@ -89,6 +92,13 @@ class Runtime:
             self.screening.detector.load()
         if self.service.moderator.semantic is not None:
             self.service.moderator.semantic.load()
+
+    def listen(self) -> None:
+        """Receive other processes' wake-ups (PostgreSQL): an API process for its streams, a
+        worker process for queued work and webhook events. Once per process."""
+        if self.listener is None and self.db.dialect.name == "postgresql":
+            self.listener = Listener(self.db, self.signals)
+            self.listener.start()
 
     def start_workers(self, size: int) -> WorkerPool:
         """Task workers, plus the webhook deliverer beside them (one per process)."""
@@ -104,6 +114,7 @@ class Runtime:
                 self.evaluations.advance_all,
             ),
         )
+        self.listen()
         pool.start()
         self.pools.append(pool)
         if self.deliverer is None:
@@ -140,6 +151,8 @@ class Runtime:
     def close(self) -> None:
         for pool in self.pools:
             pool.stop()
+        if self.listener is not None:
+            self.listener.stop()
         if self.deliverer is not None:
             self.deliverer.stop()
         self.executor.close()
@@ -216,14 +229,18 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             engine.close()
         raise
     clock = clock or clock_for(db, settings.fault_clock_skew_seconds)
-    webhook_wakeup = Wakeup()
-    outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=webhook_wakeup.notify, url_for=storage.url)
+    postgres = db.dialect.name == "postgresql"
+    # On SQLite a worker in another process cannot wake a stream here: streams look more often.
+    feed = ChangeFeed(fallback_seconds=2.0 if postgres else 0.25, max_streams=settings.max_streams)
+    wakeup, webhook_wakeup = Wakeup(), Wakeup()
+    signals = Signals(postgres, feed, wakeup, webhook_wakeup)
+    outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=signals.webhook_due, url_for=storage.url)
     ledger = Ledger(db, clock)
     prices = PriceTable(db, clock)
     with checking(settings, "prices_file"):
         prices.seed(price_file)
     retention = Retention(db, clock, storage, settings.task_retention_seconds)
-    tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change])
+    tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change], signals=signals)
     registry, worker_metrics = make_registry(db, clock)
     if not screening.enabled and settings.screening != "off":
         # auto without the detector installed: say so once, loudly, instead of passing everything quietly.
@@ -235,10 +252,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     inputs = make_inputs(settings, storage, screening)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds, settings.idempotency_pending_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
-    wakeup = Wakeup()
     service = TaskService(
         tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
-        RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired, on_enqueued=wakeup.notify,
+        RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired,
         moderator=moderator, templates=templates,
     )
     executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
@@ -254,11 +270,12 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         limiter=limiter,
         engines=engines,
         service=service,
-        operations=Operations(service, tasks, prices, inputs, settings, on_enqueued=wakeup.notify),
+        operations=Operations(service, tasks, prices, inputs, settings),
         executor=executor,
         wakeup=wakeup,
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,
+        signals=signals,
         batches=BatchService(service, tasks, db, clock, settings, url_for=storage.url),
         prices=prices,
         ledger=ledger,

@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     #: Engine faults to inject, for tests and failure drills (JSON list, see engines/faults.py):
     #: ``[{"match": "flaky", "times": 2, "retryable": true}]``.
     fault_injection: tuple[dict[str, Any], ...] = ()
+    #: Long-polls and event streams one process holds open at once; past it they answer 503.
+    max_streams: int = Field(1000, ge=1, le=100_000)
     #: Run this process's clock this many seconds off (failure drills: a host with a wrong clock).
     #: With PostgreSQL it changes nothing: every process keeps the database's time (clock.py).
     fault_clock_skew_seconds: float = Field(0.0, ge=-86_400, le=86_400)

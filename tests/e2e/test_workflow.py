@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_terminal
+from tests.helpers import Server, wait_for, wait_terminal
 
 IMAGINE = "/v1/midjourney/generations/imagine"
 
@@ -208,3 +208,22 @@ def test_a_key_can_have_its_own_rate_cap(server: Server) -> None:
     assert r.status_code == 429 and r.json()["code"] == 429
     bad = server.cli("keys", "limits", key_id, "--max-concurrent", "-1", check=False)
     assert bad.returncode != 0 and "max_concurrent: must be 0 (no cap) or more, got -1" in bad.stderr
+
+
+def test_a_process_holds_a_bounded_number_of_streams(tmp_path: Path) -> None:
+    srv = Server(tmp_path, TEST_KEY, workers=0, max_streams=1).start()
+    try:
+        with srv.client() as api:
+            task_id = api.post(IMAGINE, json={"prompt": "a quiet harbour"}).json()["data"][0]["task_id"]
+            with api.stream("GET", f"/v1/midjourney/{task_id}/events") as stream:
+                lines = stream.iter_lines()  # kept: dropping the iterator would close the stream
+                assert next(lines).startswith("id: ")
+                # The one place is taken: a second stream and a long-poll are refused, a plain poll is not.
+                for path in (f"/v1/midjourney/{task_id}/events", f"/v1/midjourney/{task_id}?wait=5"):
+                    r = api.get(path)
+                    assert (r.status_code, r.headers.get("retry-after")) == (503, "1"), r.text
+                assert api.get(f"/v1/midjourney/{task_id}").status_code == 200
+            wait_for(lambda: api.get(f"/v1/midjourney/{task_id}?wait=0.1").status_code == 200, timeout=10,
+                     what="the place to be given back")
+    finally:
+        srv.stop()

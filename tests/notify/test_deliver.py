@@ -17,8 +17,8 @@ from pixelmill.db.schema import webhook_events
 from pixelmill.media.fetch import FetchPolicy, SafeFetcher
 from pixelmill.notify.deliver import WebhookDeliverer
 from pixelmill.notify.outbox import Outbox, WebhookTarget
+from pixelmill.queue.signals import Wakeup
 from pixelmill.queue.store import TaskStore
-from pixelmill.queue.worker import Wakeup
 from tests.helpers import wait_for
 from tests.queue.test_store import LANES, new_task
 

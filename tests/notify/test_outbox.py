@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
 from pixelmill.notify.outbox import Outbox, WebhookTarget
+from pixelmill.queue.signals import ChangeFeed, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import NewTask, TaskResult
 from tests.queue.test_store import LANES, new_task
@@ -121,7 +122,13 @@ def test_settled_events_are_purged_after_the_retention(db: Engine, clock: Manual
 def test_the_deliverer_is_woken_only_once_the_event_is_committed(db: Engine, clock: ManualClock) -> None:
     KeyStore(db, clock).create(tenant_id="acme")
     woken: list[int] = []
-    outbox = Outbox(db, clock, (5,), on_recorded=lambda: woken.append(len(outbox.claim_due("d", 10, 30))))
+
+    class Deliverer(Wakeup):
+        def notify(self) -> None:
+            woken.append(len(outbox.claim_due("d", 10, 30)))
+
+    signals = Signals(False, ChangeFeed(1.0, 10), Wakeup(), Deliverer())
+    outbox = Outbox(db, clock, (5,), on_recorded=signals.webhook_due)
     store = TaskStore(db, clock, on_change=[outbox.record])
     store.insert(hooked(("start",)), queue_limit=10)
     store.claim("w", LANES, 30)

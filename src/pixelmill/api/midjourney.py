@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -23,8 +23,6 @@ from pixelmill.tasks.view import TaskView, task_view
 
 router = APIRouter(prefix="/v1/midjourney", tags=["midjourney"])
 
-#: How often a long-poll or an event stream looks at its task again.
-POLL_SECONDS = 0.05
 KEEPALIVE_SECONDS = 15.0
 #: How often an event stream refreshes a waiting task's queue position.
 POSITION_SECONDS = 1.0
@@ -182,11 +180,13 @@ async def get_task(
     """The task object: status, progress, and once SUCCESS its image URLs and buttons."""
     seconds = _wait_seconds(wait, prefer, runtime)
     task = await run_in_threadpool(runtime.service.get, principal, task_id)
-    deadline = time.monotonic() + seconds
-    while not _settled(task) and time.monotonic() < deadline and not await request.is_disconnected():
-        # A read of one row by primary key: cheap enough to repeat at this pace.
-        await asyncio.sleep(POLL_SECONDS)
-        task = await run_in_threadpool(runtime.service.get, principal, task_id)
+    if seconds > 0 and not _settled(task):
+        feed = runtime.signals.feed
+        deadline = time.monotonic() + seconds
+        with feed.stream():  # woken by the task's changes (queue/signals.py), not by polling
+            while not _settled(task) and time.monotonic() < deadline and not await request.is_disconnected():
+                await feed.wait(task.id, deadline - time.monotonic())
+                task = await run_in_threadpool(runtime.service.get, principal, task_id)
     return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
 
 
@@ -201,31 +201,43 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
     holds proxies open."""
     task = await run_in_threadpool(runtime.service.get, principal, task_id)  # 404 before streaming
     base = base_url(request, runtime)
+    feed = runtime.signals.feed
+    release = feed.hold()  # 503 now, before streaming, when the process holds too many streams
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal task
         last: tuple[object, ...] | None = None
-        quiet = 0.0
+        quiet_since = time.monotonic()
         position: int | None = None
         position_at = -POSITION_SECONDS
-        while True:
-            # The queue position is a count over the lane: refreshed once a second, not per tick.
-            if time.monotonic() - position_at >= POSITION_SECONDS or (last and last[0] != task.status.value):
-                position = await run_in_threadpool(runtime.service.queue_position, task)
-                position_at = time.monotonic()
-            view = task_view(task, base, position, runtime.storage.url)
-            state = (task.status.value, task.progress, task.preview_key, position)
-            if state != last:
-                last, quiet = state, 0.0
-                data = view.model_dump_json()
-                yield f"id: {task.id}-{task.status.value}-{task.progress}\nevent: task\ndata: {data}\n\n".encode()
-            elif quiet >= KEEPALIVE_SECONDS:
-                quiet = 0.0
-                yield b": keep-alive\n\n"
-            if _settled(task) or await request.is_disconnected():
-                return
-            await asyncio.sleep(POLL_SECONDS)
-            quiet += POLL_SECONDS
-            task = await run_in_threadpool(runtime.service.get, principal, task_id)
+        try:
+            while True:
+                # The queue position is a count over the lane: refreshed once a second, not per change.
+                if time.monotonic() - position_at >= POSITION_SECONDS or (last and last[0] != task.status.value):
+                    position = await run_in_threadpool(runtime.service.queue_position, task)
+                    position_at = time.monotonic()
+                view = task_view(task, base, position, runtime.storage.url)
+                state = (task.status.value, task.progress, task.preview_key, position)
+                if state != last:
+                    last, quiet_since = state, time.monotonic()
+                    data = view.model_dump_json()
+                    yield f"id: {task.id}-{task.status.value}-{task.progress}\nevent: task\ndata: {data}\n\n".encode()
+                elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                    quiet_since = time.monotonic()
+                    yield b": keep-alive\n\n"
+                if _settled(task):  # a client that left is noticed by StreamingResponse, which ends this
+                    return
+                # Until the task changes, its queue position is due, or a keep-alive is.
+                until = quiet_since + KEEPALIVE_SECONDS - time.monotonic()
+                if position is not None:
+                    until = min(until, position_at + POSITION_SECONDS - time.monotonic())
+                await feed.wait(task.id, max(0.0, until))
+                task = await run_in_threadpool(runtime.service.get, principal, task_id)
+        finally:
+            release()
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    # The place is given back when the stream ends, or when the stream is dropped without ever
+    # starting (a client gone at once); releasing twice is harmless.
+    events = stream()
+    weakref.finalize(events, release)
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

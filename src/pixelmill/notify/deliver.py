@@ -22,7 +22,7 @@ from pixelmill.media.fetch import FetchRefused, SafeFetcher
 from pixelmill.notify.outbox import Delivery, Outbox
 from pixelmill.notify.signing import signed_headers
 from pixelmill.observe.metrics import WorkerMetrics
-from pixelmill.queue.worker import Wakeup
+from pixelmill.queue.signals import Wakeup
 
 log = structlog.get_logger("pixelmill.webhooks")
 

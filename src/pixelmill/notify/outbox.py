@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import after_commit, read_tx, write_tx
+from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import webhook_events
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskEvent
@@ -79,7 +79,7 @@ class Outbox:
         engine: Engine,
         clock: Clock,
         retry_seconds: Sequence[float],
-        on_recorded: Callable[[], None] = lambda: None,
+        on_recorded: Callable[[Connection], None] = lambda conn: None,
         url_for: UrlFor = file_url,
     ) -> None:
         self._engine = engine
@@ -119,7 +119,7 @@ class Outbox:
                 state="pending", attempts=0, next_attempt_at=now, created_at=now,
             )
         )
-        after_commit(conn, self._on_recorded)
+        self._on_recorded(conn)  # inside the transaction: the wake-up goes out when it commits
 
     # --- delivering -----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from pixelmill.db.schema import api_keys, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
 from pixelmill.queue.fairness import HEAD_ORDER, TENANT_ORDER, fair_start, queue_position
 from pixelmill.queue.ids import new_task_id
+from pixelmill.queue.signals import Signals
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import NewTask, Task, TaskResult
 from pixelmill.tasks.status import ACTIVE, QUEUED, TaskEvent, TaskStatus, sources_of
@@ -71,18 +72,32 @@ def _held(task_id: str, worker_id: str) -> Any:
 
 
 class TaskStore:
-    def __init__(self, engine: Engine, clock: Clock, on_change: Sequence[ChangeObserver] = ()) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, on_change: Sequence[ChangeObserver] = (), signals: Signals | None = None
+    ) -> None:
         self._engine = engine
         self._clock = clock
         #: In order: the ledger (refunds), then the webhook outbox.
         self._observers = tuple(on_change)
+        #: Wake-ups for workers (work queued) and open streams (a task changed), sent at commit.
+        self._signals = signals
 
     def _changed(self, conn: Connection, rows: Iterable[Any], event: TaskEvent) -> list[Task]:
         changed = [Task.from_row(row) for row in rows]
         for task in changed:
             for observe in self._observers:
                 observe(conn, task, event)
+        self._touched(conn, (task.id for task in changed))
         return changed
+
+    def _touched(self, conn: Connection, task_ids: Iterable[str], *, queued: bool = False) -> None:
+        """Tell waiters, at commit: the streams of these tasks and, when ``queued``, idle workers."""
+        if self._signals is None:
+            return
+        for task_id in task_ids:
+            self._signals.task_changed(conn, task_id)
+        if queued:
+            self._signals.work_queued(conn)
 
     # --- submit side -------------------------------------------------------------------------
 
@@ -184,6 +199,7 @@ class TaskStore:
                 fair += _born_status(new) is TaskStatus.SUBMITTED
             accepted = [Task.from_row(row) for row in rows]
             self._changed(conn, (row for row in rows if row.status == TaskStatus.SUCCESS.value), TaskEvent.COMPLETED)
+            self._touched(conn, (), queued=bool(queued))
             if on_insert is not None:
                 on_insert(conn, accepted)
         return accepted
@@ -321,6 +337,8 @@ class TaskStore:
                 .values(prompt=prompt, final_prompt=final_prompt, params=params, fair_seq=fair, scheduled_at=now)
                 .returning(*tasks.c)
             ).first()
+            if changed is not None:
+                self._touched(conn, [task_id], queued=True)
         return Task.from_row(changed) if changed else None
 
     def expire_modal(self, timeout_seconds: float) -> int:
@@ -534,6 +552,8 @@ class TaskStore:
             ).all()
             if target is TaskStatus.FAILURE:
                 self._changed(conn, changed, TaskEvent.COMPLETED)
+            else:  # waiting for its retry: the streams show NOT_START
+                self._touched(conn, [task_id])
         return target
 
     @staticmethod
@@ -579,5 +599,7 @@ class TaskStore:
                 ).all()
                 if target is TaskStatus.FAILURE:
                     self._changed(conn, changed, TaskEvent.COMPLETED)
+                else:
+                    self._touched(conn, [row.id], queued=True)
         return requeued, failed
 

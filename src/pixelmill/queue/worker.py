@@ -30,6 +30,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_w
 from pixelmill.engines.base import is_retryable
 from pixelmill.exceptions import EngineError
 from pixelmill.observe.metrics import WorkerMetrics
+from pixelmill.queue.signals import Wakeup
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Lane
@@ -46,30 +47,6 @@ ERROR_PAUSE_SECONDS = 1.0
 CLAIM_FAILING_SECONDS = 10.0
 #: How often the supervisor looks for ended threads.
 SUPERVISE_SECONDS = 0.5
-
-
-class Wakeup:
-    """Tells idle in-process workers that work arrived, so they need not wait for their poll."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._pending = 0
-
-    def notify(self) -> None:
-        with self._cond:
-            self._pending += 1
-            self._cond.notify()
-
-    def notify_all(self) -> None:
-        with self._cond:
-            self._pending += 1
-            self._cond.notify_all()
-
-    def wait(self, timeout: float) -> None:
-        with self._cond:
-            if self._pending == 0:
-                self._cond.wait(timeout)
-            self._pending = max(0, self._pending - 1)
 
 
 class WorkerPool:

@@ -14,7 +14,7 @@ The rules shared by all of them live here once:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -87,14 +87,12 @@ class Operations:
         prices: PriceTable,
         inputs: InputImages,
         settings: Settings,
-        on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._service = service
         self._store = store
         self._prices = prices
         self._inputs = inputs
         self._settings = settings
-        self._on_enqueued = on_enqueued
 
     # --- entry points (one per route) ------------------------------------------------------------
 
@@ -154,7 +152,6 @@ class Operations:
         if queued is None:  # expired or cancelled between the read and the update
             current = self._service.get(principal, task.id)
             raise ValidationError("task_id", f"task {task.id} is {current.status.value}; /modal only continues a task waiting in MODAL")
-        self._on_enqueued()
         return queued
 
     # --- buttons -----------------------------------------------------------------------------------

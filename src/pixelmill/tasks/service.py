@@ -58,7 +58,6 @@ class TaskService:
         expired: Callable[[str, str], bool] = lambda task_id, tenant_id: False,
         moderator: Moderator | None = None,
         templates: TemplateStore | None = None,
-        on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._prices = prices
         self._ledger = ledger
@@ -79,7 +78,6 @@ class TaskService:
         #: Whether a stored object still exists: a cache hit must not point at deleted files.
         self._storage_has = storage_has
         #: Wakes in-process workers at once, instead of at their next poll.
-        self._on_enqueued = on_enqueued
 
     def get(self, principal: Principal, task_id: str) -> Task:
         # Another tenant's task answers exactly like an unknown one.
@@ -415,8 +413,6 @@ class TaskService:
                 before_insert(conn)
 
         inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
-        if any(n.cached is None for n in news):
-            self._on_enqueued()
         for task in inserted[:LOGGED_PER_SUBMIT]:
             log.info("task accepted", task_id=task.id, tenant=task.tenant_id, action=task.action.value, engine=task.engine,
                      lane=task.lane.value, status=task.status.value, quota=task.quota, batch_id=task.batch_id)

@@ -1,0 +1,211 @@
+"""Wake-ups: who is told, and how fast, that work arrived or a task changed.
+
+Three kinds of waiters sleep in every process: idle workers (work queued), the webhook deliverer
+(an event recorded) and open long-polls and event streams (their task changed). ``Signals`` is
+what writers call inside their transaction; the wake-up goes out only once it has committed, so
+nobody looks before the row is there:
+
+- in this process, at once (``after_commit``);
+- on PostgreSQL, to every other process too, with ``pg_notify`` (delivered at commit, and not at
+  all on rollback). Each process has one ``Listener``: a connection that LISTENs and hands what
+  arrives to the same waiters. SQLite is one host and usually one process: in-process wake-ups,
+  and waiters poll now and then for writers in other processes.
+
+``ChangeFeed`` holds the open streams of a process: each waits on an event for its task, not on
+the database, so a thousand open streams cost no queries while nothing changes. A stream still
+looks again every ``fallback_seconds`` (a notification lost while the listener reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import structlog
+from sqlalchemy import Connection, Engine, func, select
+
+from pixelmill.db.engine import after_commit
+from pixelmill.exceptions import StreamsFull
+
+log = structlog.get_logger("pixelmill.signals")
+
+CHANNEL = "pixelmill"
+
+
+class Wakeup:
+    """Tells idle in-process threads (workers, the deliverer) that work arrived, so they need not
+    wait for their poll."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self._pending += 1
+            self._cond.notify()
+
+    def notify_all(self) -> None:
+        with self._cond:
+            self._pending += 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._cond:
+            if self._pending == 0:
+                self._cond.wait(timeout)
+            self._pending = max(0, self._pending - 1)
+
+
+class ChangeFeed:
+    """The open streams of this process, by task, woken when their task changes."""
+
+    def __init__(self, fallback_seconds: float, max_streams: int) -> None:
+        self.fallback_seconds = fallback_seconds
+        self._max = max_streams
+        self._open = 0
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def open_streams(self) -> int:
+        return self._open
+
+    def hold(self) -> Callable[[], None]:
+        """Take one of the process's ``max_streams`` places for a long-poll or an event stream;
+        call what it returns to give the place back."""
+        with self._lock:
+            if self._open >= self._max:
+                raise StreamsFull(f"this server holds {self._max} open streams already; poll, or retry in a moment")
+            self._open += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if not released.is_set():
+                    released.set()
+                    self._open -= 1
+
+        return release
+
+    @contextmanager
+    def stream(self) -> Iterator[None]:
+        release = self.hold()
+        try:
+            yield
+        finally:
+            release()
+
+    def changed(self, task_id: str) -> None:
+        """Wake the streams of ``task_id`` (from any thread)."""
+        with self._lock:
+            waiters = list(self._waiters.get(task_id, ()))
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    def changed_all(self) -> None:
+        """Wake every stream: after notifications may have been missed."""
+        with self._lock:
+            waiters = [w for ws in self._waiters.values() for w in ws]
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    async def wait(self, task_id: str, timeout: float) -> None:
+        """Until ``task_id`` changes, or ``timeout`` (capped at the fallback) has passed."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.setdefault(task_id, set()).add(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), min(timeout, self.fallback_seconds))
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                waiting = self._waiters.get(task_id)
+                if waiting is not None:
+                    waiting.discard(waiter)
+                    if not waiting:
+                        del self._waiters[task_id]
+
+
+class Signals:
+    """What writers call inside a transaction; see the module docstring."""
+
+    def __init__(self, postgres: bool, feed: ChangeFeed, queued: Wakeup, webhooks: Wakeup) -> None:
+        self._postgres = postgres
+        self.feed = feed
+        self.queued = queued
+        self.webhooks = webhooks
+        #: Marks this process's own notifications, which its listener skips (woken already).
+        self.origin = uuid.uuid4().hex[:12]
+
+    def task_changed(self, conn: Connection, task_id: str) -> None:
+        self._send(conn, f"t:{task_id}", lambda: self.feed.changed(task_id))
+
+    def work_queued(self, conn: Connection) -> None:
+        self._send(conn, "q", self.queued.notify_all)
+
+    def webhook_due(self, conn: Connection) -> None:
+        self._send(conn, "w", self.webhooks.notify)
+
+    def _send(self, conn: Connection, what: str, here: Callable[[], None]) -> None:
+        after_commit(conn, here)
+        if self._postgres:
+            conn.execute(select(func.pg_notify(CHANNEL, f"{self.origin}:{what}")))
+
+    def dispatch(self, payload: str) -> None:
+        """A notification from another process."""
+        origin, _, what = payload.partition(":")
+        if origin == self.origin:
+            return
+        if what.startswith("t:"):
+            self.feed.changed(what[2:])
+        elif what == "q":
+            self.queued.notify_all()
+        elif what == "w":
+            self.webhooks.notify()
+
+    def missed(self) -> None:
+        """The listener was away: anything may have happened meanwhile."""
+        self.queued.notify_all()
+        self.webhooks.notify()
+        self.feed.changed_all()
+
+
+class Listener:
+    """One PostgreSQL connection per process that LISTENs and dispatches to ``Signals``; it
+    reconnects after any error (a restart of the database), waking everybody when it does."""
+
+    def __init__(self, engine: Engine, signals: Signals) -> None:
+        self._url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._signals = signals
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pixelmill-listener", daemon=True)
+        self.listening = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import psycopg  # the postgres extra: a Listener exists only on PostgreSQL
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    self._signals.missed()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._signals.dispatch(note.payload)
+            except Exception as exc:  # noqa: BLE001 - a lost connection is expected (restarts): reconnect
+                self.listening.clear()
+                log.warning("change listener lost its connection; reconnecting", error=f"{type(exc).__name__}: {exc}"[:300])
+                self._stop.wait(1.0)

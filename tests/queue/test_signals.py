@@ -1,0 +1,123 @@
+"""Wake-ups across processes on PostgreSQL (LISTEN/NOTIFY) and in-process on both databases: a
+change wakes its waiters once it commits, never before, never for a rollback."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from pixelmill.auth.keys import KeyStore
+from pixelmill.clock import ManualClock
+from pixelmill.db.engine import make_engine, write_tx
+from pixelmill.db.migrate import upgrade
+from pixelmill.exceptions import StreamsFull
+from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
+from pixelmill.queue.store import TaskStore
+from tests.helpers import wait_for
+from tests.queue.test_store import LANES, new_task
+
+
+class Counting(Wakeup):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def notify_all(self) -> None:
+        self.count += 1
+        super().notify_all()
+
+
+def process(postgres: bool) -> Signals:
+    """The signals of one process: its streams wait 30 s before looking again on their own."""
+    return Signals(postgres, ChangeFeed(fallback_seconds=30, max_streams=10), Counting(), Wakeup())
+
+
+class Waiter:
+    """A stream of ``feed`` waiting on ``task_id`` (its own event loop, in a thread)."""
+
+    def __init__(self, feed: ChangeFeed, task_id: str) -> None:
+        self.woken = threading.Event()
+        self.at = 0.0
+
+        async def wait() -> None:
+            await feed.wait(task_id, 30)
+            self.at = time.monotonic()
+            self.woken.set()
+
+        threading.Thread(target=lambda: asyncio.run(wait()), daemon=True).start()
+        wait_for(lambda: task_id in feed._waiters, timeout=5, what="the stream to wait")
+
+
+def woken_after(feed: ChangeFeed, task_id: str, act: Callable[[], object]) -> float:
+    """Seconds from ``act()`` until a stream waiting on ``task_id`` in ``feed`` wakes."""
+    waiter = Waiter(feed, task_id)
+    start = time.monotonic()
+    act()
+    assert waiter.woken.wait(30)
+    return waiter.at - start
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE tasks, api_keys, tenants CASCADE"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_change_committed_by_another_process_wakes_waiters_here_at_once(pg: Engine) -> None:
+    clock = ManualClock()
+    KeyStore(pg, clock).create(tenant_id="acme")
+    here, there = process(True), process(True)
+    listener = Listener(pg, here)
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        queued = here.queued.count  # type: ignore[attr-defined]
+        store = TaskStore(pg, clock, signals=there)
+        task = store.insert(new_task(), queue_limit=10)
+        wait_for(lambda: here.queued.count > queued, timeout=5, what="idle workers here to be woken")  # type: ignore[attr-defined]
+        # A stream here on that task: woken by the other process's claim, long before its 30 s.
+        assert woken_after(here.feed, task.id, lambda: store.claim("w", LANES, 30)) < 2
+        # A rolled-back change wakes nobody: notifications arrive in commit order, so once the
+        # later, committed one has arrived, the rolled-back one would have been there before it.
+        other = Waiter(here.feed, "some-other-task")
+        with pytest.raises(RuntimeError), write_tx(pg) as conn:
+            there.task_changed(conn, "some-other-task")
+            raise RuntimeError("rolled back")
+        assert woken_after(here.feed, task.id, lambda: store.set_progress(task.id, "w", 50, 30)) < 2
+        assert not other.woken.is_set()
+    finally:
+        listener.stop()
+
+
+def test_in_process_waiters_are_woken_once_the_change_commits(db: Engine, clock: ManualClock) -> None:
+    KeyStore(db, clock).create(tenant_id="acme")
+    signals = process(db.dialect.name == "postgresql")
+    store = TaskStore(db, clock, signals=signals)
+    task = store.insert(new_task(), queue_limit=10)
+    assert signals.queued.count == 1  # type: ignore[attr-defined]
+    assert woken_after(signals.feed, task.id, lambda: store.claim("w", LANES, 30)) < 2
+
+
+def test_a_process_holds_at_most_max_streams() -> None:
+    feed = ChangeFeed(fallback_seconds=1, max_streams=2)
+    first, second = feed.hold(), feed.hold()
+    with pytest.raises(StreamsFull) as err:
+        feed.hold()
+    assert err.value.http_status == 503 and err.value.retry_after == 1
+    first()
+    first()  # giving a place back twice frees it once
+    third = feed.hold()
+    assert feed.open_streams == 2
+    second()
+    third()
+    assert feed.open_streams == 0
