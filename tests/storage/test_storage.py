@@ -114,3 +114,26 @@ def test_s3_readiness_names_a_missing_bucket(s3_endpoint: str) -> None:
     with pytest.raises(Exception, match="404|Not Found|NoSuchBucket"):
         missing.check()
     missing.close()
+
+
+def test_an_unreachable_s3_is_a_retryable_error_not_a_failure(s3_endpoint: str) -> None:
+    from pixelmill.chaos import TcpGate
+    from pixelmill.engines.base import is_retryable
+    from pixelmill.storage.base import StorageUnavailable
+
+    gate = TcpGate(int(s3_endpoint.rsplit(":", 1)[1]))  # the store, behind a gate that can be shut
+    gate.open()
+    store = make_s3(gate.url)
+    try:
+        kept = store.put(b"\x89PNG\r\n\x1a\n" + b"a" * 64, "png")
+        gate.shut()
+        for call in (lambda: store.put(b"\x89PNG\r\n\x1a\n" + b"b" * 64, "png"), lambda: store.get(kept.key),
+                     lambda: store.exists(kept.key), lambda: store.delete(kept.key)):
+            with pytest.raises(StorageUnavailable) as err:
+                call()
+            assert is_retryable(err.value)  # a task attempt that meets it is retried, not failed
+        gate.open()
+        assert store.get(kept.key).startswith(b"\x89PNG")
+    finally:
+        gate.shut()
+        store.close()

@@ -13,9 +13,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixelmill.exceptions import PixelmillError
+from pixelmill.storage.base import StorageUnavailable
 from pixelmill.tasks.requests import describe_errors
 
 log = logging.getLogger("pixelmill.api")
@@ -72,5 +75,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if _unreachable(exc):
+            # The database restarting or the store out of reach: nothing is wrong with the
+            # request, and nothing was half done (every write is one transaction). Come back.
+            log.warning("request failed, a backend is unreachable: %s: %s", type(exc).__name__, str(exc)[:300])
+            return EnvelopeResponse(envelope(9, "a backend is unreachable for a moment; retry shortly"), status_code=503,
+                                    headers={"Retry-After": "1"})
         log.exception("unhandled error")
         return EnvelopeResponse(envelope(9, "internal error; retry with backoff"), status_code=500)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database could not be reached (connection refused or lost, shutting down) or the
+    store could not (``StorageUnavailable``)."""
+    if isinstance(exc, StorageUnavailable):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, SATimeoutError)  # no pooled connection came free in time

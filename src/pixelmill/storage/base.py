@@ -19,6 +19,12 @@ CONTENT_TYPES = {
 _KEY_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg|webp|avif|mp4|json)$")
 
 
+class StorageUnavailable(ConnectionError):
+    """The store could not be reached or was too busy (a network error, a timeout, HTTP 5xx or
+    throttling): the same call may pass later. A ``ConnectionError``, so a task attempt that
+    meets it is retried after backoff (engines/base.py is_retryable) instead of failing."""
+
+
 class ObjectNotFound(PixelmillError):
     http_status = 404
     code = 3

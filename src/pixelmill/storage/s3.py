@@ -16,9 +16,19 @@ Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` ..., instance r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from pixelmill.storage.base import ObjectNotFound, Storage, StoredObject, content_key, content_type_of, is_valid_key
+from pixelmill.storage.base import (
+    ObjectNotFound,
+    Storage,
+    StorageUnavailable,
+    StoredObject,
+    content_key,
+    content_type_of,
+    is_valid_key,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # types only (boto3-stubs[s3], the dev extra)
@@ -65,14 +75,17 @@ class S3Storage(Storage):
     def put(self, data: bytes, ext: str) -> StoredObject:
         key = content_key(data, ext)
         if not self.exists(key):  # content-addressed: the same bytes are never uploaded twice
-            self._s3.put_object(Bucket=self.bucket, Key=self._name(key), Body=data, ContentType=content_type_of(key), CacheControl=IMMUTABLE)
+            with _reaching():
+                self._s3.put_object(Bucket=self.bucket, Key=self._name(key), Body=data, ContentType=content_type_of(key),
+                                    CacheControl=IMMUTABLE)
         return StoredObject(key=key, size=len(data), content_type=content_type_of(key))
 
     def get(self, key: str) -> bytes:
         if not is_valid_key(key):
             raise ObjectNotFound(f"no file {key}")
         try:
-            return self._s3.get_object(Bucket=self.bucket, Key=self._name(key))["Body"].read()
+            with _reaching():
+                return self._s3.get_object(Bucket=self.bucket, Key=self._name(key))["Body"].read()
         except self._s3.exceptions.NoSuchKey as exc:
             raise ObjectNotFound(f"no file {key}") from exc
 
@@ -82,7 +95,8 @@ class S3Storage(Storage):
         from botocore.exceptions import ClientError
 
         try:
-            self._s3.head_object(Bucket=self.bucket, Key=self._name(key))
+            with _reaching():
+                self._s3.head_object(Bucket=self.bucket, Key=self._name(key))
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
@@ -91,7 +105,8 @@ class S3Storage(Storage):
 
     def delete(self, key: str) -> None:
         if is_valid_key(key):
-            self._s3.delete_object(Bucket=self.bucket, Key=self._name(key))
+            with _reaching():
+                self._s3.delete_object(Bucket=self.bucket, Key=self._name(key))
 
     def url(self, key: str, base: str) -> str:
         if self._url_mode == "public":
@@ -107,3 +122,25 @@ class S3Storage(Storage):
 
     def close(self) -> None:
         self._s3.close()
+
+
+#: S3 error codes that say "busy", not "wrong": worth another try.
+_BUSY = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
+
+
+@contextmanager
+def _reaching() -> Iterator[None]:
+    """Turn "the store could not be reached" (network, timeout, 5xx, throttling) into
+    ``StorageUnavailable``; a wrong request (403, 404 ...) stays what botocore says."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _BUSY or status >= 500:
+            raise StorageUnavailable(f"S3 is busy: {exc}") from exc
+        raise
+    except BotoCoreError as exc:  # no answer at all: connection refused or cut, timeouts
+        raise StorageUnavailable(f"S3 could not be reached: {exc}") from exc
