@@ -106,6 +106,19 @@ def _banner(settings: Settings, new_key: str | None) -> None:
 
 
 @main.command()
+def migrate() -> None:
+    """Bring the database schema up to date and exit. Every process also does this at start; run it
+    first when upgrading a deployment, so new code never meets an old schema."""
+    from pixelmill.db.migrate import current
+    from pixelmill.runtime import open_database
+
+    settings = _settings()
+    db = open_database(settings)
+    click.echo(f"database schema at revision {current(db)}")
+    db.dispose()
+
+
+@main.command()
 @click.option("--concurrency", type=int, help="Worker threads (default: PIXELMILL_WORKERS, at least 1).")
 @click.option(
     "--lanes", type=click.Choice(["interactive", "batch", "interactive,batch"]),

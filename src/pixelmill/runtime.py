@@ -41,6 +41,7 @@ from pixelmill.safety.semantic import installed as semantic_installed
 from pixelmill.settings import Settings, checking
 from pixelmill.storage.base import Storage
 from pixelmill.storage.local import LocalStorage
+from pixelmill.storage.tracked import TrackedStorage
 from pixelmill.tasks.batches import BatchService
 from pixelmill.tasks.execute import Executor
 from pixelmill.tasks.idempotency import IdempotencyStore
@@ -229,6 +230,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             engine.close()
         raise
     clock = clock or clock_for(db, settings.fault_clock_skew_seconds)
+    storage = TrackedStorage(storage, db, clock)  # every write registered: retention owns every file
     postgres = db.dialect.name == "postgresql"
     # On SQLite a worker in another process cannot wake a stream here: streams look more often.
     feed = ChangeFeed(fallback_seconds=2.0 if postgres else 0.25, max_streams=settings.max_streams)

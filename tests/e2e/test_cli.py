@@ -100,3 +100,12 @@ def test_op_commands_run_follow_ups_and_save_their_files(server: Server, tmp_pat
     assert waiting.stdout.strip() == f"{task_id} waits in MODAL: pixelmill op modal --task-id {task_id} ..."
     bad = server.cli("op", "zoom", "--task-id", grid["task_id"], "--index", "1", "--zoom", "3", check=False)
     assert bad.returncode != 0 and "zoom: Input should be less than or equal to 2" in bad.stderr
+
+
+def test_migrate_brings_a_new_database_to_the_newest_schema_and_exits(tmp_path: Path) -> None:
+    from pixelmill.migrations.versions import __path__ as versions
+
+    newest = max(p.name.split("_", 1)[0] for p in Path(versions[0]).glob("0*.py"))
+    out = Server(tmp_path, "pm_test_" + "m" * 32).cli("migrate")
+    assert out.stdout.strip() == f"database schema at revision {newest}"
+    assert (tmp_path / "pixelmill.db").exists()

@@ -3,6 +3,7 @@ else stays; a follow-up keeps its parent; an expired task answers "expired"."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -15,6 +16,7 @@ from pixelmill.queue.retention import Retention
 from pixelmill.queue.store import TaskStore
 from pixelmill.storage.base import content_key
 from pixelmill.storage.memory import MemoryStorage
+from pixelmill.storage.tracked import TrackedStorage
 from pixelmill.tasks.record import TaskResult
 from tests.queue.test_store import LANES, new_task
 
@@ -97,3 +99,54 @@ def test_an_expired_task_takes_its_held_review_images_with_it(db: Engine, clock:
     assert reviews.list() == []
     with pytest.raises(NotFound):
         reviews.get(review_id)
+
+
+def test_files_nobody_points_at_go_once_old_whatever_wrote_them(db: Engine, clock: ManualClock) -> None:
+    # Uploads, fetched inputs, earlier previews and outputs of lost attempts were never deleted.
+    KeyStore(db, clock).create(tenant_id="acme")
+    files = MemoryStorage()
+    storage = TrackedStorage(files, db, clock)
+    retention = Retention(db, clock, storage, default_seconds=3 * DAY)
+    store = TaskStore(db, clock, on_change=[retention.on_change])
+    upload, preview = storage.put(b"an upload", "png").key, storage.put(b"an earlier preview", "jpg").key
+    kept = finish(store, storage, files=[b"a result"])  # finished now: kept for 3 days
+    clock.advance(3 * DAY - 60)
+    fresh = storage.put(b"an upload of today", "png").key
+    assert retention.sweep() == (0, 0)  # nothing is old enough yet
+    clock.advance(120)
+    tasks_removed, files_removed = retention.sweep()
+    assert (tasks_removed, files_removed) == (1, 3)  # the task, its result, the upload, the preview
+    assert not any(files.exists(k) for k in (upload, preview)) and files.exists(fresh)
+    with pytest.raises(NotFound):
+        store_get_or_raise(store, kept)
+
+
+def store_get_or_raise(store: TaskStore, task_id: str) -> None:
+    if store.get(task_id) is None:
+        raise NotFound("gone")
+
+
+def test_a_write_racing_the_delete_of_the_same_content_leaves_the_file_there(db: Engine, clock: ManualClock) -> None:
+    deleting, proceed = threading.Event(), threading.Event()
+
+    class SlowDelete(MemoryStorage):
+        def delete(self, key: str) -> None:
+            deleting.set()
+            assert proceed.wait(10)
+            super().delete(key)
+
+    files = SlowDelete()
+    storage = TrackedStorage(files, db, clock)
+    retention = Retention(db, clock, storage, default_seconds=DAY)
+    key = storage.put(b"the same bytes", "png").key
+    clock.advance(2 * DAY)  # old and pointed at by nobody: the sweep deletes it
+    sweep = threading.Thread(target=retention.sweep)
+    sweep.start()
+    assert deleting.wait(10)
+    # Meanwhile a task writes the same content: it must wait for the delete, then write again.
+    writer = threading.Thread(target=lambda: storage.put(b"the same bytes", "png"))
+    writer.start()
+    proceed.set()
+    sweep.join(10)
+    writer.join(10)
+    assert files.exists(key)  # it once found the file there, skipped the upload, and lost it to the delete

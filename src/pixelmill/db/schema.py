@@ -249,6 +249,17 @@ refusals = Table(
     Index("ix_refusals_time", "created_at"),
 )
 
+#: Every file ever written to storage, with when it was last written (``storage/tracked.py``):
+#: retention deletes a file nobody points at once it is old, whatever wrote it (a result, an
+#: upload, a fetched input, a preview, an evaluation sheet, a lost attempt's output).
+stored_files = Table(
+    "stored_files",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("last_put_at", BigInteger, nullable=False),
+    Index("ix_stored_files_age", "last_put_at"),
+)
+
 #: Every stored file a task's result points at (several tasks may share one: cache hits, picks).
 #: Retention deletes a file once no kept task points at it.
 task_files = Table(

@@ -6,25 +6,32 @@ tasks 3 days; ``PIXELMILL_TASK_RETENTION_SECONDS``, or per tenant), then removed
 - The sweep removes expired tasks in batches, leaving a tombstone (``expired_tasks``) so that a
   poll of one answers "expired" instead of "unknown". A task is kept while a kept task names it as
   parent, so a follow-up never loses the chain under it.
-- A file is deleted once no kept task points at it: content-addressed files are shared (cache
-  hits, upscale picks), and a shared file outlives every task but the last.
+- Retention owns every file, not only results: every write is registered (``stored_files``,
+  storage/tracked.py). A file is deleted when nobody points at it (no kept task's result or
+  current preview, no evaluation sheet) and it was last written long enough ago: an hour for the
+  files of tasks that just expired (content-addressed files are shared: a file outlives every
+  task but the last), the default retention for files nothing ever pointed at (uploads and
+  fetched inputs, earlier previews, outputs of lost attempts).
+- A delete holds the lock on the file's row while it deletes the bytes, and checks again under
+  it; a write of the same content waits on that row (storage/tracked.py), so no task is left
+  pointing at a file deleted under it.
 
-Storage deletes happen after the rows are gone: a crash in between leaves files nobody points at,
-never a task pointing at a missing file.
+Storage deletes happen after the task rows are gone: a crash in between leaves files nobody
+points at, which a later sweep deletes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, delete, exists, func, insert, literal, select
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
-from pixelmill.db.schema import expired_tasks, reviews, task_files, tasks, tenants, webhook_events
+from pixelmill.db.schema import evaluations, expired_tasks, reviews, stored_files, task_files, tasks, tenants, webhook_events
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TERMINAL, TaskEvent
@@ -32,6 +39,9 @@ from pixelmill.tasks.status import TERMINAL, TaskEvent
 log = structlog.get_logger("pixelmill.retention")
 #: Tasks removed per transaction: a sweep never holds the database for long.
 BATCH = 500
+#: A file written this recently is kept even when nothing points at it yet: its writer is about
+#: to record the task that will (a result being completed, an input being submitted).
+GRACE_MS = 3_600_000
 
 
 def result_files(task: Task) -> set[str]:
@@ -78,17 +88,34 @@ class Retention:
         return row is not None
 
     def sweep(self) -> tuple[int, int]:
-        """Remove expired tasks (in batches) and the files only they used. Returns (tasks, files)."""
+        """Remove expired tasks (in batches) and every file nobody points at any more. Returns
+        (tasks, files)."""
         removed_tasks = removed_files = 0
         while True:
             n, keys = self._sweep_batch()
             removed_tasks += n
-            removed_files += self._delete_unused(keys)
+            cutoff = self._clock.now_ms() - GRACE_MS
+            removed_files += sum(self._delete_if_unused(key, cutoff) for key in sorted(keys))
             if n < BATCH:
                 break
-        if removed_tasks:
+        removed_files += self._sweep_unowned()
+        if removed_tasks or removed_files:
             log.info("retention sweep", tasks=removed_tasks, files=removed_files)
         return removed_tasks, removed_files
+
+    def _sweep_unowned(self) -> int:
+        """Files nobody ever pointed at, or not any more, older than the default retention."""
+        cutoff = self._clock.now_ms() - self._default_ms
+        deleted = 0
+        while True:
+            with read_tx(self._engine) as conn:
+                keys = [row.key for row in conn.execute(
+                    select(stored_files.c.key).where(stored_files.c.last_put_at < cutoff, ~_pointed_at(stored_files.c.key))
+                    .order_by(stored_files.c.last_put_at).limit(BATCH)
+                )]
+            deleted += sum(self._delete_if_unused(key, cutoff) for key in keys)
+            if len(keys) < BATCH:
+                return deleted
 
     def _sweep_batch(self) -> tuple[int, set[str]]:
         now = self._clock.now_ms()
@@ -118,13 +145,30 @@ class Retention:
             conn.execute(insert(expired_tasks), [{"id": i, "tenant_id": tenant_of[i], "expired_at": now} for i in ids])
         return len(ids), keys
 
-    def _delete_unused(self, keys: Iterable[str]) -> int:
-        deleted = 0
-        for key in sorted(keys):
-            with read_tx(self._engine) as conn:
-                still = conn.execute(select(literal(1)).where(task_files.c.key == key).limit(1)).first()
-            if still is None:
-                self._storage.delete(key)
-                deleted += 1
-        return deleted
+    def _delete_if_unused(self, key: str, cutoff: int) -> bool:
+        """Delete ``key`` when nobody points at it and it was last written before ``cutoff``,
+        holding its row meanwhile (a write of the same content waits). True when deleted."""
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                select(stored_files.c.key).where(stored_files.c.key == key).with_for_update()
+            ).first()
+            if row is not None:
+                still = conn.execute(
+                    select(literal(1)).where(stored_files.c.key == key, stored_files.c.last_put_at < cutoff, ~_pointed_at(literal(key)))
+                ).first()
+                if still is None:
+                    return False
+            elif conn.execute(select(literal(1)).where(_pointed_at(literal(key)))).first() is not None:
+                return False  # a file written before files were registered, still in use
+            self._storage.delete(key)
+            conn.execute(delete(stored_files).where(stored_files.c.key == key))
+        return True
 
+
+def _pointed_at(key: Any) -> Any:
+    """Somebody points at ``key``: a kept task's result, a task's current preview, an evaluation sheet."""
+    return or_(
+        exists().where(task_files.c.key == key),
+        exists().where(tasks.c.preview_key == key),
+        exists().where(evaluations.c.sheet_key == key),
+    )

@@ -1,0 +1,120 @@
+"""Wake-ups across processes on PostgreSQL (issue 18): an API process with no workers
+(PIXELMILL_WORKERS=0) and a separate `pixelmill worker`, on a fresh PostgreSQL database.
+
+Prints, over N sequential imagine tasks:
+- submit → worker start: the task's start_time - submit_time (both by the database's clock), p50/p95;
+  before LISTEN/NOTIFY a separate worker found new work at its next poll (every 0.5 s);
+- change in another process → event stream: an SSE stream is open in the API process; another
+  process claims the task through the same TaskStore a worker uses; ms from that commit to the
+  stream's IN_PROGRESS event, p50/p95.
+
+Run: .venv/bin/python bench/wakeups.py --tasks 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from pixelmill.clock import clock_for
+from pixelmill.db.engine import make_engine
+from pixelmill.queue.signals import ChangeFeed, Signals, Wakeup
+from pixelmill.queue.store import TaskStore
+from pixelmill.tasks.actions import Lane
+from pixelmill.tasks.record import TaskResult
+from pixelmill.testing import Server, wait_for
+from service import pct
+
+KEY = "pm_wakeup_" + "w" * 32
+ADMIN_URL = os.environ.get("PIXELMILL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=50)
+    args = ap.parse_args()
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"pixelmill_wakeups_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            srv = Server(Path(tmp), KEY, database_url=url, workers=0, screening="off", rate_per_minute=0,
+                         max_concurrent_tasks=0, procedural_delay_ms=0).start()
+            try:
+                with srv.client() as api:
+                    with srv.worker("--concurrency", "2"):
+                        starts = submit_to_start(api, args.tasks)
+                    streams = change_to_stream(api, url, args.tasks)
+            finally:
+                srv.stop()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    print(f"submit -> worker start (separate process)   p50 {pct(starts, 50):6.1f} ms   p95 {pct(starts, 95):6.1f} ms   ({len(starts)} tasks)")
+    print(f"change in another process -> SSE event      p50 {pct(streams, 50):6.1f} ms   p95 {pct(streams, 95):6.1f} ms   ({len(streams)} tasks)")
+
+
+def submit_to_start(api: httpx.Client, n: int) -> list[float]:
+    """The task's own start_time - submit_time (the database's clock), one task at a time."""
+    starts: list[float] = []
+    for i in range(n + 1):
+        task_id = api.post("/v1/midjourney/generations/imagine", json={"prompt": f"a bench lake {i}"}).json()["data"][0]["task_id"]
+        task = wait_for(lambda task_id=task_id: (t := api.get(f"/v1/midjourney/{task_id}?wait=10").json())["status"] == "SUCCESS" and t,
+                        timeout=120, what="the task")
+        if i:  # the first one warms the worker up
+            starts.append(task["start_time"] - task["submit_time"])
+    return starts
+
+
+def change_to_stream(api: httpx.Client, url: str, n: int) -> list[float]:
+    """A stream open in the API process; another process (this one, through the same TaskStore a
+    worker uses) claims the task: ms from that commit to the stream's IN_PROGRESS event."""
+    engine = make_engine(url)
+    signals = Signals(True, ChangeFeed(fallback_seconds=30, max_streams=1), Wakeup(), Wakeup())
+    store = TaskStore(engine, clock_for(engine), signals=signals)
+    latencies: list[float] = []
+    with httpx.Client(base_url=str(api.base_url), headers=dict(api.headers), timeout=60) as sse:
+        for i in range(n + 1):
+            task_id = api.post("/v1/midjourney/generations/imagine", json={"prompt": f"a bench harbour {i}"}).json()["data"][0]["task_id"]
+            seen: dict[str, float] = {}
+            opened, done = threading.Event(), threading.Event()
+
+            def listen(task_id: str = task_id, seen: dict[str, float] = seen, opened: threading.Event = opened,
+                       done: threading.Event = done) -> None:
+                with sse.stream("GET", f"/v1/midjourney/{task_id}/events") as stream:
+                    for line in stream.iter_lines():
+                        if line.startswith("data: "):
+                            status = json.loads(line[6:])["status"]
+                            seen.setdefault(status, time.perf_counter())
+                            opened.set()
+                            if status == "IN_PROGRESS":
+                                break
+                done.set()
+
+            threading.Thread(target=listen, daemon=True).start()
+            assert opened.wait(30), "the stream did not open"
+            claimed = store.claim("bench-worker", [Lane.INTERACTIVE], 30)
+            committed = time.perf_counter()
+            assert claimed is not None and claimed.id == task_id
+            assert done.wait(30), "the stream saw no change"
+            store.complete(task_id, "bench-worker", TaskResult())
+            if i:
+                latencies.append((seen["IN_PROGRESS"] - committed) * 1000)
+    engine.dispose()
+    return latencies
+
+
+if __name__ == "__main__":
+    main()
