@@ -29,13 +29,14 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=600, help="The key's rate cap, submits per minute.")
     ap.add_argument("--factor", type=float, default=5.0, help="Send this many times the cap.")
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2, help="In-process workers generating meanwhile (0: the API process alone).")
     args = ap.parse_args()
     rate = args.cap * args.factor / 60  # submits per second, all threads together
     answers: list[tuple[int, float, bool]] = []  # (status, ms, Retry-After present)
     lock = threading.Lock()
     stop_at = time.monotonic() + args.minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
-        srv = Server(Path(tmp), KEY, rate_per_minute=args.cap, rate_window_seconds=60, max_concurrent_tasks=0, workers=2,
+        srv = Server(Path(tmp), KEY, rate_per_minute=args.cap, rate_window_seconds=60, max_concurrent_tasks=0, workers=args.workers,
                      interactive_queue_limit=100_000, screening="off").start()
         try:
             def send(n: int) -> None:

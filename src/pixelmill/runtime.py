@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pixelmill.auth.keys import KeyStore
+from pixelmill.auth.links import LinkSigner, instance_secret
 from pixelmill.billing.ledger import Ledger
 from pixelmill.billing.prices import PriceTable, read_price_file
 from pixelmill.clock import Clock, clock_for
@@ -82,6 +83,7 @@ class Runtime:
     templates: TemplateStore
     evaluations: Evaluations
     signals: Signals
+    links: LinkSigner
     pools: list[WorkerPool] = field(default_factory=list)
     listener: Listener | None = None
     deliverer: WebhookDeliverer | None = None
@@ -278,6 +280,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         outbox=outbox,
         webhook_wakeup=webhook_wakeup,
         signals=signals,
+        links=LinkSigner(instance_secret(db, "links")),
         batches=BatchService(service, tasks, db, clock, settings, url_for=storage.url),
         prices=prices,
         ledger=ledger,

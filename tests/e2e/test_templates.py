@@ -35,9 +35,10 @@ def srv(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     server.stop()
 
 
-def make_template(admin: httpx.Client, name: str) -> None:
-    """v1 and v2 published, stable → v1."""
-    assert admin.post("/v1/templates", json={"name": name, "note": "first cut", **SPEC_V1}).status_code == 200
+def make_template(admin: httpx.Client, name: str, **owner: Any) -> None:
+    """v1 and v2 published, stable → v1; owned by the admin's tenant unless ``owner`` says
+    (``tenant="x"`` or ``shared=True``)."""
+    assert admin.post("/v1/templates", json={"name": name, "note": "first cut", **SPEC_V1, **owner}).status_code == 200
     assert admin.post(f"/v1/templates/{name}/versions/1/publish").status_code == 200
     assert admin.post(f"/v1/templates/{name}/versions", json={"note": "warmer", **SPEC_V2}).json()["version"] == 2
     assert admin.post(f"/v1/templates/{name}/versions/2/publish").status_code == 200
@@ -148,7 +149,7 @@ def test_a_key_can_be_held_to_templates(srv: Server) -> None:
     out = srv.cli("keys", "create", "--tenant", "brand-app").stdout.split()
     key_id, key = out[1], out[-1]
     with srv.client() as admin, srv.client(key) as app:
-        make_template(admin, "policy")
+        make_template(admin, "policy", tenant="brand-app")
         assert admin.put(f"/v1/admin/keys/{key_id}/template-policy", json={"require_template": True}).status_code == 200
         free = imagine(app, prompt="anything at all")
         assert free.status_code == 400 and "templates only" in free.json()["description"]
@@ -184,8 +185,12 @@ def test_an_evaluation_makes_a_contact_sheet_with_reproducible_scores(srv: Serve
         assert {t["lane"] for t in tasks} == {"batch"} and [t["template"]["version"] for t in tasks] == [1, 2] * 3
         assert tasks[0]["seed"] == tasks[1]["seed"] == 42 and tasks[2]["seed"] == 46
 
-        # The page: served without a key, every image on it decodes, the PNG too.
-        page = httpx.get(first["links"]["sheet"])
+        # The page: served without a key by its signed link, every image on it decodes, the PNG too.
+        link = first["links"]["sheet"]
+        bare, query = link.split("?")
+        for forged in (bare, link.replace("sig=", "sig=0"), f"{bare}?{query.replace('expires=', 'expires=1')}"):
+            assert httpx.get(forged).status_code == 403  # no signature, a wrong one, another expiry
+        page = httpx.get(link)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         images = re.findall(r'<img src="([^"]+)"', page.text)
         assert len(images) == 6 and all(download_image(admin, url).size[0] > 0 for url in images)
@@ -235,3 +240,28 @@ def test_the_cli_imports_yaml_from_git_releases_rolls_out_and_evaluates(srv: Ser
     assert out.count("  #") == 4 and "/sheet" in out and " done: " in out
     bad = srv.cli("templates", "publish", "product-shot", "1", *auth, check=False)
     assert bad.returncode != 0 and "already published" in bad.stderr
+
+
+def test_templates_belong_to_a_tenant_or_are_shared(srv: Server) -> None:
+    north = srv.cli("keys", "create", "--tenant", "north").stdout.split()[-1]
+    south = srv.cli("keys", "create", "--tenant", "south").stdout.split()[-1]
+    with srv.client() as admin, srv.client(north) as n, srv.client(south) as s:
+        make_template(admin, "north-only", tenant="north")
+        make_template(admin, "house-style", shared=True)
+        assert admin.put("/v1/templates/north-only/sets/smoke", json={"items": [{"subject": "a map"}]}).status_code == 200
+
+        def names(c: httpx.Client) -> set[str]:
+            return {t["name"] for t in c.get("/v1/templates").json()}
+
+        assert {"north-only", "house-style"} <= names(n)
+        assert "north-only" not in names(s) and "house-style" in names(s)
+        assert imagine(n, template="north-only", variables={"subject": "a compass"}).status_code == 200
+        assert imagine(s, template="house-style", variables={"subject": "a compass"}).status_code == 200
+        # Another tenant's template is not there for south: not readable, not usable, nothing about it listed.
+        for path in ("", "/versions/1", "/resolve", "/sets/smoke", "/evaluations"):
+            r = s.get(f"/v1/templates/north-only{path}")
+            assert (r.status_code, r.json()["description"]) == (404, "no template north-only"), path
+        used = imagine(s, template="north-only", variables={"subject": "a compass"})
+        assert used.status_code == 400 and used.json()["description"] == "template: no template north-only"
+        both = admin.post("/v1/templates", json={"name": "odd", **SPEC_V1, "tenant": "north", "shared": True})
+        assert both.status_code == 400 and both.json()["properties"]["field"] == "shared"

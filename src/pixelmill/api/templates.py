@@ -1,26 +1,30 @@
 """Versioned prompt templates (``/v1/templates``): versions, release tags and rollouts,
 evaluation sets and evaluations with their contact sheets.
 
-Any key may read templates and submit with them (``POST /v1/midjourney/generations/imagine``
-with ``template`` + ``variables``); changes need an admin key and are written to the audit log
-(``GET /v1/admin/audit?kind=template``)."""
+A template belongs to a tenant, or is shared with every tenant by an admin. A key reads and
+submits with its tenant's templates and the shared ones (``POST /v1/midjourney/generations/imagine``
+with ``template`` + ``variables``); another tenant's are answered 404. Changes need an admin key
+and are written to the audit log (``GET /v1/admin/audit?kind=template``). A contact sheet opens
+without a key only by the signed, expiring link the evaluation gives."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import Field
 
 from pixelmill.api.admin import AdminDep
 from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url
-from pixelmill.exceptions import ValidationError
+from pixelmill.exceptions import Forbidden, ValidationError
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.requests import RequestBody, VariableValue
 from pixelmill.templates.evaluate import sheet_html
 from pixelmill.templates.spec import TemplateSpec
+from pixelmill.templates.use import reader_of
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"], responses={
     400: {"description": "code 4: bad parameters"},
@@ -38,6 +42,8 @@ class NewTemplate(TemplateSpec):
     description: str = Field("", max_length=2000)
     note: str = Field("", max_length=2000, description="Why this version: shown in its history.")
     author: str | None = Field(None, max_length=64, description="Who wrote it (default: the key that sends it).")
+    tenant: str | None = Field(None, max_length=64, description="The tenant whose keys may use it (default: the admin key's).")
+    shared: bool = Field(False, description="Every tenant's keys may use it (a deployment-wide template).")
 
 
 class NewVersion(TemplateSpec):
@@ -65,23 +71,42 @@ class NewEvaluation(RequestBody):
     seed: int = Field(0, ge=0, le=4_294_967_295, description="Item i runs with seed + 4·i on both versions.")
 
 
+def _readable(name: str, principal: PrincipalDep, runtime: RuntimeDep) -> str:
+    """The template in the path, if the caller's tenant may read it (its own, or shared; an admin
+    key any): another tenant's template is answered 404 like a missing one."""
+    runtime.templates.check_readable(name, reader_of(principal))
+    return name
+
+
+#: A template name from the path that the caller may read.
+Readable = Annotated[str, Depends(_readable)]
+#: How long a contact-sheet link handed out by the API opens the page without a key.
+SHEET_LINK_SECONDS = 7 * 86_400
+
+
 def _spec(body: TemplateSpec) -> TemplateSpec:
     return TemplateSpec.model_validate(body.model_dump(include=set(TemplateSpec.model_fields)))
 
 
 @router.get("")
-def list_templates(runtime: RuntimeDep, _: PrincipalDep) -> list[dict[str, Any]]:
-    return runtime.templates.names()
+def list_templates(runtime: RuntimeDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+    """The templates this key may use: its tenant's and the shared ones (an admin key: all)."""
+    return runtime.templates.names(reader_of(principal))
 
 
 @router.post("")
 def create_template(body: NewTemplate, runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:
-    """A new template with version 1 as a draft."""
-    return runtime.templates.create(body.name, body.description, _spec(body), principal.key_id, body.note, body.author)
+    """A new template with version 1 as a draft, owned by ``tenant`` (default: the admin key's
+    tenant), or shared with every tenant (``shared: true``)."""
+    if body.shared and body.tenant is not None:
+        raise ValidationError("shared", "a shared template belongs to no tenant; send tenant or shared, not both")
+    owner = None if body.shared else (body.tenant or principal.tenant_id)
+    return runtime.templates.create(body.name, body.description, _spec(body), principal.key_id, body.note, body.author,
+                                    tenant_id=owner)
 
 
 @router.get("/{name}")
-def show_template(name: str, runtime: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+def show_template(name: Readable, runtime: RuntimeDep) -> dict[str, Any]:
     """The template, its versions (newest first) and its release tags."""
     return runtime.templates.show(name)
 
@@ -93,7 +118,7 @@ def add_version(name: str, body: NewVersion, runtime: RuntimeDep, principal: Adm
 
 
 @router.get("/{name}/versions/{version}")
-def get_version(name: str, version: int, runtime: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+def get_version(name: Readable, version: int, runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.templates.version(name, version)
 
 
@@ -110,7 +135,7 @@ def publish_version(name: str, version: int, runtime: RuntimeDep, principal: Adm
 
 @router.get("/{name}/resolve")
 def resolve(
-    name: str, runtime: RuntimeDep, principal: PrincipalDep,
+    name: Readable, runtime: RuntimeDep, principal: PrincipalDep,
     release: Annotated[str, Query(max_length=32)] = "stable",
     subject_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
@@ -166,7 +191,7 @@ def put_set(name: str, set_name: str, body: EvaluationSet, runtime: RuntimeDep, 
 
 
 @router.get("/{name}/sets/{set_name}")
-def get_set(name: str, set_name: str, runtime: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+def get_set(name: Readable, set_name: str, runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.templates.get_set(name, set_name)
 
 
@@ -178,32 +203,42 @@ def start_evaluation(name: str, body: NewEvaluation, request: Request, runtime: 
 
 
 @router.get("/{name}/evaluations")
-def list_evaluations(name: str, request: Request, runtime: RuntimeDep, _: PrincipalDep) -> list[dict[str, Any]]:
+def list_evaluations(name: Readable, request: Request, runtime: RuntimeDep) -> list[dict[str, Any]]:
     return [_with_links(e, request, runtime) for e in runtime.evaluations.list_for(name)]
 
 
 @router.get("/{name}/evaluations/{evaluation_id}")
-async def get_evaluation(name: str, evaluation_id: str, request: Request, runtime: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+async def get_evaluation(name: Readable, evaluation_id: str, request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     """The evaluation: pairs with their scores and summary once every task has ended."""
     evaluation = await run_in_threadpool(runtime.evaluations.get, name, evaluation_id)
     return _with_links(evaluation, request, runtime)
 
 
 @router.get("/{name}/evaluations/{evaluation_id}/sheet", response_class=HTMLResponse, responses={200: {"content": {"text/html": {}}}})
-async def evaluation_sheet(name: str, evaluation_id: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
-    """The contact sheet page. No key needed: the evaluation id is unguessable, so the page can
-    be shared by link, like a presigned URL."""
-    if not evaluation_id.startswith("ev_"):
-        raise ValidationError("evaluation_id", "not an evaluation id")
-    evaluation = await run_in_threadpool(runtime.evaluations.get, name, evaluation_id)
+async def evaluation_sheet(
+    name: str, evaluation_id: str, request: Request, runtime: RuntimeDep,
+    expires: Annotated[int, Query(description="When the link stops working (Unix seconds).")] = 0,
+    sig: Annotated[str, Query(max_length=64, description="The link's signature.")] = "",
+) -> HTMLResponse:
+    """The contact sheet page, without a key, by the signed link the evaluation's ``links.sheet``
+    gives (valid 7 days); it shows the evaluation as stored and does no work."""
+    if not runtime.links.valid(_sheet_path(name, evaluation_id), expires, sig, time.time()):
+        raise Forbidden("this link is not valid or has expired; get a new one: GET the evaluation with your API key")
+    evaluation = await run_in_threadpool(runtime.evaluations.peek, name, evaluation_id)
     base = base_url(request, runtime)
     page = sheet_html(evaluation, lambda key: runtime.storage.url(key, base), str(request.url))
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
 
 
+def _sheet_path(name: str, evaluation_id: str) -> str:
+    return f"/v1/templates/{name}/evaluations/{evaluation_id}/sheet"
+
+
 def _with_links(evaluation: dict[str, Any], request: Request, runtime: Runtime) -> dict[str, Any]:
     base = base_url(request, runtime)
-    links = {"sheet": f"{base}/v1/templates/{evaluation['template']}/evaluations/{evaluation['id']}/sheet"}
+    path = _sheet_path(evaluation["template"], evaluation["id"])
+    expires = int(time.time()) + SHEET_LINK_SECONDS
+    links = {"sheet": f"{base}{path}?expires={expires}&sig={runtime.links.sign(path, expires)}"}
     if evaluation["sheet_key"]:
         links["png"] = runtime.storage.url(evaluation["sheet_key"], base)
     return evaluation | {"links": links}

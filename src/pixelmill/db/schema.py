@@ -333,6 +333,17 @@ templates = Table(
     Column("description", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("created_by", String(64), nullable=False),
+    #: The tenant whose keys may read and use it; NULL: every tenant (shared by an admin).
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=True),
+)
+
+#: Secrets of this deployment, made at first start and shared by every process through the
+#: database: ``links`` signs the key-less links the API hands out (evaluation contact sheets).
+instance_secrets = Table(
+    "instance_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),
 )
 
 #: A draft may change; a published version never does (the store only updates drafts).

@@ -35,7 +35,7 @@ from pixelmill.tasks.record import NewTask, Task
 from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.templates.store import TemplateStore
-from pixelmill.templates.use import render_request
+from pixelmill.templates.use import reader_of, render_request
 
 log = structlog.get_logger("pixelmill.tasks")
 #: A batch of thousands logs one summary line, not one line per task.
@@ -269,7 +269,7 @@ class TaskService:
             return req, None
         if self._templates is None:
             raise ValidationError("template", "templates are not available on this server")
-        rendered = render_request(self._templates, req, req.subject_id or principal.key_id, trusted=trusted)
+        rendered = render_request(self._templates, req, req.subject_id or principal.key_id, reader=reader_of(principal), trusted=trusted)
         # Checked, not counted here: guarded_submit counts every code 24 raised under it once.
         self.moderator.check_request(principal.tenant_id, rendered.request)
         return rendered.request, rendered.info

@@ -98,6 +98,10 @@ class Evaluations:
             row = self._row(name, evaluation_id)
         return _view(row)
 
+    def peek(self, name: str, evaluation_id: str) -> dict[str, Any]:
+        """The evaluation as stored, without finishing it (a key-less page must not do work)."""
+        return _view(self._row(name, evaluation_id))
+
     def list_for(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         e = evaluations.c
         with read_tx(self._engine) as conn:

@@ -9,11 +9,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
-from pixelmill.db.schema import evaluation_sets, evaluations, template_releases, template_versions, templates
+from pixelmill.db.schema import evaluation_sets, evaluations, template_releases, template_versions, templates, tenants
 from pixelmill.exceptions import Conflict, NotFound, ValidationError
 from pixelmill.observe.audit import AuditLog
 from pixelmill.templates.rollout import Release
@@ -22,6 +22,8 @@ from pixelmill.templates.spec import TemplateSpec
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 DEFAULT_RELEASE = "stable"
+#: Who reads: a tenant id (its own templates and shared ones), or None for an admin (all).
+Reader = str | None
 
 
 def check_name(name: str, field: str = "name", pattern: re.Pattern[str] = NAME) -> str:
@@ -40,14 +42,20 @@ class TemplateStore:
 
     # --- templates and versions --------------------------------------------------------------------
 
-    def create(self, name: str, description: str, spec: TemplateSpec, actor: str, note: str = "", author: str | None = None) -> dict[str, Any]:
-        """A new template with its first version, a draft."""
+    def create(
+        self, name: str, description: str, spec: TemplateSpec, actor: str, note: str = "", author: str | None = None,
+        *, tenant_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A new template with its first version, a draft; ``tenant_id`` owns it (None: shared)."""
         check_name(name)
         now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
             if conn.execute(select(templates.c.name).where(templates.c.name == name)).first():
                 raise Conflict(f"template {name} exists; add a version to it instead")
-            conn.execute(insert(templates).values(name=name, description=description, created_at=now, created_by=actor))
+            if tenant_id is not None and conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id)).first() is None:
+                raise ValidationError("tenant", f"no tenant {tenant_id}")
+            conn.execute(insert(templates).values(name=name, description=description, created_at=now, created_by=actor,
+                                                  tenant_id=tenant_id))
             self._insert_version(conn, name, 1, spec, author or actor, note, now)
             self._audit.record(conn, actor, "template", name, "created", {"version": 1, "content_hash": spec.content_hash()})
         return self.show(name)
@@ -96,13 +104,27 @@ class TemplateStore:
 
     # --- reading -------------------------------------------------------------------------------------
 
-    def exists(self, name: str) -> bool:
+    def exists(self, name: str, reader: Reader = None) -> bool:
+        """Whether ``name`` exists for ``reader`` (None: for anybody; else a tenant's keys see
+        their own templates and shared ones)."""
+        query = select(templates.c.name).where(templates.c.name == name)
+        if reader is not None:
+            query = query.where(_readable_by(reader))
         with read_tx(self._engine) as conn:
-            return conn.execute(select(templates.c.name).where(templates.c.name == name)).first() is not None
+            return conn.execute(query).first() is not None
 
-    def names(self) -> list[dict[str, Any]]:
+    def check_readable(self, name: str, reader: Reader) -> None:
+        """``NotFound`` unless ``reader``'s tenant may read ``name``: another tenant's template
+        is answered as missing, so its existence is not told either."""
+        if not self.exists(name, reader):
+            raise NotFound(f"no template {name}")
+
+    def names(self, reader: Reader = None) -> list[dict[str, Any]]:
+        query = select(templates).order_by(templates.c.name)
+        if reader is not None:
+            query = query.where(_readable_by(reader))
         with read_tx(self._engine) as conn:
-            rows = conn.execute(select(templates).order_by(templates.c.name)).all()
+            rows = conn.execute(query).all()
             return [self._summary(conn, r) for r in rows]
 
     def show(self, name: str) -> dict[str, Any]:
@@ -118,7 +140,7 @@ class TemplateStore:
         releases = conn.execute(select(template_releases).where(template_releases.c.template == row.name)).all()
         return {
             "name": row.name, "description": row.description, "created_at": row.created_at, "created_by": row.created_by,
-            "releases": {r.tag: _release(r).to_json() for r in releases},
+            "tenant": row.tenant_id, "releases": {r.tag: _release(r).to_json() for r in releases},
         }
 
     def version(self, name: str, version: int) -> dict[str, Any]:
@@ -285,6 +307,10 @@ class TemplateStore:
                 self._template_row(conn, name)
                 raise NotFound(f"template {name} has no evaluation set {set_name}")
         return {"template": name, "name": row.name, "items": row.items, "updated_at": row.updated_at, "updated_by": row.updated_by}
+
+
+def _readable_by(tenant_id: str) -> Any:
+    return or_(templates.c.tenant_id.is_(None), templates.c.tenant_id == tenant_id)
 
 
 def _release(row: Any) -> Release:

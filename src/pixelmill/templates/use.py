@@ -12,10 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import NotFound, ValidationError
 from pixelmill.tasks.requests import TEMPLATE_FIELDS, ImagineRequest
 from pixelmill.templates.spec import PARAMETERS
-from pixelmill.templates.store import DEFAULT_RELEASE, TemplateStore
+from pixelmill.templates.store import DEFAULT_RELEASE, Reader, TemplateStore
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,21 @@ class Rendered:
     info: dict[str, Any]
 
 
-def render_request(store: TemplateStore, req: ImagineRequest, subject: str, *, trusted: tuple[str, ...] = ()) -> Rendered:
-    """``req`` with its template applied. ``trusted`` parameters skip the override check: an
-    evaluation fixes the seed of every task it makes."""
+def reader_of(principal: Principal) -> Reader:
+    """Whose templates a caller may read and use: an admin key any, another key its tenant's and
+    the shared ones."""
+    return None if principal.is_admin else principal.tenant_id
+
+
+def render_request(
+    store: TemplateStore, req: ImagineRequest, subject: str, *, reader: Reader, trusted: tuple[str, ...] = ()
+) -> Rendered:
+    """``req`` with its template applied, if ``reader`` may use it (a tenant: its own templates
+    and shared ones; None: any). ``trusted`` parameters skip the override check: an evaluation
+    fixes the seed of every task it makes."""
     assert req.template is not None
     name = req.template
-    if not store.exists(name):
+    if not store.exists(name, reader):
         raise ValidationError("template", f"no template {name}")
     try:
         if req.template_version is not None:
