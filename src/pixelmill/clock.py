@@ -38,45 +38,47 @@ class SystemClock:
 
 
 class DatabaseClock:
-    """The database's time: the local clock plus the offset measured against PostgreSQL's
-    ``clock_timestamp()`` every ``refresh_seconds`` (half the round trip is the error bound). If
-    the database cannot be asked, the last offset stays (0 before the first answer)."""
+    """The database's time: the local clock plus the offset to PostgreSQL's ``clock_timestamp()``,
+    measured once when made and then every ``refresh_seconds`` by a thread of its own (half the
+    round trip is the error bound). Reading the time never touches the database: callers are
+    often inside a transaction, holding a pooled connection. If the database cannot be asked, the
+    last offset stays."""
 
     def __init__(self, engine: Engine, local: Clock | None = None, refresh_seconds: float = 30.0) -> None:
         self._engine = engine
         self._local = local or SystemClock()
         self._refresh = refresh_seconds
         self._offset_ms = 0
-        self._next_sync = 0.0
-        self._lock = threading.Lock()
+        self.sync()
+        threading.Thread(target=self._keep_in_sync, name="pixelmill-clock", daemon=True).start()
 
     @property
     def offset_ms(self) -> int:
         return self._offset_ms
 
     def now_ms(self) -> int:
-        if time.monotonic() >= self._next_sync:
-            self.sync()
         return self._local.now_ms() + self._offset_ms
 
-    def sync(self) -> None:
-        with self._lock:
-            if time.monotonic() < self._next_sync:
-                return  # another thread measured meanwhile
-            try:
-                with self._engine.connect() as conn:
-                    before = self._local.now_ms()
-                    db_ms = conn.execute(text("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")).scalar_one()
-                    after = self._local.now_ms()
-            except SQLAlchemyError as exc:
-                log.warning("database clock not read; keeping the last offset", offset_ms=self._offset_ms, error=str(exc)[:200])
-                self._next_sync = time.monotonic() + min(self._refresh, 1.0)
-                return
-            offset = int(db_ms) - (before + after) // 2
-            if abs(offset - self._offset_ms) > 1000:
-                log.warning("this host's clock differs from the database's; using the database's", offset_ms=offset)
-            self._offset_ms = offset
-            self._next_sync = time.monotonic() + self._refresh
+    def sync(self) -> bool:
+        """Measure the offset now; False when the database did not answer."""
+        try:
+            with self._engine.connect() as conn:
+                before = self._local.now_ms()
+                db_ms = conn.execute(text("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")).scalar_one()
+                after = self._local.now_ms()
+        except SQLAlchemyError as exc:
+            log.warning("database clock not read; keeping the last offset", offset_ms=self._offset_ms, error=str(exc)[:200])
+            return False
+        offset = int(db_ms) - (before + after) // 2
+        if abs(offset - self._offset_ms) > 1000:
+            log.warning("this host's clock differs from the database's; using the database's", offset_ms=offset)
+        self._offset_ms = offset
+        return True
+
+    def _keep_in_sync(self) -> None:
+        # A daemon thread: it ends with the process. After a failure it tries again within a second.
+        while True:
+            time.sleep(self._refresh if self.sync() else min(self._refresh, 1.0))
 
 
 def clock_for(engine: Engine, skew_seconds: float = 0.0) -> Clock:

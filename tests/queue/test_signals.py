@@ -121,3 +121,18 @@ def test_a_process_holds_at_most_max_streams() -> None:
     second()
     third()
     assert feed.open_streams == 0
+
+
+def test_a_change_between_subscribing_and_waiting_is_not_missed() -> None:
+    # A stream subscribes, reads its task, then waits: a change committed during the read must
+    # end that wait at once, not after the fallback (it once did: the waiter registered too late).
+    feed = ChangeFeed(fallback_seconds=30, max_streams=1)
+
+    async def read_then_wait() -> float:
+        with feed.subscribe("t1") as changes:
+            feed.changed("t1")  # arrives while the task is being read
+            started = time.monotonic()
+            await changes.wait(30)
+            return time.monotonic() - started
+
+    assert asyncio.run(read_then_wait()) < 5

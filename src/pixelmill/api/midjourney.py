@@ -179,14 +179,18 @@ async def get_task(
 ) -> TaskView:
     """The task object: status, progress, and once SUCCESS its image URLs and buttons."""
     seconds = _wait_seconds(wait, prefer, runtime)
-    task = await run_in_threadpool(runtime.service.get, principal, task_id)
-    if seconds > 0 and not _settled(task):
-        feed = runtime.signals.feed
-        deadline = time.monotonic() + seconds
-        with feed.stream():  # woken by the task's changes (queue/signals.py), not by polling
-            while not _settled(task) and time.monotonic() < deadline and not await request.is_disconnected():
-                await feed.wait(task.id, deadline - time.monotonic())
-                task = await run_in_threadpool(runtime.service.get, principal, task_id)
+    if seconds <= 0:
+        task = await run_in_threadpool(runtime.service.get, principal, task_id)
+        return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
+    feed = runtime.signals.feed
+    deadline = time.monotonic() + seconds
+    # Woken by the task's changes (queue/signals.py), not by polling; subscribed before the first
+    # read, so a change between a read and the wait is not missed.
+    with feed.stream(), feed.subscribe(task_id) as changes:
+        task = await run_in_threadpool(runtime.service.get, principal, task_id)
+        while not _settled(task) and time.monotonic() < deadline and not await request.is_disconnected():
+            await changes.wait(deadline - time.monotonic())
+            task = await run_in_threadpool(runtime.service.get, principal, task_id)
     return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
 
 
@@ -211,28 +215,30 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
         position: int | None = None
         position_at = -POSITION_SECONDS
         try:
-            while True:
-                # The queue position is a count over the lane: refreshed once a second, not per change.
-                if time.monotonic() - position_at >= POSITION_SECONDS or (last and last[0] != task.status.value):
-                    position = await run_in_threadpool(runtime.service.queue_position, task)
-                    position_at = time.monotonic()
-                view = task_view(task, base, position, runtime.storage.url)
-                state = (task.status.value, task.progress, task.preview_key, position)
-                if state != last:
-                    last, quiet_since = state, time.monotonic()
-                    data = view.model_dump_json()
-                    yield f"id: {task.id}-{task.status.value}-{task.progress}\nevent: task\ndata: {data}\n\n".encode()
-                elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                    quiet_since = time.monotonic()
-                    yield b": keep-alive\n\n"
-                if _settled(task):  # a client that left is noticed by StreamingResponse, which ends this
-                    return
-                # Until the task changes, its queue position is due, or a keep-alive is.
-                until = quiet_since + KEEPALIVE_SECONDS - time.monotonic()
-                if position is not None:
-                    until = min(until, position_at + POSITION_SECONDS - time.monotonic())
-                await feed.wait(task.id, max(0.0, until))
-                task = await run_in_threadpool(runtime.service.get, principal, task_id)
+            with feed.subscribe(task.id) as changes:
+                task = await run_in_threadpool(runtime.service.get, principal, task_id)  # read after subscribing
+                while True:
+                    # The queue position is a count over the lane: refreshed once a second, not per change.
+                    if time.monotonic() - position_at >= POSITION_SECONDS or (last and last[0] != task.status.value):
+                        position = await run_in_threadpool(runtime.service.queue_position, task)
+                        position_at = time.monotonic()
+                    view = task_view(task, base, position, runtime.storage.url)
+                    state = (task.status.value, task.progress, task.preview_key, position)
+                    if state != last:
+                        last, quiet_since = state, time.monotonic()
+                        data = view.model_dump_json()
+                        yield f"id: {task.id}-{task.status.value}-{task.progress}\nevent: task\ndata: {data}\n\n".encode()
+                    elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                        quiet_since = time.monotonic()
+                        yield b": keep-alive\n\n"
+                    if _settled(task):  # a client that left is noticed by StreamingResponse, which ends this
+                        return
+                    # Until the task changes, its queue position is due, or a keep-alive is.
+                    until = quiet_since + KEEPALIVE_SECONDS - time.monotonic()
+                    if position is not None:
+                        until = min(until, position_at + POSITION_SECONDS - time.monotonic())
+                    await changes.wait(max(0.0, until))
+                    task = await run_in_threadpool(runtime.service.get, principal, task_id)
         finally:
             release()
 

@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import Connection, Engine, func, select
@@ -113,15 +114,16 @@ class ChangeFeed:
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, task_id: str, timeout: float) -> None:
-        """Until ``task_id`` changes, or ``timeout`` (capped at the fallback) has passed."""
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
+    @contextmanager
+    def subscribe(self, task_id: str) -> Iterator[Subscription]:
+        """Listen for changes of ``task_id`` from now on. Subscribe before reading the task, so a
+        change that commits between the read and the wait is not missed."""
+        subscription = Subscription(asyncio.get_running_loop(), asyncio.Event(), self.fallback_seconds)
+        waiter = (subscription.loop, subscription.event)
         with self._lock:
             self._waiters.setdefault(task_id, set()).add(waiter)
         try:
-            await asyncio.wait_for(waiter[1].wait(), min(timeout, self.fallback_seconds))
-        except TimeoutError:
-            pass
+            yield subscription
         finally:
             with self._lock:
                 waiting = self._waiters.get(task_id)
@@ -129,6 +131,27 @@ class ChangeFeed:
                     waiting.discard(waiter)
                     if not waiting:
                         del self._waiters[task_id]
+
+    async def wait(self, task_id: str, timeout: float) -> None:
+        """Until ``task_id`` changes, or ``timeout`` (capped at the fallback) has passed."""
+        with self.subscribe(task_id) as subscription:
+            await subscription.wait(timeout)
+
+
+@dataclass
+class Subscription:
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+    fallback_seconds: float
+
+    async def wait(self, timeout: float) -> None:
+        """Until a change arrives (or arrived since the last wait), or ``timeout`` (capped at the
+        fallback) has passed. Read the task after this returns."""
+        try:
+            await asyncio.wait_for(self.event.wait(), min(timeout, self.fallback_seconds))
+        except TimeoutError:
+            pass
+        self.event.clear()
 
 
 class Signals:

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import structlog
 from PIL import Image
-from sqlalchemy.exc import SQLAlchemyError
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_when_event_set, wait_exponential, wait_random
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential, wait_random
 
 from pixelmill.engines.base import is_retryable
 from pixelmill.exceptions import EngineError
@@ -47,6 +47,14 @@ ERROR_PAUSE_SECONDS = 1.0
 CLAIM_FAILING_SECONDS = 10.0
 #: How often the supervisor looks for ended threads.
 SUPERVISE_SECONDS = 0.5
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database could not be reached (restarting, connection lost): worth another try. A
+    wrong statement (an integrity or data error) would fail the same way again."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 class WorkerPool:
@@ -247,7 +255,7 @@ class WorkerPool:
         write is conditional on that lease, so a retry after the task was handed on is harmless.
         Past one lease the task is someone else's; the error is raised and the round lost."""
         for attempt in Retrying(
-            retry=retry_if_exception_type(SQLAlchemyError),
+            retry=retry_if_exception(_unreachable),
             stop=stop_after_delay(self._settings.lease_seconds) | stop_when_event_set(self._stop),
             wait=wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.1),
             sleep=self._pause,  # a stopping pool stops waiting and trying; the lease recovers the task

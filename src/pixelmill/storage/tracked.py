@@ -4,7 +4,10 @@
 Retention deletes a file under a lock on that row, and only when it is old and nobody points at
 it (queue/retention.py). So a ``put`` racing a delete of the same content either comes first (the
 row is now young: no delete) or waits on the lock until the delete is done (the row is gone: the
-bytes are written again). A task never ends up pointing at a file that was deleted under it.
+bytes are written again), so a task never ends up pointing at a file deleted under it. The one
+narrow exception is a cache hit, which reuses an old file without writing it: it checks first that
+the file exists, which leaves only the instant of a delete of that file (an old one, pointed at by
+nobody) as a window.
 """
 
 from __future__ import annotations
