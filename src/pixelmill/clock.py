@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Protocol
 
 import structlog
@@ -50,7 +51,7 @@ class DatabaseClock:
         self._refresh = refresh_seconds
         self._offset_ms = 0
         self.sync()
-        threading.Thread(target=self._keep_in_sync, name="pixelmill-clock", daemon=True).start()
+        threading.Thread(target=_keep_in_sync, args=(weakref.ref(self),), name="pixelmill-clock", daemon=True).start()
 
     @property
     def offset_ms(self) -> int:
@@ -75,10 +76,15 @@ class DatabaseClock:
         self._offset_ms = offset
         return True
 
-    def _keep_in_sync(self) -> None:
-        # A daemon thread: it ends with the process. After a failure it tries again within a second.
-        while True:
-            time.sleep(self._refresh if self.sync() else min(self._refresh, 1.0))
+
+def _keep_in_sync(ref: weakref.ReferenceType[DatabaseClock]) -> None:
+    """Measure the clock's offset every ``refresh_seconds`` (within a second after a failure),
+    until the clock is gone: the thread holds it only weakly, so a dropped runtime takes its
+    thread with it."""
+    while (clock := ref()) is not None:
+        pause = clock._refresh if clock.sync() else min(clock._refresh, 1.0)
+        del clock
+        time.sleep(pause)
 
 
 def clock_for(engine: Engine, skew_seconds: float = 0.0) -> Clock:

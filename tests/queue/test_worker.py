@@ -152,3 +152,21 @@ def test_a_slow_or_failing_chore_delays_neither_the_others_nor_lease_recovery(ru
     finally:
         release.set()
         pool.stop()
+
+
+def test_a_database_restart_during_a_run_is_retried_not_failed(runtime: Runtime, acme: Principal, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by the chaos run: a read of the database inside the run (a preview, a review) failing
+    # while PostgreSQL restarted ended the task as FAILURE ("internal error: OperationalError").
+    real_run, failed = runtime.executor.run, set()
+
+    def run(task: Task, progress: Any) -> Any:
+        if task.id not in failed:
+            failed.add(task.id)
+            raise db_error()
+        return real_run(task, progress)
+
+    monkeypatch.setattr(runtime.executor, "run", run)
+    runtime.start_workers(1)
+    task = submit(runtime, acme)
+    ends_in_success(runtime, task)
+    assert [a["attempt"] for a in runtime.tasks.get(task.id).errors] == [1]  # type: ignore[union-attr]

@@ -233,7 +233,7 @@ class WorkerPool:
             else:  # a bug or an unexpected library error
                 log.exception("task crashed")
                 reason = f"internal error: {type(exc).__name__}: {exc}"
-            retryable = is_retryable(exc)
+            retryable = is_retryable(exc) or _unreachable(exc)  # the database restarting mid-run, say
             if self._metrics is not None:
                 self._metrics.engine_errors.labels(task.engine, "retryable" if retryable else "fatal").inc()
             self._record_failure(task, worker_id, reason, retryable=retryable)
