@@ -100,6 +100,17 @@ def db(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def pg(postgres_url: str) -> Iterator[Engine]:
+    """PostgreSQL only, emptied: for what exists only there (LISTEN/NOTIFY, its clock)."""
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE tasks, api_keys, tenants CASCADE"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 

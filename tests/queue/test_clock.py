@@ -3,29 +3,15 @@ takes no live task from another (PostgreSQL; SQLite lives on one host, with one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import DatabaseClock, SystemClock, clock_for
-from pixelmill.db.engine import make_engine
-from pixelmill.db.migrate import upgrade
 from pixelmill.queue.store import TaskStore
 from tests.queue.test_store import LANES, new_task
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE tasks, api_keys, tenants CASCADE"))
-    yield engine
-    engine.dispose()
 
 
 def test_a_host_a_minute_ahead_keeps_the_databases_time(pg: Engine) -> None:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
-from pixelmill.db.engine import make_engine, write_tx
-from pixelmill.db.migrate import upgrade
+from pixelmill.db.engine import write_tx
 from pixelmill.exceptions import StreamsFull
 from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
@@ -60,16 +59,6 @@ def woken_after(feed: ChangeFeed, task_id: str, act: Callable[[], object]) -> fl
     act()
     assert waiter.woken.wait(30)
     return waiter.at - start
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE tasks, api_keys, tenants CASCADE"))
-    yield engine
-    engine.dispose()
 
 
 @pytest.mark.postgres
