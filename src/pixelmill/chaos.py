@@ -493,7 +493,7 @@ class Harness:
                 break
             time.sleep(1)
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, status, action, prompt, quota, result, fail_reason FROM tasks")).all()
+            rows = conn.execute(text("SELECT id, status, action, prompt, result, fail_reason FROM tasks")).all()
             rep.lost = [r.id for r in rows if r.status in ("SUBMITTED", "NOT_START", "IN_PROGRESS", "MODAL")]
             rep.statuses = dict(collections.Counter(r.status for r in rows))
             rep.accepted = len(rows)

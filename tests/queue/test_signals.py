@@ -44,7 +44,8 @@ class Waiter:
         self.at = 0.0
 
         async def wait() -> None:
-            await feed.wait(task_id, 30)
+            with feed.subscribe(task_id) as changes:
+                await changes.wait(30)
             self.at = time.monotonic()
             self.woken.set()
 

@@ -132,11 +132,6 @@ class ChangeFeed:
                     if not waiting:
                         del self._waiters[task_id]
 
-    async def wait(self, task_id: str, timeout: float) -> None:
-        """Until ``task_id`` changes, or ``timeout`` (capped at the fallback) has passed."""
-        with self.subscribe(task_id) as subscription:
-            await subscription.wait(timeout)
-
 
 @dataclass
 class Subscription:
