@@ -67,9 +67,7 @@ class Runtime:
     service: TaskService
     operations: Operations
     executor: Executor
-    wakeup: Wakeup
     outbox: Outbox
-    webhook_wakeup: Wakeup
     batches: BatchService
     prices: PriceTable
     ledger: Ledger
@@ -108,7 +106,7 @@ class Runtime:
         if self.screening.detector is not None:
             self.screening.detector.load()  # the first task should not pay for it
         pool = WorkerPool(
-            self.tasks, self.executor, self.settings, self.wakeup, size=size, metrics=self.worker_metrics, engines=list(self.engines),
+            self.tasks, self.executor, self.settings, self.signals.queued, size=size, metrics=self.worker_metrics, engines=list(self.engines),
             chores=(
                 self.retention.sweep,
                 self.idempotency.purge_expired,
@@ -122,7 +120,7 @@ class Runtime:
         self.pools.append(pool)
         if self.deliverer is None:
             self.deliverer = WebhookDeliverer(
-                self.outbox, self.inputs.fetcher, self.keys.webhook_secret, self.webhook_wakeup,
+                self.outbox, self.inputs.fetcher, self.keys.webhook_secret, self.signals.webhooks,
                 concurrency=self.settings.webhook_concurrency,
                 timeout_seconds=self.settings.webhook_timeout_seconds,
                 poll_seconds=self.settings.webhook_poll_seconds,
@@ -236,8 +234,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     postgres = db.dialect.name == "postgresql"
     # On SQLite a worker in another process cannot wake a stream here: streams look more often.
     feed = ChangeFeed(fallback_seconds=2.0 if postgres else 0.25, max_streams=settings.max_streams)
-    wakeup, webhook_wakeup = Wakeup(), Wakeup()
-    signals = Signals(postgres, feed, wakeup, webhook_wakeup)
+    signals = Signals(postgres, feed, queued=Wakeup(), webhooks=Wakeup())
     outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=signals.webhook_due, url_for=storage.url)
     ledger = Ledger(db, clock)
     prices = PriceTable(db, clock)
@@ -276,9 +273,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         service=service,
         operations=Operations(service, tasks, prices, inputs, settings),
         executor=executor,
-        wakeup=wakeup,
         outbox=outbox,
-        webhook_wakeup=webhook_wakeup,
         signals=signals,
         links=LinkSigner(instance_secret(db, "links")),
         batches=BatchService(service, tasks, db, clock, settings, url_for=storage.url),

@@ -139,7 +139,7 @@ def test_a_slow_or_failing_chore_delays_neither_the_others_nor_lease_recovery(ru
         raise RuntimeError("retention sweep fell over")
 
     settings = runtime.settings.model_copy(update={"chores_interval_seconds": 0.05})
-    pool = WorkerPool(runtime.tasks, runtime.executor, settings, runtime.wakeup, size=1, chores=(failing, ran.set, release.wait))
+    pool = WorkerPool(runtime.tasks, runtime.executor, settings, runtime.signals.queued, size=1, chores=(failing, ran.set, release.wait))
     task = submit(runtime, acme)
     claimed = runtime.tasks.claim("a-worker-that-dies", [task.lane], lease_seconds=0.1)
     assert claimed is not None and claimed.id == task.id
