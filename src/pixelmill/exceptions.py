@@ -9,6 +9,7 @@
     ├── BatchNotFound              HTTP 404, code 3
     ├── EngineUnavailable          HTTP 503, code 3   (description never contains "task")
     ├── StreamsFull                HTTP 503, code 9   (Retry-After; the process's open streams)
+    ├── BackendUnavailable         HTTP 503, code 9   (Retry-After; database or store unreachable)
     ├── TooManyRequests            HTTP 429 (Retry-After)
     │   ├── QueueFull              code 23
     │   └── RateLimited            code 429
@@ -102,6 +103,13 @@ class EngineUnavailable(PixelmillError):
 
 class StreamsFull(PixelmillError):
     """Every long-poll and event-stream place of this process is taken."""
+
+    http_status = 503
+    retry_after = 1
+
+
+class BackendUnavailable(PixelmillError):
+    """The database or the store could not be reached: nothing is wrong with the request."""
 
     http_status = 503
     retry_after = 1

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pixelmill.exceptions import PixelmillError
+from pixelmill.exceptions import BackendUnavailable, NotFound, PixelmillError, ValidationError
 from pixelmill.storage.base import StorageUnavailable
 from pixelmill.tasks.requests import describe_errors
 
@@ -36,7 +37,7 @@ def envelope(code: int, description: str, *, properties: dict[str, Any] | None =
     return {"code": code, "description": description, "properties": properties or {}, "data": data if data is not None else []}
 
 
-def error_response(exc: PixelmillError) -> JSONResponse:
+def error_response(exc: PixelmillError) -> Response:
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
@@ -49,40 +50,59 @@ def error_response(exc: PixelmillError) -> JSONResponse:
     )
 
 
+#: How a contract answers an error: the envelope above for pixelmill's own API; /mj and
+#: /v1/images register theirs (``contract_errors``) for the paths they serve.
+ErrorRenderer = Callable[[PixelmillError], Response]
+_RENDERERS: list[tuple[tuple[str, ...], ErrorRenderer]] = []
+
+
+def contract_errors(prefixes: tuple[str, ...], render: ErrorRenderer) -> None:
+    """Answer every error under these path prefixes with ``render``: refusals, bad bodies,
+    unknown routes, unreachable backends and internal errors alike."""
+    _RENDERERS.append((prefixes, render))
+
+
+def _renderer(request: Request) -> ErrorRenderer:
+    path = request.url.path
+    for prefixes, render in _RENDERERS:
+        if any(path == p or path.startswith(p + "/") for p in prefixes):
+            return render
+    return error_response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PixelmillError)
-    async def _pixelmill(_: Request, exc: PixelmillError) -> JSONResponse:
+    async def _pixelmill(request: Request, exc: PixelmillError) -> Response:
         if exc.http_status >= 500:
             log.error("request failed: %s", exc.description)
-        return error_response(exc)
+        return _renderer(request)(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         field, msg = describe_errors(exc.errors())
-        return EnvelopeResponse(
-            envelope(4, f"{field}: {msg}", properties={"field": field}), status_code=400
-        )
+        return _renderer(request)(ValidationError(field, msg))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        render = _renderer(request)
         if exc.status_code == 404:
-            code, text = 3, f"no such endpoint: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            code, text = 4, f"method {request.method} is not allowed on {request.url.path}"
-        else:
+            return render(NotFound(f"no such endpoint: {request.method} {request.url.path}"))
+        if render is error_response:
             code, text = 9 if exc.status_code >= 500 else 4, str(exc.detail)
-        return EnvelopeResponse(envelope(code, text), status_code=exc.status_code, headers=exc.headers)
+            return EnvelopeResponse(envelope(code, text), status_code=exc.status_code, headers=exc.headers)
+        error = PixelmillError(f"method {request.method} is not allowed on {request.url.path}" if exc.status_code == 405 else str(exc.detail))
+        error.http_status, error.code = exc.status_code, 4
+        return render(error)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         if _unreachable(exc):
             # The database restarting or the store out of reach: nothing is wrong with the
             # request, and nothing was half done (every write is one transaction). Come back.
             log.warning("request failed, a backend is unreachable: %s: %s", type(exc).__name__, str(exc)[:300])
-            return EnvelopeResponse(envelope(9, "a backend is unreachable for a moment; retry shortly"), status_code=503,
-                                    headers={"Retry-After": "1"})
+            return _renderer(request)(BackendUnavailable("a backend is unreachable for a moment; retry shortly"))
         log.exception("unhandled error")
-        return EnvelopeResponse(envelope(9, "internal error; retry with backoff"), status_code=500)
+        return _renderer(request)(PixelmillError("internal error; retry with backoff"))
 
 
 def _unreachable(exc: BaseException) -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
+from pixelmill.contracts.mjproxy import mj_task
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import webhook_events
 from pixelmill.tasks.record import Task
@@ -42,9 +43,12 @@ class WebhookTarget:
     url: str
     events: tuple[str, ...]
     base: str
+    #: The payload's form: "pixelmill" (an event wrapping the task object) or "midjourney-proxy".
+    format: str = "pixelmill"
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "events": list(self.events), "base": self.base}
+        hook: dict[str, Any] = {"url": self.url, "events": list(self.events), "base": self.base}
+        return hook if self.format == "pixelmill" else {**hook, "format": self.format}
 
 
 @dataclass(frozen=True)
@@ -106,12 +110,17 @@ class Outbox:
             )
             .values(state="superseded")
         )
-        payload = {
-            "type": f"task.{event.value}",
-            "timestamp": datetime.fromtimestamp(now / 1000, UTC).isoformat().replace("+00:00", "Z"),
-            "sequence": seq,
-            "data": task_view(task, hook["base"], url_for=self._url_for).model_dump(mode="json"),
-        }
+        payload: dict[str, Any]
+        if hook.get("format") == "midjourney-proxy":
+            # midjourney-proxy's notifyHook: the whole task, nothing around it.
+            payload = mj_task(task, hook["base"], url_for=self._url_for)
+        else:
+            payload = {
+                "type": f"task.{event.value}",
+                "timestamp": datetime.fromtimestamp(now / 1000, UTC).isoformat().replace("+00:00", "Z"),
+                "sequence": seq,
+                "data": task_view(task, hook["base"], url_for=self._url_for).model_dump(mode="json"),
+            }
         conn.execute(
             insert(webhook_events).values(
                 id="msg_" + secrets.token_hex(16), task_id=task.id, seq=seq, api_key_id=task.api_key_id,

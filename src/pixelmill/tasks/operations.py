@@ -50,6 +50,7 @@ from pixelmill.tasks.requests import (
     VideoRequest,
     ZoomRequest,
     validated,
+    with_client_labels,
 )
 from pixelmill.tasks.service import TaskService
 from pixelmill.tasks.status import TaskStatus
@@ -240,7 +241,7 @@ class Operations:
             action=action,
             prompt=parent.prompt if prompt is None and parent else (prompt or ""),
             final_prompt=final_prompt if final_prompt is not None else _reseeded(parent.final_prompt if parent else "", seed),
-            params={**inherited, **params, "price_key": key, "output_profile": self._service.output_profile(principal, req)},
+            params=with_client_labels({**inherited, **params, "price_key": key, "output_profile": self._service.output_profile(principal, req)}, req),
             engine=self._engine_of(parent, req.engine),
             seed=seed,
             quota=self._prices.units(key, units),
@@ -266,8 +267,20 @@ class Operations:
         return self._task(principal, req, own_bases, Action.UPSCALE, parent, params, index=index, variant=req.mode,
                           seed=parent.seed if req.mode is None else None)
 
+    def _picture(
+        self, principal: Principal, req: VariationRequest | InpaintRequest, own_bases: Sequence[str], doing: str
+    ) -> tuple[Task | None, dict[str, Any], int | None]:
+        """The picture an operation starts from: a finished task's (task_id + index), or any image
+        (``image_url``, fetched and screened like every input)."""
+        if req.image_url is None:
+            return self._source(principal, req.task_id, req.index, doing)
+        if req.task_id is not None or req.index is not None:
+            raise ValidationError("image_url", "give image_url, or task_id + index, not both")
+        source = self._inputs.resolve(req.image_url, "image_url", own_bases, screen_for=principal.tenant_id).to_json()
+        return None, source, None
+
     def _plan_variation(self, principal: Principal, req: VariationRequest, own_bases: Sequence[str]) -> NewTask:
-        parent, source, index = self._source(principal, req.task_id, req.index, "vary")
+        parent, source, index = self._picture(principal, req, own_bases, "vary")
         mode = req.mode or "strong"
         params: dict[str, Any] = {"source": source, "mode": mode, "strength": VARIATION_STRENGTH[mode],
                                   "width": source["width"], "height": source["height"]}
@@ -308,9 +321,23 @@ class Operations:
         return self._task(principal, req, own_bases, Action.PAN, parent, {**params, **self._steer(req.prompt)}, index=index)
 
     def _plan_inpaint(self, principal: Principal, req: InpaintRequest, own_bases: Sequence[str]) -> NewTask:
-        parent, source, index = self._source(principal, req.task_id, req.index, "vary a region of")
-        params = {"source": source, "width": source["width"], "height": source["height"]}
-        return self._task(principal, req, own_bases, Action.INPAINT, parent, params, index=index, modal=True)
+        """Without a mask the task waits in MODAL for /modal (Midjourney's Vary (Region)); with
+        mask_url and prompt it is queued at once, which any picture (image_url) needs."""
+        if req.mask_url is None and req.image_url is not None:
+            raise ValidationError("mask_url", "repainting image_url needs mask_url and prompt (white = repaint)")
+        if (req.mask_url is None) != (req.prompt is None):
+            raise ValidationError("prompt" if req.prompt is None else "mask_url", "give mask_url and prompt together, or neither (then /modal brings them)")
+        parent, source, index = self._picture(principal, req, own_bases, "vary a region of")
+        params: dict[str, Any] = {"source": source, "width": source["width"], "height": source["height"]}
+        if req.mask_url is None:
+            return self._task(principal, req, own_bases, Action.INPAINT, parent, params, index=index, modal=True)
+        assert req.prompt is not None
+        params["mask"] = self._inputs.resolve(req.mask_url, "mask_url", own_bases).to_json()
+        painted = parse_prompt(req.prompt)
+        seed = _new_seed()
+        params.update(engine_prompt=painted.positive_text, engine_negative=painted.negative_text)
+        return self._task(principal, req, own_bases, Action.INPAINT, parent, params, index=index,
+                          prompt=req.prompt, final_prompt=replace(painted, seed=seed).canonical(), seed=seed)
 
     def _plan_video(self, principal: Principal, req: VideoRequest, own_bases: Sequence[str]) -> NewTask:
         parent: Task | None = None

@@ -130,6 +130,24 @@ class Delivery(RequestBody):
     webhook_events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=4)] | None = Field(
         None, description="Which events to send: start, progress, completed, reviewed (an image held for review was decided; default: all)."
     )
+    state: str | None = Field(
+        None, max_length=255, description="Your own text, kept with the task and echoed back (midjourney-proxy's state).",
+    )
+    end_user: str | None = Field(
+        None, max_length=256, description="Who the request is for in your app, recorded with the task (OpenAI's user / safety_identifier).",
+    )
+    webhook_format: Literal["pixelmill", "midjourney-proxy"] | None = Field(
+        None, description="pixelmill (default): signed events with the task object. midjourney-proxy: the task itself "
+        "in midjourney-proxy's form, as its notifyHook posts it (still signed and retried).",
+    )
+
+
+def with_client_labels(params: dict[str, Any], req: Delivery) -> dict[str, Any]:
+    """A task's params with what its own caller asked to keep (``params.client``: state,
+    end_user), unread by engines; a follow-up does not inherit its parent's."""
+    params.pop("client", None)
+    labels = {name: value for name in ("state", "end_user") if (value := getattr(req, name)) is not None}
+    return {**params, "client": labels} if labels else params
 
 
 class ImagineRequest(Delivery):
@@ -300,7 +318,10 @@ class UpscaleRequest(FollowUp):
 
 
 class VariationRequest(FollowUp):
-    """Four variations of a picture, subtle or strong; with prompt, a remix."""
+    """Four variations of a picture, subtle or strong; with prompt, a remix. The picture is a
+    finished task's (task_id + index) or any image (image_url)."""
+
+    image_url: Url | None = Field(None, description="Vary this picture instead of a task's.")
 
     mode: Literal["subtle", "strong"] | None = Field(None, description="How far from the picture to move (default strong).")
     prompt: OptionalPrompt | None = Field(None, description="Remix: vary towards this prompt instead of the original one.")
@@ -329,7 +350,12 @@ class PanRequest(FollowUp):
 
 
 class InpaintRequest(FollowUp):
-    """Vary a region: the task waits in MODAL (answer code 21) for /modal with prompt + mask_url."""
+    """Vary a region of a task's picture: the task waits in MODAL (answer code 21) for /modal with
+    prompt + mask_url. Or repaint any picture at once: image_url + mask_url + prompt."""
+
+    image_url: Url | None = Field(None, description="Repaint this picture instead of a task's (with mask_url and prompt).")
+    mask_url: Url | None = Field(None, description="With image_url: white = repaint (or a PNG whose transparent area is repainted).")
+    prompt: OptionalPrompt | None = Field(None, description="With image_url: what to paint in the masked area.")
 
 
 class ModalRequest(RequestBody):

@@ -32,7 +32,7 @@ from pixelmill.tasks.idempotency import Claim, ClaimLost, IdempotencyStore, requ
 from pixelmill.tasks.limits import RateLimiter
 from pixelmill.tasks.pricing import price_key
 from pixelmill.tasks.record import NewTask, Task
-from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest
+from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest, with_client_labels
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.templates.store import TemplateStore
 from pixelmill.templates.use import reader_of, render_request
@@ -85,6 +85,13 @@ class TaskService:
         if task is None:
             raise TaskNotFound(task_id, expired=self._expired(task_id, principal.tenant_id))
         return task
+
+    def get_many(self, principal: Principal, task_ids: Sequence[str]) -> list[Task]:
+        """The caller's tasks among ``task_ids``; others' and unknown ones are left out alike."""
+        return self._store.get_many(task_ids, principal.tenant_id)
+
+    def recent(self, principal: Principal, limit: int) -> list[Task]:
+        return self._store.recent(principal.tenant_id, limit)
 
     def cancel(self, principal: Principal, task_id: str) -> Task:
         task = self._store.cancel(task_id, principal.tenant_id)
@@ -227,7 +234,7 @@ class TaskService:
                 action=Action.IMAGINE,
                 prompt=req.prompt,
                 final_prompt=one.canonical(),
-                params={
+                params=with_client_labels({
                     **one.params(),
                     "engine_prompt": prompt.positive_text,
                     "engine_negative": prompt.negative_text,
@@ -238,7 +245,7 @@ class TaskService:
                     "repeat": {"run": run + 1, "of": runs} if prompt.repeat else None,
                     "output_profile": profile,
                     "template": template,
-                },
+                }, req),
                 engine=engine,
                 seed=seed,
                 quota=self._prices.units(key),
@@ -285,7 +292,7 @@ class TaskService:
                 self.check_webhook_url(req.webhook_url, "webhook_url")
             events = req.webhook_events or (None if req.webhook_url else principal.webhook_events) or DEFAULT_WEBHOOK_EVENTS
             base = own_bases[0] if own_bases else (self._settings.public_url or "")
-            webhook = WebhookTarget(url, tuple(dict.fromkeys(events)), base).to_json()
+            webhook = WebhookTarget(url, tuple(dict.fromkeys(events)), base, req.webhook_format or "pixelmill").to_json()
         return {"lane": Lane(req.lane or Lane.INTERACTIVE.value), "priority": req.priority or 0, "webhook": webhook}
 
     def check_webhook_url(self, url: str, field: str) -> None:
