@@ -155,8 +155,8 @@ def test_licoy_raw_authorization_and_result_without_code(server: Server) -> None
         with httpx.Client(base_url=server.url + "/mj/", headers={"Authorization": header}, timeout=30) as http:
             r = http.post("submit/imagine", json={"prompt": "a paper boat"})
             assert r.status_code == 200 and r.json()["result"]  # read as the task id, code unread
-            task = wait_for(lambda: (t := http.get(f"task/{r.json()['result']}/fetch").json())["status"] == "SUCCESS" and t,
-                            timeout=60, what="imagine")
+            fetch = f"task/{r.json()['result']}/fetch"
+            task = wait_for(lambda: (t := http.get(fetch).json())["status"] == "SUCCESS" and t, timeout=60, what="imagine")  # noqa: B023
         assert task["imageUrl"] and {"customId", "emoji", "label", "type", "style"} <= set(task["buttons"][0])
         assert task["progress"] == "100%" and task["prompt"] == "a paper boat"
     assert httpx.post(server.url + "/mj/submit/imagine", json={"prompt": "x"}).status_code == 401
