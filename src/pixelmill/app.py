@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
 from pixelmill import __version__
-from pixelmill.api import admin, batches, files, health, midjourney, mjproxy, observe, reviews, templates, uploads, webhooks
+from pixelmill.api import admin, batches, files, health, midjourney, mjproxy, observe, openai_images, reviews, templates, uploads, webhooks
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.runtime import Runtime, build_runtime
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(midjourney.router)
     for prefix in mjproxy.PREFIXES:  # the speed-tier prefixes are the same routes again
         app.include_router(mjproxy.router, prefix=prefix, include_in_schema=prefix == "/mj")
+    app.include_router(openai_images.router)
     app.include_router(batches.router)
     app.include_router(admin.router)
     app.include_router(reviews.router)

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     modal_timeout_seconds: float = Field(1800, gt=0)
     #: Longest ``?wait=`` a long-poll may ask for.
     max_wait_seconds: float = Field(60, gt=0)
+    #: How long ``POST /v1/images/...`` waits for its images before answering 504 (the tasks go
+    #: on; poll them). The OpenAI SDK waits 600 s by default.
+    images_wait_seconds: float = Field(300, gt=0)
 
     # --- queue -------------------------------------------------------------------------------
     #: Worker threads started inside ``pixelmill serve``. 0 = API only; run ``pixelmill worker``.

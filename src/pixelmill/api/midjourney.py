@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
+from pixelmill.api.waiting import settled, until_settled
 from pixelmill.exceptions import ValidationError
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.actions import Action
@@ -163,11 +164,6 @@ def _view(runtime: Runtime, task: Task, base: str) -> TaskView:
     return task_view(task, base, runtime.service.queue_position(task), runtime.storage.url)
 
 
-def _settled(task: Task) -> bool:
-    # MODAL waits for the caller, so waiting longer would not change it either.
-    return task.status.is_terminal or task.status is TaskStatus.MODAL
-
-
 @router.get("/{task_id}", response_model=TaskView, responses=_ERRORS)
 async def get_task(
     task_id: str,
@@ -182,15 +178,8 @@ async def get_task(
     if seconds <= 0:
         task = await run_in_threadpool(runtime.service.get, principal, task_id)
         return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
-    feed = runtime.signals.feed
-    deadline = time.monotonic() + seconds
-    # Woken by the task's changes (queue/signals.py), not by polling; subscribed before the first
-    # read, so a change between a read and the wait is not missed.
-    with feed.stream(), feed.subscribe(task_id) as changes:
-        task = await run_in_threadpool(runtime.service.get, principal, task_id)
-        while not _settled(task) and time.monotonic() < deadline and not await request.is_disconnected():
-            await changes.wait(deadline - time.monotonic())
-            task = await run_in_threadpool(runtime.service.get, principal, task_id)
+    with runtime.signals.feed.stream():
+        task = await until_settled(request, runtime, principal, task_id, time.monotonic() + seconds)
     return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
 
 
@@ -231,7 +220,7 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
                     elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
                         quiet_since = time.monotonic()
                         yield b": keep-alive\n\n"
-                    if _settled(task):  # a client that left is noticed by StreamingResponse, which ends this
+                    if settled(task):  # a client that left is noticed by StreamingResponse, which ends this
                         return
                     # Until the task changes, its queue position is due, or a keep-alive is.
                     until = quiet_since + KEEPALIVE_SECONDS - time.monotonic()

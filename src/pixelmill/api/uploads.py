@@ -44,15 +44,16 @@ class UploadAnswer(BaseModel):
     data: list[UploadedFile]
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int, field: str = "file") -> bytes:
+    """The request body, refused (naming ``field``) as soon as it is larger than ``limit``."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ValidationError("file", f"is larger than {limit:,} bytes (Content-Length {int(declared):,})")
+        raise ValidationError(field, f"is larger than {limit:,} bytes (Content-Length {int(declared):,})")
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise ValidationError("file", f"is larger than {limit:,} bytes")
+            raise ValidationError(field, f"is larger than {limit:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -60,9 +61,9 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def _image_bytes(request: Request, limit: int) -> bytes:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type in _RAW_TYPES:
-        return await _read_limited(request, limit)
+        return await read_limited(request, limit)
     if content_type == "multipart/form-data":
-        body = await _read_limited(request, limit + _MULTIPART_OVERHEAD)
+        body = await read_limited(request, limit + _MULTIPART_OVERHEAD)
 
         async def replay() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from xml.sax.saxutils import escape, unescape
@@ -109,9 +109,32 @@ RENDITIONS: dict[str, Profile] = {
 }
 
 
-def output_profiles(settings: Any) -> dict[str, Profile]:
+class Profiles(Mapping[str, Profile]):
+    """The built-in profiles and the operator's by name, and besides them ``<format>:<quality>``
+    (``webp:80``, ``jpeg:60``, ``png``): a format at its full size, for callers who ask for a
+    format rather than a profile (the OpenAI Images API's output_format / output_compression)."""
+
+    def __init__(self, named: Mapping[str, Profile]) -> None:
+        self._named = dict(named)
+
+    def __getitem__(self, name: str) -> Profile:
+        if name in self._named:
+            return self._named[name]
+        fmt, sep, quality = name.partition(":")
+        if fmt in FORMATS and (not sep or (quality.isdigit() and 1 <= int(quality) <= 100)):
+            return Profile.model_validate({"name": name, "format": fmt, **({"quality": int(quality)} if sep else {})})
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._named)
+
+    def __len__(self) -> int:
+        return len(self._named)
+
+
+def output_profiles(settings: Any) -> Profiles:
     """The built-in profiles and the operator's (``PIXELMILL_OUTPUT_PROFILES``), by name."""
-    return {**BUILTIN, **{name: Profile.from_json(name, spec) for name, spec in settings.output_profiles.items()}}
+    return Profiles({**BUILTIN, **{name: Profile.from_json(name, spec) for name, spec in settings.output_profiles.items()}})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,339 @@
+"""The OpenAI Images API: ``POST /v1/images/generations``, ``/edits`` and ``/variations``, so an
+unchanged ``openai`` client (or Open WebUI, LibreChat, LiteLLM ...) generates through pixelmill by
+changing its base URL. Fields and errors are mapped in ``contracts/openai_images.py``; the work is
+the same imagine / inpaint / variation tasks as every other route's.
+
+Three ways to get the images:
+- by default the request waits for them (at most ``PIXELMILL_IMAGES_WAIT_SECONDS``);
+- ``stream: true`` sends Server-Sent Events: ``partial_image`` events from the engine's previews
+  (up to ``partial_images``), then one ``completed`` event per image;
+- ``Prefer: respond-async`` answers 202 at once with the task ids, to poll at
+  ``GET /v1/images/tasks/{id}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
+from pixelmill.api.errors import EnvelopeResponse, contract_errors
+from pixelmill.api.uploads import read_limited
+from pixelmill.api.waiting import until_settled
+from pixelmill.auth.keys import Principal
+from pixelmill.contracts import openai_images as oa
+from pixelmill.exceptions import PixelmillError, ValidationError
+from pixelmill.media.inputs import FILES_PATH
+from pixelmill.runtime import Runtime
+from pixelmill.tasks.actions import Action
+from pixelmill.tasks.record import Task
+from pixelmill.tasks.requests import ImagineRequest, InpaintRequest, VariationRequest, validated
+from pixelmill.tasks.status import TaskStatus
+
+router = APIRouter(prefix="/v1/images", tags=["openai-images"])
+
+#: Most images one edit may send (``image[]``), as OpenAI allows.
+MAX_EDIT_IMAGES = 16
+#: Room for multipart boundaries, headers and the text fields on top of the images.
+_FORM_OVERHEAD = 256 * 1024
+
+
+def _render_error(exc: PixelmillError) -> Response:
+    status, body, headers = oa.error_result(exc)
+    return EnvelopeResponse(body, status_code=status, headers=headers)
+
+
+contract_errors(("/v1/images",), _render_error)
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="The same key and body answer the same images (kept 24 h).")]
+Prefer = Annotated[str | None, Header(description="'respond-async': answer 202 with the task ids at once.")]
+
+
+def _async(prefer: str | None) -> bool:
+    return any(part.strip().lower() == "respond-async" for part in (prefer or "").split(","))
+
+
+def _common(body: oa.ImageFields, target: oa.Target) -> dict[str, Any]:
+    return {"engine": target.engine, "end_user": oa.end_user(body)}
+
+
+def _clean(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@router.post("/generations", responses={200: {"description": "ImagesResponse, or text/event-stream when stream is true"}})
+async def generations(
+    body: oa.GenerateFields, request: Request, principal: PrincipalDep, runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None, prefer: Prefer = None,
+) -> Response:
+    """Generate ``n`` images from a prompt (one imagine task per four images)."""
+    target = oa.target_of(body.model, tuple(runtime.settings.engines))
+    fields: dict[str, Any] = {**_common(body, target), **oa.picture_fields(body), "output_profile": oa.output_profile(body)}
+    if target.template is not None:
+        # A template release: brand-locked generation from any OpenAI client. A rollout keeps
+        # each end user on one version.
+        fields.update(template=target.template, release=target.release, variables=oa.variables_of(body.prompt),
+                      subject_id=oa.end_user(body))
+    else:
+        fields["prompt"] = body.prompt
+    if oa.tasks_for(body.n) > 1:
+        fields["repeat"] = oa.tasks_for(body.n)
+    req = validated(ImagineRequest, _clean(fields))
+    bases = own_bases(request, runtime)
+    tasks = await run_in_threadpool(lambda: runtime.service.imagine(principal, req, bases, idempotency_key=idempotency_key))
+    return await _respond(request, runtime, principal, tasks, body, target, "image_generation", prefer)
+
+
+@router.post("/edits", openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object"}}}}})
+async def edits(request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None, prefer: Prefer = None) -> Response:
+    """Edit pictures (multipart): ``image`` or repeated ``image[]``, an optional ``mask``, and
+    ``prompt``. With a mask the first picture is repainted where the mask is transparent (or
+    white); without one the pictures are image prompts of a new generation."""
+    form = await _form(request, runtime)
+    body = validated(oa.EditFields, _scalars(form))
+    target = oa.target_of(body.model, tuple(runtime.settings.engines))
+    if target.template is not None:
+        raise ValidationError("model", "templates generate (POST /v1/images/generations); an edit runs on an engine")
+    images = [p for name in ("image", "image[]") for p in form.getlist(name) if isinstance(p, UploadFile)]
+    if not images:
+        raise ValidationError("image", "send the picture to edit as the file part 'image' (or repeated 'image[]')")
+    if len(images) > MAX_EDIT_IMAGES:
+        raise ValidationError("image", f"at most {MAX_EDIT_IMAGES} pictures")
+    mask = form.get("mask")
+    base = base_url(request, runtime)
+    urls = [await _stored(runtime, part, f"image[{i}]", base) for i, part in enumerate(images)]
+    bases = own_bases(request, runtime)
+    common = {**_common(body, target), "output_profile": oa.output_profile(body)}
+    if isinstance(mask, UploadFile):
+        if len(images) > 1:
+            raise ValidationError("mask", "a mask applies to one picture; send one image with it")
+        _one_task(body)
+        if body.size not in (None, "auto"):
+            raise ValidationError("size", "an edit with a mask keeps the picture's size; leave size out (or auto)")
+        req = validated(InpaintRequest, _clean({**common, "image_url": urls[0], "mask_url": await _stored(runtime, mask, "mask", base),
+                                                "prompt": body.prompt}))
+        task = await run_in_threadpool(lambda: runtime.operations.submit(principal, Action.INPAINT, req, bases, idempotency_key=idempotency_key))
+        return await _respond(request, runtime, principal, [task], body, target, "image_edit", prefer)
+    fields = {**common, **oa.picture_fields(body), "prompt": body.prompt, "image_urls": urls,
+              "repeat": oa.tasks_for(body.n) if oa.tasks_for(body.n) > 1 else None}
+    imagine = validated(ImagineRequest, _clean(fields))
+    tasks = await run_in_threadpool(lambda: runtime.service.imagine(principal, imagine, bases, idempotency_key=idempotency_key))
+    return await _respond(request, runtime, principal, tasks, body, target, "image_edit", prefer)
+
+
+@router.post("/variations", openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object"}}}}})
+async def variations(request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None, prefer: Prefer = None) -> Response:
+    """Variations of one picture (multipart ``image``): a strong variation, four images a task."""
+    form = await _form(request, runtime)
+    body = validated(oa.ImageFields, _scalars(form))
+    target = oa.target_of(body.model, tuple(runtime.settings.engines))
+    if target.template is not None:
+        raise ValidationError("model", "templates generate (POST /v1/images/generations); a variation runs on an engine")
+    image = form.get("image")
+    if not isinstance(image, UploadFile):
+        raise ValidationError("image", "send the picture as the file part 'image'")
+    _one_task(body)
+    url = await _stored(runtime, image, "image", base_url(request, runtime))
+    req = validated(VariationRequest, _clean({**_common(body, target), "image_url": url}))
+    if body.size not in (None, "auto"):
+        raise ValidationError("size", "a variation keeps the picture's size; leave size out (or auto)")
+    bases = own_bases(request, runtime)
+    task = await run_in_threadpool(lambda: runtime.operations.submit(principal, Action.VARIATION, req, bases, idempotency_key=idempotency_key))
+    return await _respond(request, runtime, principal, [task], body, target, "image_variation", prefer)
+
+
+@router.get("/tasks/{task_id}")
+async def get_task(
+    task_id: str, request: Request, principal: PrincipalDep, runtime: RuntimeDep,
+    response_format: Annotated[oa.ResponseFormat, Query(description="How finished images are given.")] = "url",
+) -> dict[str, Any]:
+    """A task accepted with ``Prefer: respond-async``: its status, and once completed its images
+    as an ImagesResponse's ``data``."""
+    task = await run_in_threadpool(runtime.service.get, principal, task_id)
+    answer: dict[str, Any] = {"id": task.id, "object": "image.task", "status": oa.task_status(task), "created": task.submit_time // 1000}
+    if task.status is TaskStatus.SUCCESS:
+        answer["data"] = await run_in_threadpool(_data, runtime, [task], 4, response_format, base_url(request, runtime))
+    elif task.status in (TaskStatus.FAILURE, TaskStatus.CANCEL):
+        answer["error"] = oa.error_body(task.fail_reason or "failed", "server_error", None, "generation_failed")["error"]
+    return answer
+
+
+# --- multipart ---------------------------------------------------------------------------------
+
+
+async def _form(request: Request, runtime: Runtime) -> FormData:
+    """The multipart body, counted while it arrives and refused past what its images may weigh."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ValidationError("Content-Type", f"send multipart/form-data (image, mask, prompt ...), got {content_type or 'none'!r}")
+    limit = (MAX_EDIT_IMAGES + 1) * runtime.settings.input_max_bytes + _FORM_OVERHEAD
+    body = await read_limited(request, limit, "body")
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        return await Request(request.scope, replay).form(max_files=MAX_EDIT_IMAGES + 1, max_fields=64)
+    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the caller's error
+        raise ValidationError("body", f"the multipart body could not be read ({exc})") from None
+
+
+def _scalars(form: FormData) -> dict[str, Any]:
+    """The text fields; the SDK sends every scalar as text ("2", "true"), which the models read."""
+    return {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in ("image", "image[]", "mask")}
+
+
+async def _stored(runtime: Runtime, part: UploadFile, field: str, base: str) -> str:
+    data = await part.read()
+    image = await run_in_threadpool(runtime.inputs.accept, data, field, part.filename or field)
+    return base + FILES_PATH + image.key
+
+
+def _one_task(body: oa.ImageFields) -> None:
+    if body.n > oa.PER_TASK:
+        raise ValidationError("n", f"at most {oa.PER_TASK} images from one picture (one task makes four)")
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+def _images(tasks: Sequence[Task], n: int) -> list[tuple[Task, str]]:
+    """The first ``n`` published images of the tasks, with the task each came from."""
+    found = [(t, key) for t in tasks if t.result for key in t.result.image_keys if key]
+    return found[:n]
+
+
+def _data(runtime: Runtime, tasks: Sequence[Task], n: int, fmt: str, base: str) -> list[dict[str, Any]]:
+    items = []
+    for task, key in _images(tasks, n):
+        item: dict[str, Any] = {"revised_prompt": task.final_prompt}
+        if fmt == "b64_json":
+            item["b64_json"] = base64.b64encode(runtime.storage.get(key)).decode()
+        else:
+            item["url"] = runtime.storage.url(key, base)
+        items.append(item)
+    return items
+
+
+def _format_of(key: str) -> str:
+    ext = key.rsplit(".", 1)[-1].lower()
+    return {"jpg": "jpeg"}.get(ext, ext)
+
+
+def _size(task: Task) -> str:
+    return f"{task.result.width}x{task.result.height}" if task.result and task.result.width else "auto"
+
+
+def _quality(body: oa.ImageFields) -> str:
+    quality = getattr(body, "quality", None)
+    return {"standard": "auto", "hd": "high", None: "auto"}.get(quality, quality or "auto")
+
+
+def _task_ids(tasks: Sequence[Task]) -> dict[str, str]:
+    return {"x-pixelmill-task-ids": ",".join(t.id for t in tasks)}
+
+
+async def _respond(
+    request: Request, runtime: Runtime, principal: Principal, tasks: list[Task], body: oa.ImageFields,
+    target: oa.Target, kind: str, prefer: str | None,
+) -> Response:
+    base = base_url(request, runtime)
+    if _async(prefer):
+        polls = [f"{base}/v1/images/tasks/{t.id}" for t in tasks]
+        accepted = {
+            "id": tasks[0].id, "object": "image.task", "status": oa.task_status(tasks[0]), "created": int(time.time()),
+            "task_ids": [t.id for t in tasks], "poll_urls": polls,
+        }
+        return JSONResponse(accepted, status_code=202, headers={**_task_ids(tasks), "Location": polls[0]})
+    if getattr(body, "stream", False):
+        return _stream(request, runtime, principal, tasks, body, kind)
+    deadline = time.monotonic() + runtime.settings.images_wait_seconds
+    with runtime.signals.feed.stream():
+        done = [await until_settled(request, runtime, principal, t.id, deadline) for t in tasks]
+    failure = _failure(done)
+    if failure is not None:
+        status, error = failure
+        # Work began (and its charge was refunded): the SDK must not retry it on its own.
+        return JSONResponse(error, status_code=status, headers={**_task_ids(done), "x-should-retry": "false"})
+    fmt = body.response_format or target.default_format
+    data = await run_in_threadpool(_data, runtime, done, body.n, fmt, base)
+    answer: dict[str, Any] = {"created": int(time.time()), "data": data, "size": _size(done[0]), "quality": _quality(body),
+                              "background": "opaque"}
+    if done[0].result and done[0].result.image_keys:
+        answer["output_format"] = _format_of(next(k for k in done[0].result.image_keys if k))
+    return JSONResponse(answer, headers=_task_ids(done))
+
+
+def _failure(tasks: Sequence[Task]) -> tuple[int, dict[str, Any]] | None:
+    """Why finished tasks give no answer: a failure, a timeout, or every image held back."""
+    for task in tasks:
+        if task.status in (TaskStatus.FAILURE, TaskStatus.CANCEL):
+            return 500, oa.error_body(f"task {task.id}: {task.fail_reason or 'failed'}", "server_error", None, "generation_failed")
+        if task.status is not TaskStatus.SUCCESS:
+            return 504, oa.error_body(
+                f"task {task.id} is still {task.status.value}; it goes on: poll GET /v1/images/tasks/{task.id}",
+                "server_error", None, "timeout",
+            )
+    if not _images(tasks, 1):
+        return 400, oa.error_body("every image was held back by output screening", "invalid_request_error", None, "content_policy_violation")
+    return None
+
+
+def _stream(request: Request, runtime: Runtime, principal: Principal, tasks: list[Task], body: oa.ImageFields, kind: str) -> StreamingResponse:
+    """``partial_image`` events from the first task's previews, then ``completed`` per image."""
+    feed = runtime.signals.feed
+    release = feed.hold()  # 503 now, before streaming, when the process holds too many streams
+    wanted = getattr(body, "partial_images", 0)
+
+    def event(payload: dict[str, Any]) -> bytes:
+        return f"event: {payload['type']}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    def common(task: Task, fmt: str) -> dict[str, Any]:
+        return {"background": "opaque", "created_at": int(time.time()), "output_format": fmt, "quality": _quality(body), "size": _size(task)}
+
+    async def partial(task: Task, index: int) -> bytes:
+        data = await run_in_threadpool(runtime.storage.get, task.preview_key or "")
+        return event({"type": f"{kind}.partial_image", "b64_json": base64.b64encode(data).decode(), "partial_image_index": index,
+                      **common(task, _format_of(task.preview_key or ".jpeg"))})
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            deadline = time.monotonic() + runtime.settings.images_wait_seconds
+            first, sent, shown = tasks[0], 0, None
+            with feed.subscribe(first.id) as changes:
+                task = await run_in_threadpool(runtime.service.get, principal, first.id)
+                while True:
+                    if sent < wanted and task.preview_key and task.preview_key != shown and not task.status.is_terminal:
+                        yield await partial(task, sent)
+                        sent, shown = sent + 1, task.preview_key
+                    if task.status.is_terminal or time.monotonic() >= deadline:
+                        break
+                    await changes.wait(deadline - time.monotonic())
+                    task = await run_in_threadpool(runtime.service.get, principal, first.id)
+            if sent == 0 and wanted and task.preview_key and task.status is TaskStatus.SUCCESS:
+                yield await partial(task, 0)  # it finished before the stream saw a preview: show its last
+            done = [task, *[await until_settled(request, runtime, principal, t.id, deadline) for t in tasks[1:]]]
+            failure = _failure(done)
+            if failure is not None:
+                yield event({"type": "error", **failure[1]})
+                return
+            for t, key in _images(done, body.n):
+                data = await run_in_threadpool(runtime.storage.get, key)
+                usage = {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}, "output_tokens": 0, "total_tokens": 0}
+                yield event({"type": f"{kind}.completed", "b64_json": base64.b64encode(data).decode(), **common(t, _format_of(key)),
+                             "usage": usage})
+        finally:
+            release()
+
+    events = stream()
+    weakref.finalize(events, release)
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", **_task_ids(tasks)})
