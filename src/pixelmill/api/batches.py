@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
-from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
-from pixelmill.api.midjourney import IdempotencyKey
+from pixelmill.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, base_url, own_bases
 from pixelmill.tasks.batches import manifest_csv
 from pixelmill.tasks.requests import BatchRequest
 

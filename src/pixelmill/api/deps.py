@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pixelmill.auth.keys import Principal
@@ -37,3 +37,8 @@ def own_bases(request: Request, runtime: Runtime) -> list[str]:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+IdempotencyKey = Annotated[
+    str | None,
+    # Its length and characters are checked in one place: tasks/idempotency.py.
+    Header(alias="Idempotency-Key", description="Retry-safe submits: the same key and body answer the same task (kept 24 h)."),
+]

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
+from pixelmill.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, base_url, own_bases
 from pixelmill.api.waiting import settled, until_settled
 from pixelmill.exceptions import ValidationError
 from pixelmill.runtime import Runtime
@@ -60,11 +60,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-IdempotencyKey = Annotated[
-    str | None,
-    # Its length and characters are checked in one place: tasks/idempotency.py.
-    Header(alias="Idempotency-Key", description="Retry-safe submits: the same key and body answer the same task (kept 24 h)."),
-]
 CacheHeader = Annotated[
     str | None,
     Header(alias="Pixelmill-Cache", description="'allow': like cache: true in the body."),

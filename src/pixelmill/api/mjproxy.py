@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from pixelmill.api.deps import RuntimeDep, base_url, own_bases
+from pixelmill.api.deps import IdempotencyKey, RuntimeDep, base_url, own_bases
 from pixelmill.api.errors import EnvelopeResponse, contract_errors
 from pixelmill.auth.keys import Principal
 from pixelmill.contracts import mjproxy as mj
@@ -24,6 +24,7 @@ from pixelmill.tasks.record import Task
 from pixelmill.tasks.requests import (
     ActionRequest,
     BlendRequest,
+    Delivery,
     DescribeRequest,
     ImagineRequest,
     ModalRequest,
@@ -100,21 +101,23 @@ def _answer(runtime: Runtime, task: Task) -> dict[str, Any]:
 
 
 @router.post("/submit/imagine")
-def imagine(body: mj.MjImagine, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def imagine(body: mj.MjImagine, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     inline = Inline(request, runtime)
     images = [*(body.base64Array or []), *([body.base64] if body.base64 else [])]
-    req = validated(ImagineRequest, {
+    fields = {
         "prompt": body.prompt, "niji": mj.niji_of(body.botType), "speed": mj.speed_of(_speed(request), body.accountFilter),
         "image_urls": [inline.url(v, f"base64Array[{i}]") for i, v in enumerate(images)] or None, **_hook(body),
-    })
-    tasks = runtime.service.imagine(principal, req, own_bases(request, runtime))
+        "template": body.template, "release": body.release, "variables": body.variables,
+    }
+    req = validated(ImagineRequest, {k: v for k, v in fields.items() if v is not None})
+    tasks = runtime.service.imagine(principal, req, own_bases(request, runtime), idempotency_key=idempotency_key)
     return _answer(runtime, tasks[0])
 
 
 @router.post("/submit/action")
-def action(body: mj.MjAction, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def action(body: mj.MjAction, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     req = validated(ActionRequest, {"custom_id": mj.from_mj_custom_id(body.customId), "task_id": body.taskId, **_hook(body)})
-    return _answer(runtime, runtime.operations.press(principal, req, own_bases(request, runtime)))
+    return _answer(runtime, runtime.operations.press(principal, req, own_bases(request, runtime), idempotency_key=idempotency_key))
 
 
 @router.post("/submit/modal")
@@ -127,55 +130,59 @@ def modal(body: mj.MjModal, request: Request, principal: Caller, runtime: Runtim
 
 
 @router.post("/submit/change")
-def change(body: mj.MjChange, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
-    return _answer(runtime, _change(runtime, principal, request, body.taskId, body.action, body.index, body))
+def change(body: mj.MjChange, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    return _answer(runtime, _change(runtime, principal, request, body.taskId, body.action, body.index, body, idempotency_key))
 
 
 @router.post("/submit/simple-change")
-def simple_change(body: mj.MjSimpleChange, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def simple_change(
+    body: mj.MjSimpleChange, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
     task_id, verb, index = mj.parse_simple_change(body.content)
-    return _answer(runtime, _change(runtime, principal, request, task_id, verb, index, body))
+    return _answer(runtime, _change(runtime, principal, request, task_id, verb, index, body, idempotency_key))
 
 
-def _change(runtime: Runtime, principal: Principal, request: Request, task_id: str, verb: str, index: int | None, body: mj.MjBody) -> Task:
+def _change(
+    runtime: Runtime, principal: Principal, request: Request, task_id: str, verb: str, index: int | None, body: mj.MjBody, key: str | None
+) -> Task:
     if verb != "REROLL" and index is None:
         raise ValidationError("index", f"{verb} needs index 1-4")
     fields = {"task_id": task_id, **_hook(body)}
-    bases = own_bases(request, runtime)
-    if verb == "UPSCALE":
-        return runtime.operations.submit(principal, Action.UPSCALE, validated(UpscaleRequest, {**fields, "index": index}), bases)
-    if verb == "VARIATION":
-        return runtime.operations.submit(principal, Action.VARIATION, validated(VariationRequest, {**fields, "index": index}), bases)
-    return runtime.operations.submit(principal, Action.REROLL, validated(RerollRequest, fields), bases)
+    req: Delivery
+    if verb == "REROLL":
+        req = validated(RerollRequest, fields)
+    else:
+        req = validated(UpscaleRequest if verb == "UPSCALE" else VariationRequest, {**fields, "index": index})
+    return runtime.operations.submit(principal, Action(verb), req, own_bases(request, runtime), idempotency_key=key)
 
 
 @router.post("/submit/blend")
-def blend(body: mj.MjBlend, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def blend(body: mj.MjBlend, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     inline = Inline(request, runtime)
     req = validated(BlendRequest, {
         "image_urls": [inline.url(v, f"base64Array[{i}]") for i, v in enumerate(body.base64Array)],
         "dimensions": body.dimensions, **_hook(body),
     })
-    return _answer(runtime, runtime.operations.submit(principal, Action.BLEND, req, own_bases(request, runtime)))
+    return _answer(runtime, runtime.operations.submit(principal, Action.BLEND, req, own_bases(request, runtime), idempotency_key=idempotency_key))
 
 
 @router.post("/submit/describe")
-def describe(body: mj.MjDescribe, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def describe(body: mj.MjDescribe, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     if (body.base64 is None) == (body.link is None):
         raise ValidationError("base64", "give the picture as base64 or as link")
     url = body.link if body.link is not None else Inline(request, runtime).url(body.base64 or "", "base64")
     req = validated(DescribeRequest, {"image_url": url, **_hook(body)})
-    return _answer(runtime, runtime.operations.submit(principal, Action.DESCRIBE, req, own_bases(request, runtime)))
+    return _answer(runtime, runtime.operations.submit(principal, Action.DESCRIBE, req, own_bases(request, runtime), idempotency_key=idempotency_key))
 
 
 @router.post("/submit/shorten")
-def shorten(body: mj.MjShorten, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def shorten(body: mj.MjShorten, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     req = validated(ShortenRequest, {"prompt": body.prompt, **_hook(body)})
-    return _answer(runtime, runtime.operations.submit(principal, Action.SHORTEN, req, own_bases(request, runtime)))
+    return _answer(runtime, runtime.operations.submit(principal, Action.SHORTEN, req, own_bases(request, runtime), idempotency_key=idempotency_key))
 
 
 @router.post("/submit/video")
-def video(body: mj.MjVideo, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def video(body: mj.MjVideo, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     if body.loop:
         raise ValidationError("loop", "looping clips are not made here; leave loop out")
     if body.action is not None:
@@ -193,15 +200,15 @@ def video(body: mj.MjVideo, request: Request, principal: Caller, runtime: Runtim
         # midjourney-proxy counts grid images 1-4; pixelmill's video counts from 0.
         fields.update(task_id=body.taskId, index=None if body.index is None else body.index - 1)
     req = validated(VideoRequest, {k: v for k, v in fields.items() if v is not None})
-    return _answer(runtime, runtime.operations.submit(principal, Action.VIDEO, req, own_bases(request, runtime)))
+    return _answer(runtime, runtime.operations.submit(principal, Action.VIDEO, req, own_bases(request, runtime), idempotency_key=idempotency_key))
 
 
 @router.post("/submit/edits")
 @router.post("/submit/edit", include_in_schema=False)
-def edits(body: mj.MjEdits, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
+def edits(body: mj.MjEdits, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """An edit of a picture: an imagine with the picture as its image prompt."""
     req = validated(ImagineRequest, {"prompt": body.prompt, "image_urls": [Inline(request, runtime).url(body.image, "image")], **_hook(body)})
-    return _answer(runtime, runtime.service.imagine(principal, req, own_bases(request, runtime))[0])
+    return _answer(runtime, runtime.service.imagine(principal, req, own_bases(request, runtime), idempotency_key=idempotency_key)[0])
 
 
 @router.post("/submit/upload-discord-images")

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url, own_bases
+from pixelmill.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, base_url, own_bases
 from pixelmill.api.errors import EnvelopeResponse, contract_errors
 from pixelmill.api.uploads import read_limited
 from pixelmill.api.waiting import until_settled
@@ -54,8 +54,22 @@ def _render_error(exc: PixelmillError) -> Response:
 
 contract_errors(("/v1/images",), _render_error)
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="The same key and body answer the same images (kept 24 h).")]
 Prefer = Annotated[str | None, Header(description="'respond-async': answer 202 with the task ids at once.")]
+
+
+def _multipart(model: type[oa.ImageFields], files: dict[str, bool]) -> dict[str, Any]:
+    """The OpenAPI request body of a multipart route: ``model``'s fields as text parts, and
+    ``files`` (name → required)."""
+    schema = model.model_json_schema()
+    binary = {"type": "string", "format": "binary"}
+    properties = {**schema["properties"], **{name: binary for name in files}}
+    if "image[]" in properties:
+        properties["image[]"] = {"type": "array", "items": binary}
+    required = [*schema.get("required", []), *(name for name, needed in files.items() if needed)]
+    body = {"type": "object", "properties": properties, "required": required}
+    if "$defs" in schema:
+        body["$defs"] = schema["$defs"]
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
 
 
 def _async(prefer: str | None) -> bool:
@@ -93,7 +107,7 @@ async def generations(
     return await _respond(request, runtime, principal, tasks, body, target, "image_generation", prefer)
 
 
-@router.post("/edits", openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object"}}}}})
+@router.post("/edits", openapi_extra=_multipart(oa.EditFields, {"image": False, "image[]": False, "mask": False}))
 async def edits(request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None, prefer: Prefer = None) -> Response:
     """Edit pictures (multipart): ``image`` or repeated ``image[]``, an optional ``mask``, and
     ``prompt``. With a mask the first picture is repainted where the mask is transparent (or
@@ -130,7 +144,7 @@ async def edits(request: Request, principal: PrincipalDep, runtime: RuntimeDep, 
     return await _respond(request, runtime, principal, tasks, body, target, "image_edit", prefer)
 
 
-@router.post("/variations", openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object"}}}}})
+@router.post("/variations", openapi_extra=_multipart(oa.ImageFields, {"image": True}))
 async def variations(request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None, prefer: Prefer = None) -> Response:
     """Variations of one picture (multipart ``image``): a strong variation, four images a task."""
     form = await _form(request, runtime)

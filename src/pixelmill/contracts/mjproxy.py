@@ -54,11 +54,16 @@ class AccountFilter(BaseModel):
 
 
 class MjImagine(MjBody):
-    prompt: str = Field(min_length=1, max_length=8192)
+    prompt: str | None = Field(None, min_length=1, max_length=8192, description="Required unless template is given.")
     base64Array: list[str] | None = Field(None, max_length=5, description="Image prompts as data URLs (or bare base64).")
     base64: str | None = Field(None, description="One image prompt (deprecated in midjourney-proxy).")
     botType: str | None = Field(None, description="MID_JOURNEY (default) or NIJI_JOURNEY (also mj / niji).")
     accountFilter: AccountFilter | None = None
+    # pixelmill's own fields, which midjourney-proxy clients do not send: a template release
+    # instead of a prompt, as on every other door.
+    template: str | None = Field(None, max_length=64, description="pixelmill: a published template to render instead of prompt.")
+    release: str | None = Field(None, max_length=32, description="pixelmill: the template's release tag (default stable).")
+    variables: dict[str, str | int | float] | None = Field(None, max_length=50, description="pixelmill: the template's variables.")
 
 
 class MjAction(MjBody):
@@ -245,7 +250,8 @@ def submit_result(task: Task, queue_position: int | None) -> dict[str, Any]:
 def error_result(exc: PixelmillError) -> tuple[int, dict[str, Any]]:
     """HTTP status and body of a refusal. HTTP 200 carries the refusal in ``code``, as
     midjourney-proxy answers; auth, unknown routes and server faults keep their HTTP status."""
-    body: dict[str, Any] = {"code": 9, "description": exc.description, "result": None, "properties": {}}
+    # properties: what pixelmill's own answer says (field, cost and balance, retry_after ...).
+    body: dict[str, Any] = {"code": 9, "description": exc.description, "result": None, "properties": dict(exc.properties)}
     if isinstance(exc, BannedPrompt):
         term = exc.properties.get("found") or exc.properties.get("term") or exc.properties.get("label") or ""
         body.update(code=24, properties={"bannedWord": term, **exc.properties})
@@ -254,7 +260,7 @@ def error_result(exc: PixelmillError) -> tuple[int, dict[str, Any]]:
         body["code"] = 3  # no capacity: the one case new-api should disable the channel for
         return 200, body
     if isinstance(exc, TooManyRequests):
-        body.update(code=23, properties={"retryAfter": exc.retry_after})
+        body.update(code=23, properties={**exc.properties, "retryAfter": exc.retry_after})
         return 200, body
     if isinstance(exc, ValidationError) or exc.code == 4 or isinstance(exc, TaskNotFound):
         # A submit naming an unknown task is a bad request here: code 3 would disable a channel.
