@@ -19,9 +19,9 @@ from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.media.output import BUILTIN
 from pixelmill.storage.memory import MemoryStorage
 from pixelmill.tasks.actions import Action, Lane
-from pixelmill.tasks.execute import Executor, image_seeds
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskStatus
+from pixelmill.work.execute import Executor, image_seeds
 
 
 def task(profile: str) -> Task:

@@ -33,7 +33,6 @@ from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.retention import Retention
 from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
-from pixelmill.queue.worker import WorkerPool
 from pixelmill.safety.moderation import Moderator
 from pixelmill.safety.review import ReviewQueue
 from pixelmill.safety.screening import Screening, detector_installed
@@ -43,14 +42,16 @@ from pixelmill.settings import Settings, checking
 from pixelmill.storage.base import Storage
 from pixelmill.storage.local import LocalStorage
 from pixelmill.storage.tracked import TrackedStorage
-from pixelmill.tasks.batches import BatchService
-from pixelmill.tasks.execute import Executor
+from pixelmill.submit.admission import Admission
+from pixelmill.submit.batches import BatchService
+from pixelmill.submit.evaluations import Evaluations
+from pixelmill.submit.operations import Operations
+from pixelmill.submit.service import TaskService
 from pixelmill.tasks.idempotency import IdempotencyStore
 from pixelmill.tasks.limits import RateLimiter
-from pixelmill.tasks.operations import Operations
-from pixelmill.tasks.service import TaskService
-from pixelmill.templates.evaluate import Evaluations
 from pixelmill.templates.store import TemplateStore
+from pixelmill.work.execute import Executor
+from pixelmill.work.worker import WorkerPool
 
 
 @dataclass
@@ -91,8 +92,8 @@ class Runtime:
         it takes requests, so no caller's submit pays for loading them."""
         if self.screening.detector is not None:
             self.screening.detector.load()
-        if self.service.moderator.semantic is not None:
-            self.service.moderator.semantic.load()
+        if self.service.admission.moderator.semantic is not None:
+            self.service.admission.moderator.semantic.load()
 
     def listen(self) -> None:
         """Receive other processes' wake-ups (PostgreSQL): an API process for its streams, a
@@ -253,11 +254,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     inputs = make_inputs(settings, storage, screening)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds, settings.idempotency_pending_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
-    service = TaskService(
-        tasks, settings, {name: e.model for name, e in engines.items()}, inputs, idempotency, limiter, prices, ledger,
-        RefusalLog(db, clock), storage_has=storage.exists, expired=retention.expired,
-        moderator=moderator, templates=templates,
-    )
+    admission = Admission(tasks, settings, ledger, limiter, idempotency, moderator, RefusalLog(db, clock))
+    service = TaskService(tasks, settings, {name: e.model for name, e in engines.items()}, inputs, prices, admission,
+                          storage_has=storage.exists, templates=templates)
     executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
                         renditions=settings.renditions, screening=screening, reviews=reviews)
     return Runtime(

@@ -43,7 +43,7 @@ def test_the_sweep_removes_expired_tasks_and_only_their_unshared_files(db: Engin
     clock.advance(DAY + 60)
     assert retention.sweep() == (1, 2)  # the old task; its grid and its own image, not the shared one
     assert store.get(old) is None and store.get(young) is not None
-    assert retention.expired(old, "acme") and not retention.expired(old, "other") and not retention.expired(young, "acme")
+    assert store.expired(old, "acme") and not store.expired(old, "other") and not store.expired(young, "acme")
     assert [storage.exists(content_key(b, "png")) for b in (b"old-grid", b"old-only", b"shared", b"young-grid")] == [False, False, True, True]
     clock.advance(3 * DAY)
     assert retention.sweep() == (1, 2)

@@ -15,13 +15,13 @@ from sqlalchemy.exc import OperationalError
 
 from pixelmill.auth.keys import Principal
 from pixelmill.exceptions import EngineError
-from pixelmill.queue import worker as worker_module
-from pixelmill.queue.worker import WorkerPool
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.requests import ImagineRequest
 from pixelmill.tasks.status import TaskStatus
+from pixelmill.work import worker as worker_module
+from pixelmill.work.worker import WorkerPool
 from tests.helpers import wait_for
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from pixelmill.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, base_url, own_bases
-from pixelmill.tasks.batches import manifest_csv
+from pixelmill.submit.batches import manifest_csv
 from pixelmill.tasks.requests import BatchRequest
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])

@@ -21,8 +21,8 @@ from pixelmill.api.admin import AdminDep
 from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url
 from pixelmill.exceptions import Forbidden, ValidationError
 from pixelmill.runtime import Runtime
+from pixelmill.submit.evaluations import sheet_html
 from pixelmill.tasks.requests import RequestBody, VariableValue
-from pixelmill.templates.evaluate import sheet_html
 from pixelmill.templates.spec import TemplateSpec
 from pixelmill.templates.use import reader_of
 

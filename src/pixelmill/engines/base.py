@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pixelmill.exceptions import EngineError
 from pixelmill.media.describe import describe_image
+from pixelmill.prompts.params import MAX_SEED
 from pixelmill.validation import explain
 
 
@@ -46,7 +47,6 @@ def is_retryable(exc: BaseException) -> bool:
         return exc.retryable
     return isinstance(exc, _TRANSIENT)
 
-MAX_SEED = 2**32 - 1
 C = TypeVar("C")
 
 

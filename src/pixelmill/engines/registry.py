@@ -13,13 +13,15 @@ Bad settings stop the process at start, with the engine's name in the message.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pixelmill.engines.base import Engine
 from pixelmill.engines.faults import FaultInjectingEngine
 from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.engines.remote import RemoteConfig, RemoteEngine
-from pixelmill.settings import Settings
+
+if TYPE_CHECKING:  # settings reads engine rules (faults) to check them: the type only, no import cycle
+    from pixelmill.settings import Settings
 
 KINDS = ("procedural", "remote", "diffusers")
 

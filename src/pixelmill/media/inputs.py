@@ -15,17 +15,26 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
 from pixelmill.exceptions import ValidationError
 from pixelmill.media.fetch import FetchRefused, SafeFetcher
 from pixelmill.media.inspect import ImageInfo, ImageRefused, inspect_image
-from pixelmill.safety.screening import Screening
 from pixelmill.storage.base import ObjectNotFound, Storage, is_valid_key
 
 FILES_PATH = "/files/"
+
+
+class InputScreening(Protocol):
+    """What input images are screened by (``safety.screening.Screening``), as this module needs
+    it: media sits below safety and does not import it."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def check_inputs(self, tenant_id: str, field_name: str, images: Sequence[Image.Image]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class InputImage:
 
 
 class InputImages:
-    def __init__(self, storage: Storage, fetcher: SafeFetcher, max_pixels: int, screening: Screening | None = None) -> None:
+    def __init__(self, storage: Storage, fetcher: SafeFetcher, max_pixels: int, screening: InputScreening | None = None) -> None:
         #: Screens pictures (not masks) against the tenant's input rules: code 24 on a hit.
         self._screening = screening if screening is not None and screening.enabled else None
         self._storage = storage

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from pixelmill.engines.base import MAX_SEED
-
 MAX_PROMPT_CHARS = 4000
 #: Leading image URLs (image prompts), and URLs after --sref / --cref.
 MAX_IMAGE_PROMPTS = 5
@@ -23,6 +21,8 @@ NIJI_VERSIONS = ("4", "5", "6", "7")
 #: ``--niji`` without a number means the current niji model; the canonical prompt always spells
 #: the number out, so the choice is visible on the task.
 DEFAULT_NIJI = "7"
+#: The largest seed (a 32-bit unsigned integer, what image models take).
+MAX_SEED = 2**32 - 1
 QUALITIES = (0.25, 0.5, 1.0, 2.0, 4.0)
 STYLES = ("raw",)
 #: Speed tiers (``--relax`` / ``--fast`` / ``--turbo``): they pick a price key and a lane, never pixels.

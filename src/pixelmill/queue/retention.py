@@ -80,13 +80,6 @@ class Retention:
             done = conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(retention_seconds=seconds))
         return done.rowcount == 1
 
-    def expired(self, task_id: str, tenant_id: str) -> bool:
-        with read_tx(self._engine) as conn:
-            row = conn.execute(
-                select(expired_tasks.c.id).where(expired_tasks.c.id == task_id, expired_tasks.c.tenant_id == tenant_id)
-            ).first()
-        return row is not None
-
     def sweep(self) -> tuple[int, int]:
         """Remove expired tasks (in batches) and every file nobody points at any more. Returns
         (tasks, files)."""

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
-from pixelmill.db.schema import api_keys, tasks
+from pixelmill.db.schema import api_keys, expired_tasks, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
 from pixelmill.queue.fairness import HEAD_ORDER, TENANT_ORDER, fair_start, queue_position
 from pixelmill.queue.ids import new_task_id
@@ -363,6 +363,14 @@ class TaskStore:
         with read_tx(self._engine) as conn:
             row = conn.execute(query).first()
         return Task.from_row(row) if row else None
+
+    def expired(self, task_id: str, tenant_id: str) -> bool:
+        """Whether retention removed this task of the tenant (its poll then says so)."""
+        with read_tx(self._engine) as conn:
+            row = conn.execute(
+                select(expired_tasks.c.id).where(expired_tasks.c.id == task_id, expired_tasks.c.tenant_id == tenant_id)
+            ).first()
+        return row is not None
 
     def get_many(self, task_ids: Sequence[str], tenant_id: str) -> list[Task]:
         """The tenant's tasks among ``task_ids``, in the order asked; unknown ids are left out."""

@@ -120,19 +120,6 @@ def kept_back(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
     ]
 
 
-_SAID = {"block": "blocked", "review": "held for review", "approved": "approved in review", "rejected": "rejected in review"}
-
-
-def describe(entries: Sequence[Mapping[str, Any]]) -> str | None:
-    """Those entries in words, for ``fail_reason``: "image 2 blocked (FEMALE_BREAST_EXPOSED 0.81)"."""
-    said = [
-        f"image {e['index']} {_SAID.get(e['decision'], e['decision'])} ("
-        + ", ".join(f"{r['label']} {r['score']:.2f}" for r in e.get("reasons", [])) + ")"
-        for e in entries if e.get("decision") != "approved"
-    ]
-    return "; ".join(said) or None
-
-
 #: Called after each screening: (purpose, seconds, verdicts).
 Observer = Callable[[str, float, Sequence[Verdict]], None]
 

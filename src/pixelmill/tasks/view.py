@@ -3,12 +3,11 @@ unwrapped), what the event stream sends and what webhooks carry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pixelmill.safety.screening import describe
 from pixelmill.tasks.buttons import buttons_for
 from pixelmill.tasks.record import Task
 
@@ -64,6 +63,19 @@ class TaskView(BaseModel):
     )
 
 
+_SAID = {"block": "blocked", "review": "held for review", "approved": "approved in review", "rejected": "rejected in review"}
+
+
+def screening_text(entries: Sequence[Mapping[str, Any]]) -> str | None:
+    """Those entries in words, for ``fail_reason``: "image 2 blocked (FEMALE_BREAST_EXPOSED 0.81)"."""
+    said = [
+        f"image {e['index']} {_SAID.get(e['decision'], e['decision'])} ("
+        + ", ".join(f"{r['label']} {r['score']:.2f}" for r in e.get("reasons", [])) + ")"
+        for e in entries if e.get("decision") != "approved"
+    ]
+    return "; ".join(said) or None
+
+
 #: Where a client fetches a stored key, given the base URL the answer is for: ``Storage.url``.
 UrlFor = Callable[[str, str], str]
 
@@ -91,7 +103,7 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         image_urls=[url(k) for k in result.image_keys if k] if result else [],
         video_urls=[url(k) for k in result.video_keys] if result else [],
         buttons=[ButtonView(custom_id=b.custom_id, label=b.label) for b in buttons_for(task)],
-        fail_reason=task.fail_reason or (describe(result.screening) if result else None),
+        fail_reason=task.fail_reason or (screening_text(result.screening) if result else None),
         quota=task.quota,
         seed=task.seed,
         parent_task_id=task.parent_task_id,

@@ -7,29 +7,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import structlog
-from pydantic import BaseModel
-from sqlalchemy import Connection
-
 from pixelmill.auth.keys import Principal
-from pixelmill.billing.ledger import Ledger
 from pixelmill.billing.prices import PriceTable
-from pixelmill.engines.base import MAX_SEED
-from pixelmill.exceptions import BannedPrompt, EngineUnavailable, IdempotencyInProgress, TaskNotFound, ValidationError
+from pixelmill.exceptions import EngineUnavailable, TaskNotFound, ValidationError
 from pixelmill.media.fetch import FetchRefused
 from pixelmill.media.inputs import FILES_PATH, InputImages
 from pixelmill.media.output import output_profiles
 from pixelmill.notify.outbox import WebhookTarget
-from pixelmill.observe.logs import current_request_id
-from pixelmill.observe.refusals import RefusalLog
 from pixelmill.prompts.grammar import Prompt
+from pixelmill.prompts.params import MAX_SEED
 from pixelmill.queue.store import TaskStore
-from pixelmill.safety.moderation import Moderator
 from pixelmill.settings import Settings
+from pixelmill.submit.admission import Admission
 from pixelmill.tasks.actions import Action, Lane
 from pixelmill.tasks.cache import request_keys
-from pixelmill.tasks.idempotency import Claim, ClaimLost, IdempotencyStore, request_hash
-from pixelmill.tasks.limits import RateLimiter
+from pixelmill.tasks.idempotency import Claim
 from pixelmill.tasks.pricing import price_key
 from pixelmill.tasks.record import NewTask, Task
 from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, MAX_SIDE, Delivery, ImagineRequest, with_client_labels
@@ -37,53 +29,41 @@ from pixelmill.tasks.status import TaskStatus
 from pixelmill.templates.store import TemplateStore
 from pixelmill.templates.use import reader_of, render_request
 
-log = structlog.get_logger("pixelmill.tasks")
-#: A batch of thousands logs one summary line, not one line per task.
-LOGGED_PER_SUBMIT = 10
-
 
 class TaskService:
+    """Reading tasks, and planning submits: an imagine (template, prompt, inputs, cache, price)
+    becomes new tasks that ``admission`` accepts. Operations, batches and evaluations plan with
+    the same helpers (engine, output profile, delivery) and are accepted the same way."""
+
     def __init__(
         self,
         store: TaskStore,
         settings: Settings,
         engines: Mapping[str, str],
         inputs: InputImages,
-        idempotency: IdempotencyStore,
-        limiter: RateLimiter,
         prices: PriceTable,
-        ledger: Ledger,
-        refusals: RefusalLog,
+        admission: Admission,
         storage_has: Callable[[str], bool],
-        expired: Callable[[str, str], bool] = lambda task_id, tenant_id: False,
-        moderator: Moderator | None = None,
         templates: TemplateStore | None = None,
     ) -> None:
-        self._prices = prices
-        self._ledger = ledger
-        #: Whether retention removed this task (its poll then says so).
-        self._expired = expired
-        self.moderator = moderator or Moderator({})
-        self._templates = templates
-        self._refusals = refusals
-        #: Webhook targets pass the same address rules as input images.
-        self._check_target = inputs.fetcher.check_url
         self._store = store
         self._settings = settings
         #: Engine name → model version of every engine this deployment runs.
         self._engines = engines
         self._inputs = inputs
-        self._idempotency = idempotency
-        self._limiter = limiter
+        #: Webhook targets pass the same address rules as input images.
+        self._check_target = inputs.fetcher.check_url
+        self._prices = prices
+        self.admission = admission
         #: Whether a stored object still exists: a cache hit must not point at deleted files.
         self._storage_has = storage_has
-        #: Wakes in-process workers at once, instead of at their next poll.
+        self._templates = templates
 
     def get(self, principal: Principal, task_id: str) -> Task:
         # Another tenant's task answers exactly like an unknown one.
         task = self._store.get(task_id, tenant_id=principal.tenant_id)
         if task is None:
-            raise TaskNotFound(task_id, expired=self._expired(task_id, principal.tenant_id))
+            raise TaskNotFound(task_id, expired=self._store.expired(task_id, principal.tenant_id))
         return task
 
     def get_many(self, principal: Principal, task_ids: Sequence[str]) -> list[Task]:
@@ -116,7 +96,7 @@ class TaskService:
         ``own_bases`` are the base URLs this server is reached by: image URLs under them are read
         from storage instead of fetched. ``allow_cache`` (or ``cache: true`` in the body) lets a
         request without a seed be answered by an earlier result of the same request."""
-        return self.guarded_submit(
+        return self.admission.guarded_submit(
             principal, "imagine", req, idempotency_key,
             lambda claim: self._imagine(principal, req, own_bases, claim, allow_cache or bool(req.cache)),
         )
@@ -124,66 +104,10 @@ class TaskService:
     def queue_position(self, task: Task) -> int | None:
         return self._store.queue_position(task)
 
-    def moderate(self, principal: Principal, req: BaseModel) -> None:
-        """Code 24 when a text of ``req`` holds a banned term. Every submit and /modal passes
-        here: the one place refusals are counted (health report)."""
-        try:
-            self.moderator.check_request(principal.tenant_id, req)
-        except BannedPrompt as exc:
-            self._refusals.record(principal.key_id, principal.tenant_id, exc)
-            raise
-
-    def guarded_submit(
-        self,
-        principal: Principal,
-        action: str,
-        req: BaseModel,
-        idempotency_key: str | None,
-        submit: Callable[[Claim | None], list[Task]],
-    ) -> list[Task]:
-        """Moderate the request's texts, then run one submit under its Idempotency-Key (if any).
-        An input image refused by screening (code 24, raised while planning) is counted too."""
-        self.moderate(principal, req)
-        try:
-            return self._idempotent(principal, action, req, idempotency_key, submit)
-        except BannedPrompt as exc:
-            self._refusals.record(principal.key_id, principal.tenant_id, exc)
-            raise
-
-    def _idempotent(
-        self,
-        principal: Principal,
-        action: str,
-        req: BaseModel,
-        idempotency_key: str | None,
-        submit: Callable[[Claim | None], list[Task]],
-    ) -> list[Task]:
-        if idempotency_key is None:
-            return submit(None)
-        body_hash = request_hash(action, req.model_dump(mode="json"))
-        claim = self._idempotency.begin(principal.key_id, idempotency_key, body_hash)
-        if isinstance(claim, list):  # answered before: the same tasks, the same answer
-            return [self.get(principal, task_id) for task_id in claim]
-        try:
-            return submit(claim)
-        except ClaimLost:
-            # This request was so slow that a retry took its key over; nothing of it was kept.
-            # The answer is the retry's (or 409 while that one is still being accepted).
-            answer = self._idempotency.begin(principal.key_id, idempotency_key, body_hash)
-            if isinstance(answer, list):
-                return [self.get(principal, task_id) for task_id in answer]
-            self._idempotency.abandon(answer)  # not expected: the taker's row vanished; free the key
-            raise IdempotencyInProgress(
-                f"Idempotency-Key: {idempotency_key!r}: another request with this key was accepted meanwhile; retry"
-            ) from None
-        except BaseException:
-            self._idempotency.abandon(claim)
-            raise
-
     def _imagine(
         self, principal: Principal, req: ImagineRequest, own_bases: Sequence[str], claim: Claim | None, allow_cache: bool
     ) -> list[Task]:
-        return self.accept(self.plan_imagine(principal, req, own_bases, allow_cache=allow_cache), principal, claim)
+        return self.admission.accept(self.plan_imagine(principal, req, own_bases, allow_cache=allow_cache), principal, claim)
 
     def plan_imagine(
         self,
@@ -278,7 +202,7 @@ class TaskService:
             raise ValidationError("template", "templates are not available on this server")
         rendered = render_request(self._templates, req, req.subject_id or principal.key_id, reader=reader_of(principal), trusted=trusted)
         # Checked, not counted here: guarded_submit counts every code 24 raised under it once.
-        self.moderator.check_request(principal.tenant_id, rendered.request)
+        self.admission.moderator.check_request(principal.tenant_id, rendered.request)
         return rendered.request, rendered.info
 
     def delivery(self, principal: Principal, req: Delivery, own_bases: Sequence[str]) -> dict[str, Any]:
@@ -343,10 +267,6 @@ class TaskService:
             absolute[name] = tuple(own_bases[0] + u if u.startswith(FILES_PATH) and own_bases else u for u in urls)
         return replace(prompt, image_urls=absolute["image_urls"], sref=absolute["sref"], cref=absolute["cref"]), inputs
 
-    def _rate_cap(self, principal: Principal) -> int | None:
-        cap = principal.rate_per_minute if principal.rate_per_minute is not None else self._settings.rate_per_minute
-        return cap or None
-
     def output_profile(self, principal: Principal, req: Delivery) -> str:
         """The profile the task's images are written with (checked now, used by the worker): the
         request's, else the key's default, else the deployment's."""
@@ -367,62 +287,3 @@ class TaskService:
             # Clients retry code 3 later unless the text mentions a task (seed 004), so no "task" here.
             raise EngineUnavailable(f"no {name} engine instance is available right now; retry later")
         return name
-
-    def lane_limits(self, principal: Principal, lane: Lane) -> tuple[int, int]:
-        """The lane's queue limit and the key's concurrency cap in it (0: none)."""
-        limit = self._settings.interactive_queue_limit if lane is Lane.INTERACTIVE else self._settings.batch_queue_limit
-        cap = principal.max_concurrent if principal.max_concurrent is not None else self._settings.max_concurrent_tasks
-        # The concurrency cap guards the interactive lane; batch work is bounded by its lane's
-        # queue limit and worker slots instead, so a 10,000-task batch is not refused by it.
-        return limit, cap if lane is Lane.INTERACTIVE else 0
-
-    def accept(
-        self,
-        plan: Sequence[NewTask | Task],
-        principal: Principal,
-        claim: Claim | None,
-        *,
-        submissions: int | None = None,
-        before_insert: Callable[[Connection], None] | None = None,
-    ) -> list[Task]:
-        """Insert the new tasks of ``plan`` (existing ones were coalesced onto) and answer every
-        task in plan order; the idempotency record is written in the same transaction.
-        ``submissions``: what this counts against the key's rate cap (default: one per new
-        task); ``before_insert`` writes rows that belong to the same transaction (a batch)."""
-        request_id = current_request_id()
-        if request_id is not None:  # the request's id travels with its tasks into the workers' logs
-            plan = [replace(p, params={**p.params, "request_id": request_id}) if isinstance(p, NewTask) else p for p in plan]
-        news = [p for p in plan if isinstance(p, NewTask)]
-
-        def in_order(inserted: Sequence[Task]) -> list[Task]:
-            fresh = iter(inserted)
-            return [next(fresh) if isinstance(p, NewTask) else p for p in plan]
-
-        def record(conn: Connection, inserted: list[Task]) -> None:
-            # Charged in the accepting transaction: not enough quota (402) queues nothing.
-            self._ledger.charge(conn, principal.key_id, inserted)
-            if claim is not None:
-                self._idempotency.finish(conn, claim, [t.id for t in in_order(inserted)])
-
-        if not news:  # all coalesced onto running work: nothing to insert, nothing to count
-            if claim is not None:
-                self._idempotency.finish_now(claim, [t.id for t in plan if isinstance(t, Task)])
-            return in_order([])
-        lane = news[0].lane
-        limit, cap = self.lane_limits(principal, lane)
-        rate = self._rate_cap(principal)
-
-        def admit(conn: Connection) -> None:
-            # Every task created counts against the rate cap, cache hits included; a request
-            # coalesced onto running work creates none.
-            self._limiter.take_in(conn, principal.key_id, rate, len(news) if submissions is None else submissions)
-            if before_insert is not None:
-                before_insert(conn)
-
-        inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
-        for task in inserted[:LOGGED_PER_SUBMIT]:
-            log.info("task accepted", task_id=task.id, tenant=task.tenant_id, action=task.action.value, engine=task.engine,
-                     lane=task.lane.value, status=task.status.value, quota=task.quota, batch_id=task.batch_id)
-        if len(inserted) > LOGGED_PER_SUBMIT:
-            log.info("tasks accepted", count=len(inserted), lane=lane.value, batch_id=inserted[0].batch_id)
-        return in_order(inserted)

@@ -25,9 +25,9 @@ from pixelmill.exceptions import BatchNotFound, ValidationError
 from pixelmill.prompts.slots import render_template
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
+from pixelmill.submit.service import TaskService
 from pixelmill.tasks.record import NewTask, Task
 from pixelmill.tasks.requests import BatchRequest, ImagineRequest, validated
-from pixelmill.tasks.service import TaskService
 from pixelmill.tasks.status import TERMINAL, TaskStatus
 from pixelmill.tasks.view import UrlFor, file_url, task_view
 
@@ -67,7 +67,7 @@ class BatchService:
     def create(
         self, principal: Principal, req: BatchRequest, own_bases: Sequence[str], *, idempotency_key: str | None = None
     ) -> str:
-        tasks = self._tasks.guarded_submit(
+        tasks = self._tasks.admission.guarded_submit(
             principal, "batch", req, idempotency_key, lambda claim: self._create(principal, req, own_bases, claim)
         )
         return str(tasks[0].batch_id)
@@ -124,7 +124,7 @@ class BatchService:
                 created_at=now, cancelled_at=None, metadata=req.metadata or {},
             ))
 
-        return self._tasks.accept(plan, principal, claim, submissions=1, before_insert=insert_batch)
+        return self._tasks.admission.accept(plan, principal, claim, submissions=1, before_insert=insert_batch)
 
     def _row(self, principal: Principal, batch_id: str) -> Any:
         with read_tx(self._engine) as conn:

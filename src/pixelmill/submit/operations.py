@@ -20,14 +20,15 @@ from typing import Any
 
 from pixelmill.auth.keys import Principal
 from pixelmill.billing.prices import PriceTable
-from pixelmill.engines.base import MAX_SEED
 from pixelmill.exceptions import ValidationError
 from pixelmill.media.canvas import pan_size
 from pixelmill.media.inputs import InputImages
 from pixelmill.prompts.aspect import AspectRatio
 from pixelmill.prompts.grammar import Prompt, parse_prompt
+from pixelmill.prompts.params import MAX_SEED
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
+from pixelmill.submit.service import TaskService
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.buttons import find_button, parse_custom_id
 from pixelmill.tasks.idempotency import Claim
@@ -52,7 +53,6 @@ from pixelmill.tasks.requests import (
     validated,
     with_client_labels,
 )
-from pixelmill.tasks.service import TaskService
 from pixelmill.tasks.status import TaskStatus
 
 #: How far a variation moves from its picture (the engine's img2img strength).
@@ -109,7 +109,7 @@ class Operations:
                 request = self._pressed(principal, custom_id, None, req, expect=action)
             return [self._plan_and_accept(principal, action, request, own_bases, claim)]
 
-        return self._service.guarded_submit(principal, action.value.lower(), req, idempotency_key, run)[0]
+        return self._service.admission.guarded_submit(principal, action.value.lower(), req, idempotency_key, run)[0]
 
     def press(self, principal: Principal, req: ActionRequest, own_bases: Sequence[str] = (), *, idempotency_key: str | None = None) -> Task:
         """The generic action endpoint: whatever operation the button stands for."""
@@ -117,13 +117,13 @@ class Operations:
             action, request = self._press(principal, req.custom_id, req.task_id, req)
             return [self._plan_and_accept(principal, action, request, own_bases, claim)]
 
-        return self._service.guarded_submit(principal, "action", req, idempotency_key, run)[0]
+        return self._service.admission.guarded_submit(principal, "action", req, idempotency_key, run)[0]
 
     def modal(self, principal: Principal, req: ModalRequest, own_bases: Sequence[str] = ()) -> Task:
         """Supply what a MODAL task waits for and queue it: inpaint needs prompt + mask_url, a
         custom zoom a zoom factor (``zoom`` or ``--zoom`` in the prompt)."""
         task = self._service.get(principal, req.task_id)
-        self._service.moderate(principal, req)
+        self._service.admission.moderate(principal, req)
         if task.status is not TaskStatus.MODAL:
             raise ValidationError("task_id", f"task {task.id} is {task.status.value}; /modal only continues a task waiting in MODAL")
         params = dict(task.params)
@@ -148,7 +148,7 @@ class Operations:
             params["zoom"] = zoom
         queued = self._store.submit_modal(
             task.id, principal.tenant_id, prompt=prompt_text, final_prompt=final_prompt, params=params,
-            limits=lambda lane: self._service.lane_limits(principal, lane),
+            limits=lambda lane: self._service.admission.lane_limits(principal, lane),
         )
         if queued is None:  # expired or cancelled between the read and the update
             current = self._service.get(principal, task.id)
@@ -180,7 +180,7 @@ class Operations:
     def _plan_and_accept(self, principal: Principal, action: Action, req: Delivery, own_bases: Sequence[str], claim: Claim | None) -> Task:
         plan = getattr(self, f"_plan_{action.value.lower()}")
         new: NewTask = plan(principal, req, own_bases)
-        return self._service.accept([new], principal, claim)[0]
+        return self._service.admission.accept([new], principal, claim)[0]
 
     def _source(self, principal: Principal, task_id: str | None, index: int | None, doing: str) -> tuple[Task, dict[str, Any], int]:
         """The parent task and the stored picture an operation starts from, with its index."""

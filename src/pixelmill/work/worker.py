@@ -34,8 +34,8 @@ from pixelmill.queue.signals import Wakeup
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Lane
-from pixelmill.tasks.execute import Executor
 from pixelmill.tasks.record import Task
+from pixelmill.work.execute import Executor
 
 log = structlog.get_logger("pixelmill.worker")
 

@@ -24,20 +24,22 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from pixelmill.engines.base import MAX_SEED, Engine, GenerationRequest, ProgressCallback, UpstreamStep, VideoRequest
+from pixelmill.engines.base import Engine, GenerationRequest, ProgressCallback, UpstreamStep, VideoRequest
 from pixelmill.exceptions import EngineError
 from pixelmill.media.canvas import composite, paint_mask, pan_canvas, zoom_canvas
 from pixelmill.media.encode import encode_preview
 from pixelmill.media.grid import compose_grid
 from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode
 from pixelmill.media.video import first_frame
+from pixelmill.prompts.params import MAX_SEED
 from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
 from pixelmill.safety.review import ReviewQueue
-from pixelmill.safety.screening import Screening, describe, kept_back
+from pixelmill.safety.screening import Screening, kept_back
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task, TaskResult
+from pixelmill.tasks.view import screening_text
 
 #: Share of progress the engine's work stands for; storing the files takes the rest.
 ENGINE_SHARE = 0.9
@@ -116,7 +118,7 @@ class Executor:
         verdicts = self._screening.screen(task.tenant_id, images)
         screening = kept_back(verdicts)
         if all(v.decision == "block" for v in verdicts):
-            raise EngineError(f"blocked by output screening: {describe(screening)}", retryable=False)
+            raise EngineError(f"blocked by output screening: {screening_text(screening)}", retryable=False)
         profile = self._profile(task)
         seeds = image_seeds(task.seed or 0, len(images))
         created = _now()
@@ -326,7 +328,7 @@ class Executor:
         verdicts = self._screening.screen(task.tenant_id, frames)
         screening = [e | {"decision": "block"} for e in kept_back(verdicts)]
         if len(screening) == len(clips):
-            raise EngineError(f"blocked by output screening: {describe(screening)}", retryable=False)
+            raise EngineError(f"blocked by output screening: {screening_text(screening)}", retryable=False)
         kept = [i for i, v in enumerate(verdicts) if v.decision == "pass"]
         videos = [self._storage.put(clips[i], "mp4").key for i in kept]
         posters = list(self._encoders.map(lambda i: self._file(frames[i], BUILTIN["original"]), kept))

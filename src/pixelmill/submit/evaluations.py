@@ -23,15 +23,15 @@ from pixelmill.auth.keys import Principal
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import evaluations
-from pixelmill.engines.base import MAX_SEED
 from pixelmill.exceptions import NotFound, ValidationError
 from pixelmill.media.compare import difference
 from pixelmill.observe.audit import AuditLog
+from pixelmill.prompts.params import MAX_SEED
 from pixelmill.queue.store import TaskStore
 from pixelmill.storage.base import Storage
+from pixelmill.submit.service import TaskService
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.requests import ImagineRequest
-from pixelmill.tasks.service import TaskService
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.templates.store import TemplateStore
 
@@ -73,7 +73,7 @@ class Evaluations:
                     plan += self._service.plan_imagine(principal, req, (), allow_cache=False, trusted=("seed",))
                 except ValidationError as exc:
                     raise exc.within(f"items[{i}]") from None
-        made = self._service.accept(plan, principal, None, submissions=1)
+        made = self._service.admission.accept(plan, principal, None, submissions=1)
         pairs = [
             {"variables": items[i], "baseline_task": made[2 * i].id, "candidate_task": made[2 * i + 1].id, "score": None}
             for i in range(len(items))
