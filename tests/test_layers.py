@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pixelmill
@@ -51,7 +52,7 @@ def test_packages_import_each_other_without_a_cycle() -> None:
     def visit(node: str, path: list[str]) -> None:
         if node in path:
             cycle = path[path.index(node):] + [node]
-            where = [edges[a][b][0] for a, b in zip(cycle, cycle[1:], strict=False)]
+            where = [edges[a][b][0] for a, b in pairwise(cycle)]
             raise AssertionError(f"import cycle {' -> '.join(cycle)}: {where}")
         if node in done:
             return
