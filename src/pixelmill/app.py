@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
-from starlette.middleware.base import RequestResponseEndpoint
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixelmill import __version__
 from pixelmill.api import admin, batches, files, health, midjourney, mjproxy, observe, openai_images, reviews, templates, uploads, webhooks
@@ -15,6 +16,30 @@ from pixelmill.api.errors import install_error_handlers
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings, load_settings
+
+
+class RequestIdMiddleware:
+    """Every log line of a request, and of the tasks it creates, carries its id, which the answer
+    names too. Plain ASGI rather than ``@app.middleware``: Starlette's BaseHTTPMiddleware hides
+    the client's disconnect from the app, and a long-poll or a waiting image request whose client
+    left would then hold its stream place until its wait ran out."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            await self.app(scope, receive, named)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -46,14 +71,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        # Every log line of this request, and of the tasks it creates, carries this id.
-        rid = new_request_id(request.headers.get(REQUEST_ID_HEADER))
-        with structlog.contextvars.bound_contextvars(request_id=rid):
-            response = await call_next(request)
-        response.headers[REQUEST_ID_HEADER] = rid
-        return response
+    app.add_middleware(RequestIdMiddleware)
 
     app.include_router(midjourney.router)
     for prefix in mjproxy.PREFIXES:  # the speed-tier prefixes are the same routes again

@@ -248,6 +248,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         # auto without the detector installed: say so once, loudly, instead of passing everything quietly.
         structlog.get_logger("pixelmill").warning("image screening is off: install pixelmill[safety] or set PIXELMILL_SCREENING=off")
     screening.add_observer(worker_metrics.observe_screening)
+    worker_metrics.open_streams.set_function(lambda: feed.open_streams)
     audit = AuditLog(db, clock)
     templates = TemplateStore(db, clock, audit, settings.template_promotion_needs_evaluation)
     reviews = ReviewQueue(db, clock, tasks, audit)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,28 @@ def test_idempotency_async_mode_and_templates_as_models(srv: Server, client: ope
     branded = client.images.generate(model="template:product-shot@stable", prompt="a leather bag")
     assert branded.data[0].revised_prompt is not None
     assert branded.data[0].revised_prompt.startswith("studio photo of a leather bag") and "--s 100" in branded.data[0].revised_prompt
+
+
+def test_no_room_for_another_wait_refuses_before_any_work_is_queued(tmp_path: Path) -> None:
+    # One stream place, taken by a long-poll: a waiting image request is refused with 503 before
+    # its task is accepted, so the SDK's retry of that 503 cannot make the images twice. The
+    # long-poll's 60 s wait ends when its client goes: the place is back within the deadline.
+    srv = Server(tmp_path, TEST_KEY, workers=0, max_streams=1, metrics_public="true").start()
+    try:
+        with srv.client() as http, openai.OpenAI(base_url=srv.url + "/v1", api_key=TEST_KEY, max_retries=0) as sdk:
+            waiting = http.post("/v1/midjourney/generations/imagine", json={"prompt": "a queued boat"}).json()["data"][0]["task_id"]
+            # A long-poll holds the one place (no worker runs its task) until its client goes.
+            url = httpx.URL(srv.url)
+            with socket.create_connection((url.host, url.port or 80)) as poller:
+                poller.sendall(f"GET /v1/midjourney/{waiting}?wait=60 HTTP/1.1\r\nHost: {url.host}\r\n"
+                               f"Authorization: Bearer {TEST_KEY}\r\n\r\n".encode())
+                wait_for(lambda: "pixelmill_open_streams 1.0" in http.get("/metrics").text, timeout=10, what="the long-poll's place")
+                with pytest.raises(openai.InternalServerError) as full:
+                    sdk.images.generate(prompt="a second boat")
+                assert full.value.status_code == 503 and "retry-after" in full.value.response.headers
+                recent = http.get("/mj/task/list", headers={"mj-api-secret": TEST_KEY}).json()
+                assert [t["id"] for t in recent] == [waiting]  # nothing else was queued
+            # A client that leaves gives its place back at once, not when its wait would end.
+            wait_for(lambda: "pixelmill_open_streams 0.0" in http.get("/metrics").text, timeout=10, what="the place given back")
+    finally:
+        srv.stop()

@@ -17,7 +17,7 @@ import base64
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -103,8 +103,9 @@ async def generations(
         fields["repeat"] = oa.tasks_for(body.n)
     req = validated(ImagineRequest, _clean(fields))
     bases = own_bases(request, runtime)
-    tasks = await run_in_threadpool(lambda: runtime.service.imagine(principal, req, bases, idempotency_key=idempotency_key))
-    return await _respond(request, runtime, principal, tasks, body, target, "image_generation", prefer)
+    release = _hold(runtime, body, prefer)
+    tasks = await _accept(release, lambda: runtime.service.imagine(principal, req, bases, idempotency_key=idempotency_key))
+    return await _respond(request, runtime, principal, tasks, body, target, "image_generation", prefer, release)
 
 
 @router.post("/edits", openapi_extra=_multipart(oa.EditFields, {"image": False, "image[]": False, "mask": False}))
@@ -135,13 +136,15 @@ async def edits(request: Request, principal: PrincipalDep, runtime: RuntimeDep, 
             raise ValidationError("size", "an edit with a mask keeps the picture's size; leave size out (or auto)")
         req = validated(InpaintRequest, _clean({**common, "image_url": urls[0], "mask_url": await _stored(runtime, mask, "mask", base),
                                                 "prompt": body.prompt}))
-        task = await run_in_threadpool(lambda: runtime.operations.submit(principal, Action.INPAINT, req, bases, idempotency_key=idempotency_key))
-        return await _respond(request, runtime, principal, [task], body, target, "image_edit", prefer)
+        release = _hold(runtime, body, prefer)
+        task = await _accept(release, lambda: [runtime.operations.submit(principal, Action.INPAINT, req, bases, idempotency_key=idempotency_key)])
+        return await _respond(request, runtime, principal, task, body, target, "image_edit", prefer, release)
     fields = {**common, **oa.picture_fields(body), "prompt": body.prompt, "image_urls": urls,
               "repeat": oa.tasks_for(body.n) if oa.tasks_for(body.n) > 1 else None}
     imagine = validated(ImagineRequest, _clean(fields))
-    tasks = await run_in_threadpool(lambda: runtime.service.imagine(principal, imagine, bases, idempotency_key=idempotency_key))
-    return await _respond(request, runtime, principal, tasks, body, target, "image_edit", prefer)
+    release = _hold(runtime, body, prefer)
+    tasks = await _accept(release, lambda: runtime.service.imagine(principal, imagine, bases, idempotency_key=idempotency_key))
+    return await _respond(request, runtime, principal, tasks, body, target, "image_edit", prefer, release)
 
 
 @router.post("/variations", openapi_extra=_multipart(oa.ImageFields, {"image": True}))
@@ -161,8 +164,9 @@ async def variations(request: Request, principal: PrincipalDep, runtime: Runtime
     if body.size not in (None, "auto"):
         raise ValidationError("size", "a variation keeps the picture's size; leave size out (or auto)")
     bases = own_bases(request, runtime)
-    task = await run_in_threadpool(lambda: runtime.operations.submit(principal, Action.VARIATION, req, bases, idempotency_key=idempotency_key))
-    return await _respond(request, runtime, principal, [task], body, target, "image_variation", prefer)
+    release = _hold(runtime, body, prefer)
+    task = await _accept(release, lambda: [runtime.operations.submit(principal, Action.VARIATION, req, bases, idempotency_key=idempotency_key)])
+    return await _respond(request, runtime, principal, task, body, target, "image_variation", prefer, release)
 
 
 @router.get("/tasks/{task_id}")
@@ -256,9 +260,27 @@ def _task_ids(tasks: Sequence[Task]) -> dict[str, str]:
     return {"x-pixelmill-task-ids": ",".join(t.id for t in tasks)}
 
 
+def _hold(runtime: Runtime, body: oa.ImageFields, prefer: str | None) -> Callable[[], None]:
+    """A place among the process's open streams for the wait (or the event stream) to come,
+    taken before any work is accepted: a 503 for too many streams then means nothing was
+    queued, so a client retrying it makes nothing twice. The async mode waits for nothing."""
+    if _async(prefer):
+        return lambda: None
+    return runtime.signals.feed.hold()
+
+
+async def _accept(release: Callable[[], None], submit: Callable[[], list[Task]]) -> list[Task]:
+    """Run the submit; a refusal gives the stream place back."""
+    try:
+        return await run_in_threadpool(submit)
+    except BaseException:
+        release()
+        raise
+
+
 async def _respond(
     request: Request, runtime: Runtime, principal: Principal, tasks: list[Task], body: oa.ImageFields,
-    target: oa.Target, kind: str, prefer: str | None,
+    target: oa.Target, kind: str, prefer: str | None, release: Callable[[], None],
 ) -> Response:
     base = base_url(request, runtime)
     if _async(prefer):
@@ -269,10 +291,12 @@ async def _respond(
         }
         return JSONResponse(accepted, status_code=202, headers={**_task_ids(tasks), "Location": polls[0]})
     if getattr(body, "stream", False):
-        return _stream(request, runtime, principal, tasks, body, kind)
+        return _stream(request, runtime, principal, tasks, body, kind, release)
     deadline = time.monotonic() + runtime.settings.images_wait_seconds
-    with runtime.signals.feed.stream():
+    try:
         done = [await until_settled(request, runtime, principal, t.id, deadline) for t in tasks]
+    finally:
+        release()
     failure = _failure(done)
     if failure is not None:
         status, error = failure
@@ -302,10 +326,12 @@ def _failure(tasks: Sequence[Task]) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-def _stream(request: Request, runtime: Runtime, principal: Principal, tasks: list[Task], body: oa.ImageFields, kind: str) -> StreamingResponse:
-    """``partial_image`` events from the first task's previews, then ``completed`` per image."""
+def _stream(
+    request: Request, runtime: Runtime, principal: Principal, tasks: list[Task], body: oa.ImageFields, kind: str, release: Callable[[], None]
+) -> StreamingResponse:
+    """``partial_image`` events from the first task's previews, then ``completed`` per image.
+    The stream gives its place back (``release``) when it ends or is dropped."""
     feed = runtime.signals.feed
-    release = feed.hold()  # 503 now, before streaming, when the process holds too many streams
     wanted = getattr(body, "partial_images", 0)
 
     def event(payload: dict[str, Any]) -> bytes:

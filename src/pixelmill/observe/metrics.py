@@ -162,6 +162,10 @@ class WorkerMetrics:
         self.claims_failing = Gauge(
             "pixelmill_worker_claims_failing", "1 while this process's workers cannot claim tasks (database unreachable).", registry=registry,
         )
+        self.open_streams = Gauge(
+            "pixelmill_open_streams", "Long-polls, event streams and waiting image requests this process holds (at most PIXELMILL_MAX_STREAMS).",
+            registry=registry,
+        )
         self.screened_images = Counter(
             "pixelmill_screened_images", "Images screened, by purpose (output, input) and decision (pass, review, block).",
             ["purpose", "decision"], registry=registry,
