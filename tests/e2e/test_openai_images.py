@@ -66,6 +66,11 @@ def test_generations_answer_urls_or_base64_as_the_model_family_implies(client: o
     assert len(dalle.data) == 1 and dalle.data[0].b64_json is None and dalle.size == "1024x1024"
     assert dalle.data[0].revised_prompt and dalle.data[0].revised_prompt.startswith("a red bicycle")
     assert decoded(httpx.get(str(dalle.data[0].url)).content).size == (1024, 1024)
+    # user is recorded with the task, which every door shows.
+    raw = client.images.with_raw_response.generate(prompt="a red bicycle", safety_identifier="end-user-7")
+    [task_id] = raw.headers["x-pixelmill-task-ids"].split(",")
+    task = httpx.get(f"{client.base_url}midjourney/{task_id}", headers={"Authorization": f"Bearer {TEST_KEY}"}).json()
+    assert task["params"]["client"] == {"end_user": "end-user-7"}
 
     # gpt-image models answer base64 unless asked; n above 4 takes a second grid.
     gpt = client.images.generate(model="gpt-image-1", prompt="a lemon tree", n=6, size="1536x1024", output_format="jpeg", output_compression=70)
