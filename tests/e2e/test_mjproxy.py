@@ -143,10 +143,15 @@ def test_dooy_web_app_numeric_ids_modal_and_seed(server: Server, mj: httpx.Clien
     zoom_id = next(b["customId"] for b in upscaled["buttons"] if b["customId"].startswith("MJ::CustomZoom::"))
     modal = http.post("/mj/submit/action", json={"taskId": upscaled["id"], "customId": zoom_id}).json()
     assert modal["code"] == 21 and modal["description"] == "Waiting for window confirm"
-    confirmed = http.post("/mj/submit/modal", json={"taskId": modal["result"], "prompt": modal["properties"]["finalPrompt"] + " --zoom 1.5"})
+    # Confirmed as Dooy's app does it: finalPrompt sent back unchanged (it carries --zoom 2).
+    assert modal["properties"]["finalPrompt"].endswith("--zoom 2")
+    confirmed = http.post("/mj/submit/modal", json={"taskId": modal["result"], "prompt": modal["properties"]["finalPrompt"]})
     assert confirmed.json()["code"] in (1, 22)
     zoomed = wait_for(lambda: (t := http.get(f"/mj/task/{modal['result']}/fetch").json())["progress"] == "100%" and t, timeout=60, what="zoom")
     assert zoomed["status"] == "SUCCESS" and zoomed["action"] == "ZOOM"
+    # An empty modal prompt keeps the task's own, and a custom zoom's factor defaults to 2.
+    again = http.post("/mj/submit/action", json={"taskId": upscaled["id"], "customId": zoom_id}).json()
+    assert http.post("/mj/submit/modal", json={"taskId": again["result"], "prompt": ""}).json()["code"] in (1, 22)
 
 
 def test_licoy_raw_authorization_and_result_without_code(server: Server) -> None:
@@ -182,6 +187,11 @@ def test_speed_prefixes_refusals_and_the_task_routes(mj: httpx.Client) -> None:
     assert http.get("/mj/task/1234/fetch").status_code == 404
     assert http.post("/mj/task/list-by-condition", json={"ids": ["1234", 5678]}).json() == []
     assert http.post("/mj/submit/simple-change", json={"content": f"{relax['result']} U9"}).json()["code"] == 4
+    # Code 3 disables a new-api channel: an unknown template or route, or --repeat, is never 3.
+    assert http.post("/mj/submit/imagine", json={"template": "no-such-template"}).json()["code"] == 4
+    unserved = http.post("/mj/insight-face/swap", json={"sourceUrl": "x", "targetUrl": "y"})
+    assert unserved.status_code == 404 and unserved.json()["code"] == 4
+    assert http.post("/mj/submit/imagine", json={"prompt": "two boats --repeat 2"}).json()["code"] == 4
 
     cancelled = http.post(f"/mj/task/{relax['result']}/cancel").json()
     assert cancelled["code"] in (1, 4)  # it may have finished already

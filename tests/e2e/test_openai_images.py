@@ -134,9 +134,13 @@ def test_each_error_is_the_sdks_exception_with_code_and_param(srv: Server, clien
     # No quota left: 429 insufficient_quota (nothing was queued, nothing charged).
     out = srv.cli("keys", "create", "--tenant", "broke").stdout.split()
     srv.cli("keys", "balance", out[1], "--set", "0")
-    with openai.OpenAI(base_url=srv.url + "/v1", api_key=out[-1], max_retries=0) as broke, pytest.raises(openai.RateLimitError) as quota:
+    with openai.OpenAI(base_url=srv.url + "/v1", api_key=out[-1]) as broke, pytest.raises(openai.RateLimitError) as quota:
         broke.images.generate(prompt="a cat")
-    assert quota.value.code == "insufficient_quota"
+    assert quota.value.code == "insufficient_quota" and quota.value.response.headers["x-should-retry"] == "false"
+    assert quota.value.response.request.headers.get("x-stainless-retry-count") == "0"  # not retried: no quota stays no quota
+    with pytest.raises(openai.BadRequestError) as many:
+        client.images.edit(image=[(f"{i}.png", picture(), "image/png") for i in range(6)], prompt="six pictures")
+    assert many.value.param == "image"
 
     # A failure after the work began: 500, which the SDK must not retry on its own.
     with openai.OpenAI(base_url=srv.url + "/v1", api_key=TEST_KEY) as sdk, pytest.raises(openai.InternalServerError) as failed:

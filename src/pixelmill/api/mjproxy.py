@@ -110,6 +110,9 @@ def imagine(body: mj.MjImagine, request: Request, principal: Caller, runtime: Ru
         "template": body.template, "release": body.release, "variables": body.variables,
     }
     req = validated(ImagineRequest, {k: v for k, v in fields.items() if v is not None})
+    if req.prompt is not None and req.to_prompt().repeat:
+        # midjourney-proxy answers one task id, and its clients track (and bill) only that one.
+        raise ValidationError("prompt", "--repeat makes several tasks, but this API answers one task id; submit them one by one")
     tasks = runtime.service.imagine(principal, req, own_bases(request, runtime), idempotency_key=idempotency_key)
     return _answer(runtime, tasks[0])
 
@@ -124,8 +127,7 @@ def action(body: mj.MjAction, request: Request, principal: Caller, runtime: Runt
 def modal(body: mj.MjModal, request: Request, principal: Caller, runtime: RuntimeDep) -> dict[str, Any]:
     waiting = runtime.service.get(principal, body.taskId)
     mask = Inline(request, runtime).url(body.maskBase64, "maskBase64") if body.maskBase64 else None
-    # An empty prompt keeps the task's own (Dooy's app confirms a remix with finalPrompt).
-    req = validated(ModalRequest, {"task_id": body.taskId, "prompt": body.prompt or waiting.prompt or None, "mask_url": mask})
+    req = validated(ModalRequest, {"task_id": body.taskId, "prompt": mj.modal_prompt(waiting, body.prompt), "mask_url": mask})
     return _answer(runtime, runtime.operations.modal(principal, req, own_bases(request, runtime)))
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -33,6 +35,7 @@ from pixelmill.auth.keys import Principal
 from pixelmill.contracts import openai_images as oa
 from pixelmill.exceptions import PixelmillError, ValidationError
 from pixelmill.media.inputs import FILES_PATH
+from pixelmill.prompts.params import MAX_IMAGE_PROMPTS
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task
@@ -40,9 +43,10 @@ from pixelmill.tasks.requests import ImagineRequest, InpaintRequest, VariationRe
 from pixelmill.tasks.status import TaskStatus
 
 router = APIRouter(prefix="/v1/images", tags=["openai-images"])
+log = logging.getLogger("pixelmill.api")
 
-#: Most images one edit may send (``image[]``), as OpenAI allows.
-MAX_EDIT_IMAGES = 16
+#: Most pictures one edit may send (``image[]``): they become the image prompts of an imagine.
+MAX_EDIT_IMAGES = MAX_IMAGE_PROMPTS
 #: Room for multipart boundaries, headers and the text fields on top of the images.
 _FORM_OVERHEAD = 256 * 1024
 
@@ -295,20 +299,37 @@ async def _respond(
     deadline = time.monotonic() + runtime.settings.images_wait_seconds
     try:
         done = [await until_settled(request, runtime, principal, t.id, deadline) for t in tasks]
+        failure = _failure(done)
+        if failure is None:
+            fmt = body.response_format or target.default_format
+            data = await run_in_threadpool(_data, runtime, done, body.n, fmt, base)
+    except PixelmillError as exc:
+        failure, done = _after_acceptance(exc, tasks), tasks
+    except Exception as exc:  # the work is accepted: answer for it, never with a 5xx the SDK would retry
+        log.exception("waiting for accepted tasks failed")
+        failure, done = _after_acceptance(PixelmillError(f"{type(exc).__name__} while waiting"), tasks), tasks
     finally:
         release()
-    failure = _failure(done)
     if failure is not None:
         status, error = failure
-        # Work began (and its charge was refunded): the SDK must not retry it on its own.
+        # Work began (and a failure's charge was refunded): the SDK must not retry it on its own,
+        # or it would make the images again; the task ids say where to look instead.
         return JSONResponse(error, status_code=status, headers={**_task_ids(done), "x-should-retry": "false"})
-    fmt = body.response_format or target.default_format
-    data = await run_in_threadpool(_data, runtime, done, body.n, fmt, base)
     answer: dict[str, Any] = {"created": int(time.time()), "data": data, "size": _size(done[0]), "quality": _quality(body),
                               "background": "opaque"}
     if done[0].result and done[0].result.image_keys:
         answer["output_format"] = _format_of(next(k for k in done[0].result.image_keys if k))
     return JSONResponse(answer, headers=_task_ids(done))
+
+
+def _after_acceptance(exc: PixelmillError, tasks: Sequence[Task]) -> tuple[int, dict[str, Any]]:
+    """An error while waiting for accepted tasks (the database or the store out of reach): the
+    tasks go on, so the answer names them instead of inviting a retry that would submit again."""
+    ids = ", ".join(t.id for t in tasks)
+    return 503 if exc.http_status == 503 else 500, oa.error_body(
+        f"{exc.description}; the work was accepted and goes on: poll GET /v1/images/tasks/{{id}} for {ids}",
+        "server_error", None, "accepted_but_unanswered",
+    )
 
 
 def _failure(tasks: Sequence[Task]) -> tuple[int, dict[str, Any]] | None:
@@ -347,33 +368,43 @@ def _stream(
 
     async def stream() -> AsyncIterator[bytes]:
         try:
-            deadline = time.monotonic() + runtime.settings.images_wait_seconds
-            first, sent, shown = tasks[0], 0, None
-            with feed.subscribe(first.id) as changes:
-                task = await run_in_threadpool(runtime.service.get, principal, first.id)
-                while True:
-                    if sent < wanted and task.preview_key and task.preview_key != shown and not task.status.is_terminal:
-                        yield await partial(task, sent)
-                        sent, shown = sent + 1, task.preview_key
-                    if task.status.is_terminal or time.monotonic() >= deadline:
-                        break
-                    await changes.wait(deadline - time.monotonic())
-                    task = await run_in_threadpool(runtime.service.get, principal, first.id)
-            if sent == 0 and wanted and task.preview_key and task.status is TaskStatus.SUCCESS:
-                yield await partial(task, 0)  # it finished before the stream saw a preview: show its last
-            done = [task, *[await until_settled(request, runtime, principal, t.id, deadline) for t in tasks[1:]]]
-            failure = _failure(done)
-            if failure is not None:
-                yield event({"type": "error", **failure[1]})
-                return
-            for t, key in _images(done, body.n):
-                data = await run_in_threadpool(runtime.storage.get, key)
-                usage = {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}, "output_tokens": 0, "total_tokens": 0}
-                yield event({"type": f"{kind}.completed", "b64_json": base64.b64encode(data).decode(), **common(t, _format_of(key)),
-                             "usage": usage})
+            async with aclosing(events()) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except Exception as exc:  # a body already begun: end it with an error event, not a cut connection
+            if not isinstance(exc, PixelmillError):
+                log.exception("image stream failed")
+            reason = exc if isinstance(exc, PixelmillError) else PixelmillError(f"{type(exc).__name__} while streaming")
+            yield event({"type": "error", **_after_acceptance(reason, tasks)[1]})
         finally:
             release()
 
-    events = stream()
-    weakref.finalize(events, release)
-    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", **_task_ids(tasks)})
+    async def events() -> AsyncGenerator[bytes]:
+        deadline = time.monotonic() + runtime.settings.images_wait_seconds
+        first, sent, shown = tasks[0], 0, None
+        with feed.subscribe(first.id) as changes:
+            task = await run_in_threadpool(runtime.service.get, principal, first.id)
+            while True:
+                if sent < wanted and task.preview_key and task.preview_key != shown and not task.status.is_terminal:
+                    yield await partial(task, sent)
+                    sent, shown = sent + 1, task.preview_key
+                if task.status.is_terminal or time.monotonic() >= deadline:
+                    break
+                await changes.wait(deadline - time.monotonic())
+                task = await run_in_threadpool(runtime.service.get, principal, first.id)
+        if sent == 0 and wanted and task.preview_key and task.status is TaskStatus.SUCCESS:
+            yield await partial(task, 0)  # it finished before the stream saw a preview: show its last
+        done = [task, *[await until_settled(request, runtime, principal, t.id, deadline) for t in tasks[1:]]]
+        failure = _failure(done)
+        if failure is not None:
+            yield event({"type": "error", **failure[1]})
+            return
+        for t, key in _images(done, body.n):
+            data = await run_in_threadpool(runtime.storage.get, key)
+            usage = {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}, "output_tokens": 0, "total_tokens": 0}
+            yield event({"type": f"{kind}.completed", "b64_json": base64.b64encode(data).decode(), **common(t, _format_of(key)),
+                         "usage": usage})
+
+    body_stream = stream()
+    weakref.finalize(body_stream, release)
+    return StreamingResponse(body_stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", **_task_ids(tasks)})

@@ -28,6 +28,7 @@ from pixelmill.exceptions import (
     TooManyRequests,
     ValidationError,
 )
+from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TaskStatus
 from pixelmill.tasks.view import UrlFor, file_url, task_view
@@ -44,7 +45,7 @@ class MjBody(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     state: str | None = Field(None, max_length=255, description="Your own text, echoed in the task.")
-    notifyHook: str | None = Field(None, max_length=2000, description="POST the whole task here on every change (retried until delivered).")
+    notifyHook: str | None = Field(None, max_length=2000, description="POST the whole task here on every change (retried on the webhook schedule).")
 
 
 class AccountFilter(BaseModel):
@@ -239,8 +240,9 @@ def submit_result(task: Task, queue_position: int | None) -> dict[str, Any]:
     """The answer to an accepted submit."""
     properties: dict[str, Any] = {"discordInstanceId": task.engine}
     if task.status is TaskStatus.MODAL:
+        # finalPrompt is what clients confirm the modal with (Dooy's app sends it back as is).
         return {"code": 21, "description": "Waiting for window confirm", "result": task.id,
-                "properties": {**properties, "finalPrompt": task.final_prompt, "remix": True}}
+                "properties": {**properties, "finalPrompt": modal_prompt(task, None) or "", "remix": True}}
     if queue_position is not None and queue_position > 1:
         return {"code": 22, "description": f"In queue, there are {queue_position - 1} tasks ahead", "result": task.id,
                 "properties": {**properties, "numberOfQueues": queue_position - 1}}
@@ -249,7 +251,9 @@ def submit_result(task: Task, queue_position: int | None) -> dict[str, Any]:
 
 def error_result(exc: PixelmillError) -> tuple[int, dict[str, Any]]:
     """HTTP status and body of a refusal. HTTP 200 carries the refusal in ``code``, as
-    midjourney-proxy answers; auth, unknown routes and server faults keep their HTTP status."""
+    midjourney-proxy answers; auth, unknown routes and tasks, and server faults keep their HTTP
+    status. Code 3 means one thing only, no engine for new work: new-api disables a channel on it,
+    so an unknown task, route or template is code 4 and never 3."""
     # properties: what pixelmill's own answer says (field, cost and balance, retry_after ...).
     body: dict[str, Any] = {"code": 9, "description": exc.description, "result": None, "properties": dict(exc.properties)}
     if isinstance(exc, BannedPrompt):
@@ -257,26 +261,37 @@ def error_result(exc: PixelmillError) -> tuple[int, dict[str, Any]]:
         body.update(code=24, properties={"bannedWord": term, **exc.properties})
         return 200, body
     if isinstance(exc, EngineUnavailable):
-        body["code"] = 3  # no capacity: the one case new-api should disable the channel for
+        # A follow-up whose parent's engine is gone: that task is stuck, the channel is not.
+        body["code"] = 4 if exc.properties.get("follow_up") else 3
         return 200, body
     if isinstance(exc, TooManyRequests):
         body.update(code=23, properties={**exc.properties, "retryAfter": exc.retry_after})
         return 200, body
-    if isinstance(exc, ValidationError) or exc.code == 4 or isinstance(exc, TaskNotFound):
-        # A submit naming an unknown task is a bad request here: code 3 would disable a channel.
-        body["code"] = 4
+    if isinstance(exc, ValidationError | TaskNotFound):
+        body["code"] = 4  # a submit naming an unknown task is a bad request
         return 200, body
     if exc.http_status in (401, 403, 404, 405) or exc.http_status >= 500:
-        body["code"] = 3 if exc.http_status == 404 else 9
+        body["code"] = 4 if exc.http_status == 404 else 9
         return exc.http_status, body
+    if exc.code == 4:  # the Idempotency-Key used with another body, a conflict
+        body["code"] = 4
     return 200, body  # quota, idempotency in progress: a failure (code 9) to try again
+
+
+def modal_prompt(task: Task, prompt: str | None) -> str | None:
+    """What ``/submit/modal`` continues a task with: the caller's prompt, else the task's own; a
+    custom zoom's with ``--zoom 2`` unless it names a factor, as Midjourney pre-fills its box."""
+    text = prompt or task.prompt or None
+    if task.action is Action.ZOOM and not re.search(r"--zoom\b", text or ""):
+        text = f"{text or ''} --zoom 2".strip()
+    return text
 
 
 def mj_task(task: Task, base: str, queue_position: int | None = None, url_for: UrlFor = file_url) -> dict[str, Any]:
     """A task as midjourney-proxy's ``fetch``, ``list-by-condition`` and notifyHook carry it."""
     view = task_view(task, base, queue_position, url_for)
     ended_badly = task.status in (TaskStatus.FAILURE, TaskStatus.CANCEL)
-    fail_reason = (view.fail_reason or ("cancelled" if task.status is TaskStatus.CANCEL else "failed")) if ended_badly else view.fail_reason
+    fail_reason = (view.fail_reason or ("cancelled" if task.status is TaskStatus.CANCEL else "failed")) if ended_badly else None
     images = view.image_urls
     return {
         "id": task.id,

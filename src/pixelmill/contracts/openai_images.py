@@ -203,6 +203,7 @@ def error_result(exc: PixelmillError) -> tuple[int, dict[str, Any], dict[str, st
         status, code = 400, "invalid_value"
     elif isinstance(exc, InsufficientQuota):
         status, kind, code = 429, "insufficient_quota", "insufficient_quota"
+        headers["x-should-retry"] = "false"  # the SDK retries a 429; no quota stays no quota
     elif isinstance(exc, RateLimited):
         status, kind, code = 429, "requests", "rate_limit_exceeded"
     elif isinstance(exc, QueueFull):

@@ -20,7 +20,7 @@ from typing import Any
 
 from pixelmill.auth.keys import Principal
 from pixelmill.billing.prices import PriceTable
-from pixelmill.exceptions import ValidationError
+from pixelmill.exceptions import EngineUnavailable, ValidationError
 from pixelmill.media.canvas import pan_size
 from pixelmill.media.inputs import InputImages
 from pixelmill.prompts.aspect import AspectRatio
@@ -211,7 +211,11 @@ class Operations:
             return self._service.engine_name(requested)
         if requested is not None and requested != parent.engine:
             raise ValidationError("engine", f"a follow-up runs on its parent's engine ({parent.engine}), not on {requested}")
-        return self._service.engine_for(parent.engine)
+        try:
+            return self._service.engine_for(parent.engine)
+        except EngineUnavailable as exc:
+            # Only this parent's work is stuck, not the deployment: callers may tell the two apart.
+            raise EngineUnavailable(exc.description, properties={**exc.properties, "follow_up": True}) from None
 
     def _task(
         self,

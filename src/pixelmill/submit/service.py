@@ -285,5 +285,5 @@ class TaskService:
         """``name`` when this deployment runs that engine (follow-ups run where their parent ran)."""
         if name not in self._engines:
             # Clients retry code 3 later unless the text mentions a task (seed 004), so no "task" here.
-            raise EngineUnavailable(f"no {name} engine instance is available right now; retry later")
+            raise EngineUnavailable(f"no {name} engine instance is available right now; retry later", properties={"engine": name})
         return name
