@@ -27,6 +27,7 @@ import loadgen
 from loadgen import post_json
 from pixelmill.engines.base import GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
+from pixelmill.observe.stages import STAGES
 from pixelmill.testing import Server, wait_for
 
 KEY = "pm_bench_" + "b" * 32
@@ -61,18 +62,27 @@ def bench_engine(runs: int = 30) -> float:
     return statistics.median(times)
 
 
-def bench_latency(api: httpx.Client, n: int) -> tuple[list[float], list[float]]:
+def bench_latency(api: httpx.Client, n: int) -> tuple[list[float], list[float], dict[str, list[dict[str, float]]]]:
+    """Sequential imagine + upscale pairs: their submit → SUCCESS times, and each task's stage
+    budget (observe/stages.py) by action."""
     imagine, upscale = [], []
+    stages: dict[str, list[dict[str, float]]] = {"imagine": [], "upscale": []}
     for i in range(n):
         t = time.perf_counter()
         task_id = api.post(IMAGINE, json={"prompt": f"{PROMPTS[i % 4]} {i}"}).json()["data"][0]["task_id"]
-        until_success(api, task_id)
+        stages["imagine"].append(until_success(api, task_id)["stages"])
         imagine.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         r = api.post("/v1/midjourney/generations/upscale", json={"task_id": task_id, "index": 1 + i % 4})
-        until_success(api, r.json()["data"][0]["task_id"])
+        stages["upscale"].append(until_success(api, r.json()["data"][0]["task_id"])["stages"])
         upscale.append((time.perf_counter() - t) * 1000)
-    return imagine, upscale
+    return imagine, upscale, stages
+
+
+def print_stages(action: str, runs: list[dict[str, float]]) -> None:
+    """The stage budget of ``action``: p50 ms per stage, in the order a task meets them."""
+    figures = [f"{name} {statistics.median(r.get(name, 0.0) for r in runs):.1f}" for name in STAGES if any(name in r for r in runs)]
+    print(f"  {action} stages, p50 ms over {len(runs)} tasks: " + ", ".join(figures))
 
 
 def bench_submits(url: str, total: int, concurrency: int) -> float:
@@ -97,9 +107,11 @@ def main() -> None:
         try:
             with srv.client() as api:
                 until_success(api, api.post(IMAGINE, json={"prompt": "warm up"}).json()["data"][0]["task_id"])
-                imagine, upscale = bench_latency(api, args.tasks)
+                imagine, upscale, stages = bench_latency(api, args.tasks)
             print(f"imagine 512 px submit -> SUCCESS over {len(imagine)} tasks: p50 {pct(imagine, 50):.0f} ms, p95 {pct(imagine, 95):.0f} ms (target p50 <= 250)")
+            print_stages("imagine", stages["imagine"])
             print(f"upscale submit -> SUCCESS over {len(upscale)} tasks: p50 {pct(upscale, 50):.1f} ms, p95 {pct(upscale, 95):.1f} ms (target p50 <= 50)")
+            print_stages("upscale", stages["upscale"])
             rate = bench_submits(srv.url, args.submits, args.concurrency)
             print(f"accepted submits/s with 2 workers generating: {rate:.0f} (target >= 200)")
         finally:

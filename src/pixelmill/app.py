@@ -14,6 +14,7 @@ from pixelmill import __version__
 from pixelmill.api import admin, batches, files, health, midjourney, mjproxy, observe, openai_images, reviews, templates, uploads, webhooks
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
+from pixelmill.observe.stages import request_clock
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings, load_settings
 
@@ -38,7 +39,7 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=rid):
+        with structlog.contextvars.bound_contextvars(request_id=rid), request_clock():
             await self.app(scope, receive, named)
 
 

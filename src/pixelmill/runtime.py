@@ -255,7 +255,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     inputs = make_inputs(settings, storage, screening)
     idempotency = IdempotencyStore(db, clock, settings.idempotency_ttl_seconds, settings.idempotency_pending_seconds)
     limiter = RateLimiter(db, clock, settings.rate_window_seconds)
-    admission = Admission(tasks, settings, ledger, limiter, idempotency, moderator, RefusalLog(db, clock))
+    admission = Admission(tasks, settings, ledger, limiter, idempotency, moderator, RefusalLog(db, clock), on_stage=worker_metrics.observe_stage)
     service = TaskService(tasks, settings, {name: e.model for name, e in engines.items()}, inputs, prices, admission,
                           storage_has=storage.exists, templates=templates)
     executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),

@@ -90,3 +90,26 @@ def test_readiness_and_structured_logs(tmp_path: Path) -> None:
     assert all(line["request_id"] == "req-7f3a" and line["tenant"] == "default" for line in mine)
     started = mine[1]
     assert (started["action"], started["engine"], started["attempt"], started["level"]) == ("IMAGINE", "procedural", 1, "info")
+
+
+def test_every_task_says_where_its_time_went(tmp_path: Path) -> None:
+    # The stage budget (observe/stages.py): on the task, and as a histogram per stage.
+    srv = Server(tmp_path, TEST_KEY, procedural_delay_ms=20).start()
+    try:
+        with srv.client() as api:
+            task = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a timed heron"}).json()["data"][0]["task_id"])
+            pick = wait_terminal(api, api.post("/v1/midjourney/generations/upscale", json={"task_id": task["task_id"], "index": 1})
+                                 .json()["data"][0]["task_id"])
+            metrics = samples(api.get("/metrics").text)
+    finally:
+        srv.stop()
+    stages = task["stages"]
+    assert set(stages) == {"accept", "queue", "claim", "engine", "preview", "screening", "postprocess", "storage"}
+    assert all(isinstance(ms, (int, float)) and ms >= 0 for ms in stages.values())
+    assert stages["queue"] == task["start_time"] - task["submit_time"]  # the database's clock
+    # The engine slept 20 ms per image (procedural_delay_ms); its previews are not counted in it.
+    assert stages["engine"] >= 4 * 20 and stages["postprocess"] > 0 and stages["storage"] > 0
+    # A plain upscale is a pick of a stored image: no engine, no files written.
+    assert set(pick["stages"]) == {"accept", "queue", "claim"}
+    counts = {labels["stage"]: value for labels, value in metrics["pixelmill_stage_seconds_count"]}
+    assert counts["accept"] == 2 and counts["engine"] == 1 and counts["finalize"] == 2 and counts["claim"] == 2

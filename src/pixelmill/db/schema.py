@@ -113,6 +113,8 @@ tasks = Table(
     Column("webhook", JSON(none_as_null=True), nullable=True),
     #: Storage key of the latest low-resolution preview while the engine runs.
     Column("preview_key", String(128), nullable=True),
+    #: Milliseconds per stage of the task's life (observe/stages.py); NULL for tasks from before.
+    Column("stages", JSON(none_as_null=True), nullable=True),
     CheckConstraint(f"status IN {TASK_STATUSES!r}", name="ck_tasks_status"),
     CheckConstraint("progress BETWEEN 0 AND 100", name="ck_tasks_progress"),
     CheckConstraint("lane IN ('interactive', 'batch')", name="ck_tasks_lane"),

@@ -162,6 +162,11 @@ class WorkerMetrics:
         self.claims_failing = Gauge(
             "pixelmill_worker_claims_failing", "1 while this process's workers cannot claim tasks (database unreachable).", registry=registry,
         )
+        self.stage_seconds = Histogram(
+            "pixelmill_stage_seconds", "Where tasks' time goes, by stage (observe/stages.py): accept, queue, claim, engine, preview, "
+            "screening, postprocess, storage, finalize.", ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=registry,
+        )
         self.open_streams = Gauge(
             "pixelmill_open_streams", "Long-polls, event streams and waiting image requests this process holds (at most PIXELMILL_MAX_STREAMS).",
             registry=registry,
@@ -177,6 +182,9 @@ class WorkerMetrics:
             self.workers_live.labels(lane).set(health["live"])
         self.workers_busy.set(health["busy"])
         self.claims_failing.set(0 if health["claims"] == "ok" else 1)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage).observe(max(0.0, seconds))
 
     def observe_screening(self, purpose: str, seconds: float, verdicts: Sequence[Verdict]) -> None:
         self.screening_seconds.labels(purpose).observe(seconds)

@@ -18,7 +18,7 @@ refund or an event exists exactly when its change does.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Update, and_, case, func, insert, select, update
@@ -195,6 +195,7 @@ class TaskStore:
                         webhook=new.webhook,
                         batch_id=new.batch_id,
                         batch_index=new.batch_index,
+                        stages=new.stages,
                     )
                     .returning(*tasks.c)
                 ).one())
@@ -482,8 +483,11 @@ class TaskStore:
             row = conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values).returning(*tasks.c)).first()
             return bool(self._changed(conn, [row] if row else [], TaskEvent.PROGRESS))
 
-    def complete(self, task_id: str, worker_id: str, result: TaskResult, description: str = "") -> bool:
-        """IN_PROGRESS → SUCCESS. False when the worker no longer holds the task."""
+    def complete(
+        self, task_id: str, worker_id: str, result: TaskResult, description: str = "", stages: Mapping[str, float] | None = None
+    ) -> bool:
+        """IN_PROGRESS → SUCCESS, with where the task's time went (``stages``, ms; None keeps
+        what is recorded). False when the worker no longer holds the task."""
         now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
             row = conn.execute(
@@ -497,6 +501,7 @@ class TaskStore:
                     finalized_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
+                    **({"stages": dict(stages)} if stages is not None else {}),
                 )
                 .returning(*tasks.c)
             ).first()

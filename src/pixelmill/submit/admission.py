@@ -17,6 +17,7 @@ from pixelmill.billing.ledger import Ledger
 from pixelmill.exceptions import BannedPrompt, IdempotencyInProgress, TaskNotFound
 from pixelmill.observe.logs import current_request_id
 from pixelmill.observe.refusals import RefusalLog
+from pixelmill.observe.stages import StageObserver, since_request_start
 from pixelmill.queue.store import TaskStore
 from pixelmill.safety.moderation import Moderator
 from pixelmill.settings import Settings
@@ -40,6 +41,7 @@ class Admission:
         idempotency: IdempotencyStore,
         moderator: Moderator,
         refusals: RefusalLog,
+        on_stage: StageObserver | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -48,6 +50,7 @@ class Admission:
         self._idempotency = idempotency
         self.moderator = moderator
         self._refusals = refusals
+        self._on_stage = on_stage
 
     def moderate(self, principal: Principal, req: BaseModel) -> None:
         """Code 24 when a text of ``req`` holds a banned term. Every submit and /modal passes
@@ -133,6 +136,11 @@ class Admission:
         request_id = current_request_id()
         if request_id is not None:  # the request's id travels with its tasks into the workers' logs
             plan = [replace(p, params={**p.params, "request_id": request_id}) if isinstance(p, NewTask) else p for p in plan]
+        accepting = since_request_start()
+        if accepting is not None:  # the stage budget's first figure (observe/stages.py)
+            plan = [replace(p, stages={"accept": round(accepting * 1000, 2)}) if isinstance(p, NewTask) else p for p in plan]
+            if self._on_stage is not None:
+                self._on_stage("accept", accepting)
         news = [p for p in plan if isinstance(p, NewTask)]
 
         def in_order(inserted: Sequence[Task]) -> list[Task]:

@@ -88,6 +88,8 @@ class NewTask:
     webhook: dict[str, Any] | None = None
     batch_id: str | None = None
     batch_index: int | None = None
+    #: What accepting it took (``{"accept": ms}``); the worker adds the rest.
+    stages: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class Task:
     batch_index: int | None = None
     webhook: dict[str, Any] | None = None
     preview_key: str | None = None
+    #: Milliseconds per stage so far (accept once accepted; the rest once it succeeded).
+    stages: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -165,4 +169,5 @@ class Task:
             batch_index=m["batch_index"],
             webhook=m["webhook"],
             preview_key=m["preview_key"],
+            stages=dict(m["stages"] or {}) if "stages" in m else {},
         )

@@ -56,6 +56,11 @@ class TaskView(BaseModel):
     renditions: list[dict[str, str]] = Field(description="Per image in image_urls: web and thumb renditions, metadata (its provenance record).")
     engine: str = Field(description="The engine that runs it.")
     engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
+    stages: dict[str, float] = Field(
+        default_factory=dict,
+        description="Where the task's time went, in ms: accept once accepted; queue, claim, engine, preview, screening, "
+        "postprocess and storage once it succeeded (docs/performance.md, the stage budget).",
+    )
     screening: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Images output screening kept back, by index: decision (block, review, approved, rejected), "
@@ -123,5 +128,6 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         engine=task.engine,
         engine_meta=result.meta if result else {},
         screening=list(result.screening) if result else [],
+        stages=task.stages,
     )
 

@@ -31,11 +31,12 @@ from pixelmill.media.encode import encode_preview
 from pixelmill.media.grid import compose_grid
 from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode
 from pixelmill.media.video import first_frame
+from pixelmill.observe.stages import in_this_context, stage
 from pixelmill.prompts.params import MAX_SEED
 from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
 from pixelmill.safety.review import ReviewQueue
-from pixelmill.safety.screening import Screening, kept_back
+from pixelmill.safety.screening import Screening, Verdict, kept_back
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task, TaskResult
@@ -115,15 +116,22 @@ class Executor:
         with its renditions and its provenance record beside it, in parallel; the grid too, with a
         blank tile where an image did not pass. An image for review is held privately
         (``safety/review.py``); when every image is blocked the task fails (and is refunded)."""
-        verdicts = self._screening.screen(task.tenant_id, images)
+        with stage("screening"):
+            verdicts = self._screening.screen(task.tenant_id, images)
         screening = kept_back(verdicts)
         if all(v.decision == "block" for v in verdicts):
             raise EngineError(f"blocked by output screening: {screening_text(screening)}", retryable=False)
+        with stage("postprocess"):
+            return self._publish(task, images, model, grid, verdicts, screening)
+
+    def _publish(
+        self, task: Task, images: Sequence[Image.Image], model: str, grid: bool, verdicts: Sequence[Verdict], screening: list[dict[str, Any]]
+    ) -> Published:
         profile = self._profile(task)
         seeds = image_seeds(task.seed or 0, len(images))
         created = _now()
         jobs = {
-            i: self._encoders.submit(self.publish_one, task, i + 1, image, model, profile, seeds[i], created)
+            i: self._encoders.submit(in_this_context(self.publish_one), task, i + 1, image, model, profile, seeds[i], created)
             for i, (image, verdict) in enumerate(zip(images, verdicts, strict=True)) if verdict.decision == "pass"
         }
         for entry in screening:
@@ -159,7 +167,7 @@ class Executor:
         )
         full = self._file(image, profile, record)
         files = {name: self._file(image, RENDITIONS[name], record) for name in self._renditions}
-        files["metadata"] = self._storage.put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json").key
+        files["metadata"] = self._put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json")
         return full, files
 
     def _profile(self, task: Task) -> Profile:
@@ -171,15 +179,20 @@ class Executor:
             encoded = encode(image, profile, record)
         except CapMissed as exc:
             raise EngineError(str(exc), retryable=False) from exc
-        return self._storage.put(encoded.data, encoded.ext).key
+        return self._put(encoded.data, encoded.ext)
+
+    def _put(self, data: bytes, ext: str) -> str:
+        with stage("storage", part_of_outer=True):
+            return self._storage.put(data, ext).key
 
     def store_preview(self, task: Task, image: Image.Image) -> str | None:
         """Store a low-resolution preview of work in progress; returns its storage key. With
         screening on, a preview is screened like an output (anything but pass: not stored), so
         nothing is shown early that the final screening would keep back."""
-        if self._screening.screen(task.tenant_id, [image], purpose="preview")[0].decision != "pass":
-            return None
-        return self._storage.put(encode_preview(image), "jpg").key
+        with stage("preview"):
+            if self._screening.screen(task.tenant_id, [image], purpose="preview")[0].decision != "pass":
+                return None
+            return self._storage.put(encode_preview(image), "jpg").key
 
     def _load(self, key: str) -> Image.Image:
         """An input image from storage (it was checked when the task was accepted)."""
@@ -202,7 +215,8 @@ class Executor:
         if action is Action.UPSCALE:
             return Outcome(self._upscale(task, progress))
         if action is Action.DESCRIBE:
-            suggestions = self._engine(task).describe(self._rgb(task.params["source"]["key"]))
+            with stage("engine"):
+                suggestions = self._engine(task).describe(self._rgb(task.params["source"]["key"]))
             return Outcome(TaskResult(), "\n\n".join(f"{i}\ufe0f\u20e3 {s}" for i, s in enumerate(suggestions, 1)))
         if action is Action.SHORTEN:
             return Outcome(TaskResult(), self._shorten(task))
@@ -251,7 +265,8 @@ class Executor:
         if engine.runs_operations:
             base.update(step=self._step(task, action), source_prompt=task.final_prompt, idempotency_key=f"{task.id}-{task.attempt}")
         request = GenerationRequest(**base)
-        result = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
+        with stage("engine"):
+            result = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
         if len(result.images) != 4:
             raise EngineError(f"engine returned {len(result.images)} images, expected 4", retryable=True)
         images = list(result.images)
@@ -277,7 +292,8 @@ class Executor:
                 prompt=p.get("engine_prompt", ""), width=p.get("width", source["width"]), height=p.get("height", source["height"]),
                 seeds=(task.seed,), step=self._step(task, Action.UPSCALE), idempotency_key=f"{task.id}-{task.attempt}",
             )
-            done = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
+            with stage("engine"):
+                done = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
             return self.publish(task, done.images[:1], done.model, grid=False).result(request.width, request.height, done.meta)
         if mode is None:
             # The chosen image is already stored under its content key: the plain pick is that
@@ -296,7 +312,8 @@ class Executor:
                 prompt=p.get("engine_prompt", ""), negative_prompt=p.get("engine_negative", ""), width=size[0], height=size[1],
                 seeds=(task.seed,), init_image=enlarged, strength=CREATIVE_UPSCALE_STRENGTH,
             )
-            image = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]
+            with stage("engine"):
+                image = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]
         return self.publish(task, [image], engine.model, grid=False).result(size[0], size[1])
 
     def _shorten(self, task: Task) -> str:
@@ -318,20 +335,23 @@ class Executor:
         engine = self._engine(task)
         if engine.runs_operations:
             request = replace(request, step=self._step(task, Action.VIDEO), idempotency_key=f"{task.id}-{task.attempt}")
-        made = engine.animate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
+        with stage("engine"):
+            made = engine.animate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
         clips = made.clips
         if len(clips) != len(request.seeds):
             raise EngineError(f"engine returned {len(clips)} clips, expected {len(request.seeds)}", retryable=True)
         frames = [first_frame(clip) for clip in clips]
         # A clip is screened on its first frame; clips are not held for review: anything but
         # pass keeps a clip out.
-        verdicts = self._screening.screen(task.tenant_id, frames)
+        with stage("screening"):
+            verdicts = self._screening.screen(task.tenant_id, frames)
         screening = [e | {"decision": "block"} for e in kept_back(verdicts)]
         if len(screening) == len(clips):
             raise EngineError(f"blocked by output screening: {screening_text(screening)}", retryable=False)
         kept = [i for i, v in enumerate(verdicts) if v.decision == "pass"]
-        videos = [self._storage.put(clips[i], "mp4").key for i in kept]
-        posters = list(self._encoders.map(lambda i: self._file(frames[i], BUILTIN["original"]), kept))
+        with stage("postprocess"):
+            videos = [self._put(clips[i], "mp4") for i in kept]
+            posters = list(self._encoders.map(in_this_context(lambda i: self._file(frames[i], BUILTIN["original"])), kept))
         return TaskResult(image_keys=tuple(posters), video_keys=tuple(videos), width=request.width, height=request.height,
                           meta=made.meta, screening=tuple(screening))
 

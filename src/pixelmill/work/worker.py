@@ -30,6 +30,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_e
 from pixelmill.engines.base import is_retryable
 from pixelmill.exceptions import EngineError
 from pixelmill.observe.metrics import WorkerMetrics
+from pixelmill.observe.stages import StageTimer, timing
 from pixelmill.queue.signals import Wakeup
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
@@ -167,6 +168,7 @@ class WorkerPool:
         slot = Lane.BATCH in self._lanes and self._batch_slots.acquire(blocking=False)
         try:
             lanes = [lane for lane in self._lanes if lane is not Lane.BATCH or slot]
+            claiming = time.perf_counter()
             task = self._claim(worker_id, lanes) if lanes else None
             if slot and (task is None or task.lane is not Lane.BATCH):
                 self._batch_slots.release()
@@ -174,7 +176,7 @@ class WorkerPool:
             if task is None:
                 self._wakeup.wait(self._settings.worker_poll_seconds)
                 return
-            self.run_task(task, worker_id)
+            self.run_task(task, worker_id, claim_seconds=time.perf_counter() - claiming)
         finally:
             if slot:
                 self._batch_slots.release()
@@ -192,7 +194,7 @@ class WorkerPool:
         self._claim_failing_since = None
         return task
 
-    def run_task(self, task: Task, worker_id: str) -> None:
+    def run_task(self, task: Task, worker_id: str, claim_seconds: float | None = None) -> None:
         with self._running_lock:
             self._running[task.id] = worker_id
         context = {
@@ -202,12 +204,12 @@ class WorkerPool:
         try:
             with structlog.contextvars.bound_contextvars(**context):
                 log.info("task started", lane=task.lane.value, queued_ms=(task.start_time or 0) - task.submit_time)
-                self._execute(task, worker_id)
+                self._execute(task, worker_id, claim_seconds)
         finally:
             with self._running_lock:
                 self._running.pop(task.id, None)
 
-    def _execute(self, task: Task, worker_id: str) -> None:
+    def _execute(self, task: Task, worker_id: str, claim_seconds: float | None = None) -> None:
         lease = self._settings.lease_seconds
         last = [0]
         next_preview = [0.0]
@@ -225,8 +227,14 @@ class WorkerPool:
                 except SQLAlchemyError as exc:  # progress is a hint: a lost write must not fail the task
                     log.warning("progress not recorded", error=f"{type(exc).__name__}: {exc}"[:300])
 
+        timer = StageTimer()
+        if claim_seconds is not None:
+            timer.add("claim", claim_seconds)
+        if task.start_time is not None:
+            timer.add("queue", max(0, task.start_time - task.submit_time) / 1000)
         try:
-            outcome = self._executor.run(task, progress)
+            with timing(timer):
+                outcome = self._executor.run(task, progress)
         except Exception as exc:
             if isinstance(exc, EngineError):
                 reason = exc.description
@@ -238,8 +246,14 @@ class WorkerPool:
                 self._metrics.engine_errors.labels(task.engine, "retryable" if retryable else "fatal").inc()
             self._record_failure(task, worker_id, reason, retryable=retryable)
             return
-        if self._recorded(lambda: self._store.complete(task.id, worker_id, outcome.result, outcome.description)):
-            log.info("task succeeded")
+        stages = {**task.stages, **timer.milliseconds()}
+        finalizing = time.perf_counter()
+        if self._recorded(lambda: self._store.complete(task.id, worker_id, outcome.result, outcome.description, stages=stages)):
+            timer.add("finalize", time.perf_counter() - finalizing)
+            log.info("task succeeded", stages_ms=stages)
+            if self._metrics is not None:
+                for name, ms in timer.milliseconds().items():
+                    self._metrics.observe_stage(name, ms / 1000)
         else:
             log.warning("task finished after its lease was lost; result discarded")
 
