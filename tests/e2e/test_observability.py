@@ -65,6 +65,8 @@ def test_metrics_match_the_task_table_after_a_mixed_run(tmp_path: Path) -> None:
     # 5 of 7 finished tasks succeeded (the cancel does not count): 71 % < 95 %.
     assert figures["success_rate"]["value"] == round(5 / 7, 4) and figures["success_rate"]["verdict"] == "warn"
     assert report["verdict"] == "warn" and report["counts"]["finished"] == 7
+    # The stage budget of the 5 successes (the cache hit has only its accept).
+    assert report["stages"]["tasks"] == 5 and list(report["stages"]["p50_ms"])[:4] == ["accept", "queue", "claim", "engine"]
 
 
 def test_readiness_and_structured_logs(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The health report: the four figures seed 004 watches, over a window (default the last hour),
-each with its threshold and a verdict, plus the tasks waiting longest. All from the database.
+each with its threshold and a verdict, plus the tasks waiting longest and where recent tasks'
+time went (the stage budget, medians). All from the database.
 
 - SUCCESS rate of tasks that ended SUCCESS or FAILURE (cancels are the caller's choice) > 95 %
 - average submit → SUCCESS time, cache hits excluded (they would flatter it) < 90 s
@@ -11,6 +12,8 @@ A figure with nothing to measure (no finished task in the window) is null and ``
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +23,7 @@ from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx
 from pixelmill.db.schema import refusals, tasks
 from pixelmill.observe.metrics import QUEUED_VALUES, cache_hit
+from pixelmill.observe.stages import STAGES
 from pixelmill.tasks.status import TaskStatus
 
 
@@ -50,6 +54,16 @@ class Figure:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "threshold": self.threshold, "rule": self.rule, "verdict": self.verdict}
+
+
+#: How many recent successes the stage budget's medians are taken over.
+STAGE_SAMPLE = 1000
+
+
+def _medians(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The median of each stage over ``rows``, in the order a task meets the stages."""
+    found = {name for row in rows for name in row}
+    return {name: round(statistics.median(row[name] for row in rows if name in row), 2) for name in STAGES if name in found}
 
 
 class HealthReport:
@@ -84,6 +98,10 @@ class HealthReport:
                 .order_by(t.submit_time)
                 .limit(20)
             ).all()
+            timed = conn.execute(
+                select(t.stages).where(t.finish_time >= since, t.status == TaskStatus.SUCCESS.value, t.stages.is_not(None))
+                .order_by(t.finish_time.desc()).limit(STAGE_SAMPLE)
+            ).scalars().all()
             stuck_total = conn.execute(
                 select(func.count()).where(t.status.in_(QUEUED_VALUES), t.submit_time < now - int(th.stuck_after_seconds * 1000))
             ).scalar_one()
@@ -100,6 +118,8 @@ class HealthReport:
             "verdict": "warn" if any(f.verdict == "warn" for f in figures) else "ok",
             "figures": [f.to_json() for f in figures],
             "counts": {"finished": finished, "succeeded": ended.get("SUCCESS", 0), "submitted": submitted, "banned": banned},
+            # The stage budget (observe/stages.py): where the time of recent successes went.
+            "stages": {"tasks": len(timed), "p50_ms": _medians(timed)},
             "stuck": {
                 "after_seconds": th.stuck_after_seconds,
                 "total": stuck_total,
