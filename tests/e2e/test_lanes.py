@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conftest import TEST_KEY
@@ -70,22 +71,35 @@ def test_retryable_faults_are_retried_and_the_rest_fail_at_once(tmp_path: Path) 
         srv.stop()
 
 
-def test_previews_appear_while_the_engine_runs(tmp_path: Path) -> None:
+def test_previews_appear_while_the_engine_runs_for_whoever_watches(tmp_path: Path) -> None:
     srv = Server(tmp_path, TEST_KEY, procedural_delay_ms=500, preview_interval_seconds=0.05).start()
     try:
         with srv.client() as api:
-            task_id = api.post(IMAGINE, json={"prompt": "a red barn"}).json()["data"][0]["task_id"]
+            # previews: true, as if watched from the start (by default only an event stream's
+            # watcher makes the worker store them).
+            task_id = api.post(IMAGINE, json={"prompt": "a red barn", "previews": True}).json()["data"][0]["task_id"]
             running = wait_for(lambda: (t := api.get(f"/v1/midjourney/{task_id}").json())["preview_url"] and t,
                                timeout=30, what="a preview")
             preview = api.get(running["preview_url"])
             done = wait_terminal(api, task_id)
+            unwatched = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a quiet barn"}).json()["data"][0]["task_id"])
+            watched_id = api.post(IMAGINE, json={"prompt": "a watched barn"}).json()["data"][0]["task_id"]
+            streamed = []
+            with api.stream("GET", f"/v1/midjourney/{watched_id}/events") as events:
+                for line in events.iter_lines():
+                    if line.startswith("data: "):
+                        streamed.append(json.loads(line[6:]))
         from io import BytesIO
 
         from PIL import Image
 
         with Image.open(BytesIO(preview.content)) as im:
             assert im.format == "JPEG" and max(im.size) <= 160
-        assert running["status"] == "IN_PROGRESS" and done["preview_url"] is None
+        assert running["status"] == "IN_PROGRESS" and done["preview_url"] is None and done["stages"]["preview"] > 0
+        # Nobody watching: no preview is made (and no time spent on one).
+        assert "preview" not in unwatched["stages"] and unwatched["status"] == "SUCCESS"
+        # An event stream's watcher: previews from the next progress write on.
+        assert any(e["preview_url"] for e in streamed)
     finally:
         srv.stop()
 

@@ -188,6 +188,8 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
     preview or queue position, until the task is final. A ``: keep-alive`` comment every 15 s
     holds proxies open."""
     task = await run_in_threadpool(runtime.service.get, principal, task_id)  # 404 before streaming
+    if not task.status.is_terminal:
+        await run_in_threadpool(runtime.service.watch, principal, task_id)  # its previews are worth storing now
     base = base_url(request, runtime)
     feed = runtime.signals.feed
     release = feed.hold()  # 503 now, before streaming, when the process holds too many streams

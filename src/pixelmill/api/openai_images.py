@@ -81,7 +81,9 @@ def _async(prefer: str | None) -> bool:
 
 
 def _common(body: oa.ImageFields, target: oa.Target) -> dict[str, Any]:
-    return {"engine": target.engine, "end_user": oa.end_user(body)}
+    # A stream with partial images watches its task from the start: its previews are stored.
+    watching = bool(getattr(body, "stream", False) and getattr(body, "partial_images", 0))
+    return {"engine": target.engine, "end_user": oa.end_user(body), "previews": watching or None}
 
 
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:

@@ -115,6 +115,9 @@ tasks = Table(
     Column("preview_key", String(128), nullable=True),
     #: Milliseconds per stage of the task's life (observe/stages.py); NULL for tasks from before.
     Column("stages", JSON(none_as_null=True), nullable=True),
+    #: Someone watches the task (its event stream, or a request that asked for previews): the
+    #: engine's previews are stored only then.
+    Column("watched", Boolean, nullable=False, server_default=false()),
     CheckConstraint(f"status IN {TASK_STATUSES!r}", name="ck_tasks_status"),
     CheckConstraint("progress BETWEEN 0 AND 100", name="ck_tasks_progress"),
     CheckConstraint("lane IN ('interactive', 'batch')", name="ck_tasks_lane"),

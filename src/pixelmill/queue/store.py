@@ -196,6 +196,7 @@ class TaskStore:
                         batch_id=new.batch_id,
                         batch_index=new.batch_index,
                         stages=new.stages,
+                        watched=new.watched,
                     )
                     .returning(*tasks.c)
                 ).one())
@@ -473,15 +474,26 @@ class TaskStore:
 
     def set_progress(
         self, task_id: str, worker_id: str, progress: int, lease_seconds: float, preview_key: str | None = None
-    ) -> bool:
-        """Record progress (and the newest preview, when given); renews the lease."""
+    ) -> Task | None:
+        """Record progress (and the newest preview, when given); renews the lease. The task as it
+        is now (whether someone started watching it, say), or None when the worker lost it."""
         expires = self._clock.now_ms() + int(lease_seconds * 1000)
         values: dict[str, Any] = {"progress": max(0, min(99, progress)), "lease_expires_at": expires}
         if preview_key is not None:
             values["preview_key"] = preview_key
         with write_tx(self._engine) as conn:
             row = conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values).returning(*tasks.c)).first()
-            return bool(self._changed(conn, [row] if row else [], TaskEvent.PROGRESS))
+            changed = self._changed(conn, [row] if row else [], TaskEvent.PROGRESS)
+            return changed[0] if changed else None
+
+    def watch(self, task_id: str, tenant_id: str) -> None:
+        """Someone watches the task from now on: its worker stores the engine's previews."""
+        with write_tx(self._engine) as conn:
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id, tasks.c.watched.is_(False), tasks.c.status.in_([s.value for s in ACTIVE | {TaskStatus.MODAL}]))
+                .values(watched=True)
+            )
 
     def complete(
         self, task_id: str, worker_id: str, result: TaskResult, description: str = "", stages: Mapping[str, float] | None = None

@@ -66,6 +66,10 @@ class TaskService:
             raise TaskNotFound(task_id, expired=self._store.expired(task_id, principal.tenant_id))
         return task
 
+    def watch(self, principal: Principal, task_id: str) -> None:
+        """Someone watches the task (its event stream): the engine's previews are stored."""
+        self._store.watch(task_id, principal.tenant_id)
+
     def get_many(self, principal: Principal, task_ids: Sequence[str]) -> list[Task]:
         """The caller's tasks among ``task_ids``; others' and unknown ones are left out alike."""
         return self._store.get_many(task_ids, principal.tenant_id)
@@ -217,7 +221,8 @@ class TaskService:
             events = req.webhook_events or (None if req.webhook_url else principal.webhook_events) or DEFAULT_WEBHOOK_EVENTS
             base = own_bases[0] if own_bases else (self._settings.public_url or "")
             webhook = WebhookTarget(url, tuple(dict.fromkeys(events)), base, req.webhook_format or "pixelmill").to_json()
-        return {"lane": Lane(req.lane or Lane.INTERACTIVE.value), "priority": req.priority or 0, "webhook": webhook}
+        return {"lane": Lane(req.lane or Lane.INTERACTIVE.value), "priority": req.priority or 0, "webhook": webhook,
+                "watched": bool(req.previews)}
 
     def check_webhook_url(self, url: str, field: str) -> None:
         try:

@@ -90,6 +90,8 @@ class NewTask:
     batch_index: int | None = None
     #: What accepting it took (``{"accept": ms}``); the worker adds the rest.
     stages: dict[str, float] | None = None
+    #: The caller will watch it (asked for previews): previews are stored from the start.
+    watched: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ class Task:
     preview_key: str | None = None
     #: Milliseconds per stage so far (accept once accepted; the rest once it succeeded).
     stages: dict[str, float] = field(default_factory=dict)
+    #: Someone watches it: the engine's previews are stored (observe nobody, pay nothing).
+    watched: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -170,4 +174,5 @@ class Task:
             webhook=m["webhook"],
             preview_key=m["preview_key"],
             stages=dict(m["stages"] or {}) if "stages" in m else {},
+            watched=bool(m["watched"]) if "watched" in m else False,
         )

@@ -130,6 +130,10 @@ class Delivery(RequestBody):
     webhook_events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=4)] | None = Field(
         None, description="Which events to send: start, progress, completed, reviewed (an image held for review was decided; default: all)."
     )
+    previews: bool | None = Field(
+        None, description="Store the engine's previews while it runs (preview_url), as if watched from the start. "
+        "Default: only once someone watches the task's event stream; nobody watching costs nothing.",
+    )
     state: str | None = Field(
         None, max_length=255, description="Your own text, kept with the task and echoed back (midjourney-proxy's state).",
     )

@@ -213,17 +213,21 @@ class WorkerPool:
         lease = self._settings.lease_seconds
         last = [0]
         next_preview = [0.0]
+        # Previews are stored only while someone watches (an event stream, or a request that
+        # asked for them); each progress write says whether someone started to.
+        watched = [task.watched]
 
         def progress(fraction: float, preview: Image.Image | None = None) -> None:
             pct = int(fraction * 100)
             key = None
-            if preview is not None and time.monotonic() >= next_preview[0]:
+            if preview is not None and watched[0] and time.monotonic() >= next_preview[0]:
                 next_preview[0] = time.monotonic() + self._settings.preview_interval_seconds
                 key = self._executor.store_preview(task, preview)
             if pct >= last[0] + 5 or key:  # a database write per 5 % (or new preview), not per step
                 last[0] = max(last[0], pct)
                 try:
-                    self._store.set_progress(task.id, worker_id, pct, lease, preview_key=key)
+                    now = self._store.set_progress(task.id, worker_id, pct, lease, preview_key=key)
+                    watched[0] = watched[0] or bool(now and now.watched)
                 except SQLAlchemyError as exc:  # progress is a hint: a lost write must not fail the task
                     log.warning("progress not recorded", error=f"{type(exc).__name__}: {exc}"[:300])
 
