@@ -21,14 +21,14 @@ def test_results_live_in_the_bucket_and_are_served_by_signed_url(tmp_path: Path,
                  s3_prefix="outputs/", s3_url_mode="presigned").start()
     try:
         with srv.client() as api:
-            task = wait_terminal(api, api.post("/v1/midjourney/generations/imagine", json={"prompt": "a bucket of light", "seed": 1}).json()["data"][0]["task_id"])
+            task = wait_terminal(api, api.post("/v1/midjourney/generations/imagine", json={"prompt": "a bucket of light", "seed": 1, "previews": True}).json()["data"][0]["task_id"])
             assert task["status"] == "SUCCESS"
             url = task["image_urls"][0]
             assert url.startswith(f"{s3_endpoint}/pixelmill-e2e/outputs/") and "X-Amz-Signature=" in url
             assert Image.open(io.BytesIO(httpx.get(url).content)).size == (task["params"]["width"], task["params"]["height"])
             names = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="pixelmill-e2e")["Contents"]]
             # The grid; per image its file, web and thumb renditions and provenance JSON; previews
-            # (one per preview interval of the run: how many depends on the machine's speed).
+            # (asked for; one per preview interval of the run: how many depends on the machine's speed).
             by_ext = Counter(n.rsplit(".", 1)[1] for n in names)
             assert (by_ext["png"], by_ext["webp"], by_ext["json"]) == (1 + 4, 4 * 2, 4) and by_ext["jpg"] >= 1
             assert set(by_ext) == {"png", "webp", "json", "jpg"} and all(n.startswith("outputs/") for n in names)
