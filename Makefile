@@ -9,7 +9,7 @@ PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench fuzz calibrate clean
+.PHONY: run test lint bench bench-quick fuzz calibrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/workflow.py
 	$(BIN)/python bench/outputs.py
 	$(BIN)/python bench/screening.py
+
+# A few minutes: every figure also as a ratio to a bare FastAPI endpoint (docs/performance.md).
+bench-quick: $(DEV_STAMP)
+	$(BIN)/python bench/quick.py
 
 calibrate: $(DEV_STAMP)
 	$(BIN)/python bench/screening_calibration.py
