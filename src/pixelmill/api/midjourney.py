@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from pixelmill.tasks.status import TaskStatus
 from pixelmill.tasks.view import TaskView, task_view
 
 router = APIRouter(prefix="/v1/midjourney", tags=["midjourney"])
+log = logging.getLogger("pixelmill.api")
 
 KEEPALIVE_SECONDS = 15.0
 #: How often an event stream refreshes a waiting task's queue position.
@@ -188,11 +190,14 @@ async def task_events(task_id: str, request: Request, principal: PrincipalDep, r
     preview or queue position, until the task is final. A ``: keep-alive`` comment every 15 s
     holds proxies open."""
     task = await run_in_threadpool(runtime.service.get, principal, task_id)  # 404 before streaming
-    if not task.status.is_terminal:
-        await run_in_threadpool(runtime.service.watch, principal, task_id)  # its previews are worth storing now
     base = base_url(request, runtime)
     feed = runtime.signals.feed
     release = feed.hold()  # 503 now, before streaming, when the process holds too many streams
+    if not task.watched and not settled(task):
+        try:  # someone watches now: its previews are worth storing (once; a hint, never an error)
+            await run_in_threadpool(runtime.service.watch, principal, task_id)
+        except Exception:
+            log.warning("could not mark task %s watched", task_id, exc_info=True)
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal task

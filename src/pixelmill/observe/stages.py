@@ -6,7 +6,8 @@ milliseconds), and ``/metrics`` has a histogram per stage (``pixelmill_stage_sec
 =============  =================================================================================
 accept         the submit request, from its first byte to the insert (validation, templates,
                moderation, input images, price); the commit is not in it
-queue          waiting in the lane: the claim's time minus the submit's (the database's clock)
+queue          waiting in the lane: from when it was due (submitted, answered in /modal, its
+               retry's backoff over) to the claim, in the database's clock
 claim          the worker's claim query
 engine         the model: ``generate`` / ``animate``, previews not counted
 preview        storing (and screening) the previews the engine offered while it ran

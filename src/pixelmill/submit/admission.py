@@ -139,8 +139,6 @@ class Admission:
         accepting = since_request_start()
         if accepting is not None:  # the stage budget's first figure (observe/stages.py)
             plan = [replace(p, stages={"accept": round(accepting * 1000, 2)}) if isinstance(p, NewTask) else p for p in plan]
-            if self._on_stage is not None:
-                self._on_stage("accept", accepting)
         news = [p for p in plan if isinstance(p, NewTask)]
 
         def in_order(inserted: Sequence[Task]) -> list[Task]:
@@ -169,6 +167,8 @@ class Admission:
                 before_insert(conn)
 
         inserted = self._store.insert_all(news, queue_limit=limit, max_concurrent=cap, admit=admit, on_insert=record)
+        if accepting is not None and self._on_stage is not None:
+            self._on_stage("accept", accepting)  # once per accepted request, refusals left out
         for task in inserted[:LOGGED_PER_SUBMIT]:
             log.info("task accepted", task_id=task.id, tenant=task.tenant_id, action=task.action.value, engine=task.engine,
                      lane=task.lane.value, status=task.status.value, quota=task.quota, batch_id=task.batch_id)

@@ -221,8 +221,10 @@ class TaskService:
             events = req.webhook_events or (None if req.webhook_url else principal.webhook_events) or DEFAULT_WEBHOOK_EVENTS
             base = own_bases[0] if own_bases else (self._settings.public_url or "")
             webhook = WebhookTarget(url, tuple(dict.fromkeys(events)), base, req.webhook_format or "pixelmill").to_json()
-        return {"lane": Lane(req.lane or Lane.INTERACTIVE.value), "priority": req.priority or 0, "webhook": webhook,
-                "watched": bool(req.previews)}
+        # Watched from the start: previews asked for, or a webhook that hears progress (its
+        # events carry preview_url).
+        watched = bool(req.previews) or bool(webhook and "progress" in webhook["events"])
+        return {"lane": Lane(req.lane or Lane.INTERACTIVE.value), "priority": req.priority or 0, "webhook": webhook, "watched": watched}
 
     def check_webhook_url(self, url: str, field: str) -> None:
         try:

@@ -132,7 +132,7 @@ class Delivery(RequestBody):
     )
     previews: bool | None = Field(
         None, description="Store the engine's previews while it runs (preview_url), as if watched from the start. "
-        "Default: only once someone watches the task's event stream; nobody watching costs nothing.",
+        "Default: only once someone watches the task's event stream (or its webhook hears progress).",
     )
     state: str | None = Field(
         None, max_length=255, description="Your own text, kept with the task and echoed back (midjourney-proxy's state).",

@@ -50,7 +50,10 @@ class TaskView(BaseModel):
     queue_position: int | None = Field(
         description="While SUBMITTED / NOT_START: 1 = next to run in its lane; null otherwise."
     )
-    preview_url: str | None = Field(description="A low-resolution preview while the engine runs, when it makes them.")
+    preview_url: str | None = Field(
+        description="A low-resolution preview while the engine runs, when it makes them and the task is watched "
+        "(its event stream, previews: true, or a webhook that hears progress).",
+    )
     attempts: list[AttemptError] = Field(description="The error of every failed attempt, oldest first.")
     batch_id: str | None
     renditions: list[dict[str, str]] = Field(description="Per image in image_urls: web and thumb renditions, metadata (its provenance record).")

@@ -189,10 +189,9 @@ class Executor:
         """Store a low-resolution preview of work in progress; returns its storage key. With
         screening on, a preview is screened like an output (anything but pass: not stored), so
         nothing is shown early that the final screening would keep back."""
-        with stage("preview"):
-            if self._screening.screen(task.tenant_id, [image], purpose="preview")[0].decision != "pass":
-                return None
-            return self._storage.put(encode_preview(image), "jpg").key
+        if self._screening.screen(task.tenant_id, [image], purpose="preview")[0].decision != "pass":
+            return None
+        return self._storage.put(encode_preview(image), "jpg").key
 
     def _load(self, key: str) -> Image.Image:
         """An input image from storage (it was checked when the task was accepted)."""

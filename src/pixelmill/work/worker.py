@@ -213,6 +213,14 @@ class WorkerPool:
         lease = self._settings.lease_seconds
         last = [0]
         next_preview = [0.0]
+        timer = StageTimer()
+        if claim_seconds is not None:
+            timer.add("claim", claim_seconds)
+        if task.lease_expires_at is not None:
+            # Due (submitted, answered in /modal, or its retry's backoff over) until this claim,
+            # in the database's clock: the claim set the lease from its own now.
+            claimed_at = task.lease_expires_at - int(lease * 1000)
+            timer.add("queue", max(0, claimed_at - task.scheduled_at) / 1000)
         # Previews are stored only while someone watches (an event stream, or a request that
         # asked for them); each progress write says whether someone started to.
         watched = [task.watched]
@@ -222,7 +230,9 @@ class WorkerPool:
             key = None
             if preview is not None and watched[0] and time.monotonic() >= next_preview[0]:
                 next_preview[0] = time.monotonic() + self._settings.preview_interval_seconds
-                key = self._executor.store_preview(task, preview)
+                # Timed here, on whichever thread the engine calls back from (diffusers: its own).
+                with timer.measure("preview"):
+                    key = self._executor.store_preview(task, preview)
             if pct >= last[0] + 5 or key:  # a database write per 5 % (or new preview), not per step
                 last[0] = max(last[0], pct)
                 try:
@@ -231,11 +241,6 @@ class WorkerPool:
                 except SQLAlchemyError as exc:  # progress is a hint: a lost write must not fail the task
                     log.warning("progress not recorded", error=f"{type(exc).__name__}: {exc}"[:300])
 
-        timer = StageTimer()
-        if claim_seconds is not None:
-            timer.add("claim", claim_seconds)
-        if task.start_time is not None:
-            timer.add("queue", max(0, task.start_time - task.submit_time) / 1000)
         try:
             with timing(timer):
                 outcome = self._executor.run(task, progress)
