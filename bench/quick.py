@@ -27,7 +27,7 @@ import httpx
 import loadgen
 from loadgen import post_json
 from pixelmill.testing import Server, free_port, wait_for
-from service import IMAGINE, KEY, PROMPTS, UNCAPPED, print_stages, until_success
+from service import IMAGINE, KEY, UNCAPPED, bench_latency, bench_submits, print_stages, until_success
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,29 +75,17 @@ def main() -> None:
     args = ap.parse_args()
 
     bare_rate, bare_round = bare_figures(args.submits, args.concurrency, args.tasks * 2)
-    imagine, upscale, stages = [], [], {"imagine": [], "upscale": []}
     with tempfile.TemporaryDirectory() as tmp:
         srv = Server(Path(tmp) / "a", KEY, workers=2, **UNCAPPED).start()
         try:
             with srv.client() as api:
                 until_success(api, api.post(IMAGINE, json={"prompt": "warm up"}).json()["data"][0]["task_id"])
-                for i in range(args.tasks):
-                    t = time.perf_counter()
-                    task_id = api.post(IMAGINE, json={"prompt": f"{PROMPTS[i % 4]} {i}"}).json()["data"][0]["task_id"]
-                    stages["imagine"].append(until_success(api, task_id)["stages"])
-                    imagine.append((time.perf_counter() - t) * 1000)
-                    t = time.perf_counter()
-                    up = api.post("/v1/midjourney/generations/upscale", json={"task_id": task_id, "index": 1 + i % 4}).json()
-                    stages["upscale"].append(until_success(api, up["data"][0]["task_id"])["stages"])
-                    upscale.append((time.perf_counter() - t) * 1000)
+                imagine, upscale, stages = bench_latency(api, args.tasks)
         finally:
             srv.stop()
         srv = Server(Path(tmp) / "b", KEY, workers=0, **UNCAPPED).start()
         try:
-            requests = [post_json(srv.url, IMAGINE, {"prompt": f"load test {i}"}, KEY) for i in range(args.submits)]
-            rate, statuses = asyncio.run(loadgen.run(srv.url, requests, args.concurrency))
-            if statuses.count(200) != args.submits:
-                raise RuntimeError(f"pixelmill submits: {sorted(set(statuses))}")
+            rate = bench_submits(srv.url, args.submits, args.concurrency)
         finally:
             srv.stop()
 
