@@ -178,8 +178,9 @@ class Admission:
 
     def _answered(self, principal: Principal, task_ids: Sequence[str]) -> list[Task]:
         """The tasks an earlier request with the same Idempotency-Key was answered with."""
-        found = self._store.get_many(task_ids, principal.tenant_id)
-        if len(found) != len(task_ids):
-            missing = next(i for i in task_ids if i not in {t.id for t in found})
-            raise TaskNotFound(missing, expired=self._store.expired(missing, principal.tenant_id))
-        return found
+        # One task may stand in the answer twice (two equal requests of a batch coalesced onto it).
+        found = {t.id: t for t in self._store.get_many(task_ids, principal.tenant_id)}
+        for task_id in task_ids:
+            if task_id not in found:
+                raise TaskNotFound(task_id, expired=self._store.expired(task_id, principal.tenant_id))
+        return [found[task_id] for task_id in task_ids]
