@@ -1,0 +1,62 @@
+"""A fast PNG writer for the files on a task's critical path.
+
+Pillow's PNG encoder tries every filter on every row (adaptive filtering) and links the system
+zlib; together that made the grid of a 512 px imagine cost 61 ms and of a 1024 px imagine 230 ms,
+more than the engine itself. This writer filters every row with "Sub" in one NumPy operation and
+deflates with zlib-ng (a maintained, SIMD-accelerated zlib), which releases the GIL so the files
+of a task encode side by side. ``bench/png.py`` measures the choices; at level 2 it is about 3×
+faster than Pillow at level 1 and its files are 5-8 % smaller (Sub beat Up by as much, at the same
+speed).
+
+The files are ordinary PNGs (8-bit RGB or RGBA) with the chunks ``encode`` needs: the colour
+profile (iCCP) and uncompressed international text (iTXt) for provenance. Pillow reads them back
+exactly like its own (tests/media/test_png.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+import numpy as np
+from PIL import Image
+from zlib_ng import zlib_ng
+
+#: Deflate level on the latency path: zlib-ng's level 2 matches the size of stdlib level 1 (and of
+#: Pillow's default filtering at level 1) at a third of the time (bench/png.py).
+FAST_LEVEL = 2
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_TYPES = {"RGB": 2, "RGBA": 6}
+_SUB = 1  # the PNG filter type: each byte minus the same channel of the pixel to its left
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib_ng.crc32(data, zlib_ng.crc32(kind)))
+
+
+def filtered_rows(image: Image.Image) -> bytes:
+    """The image's scanlines, each prefixed by its filter type (Sub), as deflate expects them."""
+    pixels = np.asarray(image, dtype=np.uint8)
+    height, channels = pixels.shape[0], pixels.shape[2]
+    rows = pixels.reshape(height, -1)
+    out = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    out[:, 0] = _SUB
+    out[:, 1 : 1 + channels] = rows[:, :channels]  # left of the first pixel is zeros
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=out[:, 1 + channels :])  # uint8 wraps modulo 256, as PNG defines
+    return out.tobytes()
+
+
+def encode_png(image: Image.Image, *, level: int = FAST_LEVEL, icc: bytes | None = None, text: Mapping[str, str] | None = None) -> bytes:
+    """``image`` (RGB or RGBA) as PNG bytes, deflated at ``level`` (0-9), with an embedded colour
+    profile and text entries when given."""
+    color_type = _COLOR_TYPES.get(image.mode)
+    if color_type is None:
+        raise ValueError(f"encode_png writes RGB or RGBA, not {image.mode}")
+    parts = [_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", image.width, image.height, 8, color_type, 0, 0, 0))]
+    if icc:
+        parts.append(_chunk(b"iCCP", b"ICC Profile\0\0" + zlib_ng.compress(icc)))
+    for key, value in (text or {}).items():
+        # keyword, no compression (flag 0, method 0), no language tag, no translated keyword
+        parts.append(_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")))
+    parts += [_chunk(b"IDAT", zlib_ng.compress(filtered_rows(image), level)), _chunk(b"IEND", b"")]
+    return b"".join(parts)
