@@ -16,7 +16,17 @@ from PIL import Image
 from pixelmill import testing
 from pixelmill.testing import free_port, wait_for
 
-__all__ = ["Server", "download_image", "free_port", "require_detector", "require_extra", "upload_image", "wait_for", "wait_terminal"]
+__all__ = [
+    "Server",
+    "download_image",
+    "free_port",
+    "require_detector",
+    "require_extra",
+    "upload_image",
+    "wait_files",
+    "wait_for",
+    "wait_terminal",
+]
 
 
 def require_extra(module: str, extra: str) -> ModuleType:
@@ -75,3 +85,14 @@ def wait_terminal(client: httpx.Client, task_id: str, timeout: float = 30) -> di
         return task if task["status"] in ("SUCCESS", "FAILURE", "CANCEL") else None
 
     return wait_for(done, timeout=timeout, what=f"task {task_id} to finish")
+
+
+def wait_files(client: httpx.Client, task_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The task once every image it shows has its renditions and provenance record, which are
+    made after SUCCESS (queue/finishing.py)."""
+
+    def finished() -> dict[str, Any] | None:
+        task = client.get(f"/v1/midjourney/{task_id}").json()
+        return task if task["status"] == "SUCCESS" and len(task["renditions"]) == len(task["image_urls"]) else None
+
+    return wait_for(finished, timeout=timeout, what=f"the renditions of task {task_id}")

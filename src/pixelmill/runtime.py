@@ -30,6 +30,7 @@ from pixelmill.observe.audit import AuditLog
 from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.metrics import WorkerMetrics, make_registry
 from pixelmill.observe.refusals import RefusalLog
+from pixelmill.queue.finishing import Finishing
 from pixelmill.queue.retention import Retention
 from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
@@ -76,6 +77,7 @@ class Runtime:
     worker_metrics: WorkerMetrics
     health: HealthReport
     retention: Retention
+    finishing: Finishing
     screening: Screening
     reviews: ReviewQueue
     audit: AuditLog
@@ -108,6 +110,7 @@ class Runtime:
             self.screening.detector.load()  # the first task should not pay for it
         pool = WorkerPool(
             self.tasks, self.executor, self.settings, self.signals.queued, size=size, metrics=self.worker_metrics, engines=list(self.engines),
+            finishing=self.finishing,
             chores=(
                 self.retention.sweep,
                 self.idempotency.purge_expired,
@@ -242,7 +245,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     with checking(settings, "prices_file"):
         prices.seed(price_file)
     retention = Retention(db, clock, storage, settings.task_retention_seconds)
-    tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change], signals=signals)
+    finishing = Finishing(db, clock)
+    tasks = TaskStore(db, clock, on_change=[ledger.on_change, outbox.record, retention.on_change, finishing.on_change], signals=signals)
     registry, worker_metrics = make_registry(db, clock)
     if not screening.enabled and settings.screening != "off":
         # auto without the detector installed: say so once, loudly, instead of passing everything quietly.
@@ -282,6 +286,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         metrics=registry,
         worker_metrics=worker_metrics,
         retention=retention,
+        finishing=finishing,
         screening=screening,
         reviews=reviews,
         audit=audit,

@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, require_detector, wait_terminal
+from tests.helpers import Server, require_detector, wait_files, wait_terminal
 
 IMAGINE = "/v1/midjourney/generations/imagine"
 
@@ -77,7 +77,7 @@ def test_readiness_and_structured_logs(tmp_path: Path) -> None:
             r = api.post(IMAGINE, json={"prompt": "a logged heron --seed 11"}, headers={"X-Request-ID": "req-7f3a"})
             assert r.headers["X-Request-ID"] == "req-7f3a"
             task_id = r.json()["data"][0]["task_id"]
-            wait_terminal(api, task_id)
+            wait_files(api, task_id)  # its renditions too, before the storage folder goes
             ready = api.get("/readyz")
             assert ready.status_code == 200
             assert ready.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok", "engine:procedural": "ok", "screening": "ok", "workers": "ok"}}

@@ -10,14 +10,16 @@ from PIL import Image
 
 from pixelmill.media.output import read_provenance
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_for, wait_terminal
+from tests.helpers import Server, wait_files, wait_for, wait_terminal
 
 IMAGINE = "/v1/midjourney/generations/imagine"
 
 
 def test_default_profile_png_with_renditions_and_provenance(api: httpx.Client) -> None:
-    task = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a quiet harbour", "seed": 31}).json()["data"][0]["task_id"])
-    assert all(u.endswith(".png") for u in task["image_urls"]) and len(task["renditions"]) == 4
+    done = wait_terminal(api, api.post(IMAGINE, json={"prompt": "a quiet harbour", "seed": 31}).json()["data"][0]["task_id"])
+    assert done["status"] == "SUCCESS" and all(u.endswith(".png") for u in done["image_urls"])
+    task = wait_files(api, done["task_id"])  # renditions and records come after SUCCESS
+    assert len(task["renditions"]) == 4 and task["image_urls"] == done["image_urls"]
     full = api.get(task["image_urls"][2]).content
     record = read_provenance(full)
     assert record is not None and record["task_id"] == task["task_id"] and record["seed"] == 33  # image 3 of seed 31

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from pixelmill.testing import WebhookReceiver
-from tests.helpers import Server, download_image, require_detector, require_extra, wait_for, wait_terminal
+from tests.helpers import Server, download_image, require_detector, require_extra, wait_files, wait_for, wait_terminal
 
 require_detector()
 matplotlib = require_extra("matplotlib", "dev")
@@ -104,6 +104,9 @@ def test_held_images_wait_privately_then_approve_publishes_and_reject_records(sc
         final = c.get(f"/v1/midjourney/{task['task_id']}").json()
         assert final["status"] == "SUCCESS" and final["quota"] == 1
         assert download_image(c, final["image_urls"][0]).size == (512, 512)
+        # The approved image gets its renditions and record after the decision, like any output.
+        record = c.get(wait_files(c, task["task_id"])["renditions"][0]["metadata"]).json()
+        assert record["task_id"] == task["task_id"] and record["params"]["index"] == 1
         assert [b["label"] for b in final["buttons"]] == ["U1", "V1", "🔄"]
         assert [e["decision"] for e in final["screening"]] == ["approved", "rejected", "rejected", "rejected"]
 

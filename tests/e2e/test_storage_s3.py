@@ -12,7 +12,7 @@ import httpx
 from PIL import Image
 
 from tests.conftest import TEST_KEY
-from tests.helpers import Server, wait_terminal
+from tests.helpers import Server, wait_files, wait_terminal
 
 
 def test_results_live_in_the_bucket_and_are_served_by_signed_url(tmp_path: Path, s3_endpoint: str) -> None:
@@ -26,6 +26,7 @@ def test_results_live_in_the_bucket_and_are_served_by_signed_url(tmp_path: Path,
             url = task["image_urls"][0]
             assert url.startswith(f"{s3_endpoint}/pixelmill-e2e/outputs/") and "X-Amz-Signature=" in url
             assert Image.open(io.BytesIO(httpx.get(url).content)).size == (task["params"]["width"], task["params"]["height"])
+            wait_files(api, task["task_id"])
             names = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="pixelmill-e2e")["Contents"]]
             # The grid; per image its file, web and thumb renditions and provenance JSON; previews
             # (asked for; one per preview interval of the run: how many depends on the machine's speed).

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import Server, download_image, wait_for, wait_terminal
+from tests.helpers import Server, download_image, wait_files, wait_for, wait_terminal
 
 GEN = "/v1/midjourney/generations"
 ADMIN_KEY = "pm_test_" + "t" * 32
@@ -141,7 +141,7 @@ def test_locked_parameters_and_undeclared_overrides_are_refused_naming_the_param
         assert ok["template"] | {"content_hash": ""} == {"name": "branded", "version": 1, "release": "stable", "rollout": "stable",
                                                          "content_hash": "", "variables": {"subject": "a mug"}}
         # Every stored output carries the template in its provenance record.
-        record = admin.get(ok["renditions"][0]["metadata"]).json()
+        record = admin.get(wait_files(admin, ok["task_id"])["renditions"][0]["metadata"]).json()
         assert record["template"]["name"] == "branded" and record["template"]["version"] == 1
 
 

@@ -76,6 +76,23 @@ def test_event_filter_and_the_keys_default_webhook(hooked_server: Server) -> Non
         assert rotated["url"] is None and rotated["secret"] != put.json()["secret"]
 
 
+def test_the_files_event_says_when_renditions_are_ready(hooked_server: Server) -> None:
+    with WebhookReceiver(host="127.0.0.2") as hooks, hooked_server.client() as api:
+        body = {"prompt": "a lighthouse in fog", "webhook_url": hooks.url, "webhook_events": ["completed", "files"]}
+        task_id = api.post(IMAGINE, json=body).json()["data"][0]["task_id"]
+
+        def both() -> list[dict] | None:  # type: ignore[type-arg]
+            events = [json.loads(body) for _, _, body in hooks.delivered()]
+            mine = [e for e in events if e["data"]["task_id"] == task_id]
+            return mine if len(mine) == 2 else None
+
+        done, files = wait_for(both, timeout=30, what=f"the files webhook of {task_id}")
+    # SUCCESS comes first, with the images; the renditions and records follow.
+    assert [done["type"], files["type"]] == ["task.completed", "task.files"] and done["sequence"] < files["sequence"]
+    assert done["data"]["status"] == files["data"]["status"] == "SUCCESS" and done["data"]["renditions"] == []
+    assert files["data"]["image_urls"] == done["data"]["image_urls"] and len(files["data"]["renditions"]) == 4
+
+
 def test_webhook_targets_pass_the_address_rules(api: httpx.Client) -> None:
     r = api.post(IMAGINE, json={"prompt": "a cat", "webhook_url": "http://127.0.0.1:9/hook"})
     assert r.status_code == 400 and r.json()["code"] == 4

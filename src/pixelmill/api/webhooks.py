@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import PrincipalDep, RuntimeDep
 from pixelmill.auth.keys import WebhookSettings
-from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, RequestBody, Url, WebhookEvent
+from pixelmill.tasks.requests import DEFAULT_WEBHOOK_EVENTS, WEBHOOK_EVENTS_MAX, RequestBody, Url, WebhookEvent
 
 router = APIRouter(prefix="/v1/webhook", tags=["webhooks"])
 
@@ -23,8 +23,8 @@ class WebhookView(BaseModel):
 
 class WebhookUpdate(RequestBody):
     url: Url | None = Field(None, description="The default webhook URL; null removes it.")
-    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=3)] | None = Field(
-        None, description="start, progress, completed (default: all)."
+    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=WEBHOOK_EVENTS_MAX)] | None = Field(
+        None, description="start, progress, completed, reviewed, files (default: all but files)."
     )
     rotate_secret: bool = Field(False, description="Make a new signing secret; the old one stops at once.")
 

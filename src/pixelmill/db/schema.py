@@ -276,6 +276,21 @@ task_files = Table(
     Index("ix_task_files_key", "key"),
 )
 
+#: Finished tasks whose renditions and provenance records are still to be made (queue/finishing.py):
+#: written in the transaction that gave the task its images, removed in the one that adds the files.
+finishing = Table(
+    "finishing",
+    metadata,
+    Column("task_id", String(32), primary_key=True),
+    Column("due_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    #: A finisher's claim: until then no other finisher takes the row (a crash lets it run out).
+    Column("locked_by", String(128), nullable=True),
+    Column("locked_until", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_finishing_due", "due_at"),
+)
+
 #: Tasks removed by retention, so that asking for one answers "expired", not "unknown".
 expired_tasks = Table(
     "expired_tasks",

@@ -171,6 +171,10 @@ class WorkerMetrics:
             "pixelmill_open_streams", "Long-polls, event streams and waiting image requests this process holds (at most PIXELMILL_MAX_STREAMS).",
             registry=registry,
         )
+        self.finishing = Counter(
+            "pixelmill_finishing", "Tasks whose renditions and provenance records were made after SUCCESS, by outcome (done, retried, "
+            "given_up).", ["outcome"], registry=registry,
+        )
         self.screened_images = Counter(
             "pixelmill_screened_images", "Images screened, by purpose (output, input) and decision (pass, review, block).",
             ["purpose", "decision"], registry=registry,

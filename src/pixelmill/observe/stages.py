@@ -12,8 +12,9 @@ claim          the worker's claim query
 engine         the model: ``generate`` / ``animate``, previews not counted
 preview        storing (and screening) the previews the engine offered while it ran
 screening      output screening of the finished images
-postprocess    after screening until the result is ready: grid, encoding, renditions,
-               provenance and writing the files (these run side by side; this is their wall time)
+postprocess    after screening until the result is ready: the grid and the images, encoded with
+               their provenance and written (side by side; this is their wall time). Renditions
+               and provenance records are made after SUCCESS, off this path (queue/finishing.py)
 storage        the part of postprocess spent writing files, summed over the parallel writers
 finalize       recording the result (the SUCCESS write); in the histogram only, since the row
                is written by that very write

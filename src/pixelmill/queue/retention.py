@@ -31,7 +31,7 @@ from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
-from pixelmill.db.schema import evaluations, expired_tasks, reviews, stored_files, task_files, tasks, tenants, webhook_events
+from pixelmill.db.schema import evaluations, expired_tasks, finishing, reviews, stored_files, task_files, tasks, tenants, webhook_events
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TERMINAL, TaskEvent
@@ -66,7 +66,7 @@ class Retention:
 
     def on_change(self, conn: Connection, task: Task, event: TaskEvent) -> None:
         """TaskStore observer: record the files of a task that just ended."""
-        if event not in (TaskEvent.COMPLETED, TaskEvent.REVIEWED):  # an approval adds files
+        if event not in (TaskEvent.COMPLETED, TaskEvent.REVIEWED, TaskEvent.FILES):  # approvals and finishing add files
             return
         keys = sorted(result_files(task))
         if keys:
@@ -132,6 +132,7 @@ class Retention:
             tenant_of = dict(conn.execute(select(tasks.c.id, tasks.c.tenant_id).where(tasks.c.id.in_(ids))).all())
             conn.execute(delete(webhook_events).where(webhook_events.c.task_id.in_(ids)))
             conn.execute(delete(task_files).where(task_files.c.task_id.in_(ids)))
+            conn.execute(delete(finishing).where(finishing.c.task_id.in_(ids)))
             # Held images of an expired task go with it; decided reviews keep their record (the
             # audit log names them) without the image, which a decision already cleared.
             conn.execute(delete(reviews).where(reviews.c.task_id.in_(ids), reviews.c.state == "pending"))

@@ -525,9 +525,10 @@ class TaskStore:
         revise: Callable[[TaskResult], TaskResult],
         within: Callable[[Connection, Task], None] | None = None,
         ends: Callable[[TaskResult], str | None] | None = None,
+        event: TaskEvent = TaskEvent.REVIEWED,
     ) -> Task | None:
-        """Change the result of a SUCCESS task (a review decision), tell observers (REVIEWED) and
-        run ``within`` in the same transaction. When ``ends`` gives a reason for the revised
+        """Change the result of a SUCCESS task (a review decision; files made after SUCCESS: say
+        so with ``event``), tell observers (REVIEWED) and run ``within`` in the same transaction. When ``ends`` gives a reason for the revised
         result, the task becomes FAILURE instead, refunded (COMPLETED): the one way a finished
         task changes status (``tasks.status``), for a task left with no image at all. None when
         not SUCCESS, or when the status table does not allow the change."""
@@ -550,7 +551,7 @@ class TaskStore:
             row = conn.execute(change.returning(*tasks.c)).first()
             if row is None:
                 return None
-            task = self._changed(conn, [row], TaskEvent.COMPLETED if reason else TaskEvent.REVIEWED)[0]
+            task = self._changed(conn, [row], TaskEvent.COMPLETED if reason else event)[0]
             if within is not None:
                 within(conn, task)
             return task

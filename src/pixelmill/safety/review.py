@@ -27,8 +27,9 @@ from pixelmill.safety.detector import Finding
 from pixelmill.tasks.record import Task, TaskResult
 from pixelmill.tasks.status import TaskStatus
 
-#: Stores image ``index`` of a task and returns (key, renditions): ``Executor.publish_one``.
-Publisher = Callable[[Task, int, Image.Image, str], tuple[str, dict[str, str]]]
+#: Stores image ``index`` of a task and returns its key: ``Executor.publish_one``. Its renditions
+#: and provenance record follow after the decision (queue/finishing.py).
+Publisher = Callable[[Task, int, Image.Image, str], str]
 
 
 class _Rolled(Exception):
@@ -103,12 +104,12 @@ class ReviewQueue:
             image = im.convert("RGB")
         # Stored before the transaction: content-addressed, so a lost race leaves only an
         # unreferenced object, never a wrong one.
-        key, files = publish(task, row.idx, image, row.model)
+        key = publish(task, row.idx, image, row.model)
 
         def revise(result: TaskResult) -> TaskResult:
             keys, renditions = list(result.image_keys), list(result.renditions)
             renditions += [{}] * (len(keys) - len(renditions))
-            keys[row.idx - 1], renditions[row.idx - 1] = key, files
+            keys[row.idx - 1], renditions[row.idx - 1] = key, {}
             return replace(result, image_keys=tuple(keys), renditions=tuple(renditions),
                            screening=_decided(result.screening, row.idx, "approved", actor))
 

@@ -21,16 +21,28 @@ class TaskResult:
     video_keys: tuple[str, ...] = ()
     #: What the engine kept with the result (engine=remote: upstream task id and charge).
     meta: dict[str, Any] = field(default_factory=dict)
-    #: Per image: its other files by name (web, thumb: smaller renditions; metadata: provenance JSON).
+    #: Per image: its other files by name (web, thumb: smaller renditions; metadata: provenance JSON),
+    #: made after SUCCESS (queue/finishing.py); {} until then.
     renditions: tuple[dict[str, str], ...] = ()
     #: Images screening did not simply pass, by index: {index, decision (block, review, approved,
     #: rejected), reasons, review_id}. Their ``image_keys`` / ``renditions`` entries are empty
     #: until a review approves them.
     screening: tuple[dict[str, Any], ...] = ()
+    #: The model that made the images and when they were stored: their provenance records it.
+    model: str | None = None
+    created: str | None = None
 
     def published(self, index: int) -> bool:
         """Whether image ``index`` (1-based) is stored and shown."""
         return 0 < index <= len(self.image_keys) and bool(self.image_keys[index - 1])
+
+    def unfinished(self) -> tuple[int, ...]:
+        """Images (1-based) stored without their renditions and provenance record yet. A clip's
+        poster has none."""
+        if self.video_keys:
+            return ()
+        made = self.renditions
+        return tuple(i for i, key in enumerate(self.image_keys, 1) if key and not (i <= len(made) and made[i - 1]))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +54,8 @@ class TaskResult:
             "meta": self.meta,
             "renditions": list(self.renditions),
             "screening": list(self.screening),
+            "model": self.model,
+            "created": self.created,
         }
 
     @classmethod
@@ -57,6 +71,8 @@ class TaskResult:
             meta=data.get("meta") or {},
             renditions=tuple(data.get("renditions") or ()),
             screening=tuple(data.get("screening") or ()),
+            model=data.get("model"),
+            created=data.get("created"),
         )
 
 

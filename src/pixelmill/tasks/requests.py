@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -102,7 +102,9 @@ Version = Annotated[VersionName, BeforeValidator(_number_as_text)]
 VariableValue = Annotated[str | int | float, Field(union_mode="left_to_right")]
 #: The fields of an imagine that pick and fill a template instead of giving a prompt.
 TEMPLATE_FIELDS = ("template", "release", "template_version", "variables", "subject_id")
-WebhookEvent = Literal["start", "progress", "completed", "reviewed"]
+WebhookEvent = Literal["start", "progress", "completed", "reviewed", "files"]
+#: A list of events names each at most once (duplicates are dropped), so it is never longer.
+WEBHOOK_EVENTS_MAX = len(get_args(WebhookEvent))
 #: What a webhook gets when it names no events.
 DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = ("start", "progress", "completed", "reviewed")
 MAX_PRIORITY = 10
@@ -127,8 +129,9 @@ class Delivery(RequestBody):
     webhook_url: Url | None = Field(
         None, description="POST signed events of this task here (Standard Webhooks); overrides the key's default."
     )
-    webhook_events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=4)] | None = Field(
-        None, description="Which events to send: start, progress, completed, reviewed (an image held for review was decided; default: all)."
+    webhook_events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=WEBHOOK_EVENTS_MAX)] | None = Field(
+        None, description="Which events to send: start, progress, completed, reviewed (an image held for review was decided), "
+        "files (renditions and provenance records made after SUCCESS). Default: all but files.",
     )
     previews: bool | None = Field(
         None, description="Store the engine's previews while it runs (preview_url), as if watched from the start. "

@@ -21,6 +21,9 @@ class TaskEvent(str, Enum):
     COMPLETED = "completed"
     #: A finished task changed after a person decided on an image held for review.
     REVIEWED = "reviewed"
+    #: A finished task gained the files made after SUCCESS: its images' renditions and provenance
+    #: records (queue/finishing.py).
+    FILES = "files"
 
 
 class TaskStatus(str, Enum):

@@ -56,7 +56,10 @@ class TaskView(BaseModel):
     )
     attempts: list[AttemptError] = Field(description="The error of every failed attempt, oldest first.")
     batch_id: str | None
-    renditions: list[dict[str, str]] = Field(description="Per image in image_urls: web and thumb renditions, metadata (its provenance record).")
+    renditions: list[dict[str, str]] = Field(
+        description="Per image in image_urls: web and thumb renditions, metadata (its provenance record). Made right after "
+        "SUCCESS: [] until then (the files webhook event says when)."
+    )
     engine: str = Field(description="The engine that runs it.")
     engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
     stages: dict[str, float] = Field(

@@ -62,17 +62,18 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class Published:
-    """What ``Executor.publish`` stored: keys by image index, "" (and {}) where screening kept an
-    image back."""
+    """What ``Executor.publish`` stored: keys by image index, "" where screening kept an image
+    back. Renditions and provenance records come after SUCCESS (``Executor.finish``)."""
 
     grid_key: str | None
     image_keys: tuple[str, ...]
-    renditions: tuple[dict[str, str], ...]
     screening: tuple[dict[str, Any], ...]
+    model: str
+    created: str
 
     def result(self, width: int, height: int, meta: dict[str, Any] | None = None) -> TaskResult:
-        return TaskResult(grid_key=self.grid_key, image_keys=self.image_keys, width=width, height=height,
-                          meta=meta or {}, renditions=self.renditions, screening=self.screening)
+        return TaskResult(grid_key=self.grid_key, image_keys=self.image_keys, width=width, height=height, meta=meta or {},
+                          screening=self.screening, model=self.model, created=self.created)
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,10 @@ class Executor:
         self._encoders.shutdown(wait=True)
 
     def publish(self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True) -> Published:
-        """Screen the task's images, then write those that pass under its output profile, each
-        with its renditions and its provenance record beside it, in parallel; the grid too, with a
-        blank tile where an image did not pass. An image for review is held privately
+        """Screen the task's images, then write those that pass under its output profile, with
+        their provenance embedded, in parallel; the grid too, with a blank tile where an image did
+        not pass. Nothing else: renditions and provenance records beside the images are made
+        after SUCCESS (``finish``). An image for review is held privately
         (``safety/review.py``); when every image is blocked the task fails (and is refunded)."""
         with stage("screening"):
             verdicts = self._screening.screen(task.tenant_id, images)
@@ -128,10 +130,9 @@ class Executor:
         self, task: Task, images: Sequence[Image.Image], model: str, grid: bool, verdicts: Sequence[Verdict], screening: list[dict[str, Any]]
     ) -> Published:
         profile = self._profile(task)
-        seeds = image_seeds(task.seed or 0, len(images))
         created = _now()
         jobs = {
-            i: self._encoders.submit(in_this_context(self.publish_one), task, i + 1, image, model, profile, seeds[i], created)
+            i: self._encoders.submit(in_this_context(self.publish_one), task, i + 1, image, model, profile, created)
             for i, (image, verdict) in enumerate(zip(images, verdicts, strict=True)) if verdict.decision == "pass"
         }
         for entry in screening:
@@ -144,31 +145,43 @@ class Executor:
         grid_key = self._file(compose_grid(tiles), profile) if grid else None
         done = {i: job.result() for i, job in jobs.items()}
         return Published(
-            grid_key=grid_key,
-            image_keys=tuple(done[i][0] if i in done else "" for i in range(len(images))),
-            renditions=tuple(done[i][1] if i in done else {} for i in range(len(images))),
-            screening=tuple(screening),
+            grid_key=grid_key, image_keys=tuple(done.get(i, "") for i in range(len(images))), screening=tuple(screening),
+            model=model, created=created,
         )
 
     def publish_one(
-        self, task: Task, index: int, image: Image.Image, model: str,
-        profile: Profile | None = None, seed: int | None = None, created: str | None = None,
-    ) -> tuple[str, dict[str, str]]:
-        """Store image ``index`` (1-based) of ``task``: full size with provenance, renditions, and
-        the provenance record as JSON. Returns (key, renditions)."""
-        profile = profile or self._profile(task)
-        seed = seed if seed is not None else image_seeds(task.seed or 0, index)[index - 1]
-        created = created or _now()
-        record = Provenance(
+        self, task: Task, index: int, image: Image.Image, model: str, profile: Profile | None = None, created: str | None = None,
+    ) -> str:
+        """Store image ``index`` (1-based) of ``task`` under its output profile, with its
+        provenance embedded; returns its key."""
+        record = self._provenance(task, index, model, created or _now())
+        return self._file(image, profile or self._profile(task), record)
+
+    def finish(self, task: Task) -> dict[int, tuple[str, dict[str, str]]]:
+        """Make what ``task``'s images still lack (``TaskResult.unfinished``): their renditions,
+        from the stored image, and their provenance record as JSON, the one embedded in the image.
+        Returns, by image index, the image's key and its files (queue/finishing.py adds them)."""
+        result = task.result
+        if result is None:
+            return {}
+        made: dict[int, tuple[str, dict[str, str]]] = {}
+        for index in result.unfinished():
+            key = result.image_keys[index - 1]
+            image = self._rgb(key)
+            record = self._provenance(task, index, result.model or task.engine, result.created or _now())
+            files = {name: self._file(image, RENDITIONS[name]) for name in self._renditions}
+            files["metadata"] = self._put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json")
+            made[index] = (key, files)
+        return made
+
+    def _provenance(self, task: Task, index: int, model: str, created: str) -> Provenance:
+        """The record of image ``index`` (1-based), embedded in it and stored beside it."""
+        return Provenance(
             task_id=task.id, prompt=task.prompt, final_prompt=task.final_prompt, engine=task.engine, model=model,
-            seed=seed, created=created, template=task.params.get("template"),
+            seed=image_seeds(task.seed or 0, index)[index - 1], created=created, template=task.params.get("template"),
             params={k: task.params.get(k) for k in ("width", "height", "output_profile", "price_key") if k in task.params}
             | {"action": task.action.value, "index": index, "parent_task_id": task.parent_task_id},
         )
-        full = self._file(image, profile, record)
-        files = {name: self._file(image, RENDITIONS[name], record) for name in self._renditions}
-        files["metadata"] = self._put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json")
-        return full, files
 
     def _profile(self, task: Task) -> Profile:
         return self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
@@ -296,11 +309,13 @@ class Executor:
             return self.publish(task, done.images[:1], done.model, grid=False).result(request.width, request.height, done.meta)
         if mode is None:
             # The chosen image is already stored under its content key: the plain pick is that
-            # same object (and its renditions), composed locally with no engine call.
+            # same object (and its renditions, once its parent has them), with no engine call.
             parent = self._store.get(task.parent_task_id or "")
-            kept = parent.result.renditions if parent and parent.result else ()
+            made = parent.result if parent and parent.result else TaskResult()
+            kept = made.renditions
             renditions = (kept[task.index - 1],) if task.index and len(kept) >= task.index else ()
-            return TaskResult(image_keys=(source["key"],), width=source["width"], height=source["height"], renditions=renditions)
+            return TaskResult(image_keys=(source["key"],), width=source["width"], height=source["height"], renditions=renditions,
+                              model=made.model, created=made.created)
         size = (p["width"], p["height"])
         enlarged = self._rgb(source["key"]).resize(size, Image.Resampling.LANCZOS)
         if mode == "subtle":

@@ -31,12 +31,14 @@ from pixelmill.engines.base import is_retryable
 from pixelmill.exceptions import EngineError
 from pixelmill.observe.metrics import WorkerMetrics
 from pixelmill.observe.stages import StageTimer, timing
+from pixelmill.queue.finishing import Finishing
 from pixelmill.queue.signals import Wakeup
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import Task
 from pixelmill.work.execute import Executor
+from pixelmill.work.finisher import Finisher
 
 log = structlog.get_logger("pixelmill.worker")
 
@@ -70,6 +72,7 @@ class WorkerPool:
         engines: Sequence[str] | None = None,
         chores: Sequence[Callable[[], object]] = (),
         metrics: WorkerMetrics | None = None,
+        finishing: Finishing | None = None,
     ) -> None:
         self._metrics = metrics
         #: Housekeeping run every chores_interval_seconds in a thread of its own (retention,
@@ -101,10 +104,17 @@ class WorkerPool:
         self._lanes = tuple(sorted((Lane(name) for name in settings.worker_lanes), key=lambda lane: lane is Lane.BATCH))
         self._batch_slots = threading.BoundedSemaphore(settings.batch_workers or max(1, size - 1))
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        #: Makes the files owed after SUCCESS (renditions, provenance records), woken by completions.
+        self._finisher = None if finishing is None else Finisher(
+            finishing, store, executor, owner=self.process_id, lock_seconds=settings.lease_seconds, metrics=metrics,
+        )
+        self._finish_due = threading.Event()
 
     def start(self) -> None:
         for i in range(self._size):
             self._spawn(f"worker-{i}", self._work_loop, f"{self.process_id}:{i}")
+        if self._finisher is not None:
+            self._spawn("finisher", self._finish_loop)
         self._spawn("heartbeat", self._heartbeat_loop)
         self._spawn("scheduler", self._scheduler_loop)
         self._spawn("chores", self._chores_loop)
@@ -121,6 +131,7 @@ class WorkerPool:
         afterwards is picked up again by another worker when its lease expires."""
         self._stop.set()
         self._wakeup.notify_all()
+        self._finish_due.set()
         for t in list(self._threads.values()):
             t.join(timeout)
 
@@ -259,6 +270,7 @@ class WorkerPool:
         finalizing = time.perf_counter()
         if self._recorded(lambda: self._store.complete(task.id, worker_id, outcome.result, outcome.description, stages=stages)):
             timer.add("finalize", time.perf_counter() - finalizing)
+            self._finish_due.set()
             log.info("task succeeded", stages_ms=stages)
             if self._metrics is not None:
                 for name, ms in timer.milliseconds().items():
@@ -291,6 +303,19 @@ class WorkerPool:
 
     def _pause(self, seconds: float) -> None:
         self._stop.wait(seconds)
+
+    def _finish_loop(self) -> None:
+        assert self._finisher is not None
+        while not self._stop.is_set():
+            try:
+                if self._finisher.run_once():
+                    continue
+            except Exception:
+                log.exception("finisher round failed")
+                self._stop.wait(ERROR_PAUSE_SECONDS)
+                continue
+            self._finish_due.wait(self._settings.worker_poll_seconds)
+            self._finish_due.clear()
 
     def _heartbeat_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
