@@ -16,7 +16,7 @@ import io
 import json
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ from pixelmill.exceptions import EngineError
 from pixelmill.media.canvas import composite, paint_mask, pan_canvas, zoom_canvas
 from pixelmill.media.encode import encode_preview
 from pixelmill.media.grid import compose_grid
-from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode
+from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Encoded, Profile, Provenance, encode
 from pixelmill.media.video import first_frame
 from pixelmill.observe.stages import in_this_context, stage
 from pixelmill.prompts.params import MAX_SEED
@@ -113,37 +113,63 @@ class Executor:
         self._encoders.shutdown(wait=True)
 
     def publish(self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True) -> Published:
-        """Screen the task's images, then write those that pass under its output profile, with
-        their provenance embedded, in parallel; the grid too, with a blank tile where an image did
-        not pass. Nothing else: renditions and provenance records beside the images are made
-        after SUCCESS (``finish``). An image for review is held privately
-        (``safety/review.py``); when every image is blocked the task fails (and is refunded)."""
-        with stage("screening"):
-            verdicts = self._screening.screen(task.tenant_id, images)
-        screening = kept_back(verdicts)
-        if all(v.decision == "block" for v in verdicts):
-            raise EngineError(f"blocked by output screening: {screening_text(screening)}", retryable=False)
-        with stage("postprocess"):
-            return self._publish(task, images, model, grid, verdicts, screening)
+        """Screen the task's images and store those that pass under its output profile, with
+        their provenance embedded; the grid too, with a blank tile where an image did not pass.
+        Nothing else: renditions and provenance records beside the images are made after SUCCESS
+        (``finish``). An image for review is held privately (``safety/review.py``); when every
+        image is blocked the task fails (and is refunded).
 
-    def _publish(
-        self, task: Task, images: Sequence[Image.Image], model: str, grid: bool, verdicts: Sequence[Verdict], screening: list[dict[str, Any]]
-    ) -> Published:
+        The files are encoded while screening runs, the grid as if every image passed (almost
+        always so); nothing is stored before its verdict, and a grid with a blank tile is encoded
+        again. On a GPU host screening and encoding use different parts of the machine; on a CPU
+        they share the cores, and the overlap still hides most of the encoding."""
         profile = self._profile(task)
         created = _now()
-        jobs = {
-            i: self._encoders.submit(in_this_context(self.publish_one), task, i + 1, image, model, profile, created)
-            for i, (image, verdict) in enumerate(zip(images, verdicts, strict=True)) if verdict.decision == "pass"
+        encodings = [
+            self._encoders.submit(in_this_context(self._encode), image, profile, self._provenance(task, index, model, created))
+            for index, image in enumerate(images, 1)
+        ]
+        full_grid = self._encoders.submit(in_this_context(self._encode), compose_grid(list(images)), profile) if grid else None
+        try:
+            with stage("screening"):
+                verdicts = self._screening.screen(task.tenant_id, images)
+            screening = kept_back(verdicts)
+            if all(v.decision == "block" for v in verdicts):
+                raise EngineError(f"blocked by output screening: {screening_text(screening)}", retryable=False)
+        except BaseException:
+            for job in (*encodings, full_grid):
+                if job is not None:
+                    job.cancel()  # those not started yet; the others are dropped unstored
+            raise
+        with stage("postprocess"):
+            return self._publish(task, images, model, created, verdicts, screening, encodings, full_grid)
+
+    def _publish(
+        self, task: Task, images: Sequence[Image.Image], model: str, created: str, verdicts: Sequence[Verdict],
+        screening: list[dict[str, Any]], encodings: Sequence[Future[Encoded]], full_grid: Future[Encoded] | None,
+    ) -> Published:
+        passed = [v.decision == "pass" for v in verdicts]
+        stored = {
+            i: self._encoders.submit(in_this_context(self._stored), job) for i, job in enumerate(encodings) if passed[i]
         }
+        for job, ok in zip(encodings, passed, strict=True):
+            if not ok:
+                job.cancel()
         for entry in screening:
             if entry["decision"] == "review":
                 if self._reviews is None:
                     raise EngineError("screening sent an image to review, but this worker has no review queue", retryable=False)
                 index = entry["index"]
                 entry["review_id"] = self._reviews.hold(task, index, images[index - 1], model, verdicts[index - 1].reasons)
-        tiles = [im if v.decision == "pass" else Image.new("RGB", im.size, (128, 128, 128)) for im, v in zip(images, verdicts, strict=True)]
-        grid_key = self._file(compose_grid(tiles), profile) if grid else None
-        done = {i: job.result() for i, job in jobs.items()}
+        grid_key = None
+        if full_grid is not None:
+            if all(passed):
+                grid_key = self._stored(full_grid)
+            else:
+                full_grid.cancel()
+                tiles = [im if ok else Image.new("RGB", im.size, (128, 128, 128)) for im, ok in zip(images, passed, strict=True)]
+                grid_key = self._file(compose_grid(tiles), self._profile(task))
+        done = {i: job.result() for i, job in stored.items()}
         return Published(
             grid_key=grid_key, image_keys=tuple(done.get(i, "") for i in range(len(images))), screening=tuple(screening),
             model=model, created=created,
@@ -187,11 +213,20 @@ class Executor:
         return self._profiles.get(task.params.get("output_profile") or "original", BUILTIN["original"])
 
     def _file(self, image: Image.Image, profile: Profile, record: Provenance | None = None) -> str:
-        """Encode under ``profile`` and store; a cap no file can meet is a final, clear failure."""
+        """Encode under ``profile`` and store."""
+        encoded = self._encode(image, profile, record)
+        return self._put(encoded.data, encoded.ext)
+
+    @staticmethod
+    def _encode(image: Image.Image, profile: Profile, record: Provenance | None = None) -> Encoded:
+        """One file under ``profile``; a cap no file can meet is a final, clear failure."""
         try:
-            encoded = encode(image, profile, record)
+            return encode(image, profile, record)
         except CapMissed as exc:
             raise EngineError(str(exc), retryable=False) from exc
+
+    def _stored(self, job: Future[Encoded]) -> str:
+        encoded = job.result()
         return self._put(encoded.data, encoded.ext)
 
     def _put(self, data: bytes, ext: str) -> str:
