@@ -39,6 +39,11 @@ from pixelmill.tasks.status import ACTIVE, QUEUED, TaskEvent, TaskStatus, source
 ChangeObserver = Callable[[Connection, Task, TaskEvent], None]
 
 
+#: Built once: the statement is compiled and cached by its shape, and each submit only binds its
+#: values (building it per row cost a seventh of a submit's CPU).
+_INSERT_TASK = insert(tasks).returning(*tasks.c)
+
+
 def _statuses(statuses: Iterable[TaskStatus]) -> list[str]:
     return sorted(s.value for s in statuses)
 
@@ -160,45 +165,44 @@ class TaskStore:
             rows = []
             for new, task_id in zip(news, ids, strict=True):
                 rows.append(conn.execute(
-                    insert(tasks)
-                    .values(
-                        id=task_id,
-                        tenant_id=new.tenant_id,
-                        action=new.action.value,
-                        status=_born_status(new).value,
-                        progress=0 if new.cached is None else 100,
-                        prompt=new.prompt,
-                        final_prompt=new.final_prompt,
-                        description="",
-                        params=new.params,
-                        engine=new.engine,
-                        seed=new.seed,
-                        quota=new.quota,
-                        parent_task_id=new.parent_task_id,
-                        image_index=new.index,
-                        result=new.cached.to_json() if new.cached else None,
-                        fail_reason=None,
-                        submit_time=now,
-                        start_time=now if new.cached else None,
-                        finish_time=now if new.cached else None,
-                        finalized_at=now if new.cached else None,
-                        api_key_id=new.api_key_id,
-                        cache_key=new.cache_key,
-                        prompt_key=new.prompt_key,
-                        lane=new.lane.value,
-                        priority=new.priority,
-                        fair_seq=fair if _born_status(new) is TaskStatus.SUBMITTED else 0,
-                        attempt=0,
-                        max_attempts=new.max_attempts,
-                        scheduled_at=now,
-                        errors=[],
-                        webhook=new.webhook,
-                        batch_id=new.batch_id,
-                        batch_index=new.batch_index,
-                        stages=new.stages,
-                        watched=new.watched,
-                    )
-                    .returning(*tasks.c)
+                    _INSERT_TASK,
+                    {
+                        "id": task_id,
+                        "tenant_id": new.tenant_id,
+                        "action": new.action.value,
+                        "status": _born_status(new).value,
+                        "progress": 0 if new.cached is None else 100,
+                        "prompt": new.prompt,
+                        "final_prompt": new.final_prompt,
+                        "description": "",
+                        "params": new.params,
+                        "engine": new.engine,
+                        "seed": new.seed,
+                        "quota": new.quota,
+                        "parent_task_id": new.parent_task_id,
+                        "image_index": new.index,
+                        "result": new.cached.to_json() if new.cached else None,
+                        "fail_reason": None,
+                        "submit_time": now,
+                        "start_time": now if new.cached else None,
+                        "finish_time": now if new.cached else None,
+                        "finalized_at": now if new.cached else None,
+                        "api_key_id": new.api_key_id,
+                        "cache_key": new.cache_key,
+                        "prompt_key": new.prompt_key,
+                        "lane": new.lane.value,
+                        "priority": new.priority,
+                        "fair_seq": fair if _born_status(new) is TaskStatus.SUBMITTED else 0,
+                        "attempt": 0,
+                        "max_attempts": new.max_attempts,
+                        "scheduled_at": now,
+                        "errors": [],
+                        "webhook": new.webhook,
+                        "batch_id": new.batch_id,
+                        "batch_index": new.batch_index,
+                        "stages": new.stages,
+                        "watched": new.watched,
+                    },
                 ).one())
                 fair += _born_status(new) is TaskStatus.SUBMITTED
             accepted = [Task.from_row(row) for row in rows]
