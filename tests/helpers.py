@@ -93,6 +93,6 @@ def wait_files(client: httpx.Client, task_id: str, timeout: float = 30) -> dict[
 
     def finished() -> dict[str, Any] | None:
         task = client.get(f"/v1/midjourney/{task_id}").json()
-        return task if task["status"] == "SUCCESS" and len(task["renditions"]) == len(task["image_urls"]) else None
+        return task if task["status"] == "SUCCESS" and all(task["renditions"]) else None
 
     return wait_for(finished, timeout=timeout, what=f"the renditions of task {task_id}")

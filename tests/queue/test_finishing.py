@@ -16,14 +16,16 @@ from sqlalchemy import select
 
 from pixelmill.auth.keys import Principal
 from pixelmill.clock import ManualClock
+from pixelmill.db.engine import write_tx
 from pixelmill.db.schema import finishing, task_files
 from pixelmill.queue.finishing import MAX_ATTEMPTS, Finishing
 from pixelmill.runtime import Runtime, build_runtime
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Action, Lane
-from pixelmill.tasks.record import Task
+from pixelmill.tasks.record import Task, TaskResult
 from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest
-from pixelmill.tasks.status import TaskStatus
+from pixelmill.tasks.status import TaskEvent, TaskStatus
+from pixelmill.tasks.view import task_view
 from pixelmill.work.finisher import Finisher
 
 LOCK_SECONDS = 30
@@ -105,9 +107,11 @@ def test_a_pick_of_a_finished_grid_shares_its_files_and_of_an_unfinished_one_get
     parent, first = runtime.tasks.get(grid.id), runtime.tasks.get(early.id)
     assert parent and parent.result and first and first.result and late.result
     assert late.result.renditions == (parent.result.renditions[2],) and late.result.unfinished() == ()
-    # Made for the pick itself: the same renditions (content-addressed), its own record.
-    assert {k: first.result.renditions[0][k] for k in ("web", "thumb")} == {k: parent.result.renditions[1][k] for k in ("web", "thumb")}
-    assert json.loads(runtime.storage.get(first.result.renditions[0]["metadata"]))["task_id"] == early.id
+    # Made for the pick itself, from the same file: the same renditions (content-addressed) and
+    # the record the file carries, its grid's image 2 (seed 3 + 1).
+    assert first.result.renditions[0] == parent.result.renditions[1]
+    record = json.loads(runtime.storage.get(first.result.renditions[0]["metadata"]))
+    assert (record["task_id"], record["seed"], record["params"]["index"]) == (grid.id, 4, 2)
 
 
 def test_work_a_finisher_took_and_never_finished_is_taken_again_once_its_lock_runs_out(
@@ -151,3 +155,43 @@ def test_a_failure_is_retried_with_backoff_then_given_up_without_touching_the_im
     kept = runtime.tasks.get(other.id)
     assert kept is not None and kept.status is TaskStatus.SUCCESS and kept.result is not None and other.result is not None
     assert kept.result.image_keys == other.result.image_keys and kept.result.renditions == ()
+
+
+def test_a_try_that_took_its_process_down_counts_and_the_last_one_gives_up(runtime: Runtime, acme: Principal, clock: ManualClock) -> None:
+    imagine(runtime, acme)
+    for _ in range(MAX_ATTEMPTS):  # each claim, then the process dies before it can say so
+        assert len(runtime.finishing.claim("dies", 1, LOCK_SECONDS)) == 1
+        clock.advance(LOCK_SECONDS + 1)
+    assert owed(runtime)[0].attempts == MAX_ATTEMPTS
+    assert runtime.finishing.claim("next", 1, LOCK_SECONDS) == [] and owed(runtime) == []
+
+
+def test_an_image_approved_while_its_task_backs_off_gets_new_tries_at_once(
+    runtime: Runtime, acme: Principal, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = imagine(runtime, acme)
+    monkeypatch.setattr(runtime.executor, "finish", lambda t: (_ for _ in ()).throw(OSError("disk full")))
+    f = finisher(runtime, "f")
+    for _ in range(MAX_ATTEMPTS - 1):
+        clock.advance(3600)
+        assert f.run_once() == 1
+    assert owed(runtime)[0].attempts == MAX_ATTEMPTS - 1
+    current = runtime.tasks.get(task.id)
+    assert current is not None
+    with write_tx(runtime.db) as conn:  # what an approval's transaction tells the observer
+        runtime.finishing.on_change(conn, current, TaskEvent.REVIEWED)
+    [row] = owed(runtime)
+    assert row.attempts == 0 and row.due_at == clock.now_ms()
+
+
+def test_renditions_line_up_with_the_images_shown() -> None:
+    result = TaskResult(image_keys=("a", "", "c", "d"), renditions=({"web": "a-web"}, {}, {}, {"web": "d-web"}))
+    task = Task(
+        id="1", tenant_id="t", action=Action.IMAGINE, status=TaskStatus.SUCCESS, progress=100, prompt="p", final_prompt="p",
+        description="", params={}, engine="procedural", seed=1, quota=1, parent_task_id=None, index=None, result=result,
+        fail_reason=None, submit_time=0, start_time=0, finish_time=0, lane=Lane.INTERACTIVE, priority=0, attempt=1, max_attempts=3,
+        scheduled_at=0, lease_owner=None, lease_expires_at=None,
+    )
+    view = task_view(task, "http://h", url_for=lambda key, base: f"{base}/{key}")
+    assert view.image_urls == ["http://h/a", "http://h/c", "http://h/d"]
+    assert view.renditions == [{"web": "http://h/a-web"}, {}, {"web": "http://h/d-web"}]  # image c: not made yet

@@ -2,8 +2,8 @@
 
 A profile names a format (PNG, JPEG, WebP, AVIF), a quality, a size rule (the long edge, or an
 exact size with a fit rule), a file-size cap, and whether public files keep the provenance
-metadata. Every image is written as a set of renditions in one pass over it: ``full`` (the
-profile itself) plus ``web`` and ``thumb`` (smaller, lossy), each sRGB.
+metadata. Every image is written under its profile, and beside it (after SUCCESS,
+queue/finishing.py) ``web`` and ``thumb`` renditions (smaller, lossy), each sRGB.
 
 A size cap is met by search, not by failing: first the quality (binary search, lossy formats),
 then the size (steps of 85 %) until the file fits or the picture would go below

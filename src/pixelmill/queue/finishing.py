@@ -22,15 +22,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
+import structlog
+from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.engine import write_tx
 from pixelmill.db.schema import finishing
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import Task, TaskResult
 from pixelmill.tasks.status import TaskEvent, TaskStatus
+
+log = structlog.get_logger("pixelmill.finishing")
 
 #: Tries before a task's renditions are given up (about 4 minutes of backoff in all).
 MAX_ATTEMPTS = 8
@@ -57,15 +60,25 @@ class Finishing:
             return
         if task.result is None or not task.result.unfinished():
             return
-        values = {"task_id": task.id, "due_at": self._clock.now_ms(), "attempts": 0}
-        # Already owed (a review approved another image meanwhile): the finisher looks again
-        # when it adds what it made (``add``), so the new image is not missed.
-        conn.execute(self._insert(finishing).values(**values).on_conflict_do_nothing(index_elements=[finishing.c.task_id]))
+        now = self._clock.now_ms()
+        # Already owed (a review approved another image meanwhile): the new image gets its own
+        # tries, at once; a finisher at work on the row looks again when it adds what it made.
+        stmt = self._insert(finishing).values(task_id=task.id, due_at=now, attempts=0)
+        conn.execute(stmt.on_conflict_do_update(index_elements=[finishing.c.task_id], set_={"due_at": now, "attempts": 0}))
 
     def claim(self, owner: str, limit: int, lock_seconds: float) -> list[Claimed]:
-        """Lock up to ``limit`` due rows for ``owner``, counting a try on each."""
+        """Lock up to ``limit`` due rows for ``owner``, counting a try on each. A row whose tries
+        are used up is given up here too: a try that took its process down never reached
+        ``failed``."""
         now = self._clock.now_ms()
         f = finishing.c
+        with write_tx(self._engine) as conn:
+            lost = conn.execute(
+                delete(finishing).where(f.attempts >= MAX_ATTEMPTS, or_(f.locked_until.is_(None), f.locked_until < now))
+                .returning(f.task_id)
+            ).scalars().all()
+        for task_id in lost:
+            log.error("renditions not made; given up", task_id=task_id, attempts=MAX_ATTEMPTS, error="each try ended its process")
         due = (
             select(f.task_id)
             .where(f.due_at <= now, or_(f.locked_until.is_(None), f.locked_until < now))
@@ -109,12 +122,12 @@ class Finishing:
         return task
 
     def failed(self, claimed: Claimed, owner: str, error: str) -> bool:
-        """Schedule the next try; False (and the row removed) once the tries are used up."""
+        """Schedule the next try; False (and the row removed) once the tries are used up. The
+        row's own count decides: an approval meanwhile gave it new tries."""
         f = finishing.c
         mine = and_(f.task_id == claimed.task_id, f.locked_by == owner)
         with write_tx(self._engine) as conn:
-            if claimed.attempts >= MAX_ATTEMPTS:
-                conn.execute(delete(finishing).where(mine))
+            if conn.execute(delete(finishing).where(mine, f.attempts >= MAX_ATTEMPTS)).rowcount:
                 return False
             wait_ms = 1000 * min(2**claimed.attempts, MAX_BACKOFF_SECONDS)
             conn.execute(
@@ -126,8 +139,3 @@ class Finishing:
         """Owe nothing for ``task_id`` (it ended otherwise, or retention removed it)."""
         with write_tx(self._engine) as conn:
             conn.execute(delete(finishing).where(finishing.c.task_id == task_id))
-
-    def pending(self) -> int:
-        """Tasks still owed files (the health report)."""
-        with read_tx(self._engine) as conn:
-            return int(conn.execute(select(func.count()).select_from(finishing)).scalar_one())

@@ -57,8 +57,8 @@ class TaskView(BaseModel):
     attempts: list[AttemptError] = Field(description="The error of every failed attempt, oldest first.")
     batch_id: str | None
     renditions: list[dict[str, str]] = Field(
-        description="Per image in image_urls: web and thumb renditions, metadata (its provenance record). Made right after "
-        "SUCCESS: [] until then (the files webhook event says when)."
+        description="Per image in image_urls, in the same order: web and thumb renditions, metadata (its provenance record). "
+        "Made right after SUCCESS: {} until then (the files webhook event says when)."
     )
     engine: str = Field(description="The engine that runs it.")
     engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
@@ -130,7 +130,11 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
         preview_url=url(task.preview_key) if task.preview_key and not task.status.is_terminal else None,
         attempts=[AttemptError(**e) for e in task.errors],
         batch_id=task.batch_id,
-        renditions=[{name: url(key) for name, key in r.items()} for r in result.renditions if r] if result else [],
+        # One entry per image shown in image_urls, in the same order: {} until its files are made.
+        renditions=[
+            {name: url(file) for name, file in (result.renditions[i] if i < len(result.renditions) else {}).items()}
+            for i, key in enumerate(result.image_keys) if key
+        ] if result else [],
         engine=task.engine,
         engine_meta=result.meta if result else {},
         screening=list(result.screening) if result else [],

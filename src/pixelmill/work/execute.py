@@ -29,7 +29,7 @@ from pixelmill.exceptions import EngineError
 from pixelmill.media.canvas import composite, paint_mask, pan_canvas, zoom_canvas
 from pixelmill.media.encode import encode_preview
 from pixelmill.media.grid import compose_grid
-from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Encoded, Profile, Provenance, encode
+from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Encoded, Profile, Provenance, encode, read_provenance
 from pixelmill.media.video import first_frame
 from pixelmill.observe.stages import in_this_context, stage
 from pixelmill.prompts.params import MAX_SEED
@@ -141,8 +141,14 @@ class Executor:
                 if job is not None:
                     job.cancel()  # those not started yet; the others are dropped unstored
             raise
-        with stage("postprocess"):
-            return self._publish(task, images, model, created, verdicts, screening, encodings, full_grid)
+        try:
+            with stage("postprocess"):
+                return self._publish(task, images, model, created, verdicts, screening, encodings, full_grid)
+        except BaseException:
+            for job in (*encodings, full_grid):
+                if job is not None:
+                    job.cancel()  # an attempt that failed here stores nothing more (retention takes what it did)
+            raise
 
     def _publish(
         self, task: Task, images: Sequence[Image.Image], model: str, created: str, verdicts: Sequence[Verdict],
@@ -185,7 +191,7 @@ class Executor:
 
     def finish(self, task: Task) -> dict[int, tuple[str, dict[str, str]]]:
         """Make what ``task``'s images still lack (``TaskResult.unfinished``): their renditions,
-        from the stored image, and their provenance record as JSON, the one embedded in the image.
+        from the stored image, and as JSON the provenance record embedded in it.
         Returns, by image index, the image's key and its files (queue/finishing.py adds them)."""
         result = task.result
         if result is None:
@@ -193,10 +199,14 @@ class Executor:
         made: dict[int, tuple[str, dict[str, str]]] = {}
         for index in result.unfinished():
             key = result.image_keys[index - 1]
-            image = self._rgb(key)
-            record = self._provenance(task, index, result.model or task.engine, result.created or _now())
+            data = self._storage.get(key)
+            with Image.open(io.BytesIO(data)) as im:
+                image = im.convert("RGB")
+            # The record the file carries (a pick's file is its grid's image, with its grid's
+            # record); rebuilt only for a profile that strips it.
+            record = read_provenance(data) or self._provenance(task, index, result.model or task.engine, result.created or _now()).record()
             files = {name: self._file(image, RENDITIONS[name]) for name in self._renditions}
-            files["metadata"] = self._put(json.dumps(record.record(), ensure_ascii=False, sort_keys=True).encode(), "json")
+            files["metadata"] = self._put(json.dumps(record, ensure_ascii=False, sort_keys=True).encode(), "json")
             made[index] = (key, files)
         return made
 

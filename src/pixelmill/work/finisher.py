@@ -3,6 +3,8 @@ image's renditions and provenance record; queue/finishing.py says why and what s
 
 It runs beside the workers and takes a core only while tasks are owed files; a worker that
 completes a task wakes it at once, and it looks for work of other processes every poll interval.
+It runs at normal priority: a lowered one was tried, and a starved finisher holding the SQLite
+write lock (its storage writes are recorded) would have stalled the workers behind it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pixelmill.work.execute import Executor
 
 log = structlog.get_logger("pixelmill.finisher")
 
-#: Tasks claimed at a time: a few, so that another process's finisher shares a burst.
-BATCH = 4
+#: Tasks claimed at a time: one, so that a lock never runs out on a task still waiting its turn
+#: (and another process's finisher shares a burst).
+BATCH = 1
 
 
 class Finisher:

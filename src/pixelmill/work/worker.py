@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -59,18 +58,6 @@ def _unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError)
-
-
-def _yield_cpu() -> None:
-    """Run the calling thread at the lowest CPU priority: the finisher's work (renditions) is what
-    nobody waits for, so on a busy host it takes the cores only when the workers leave them idle.
-    Linux gives every thread its own nice value; elsewhere the thread keeps its priority."""
-    if sys.platform != "linux":
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError as exc:  # a sandbox that forbids it: the finisher still runs, at normal priority
-        log.warning("finisher runs at normal priority", error=str(exc))
 
 
 class WorkerPool:
@@ -319,7 +306,6 @@ class WorkerPool:
 
     def _finish_loop(self) -> None:
         assert self._finisher is not None
-        _yield_cpu()
         while not self._stop.is_set():
             try:
                 if self._finisher.run_once():
