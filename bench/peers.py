@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -40,10 +39,9 @@ from sqlalchemy import create_engine, text
 
 import loadgen
 from pixelmill.testing import Server, free_port, wait_for
-from service import KEY, UNCAPPED, pct
+from service import KEY, UNCAPPED, pct, pg_database
 
 HERE = Path(__file__).resolve().parent
-PG_ADMIN = os.environ.get("PIXELMILL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_DB = 15
 POLL_SECONDS = 0.005
 PEER_PACKAGES = ["fastapi>=0.110", "uvicorn[standard]>=0.29", "celery[redis]>=5.3", "procrastinate>=2.0", "psycopg[binary,pool]>=3.1"]
@@ -61,20 +59,6 @@ class Running:
     job_id: Callable[[dict], str]
     done: Callable[[dict], bool]
     done_count: Callable[[], int]
-
-
-@contextmanager
-def pg_database(prefix: str) -> Iterator[str]:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _count(url: str, sql: str) -> Callable[[], int]:

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
 
 import loadgen
 from loadgen import post_json
@@ -33,8 +38,25 @@ from pixelmill.testing import Server, wait_for
 KEY = "pm_bench_" + "b" * 32
 IMAGINE = "/v1/midjourney/generations/imagine"
 #: The load generator is one key submitting thousands of tasks: no queue, rate or concurrency caps.
+#: Where benchmarks make (and drop) a PostgreSQL database of their own.
+PG_ADMIN = os.environ.get("PIXELMILL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 UNCAPPED = {"interactive_queue_limit": 1_000_000, "rate_per_minute": 0, "max_concurrent_tasks": 0}
 PROMPTS = ["a serene mountain lake at sunrise, mist", "a neon city at night", "red desert dunes at sunset", "a dark pine forest in winter"]
+
+
+@contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database's URL, dropped afterwards."""
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def pct(values: list[float], q: float) -> float:

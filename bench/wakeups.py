@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 
 from pixelmill.clock import clock_for
 from pixelmill.db.engine import make_engine
@@ -32,36 +29,25 @@ from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import TaskResult
 from pixelmill.testing import Server, wait_for
-from service import pct
+from service import pct, pg_database
 
 KEY = "pm_wakeup_" + "w" * 32
-ADMIN_URL = os.environ.get("PIXELMILL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=50)
     args = ap.parse_args()
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"pixelmill_wakeups_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            srv = Server(Path(tmp), KEY, database_url=url, workers=0, screening="off", rate_per_minute=0,
-                         max_concurrent_tasks=0, procedural_delay_ms=0).start()
-            try:
-                with srv.client() as api:
-                    with srv.worker("--concurrency", "2"):
-                        starts = submit_to_start(api, args.tasks)
-                    streams = change_to_stream(api, url, args.tasks)
-            finally:
-                srv.stop()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with pg_database("pixelmill_wakeups") as url, tempfile.TemporaryDirectory() as tmp:
+        srv = Server(Path(tmp), KEY, database_url=url, workers=0, screening="off", rate_per_minute=0,
+                     max_concurrent_tasks=0, procedural_delay_ms=0).start()
+        try:
+            with srv.client() as api:
+                with srv.worker("--concurrency", "2"):
+                    starts = submit_to_start(api, args.tasks)
+                streams = change_to_stream(api, url, args.tasks)
+        finally:
+            srv.stop()
     print(f"submit -> worker start (separate process)   p50 {pct(starts, 50):6.1f} ms   p95 {pct(starts, 95):6.1f} ms   ({len(starts)} tasks)")
     print(f"change in another process -> SSE event      p50 {pct(streams, 50):6.1f} ms   p95 {pct(streams, 95):6.1f} ms   ({len(streams)} tasks)")
 

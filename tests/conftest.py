@@ -13,11 +13,12 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 
-from pixelmill.auth.keys import KeyStore
+from pixelmill.auth.keys import KeyStore, Principal
 from pixelmill.clock import ManualClock
 from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.queue.store import TaskStore
+from pixelmill.runtime import Runtime
 from tests.helpers import Server, free_port, require_extra, wait_for
 
 TEST_KEY = "pm_test_" + "k" * 32
@@ -29,6 +30,13 @@ hypothesis_settings.register_profile("pixelmill", derandomize=True, deadline=Non
                                      suppress_health_check=[HealthCheck.too_slow])
 hypothesis_settings.register_profile("explore", deadline=None, database=None, max_examples=1000, print_blob=True)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "pixelmill"))
+
+
+@pytest.fixture
+def acme(runtime: Runtime) -> Principal:
+    """A key of tenant acme, in the ``runtime`` fixture of the module that asks for it."""
+    key, _ = runtime.keys.create(tenant_id="acme")
+    return Principal(key.id, "acme", False)
 
 
 @pytest.fixture(scope="session")

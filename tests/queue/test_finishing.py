@@ -43,12 +43,6 @@ def runtime(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
     rt.close()
 
 
-@pytest.fixture
-def acme(runtime: Runtime) -> Principal:
-    key, _ = runtime.keys.create(tenant_id="acme")
-    return Principal(key.id, "acme", False)
-
-
 def run_to_success(runtime: Runtime, task: Task) -> Task:
     """What a worker does with ``task``, without the pool's finisher."""
     claimed = runtime.tasks.claim("w", [Lane.INTERACTIVE], 60)

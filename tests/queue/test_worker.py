@@ -47,12 +47,6 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt.close()
 
 
-@pytest.fixture
-def acme(runtime: Runtime) -> Principal:
-    key, _ = runtime.keys.create(tenant_id="acme")
-    return Principal(key.id, "acme", False)
-
-
 def submit(runtime: Runtime, acme: Principal, prompt: str = "a cat") -> Task:
     [task] = runtime.service.imagine(acme, ImagineRequest(prompt=f"{prompt} --seed 1"))
     return task

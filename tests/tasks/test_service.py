@@ -24,12 +24,6 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt.close()
 
 
-@pytest.fixture
-def acme(runtime: Runtime) -> Principal:
-    key, _ = runtime.keys.create(tenant_id="acme")
-    return Principal(key.id, "acme", False)
-
-
 def test_no_engine_instance_is_503_code_3_without_the_word_task(runtime: Runtime, acme: Principal) -> None:
     runtime.service._engines = {}  # no engine loaded on this deployment
     with pytest.raises(EngineUnavailable) as err:

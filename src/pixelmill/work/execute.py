@@ -181,13 +181,10 @@ class Executor:
             model=model, created=created,
         )
 
-    def publish_one(
-        self, task: Task, index: int, image: Image.Image, model: str, profile: Profile | None = None, created: str | None = None,
-    ) -> str:
+    def publish_one(self, task: Task, index: int, image: Image.Image, model: str) -> str:
         """Store image ``index`` (1-based) of ``task`` under its output profile, with its
-        provenance embedded; returns its key."""
-        record = self._provenance(task, index, model, created or _now())
-        return self._file(image, profile or self._profile(task), record)
+        provenance embedded (a review's approval); returns its key."""
+        return self._file(image, self._profile(task), self._provenance(task, index, model, _now()))
 
     def finish(self, task: Task) -> dict[int, tuple[str, dict[str, str]]]:
         """Make what ``task``'s images still lack (``TaskResult.unfinished``): their renditions,
