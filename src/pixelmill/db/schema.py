@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    literal_column,
     text,
 )
 
@@ -64,8 +65,14 @@ api_keys = Table(
 
 TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCEL")
 
-#: The partial indexes' condition: waiting tasks (tasks/status.py QUEUED).
-QUEUED_ONLY = text("status IN ('NOT_START', 'SUBMITTED')")
+#: Waiting tasks (tasks/status.py QUEUED): the partial indexes' condition. Queries over waiting
+#: tasks use ``QUEUED_ROWS`` below, this condition with the values written into the SQL: only
+#: then can the planner see that the partial index holds every row they want (a bound list could
+#: hold anything), and walk the waiting tasks instead of the lane's whole history.
+QUEUED_VALUES = ("NOT_START", "SUBMITTED")
+QUEUED_ONLY = text("status IN ({})".format(", ".join(f"'{value}'" for value in QUEUED_VALUES)))
+#: Queued or running (tasks/status.py ACTIVE): what counts against a key's concurrency cap.
+ACTIVE_VALUES = ("IN_PROGRESS", "NOT_START", "SUBMITTED")
 
 tasks = Table(
     "tasks",
@@ -132,7 +139,6 @@ tasks = Table(
           postgresql_where=QUEUED_ONLY, sqlite_where=QUEUED_ONLY),
     # A tenant's newest place in a lane's fair order (queue/fairness.py).
     Index("ix_tasks_tenant_fair", "tenant_id", "lane", "fair_seq"),
-    Index("ix_tasks_lane_fair", "lane", "fair_seq"),
     Index("ix_tasks_batch", "batch_id", "batch_index"),
     Index("ix_tasks_lease", "status", "lease_expires_at"),
     Index("ix_tasks_tenant", "tenant_id", "submit_time"),
@@ -140,6 +146,33 @@ tasks = Table(
     Index("ix_tasks_key_status", "api_key_id", "status"),
     Index("ix_tasks_prompt_key", "tenant_id", "prompt_key"),
     Index("ix_tasks_finish", "tenant_id", "finish_time"),
+)
+
+QUEUED_ROWS = tasks.c.status.in_([literal_column(f"'{value}'") for value in QUEUED_VALUES])
+
+#: Kept by triggers (migration 0013) in the transaction that inserts, updates or deletes a task,
+#: so that a submit reads its lane's queue depth and fair-order clock instead of counting rows.
+#: ``waiting``: the lane's queued tasks; ``last_seq``: the last place given in its fair order
+#: (queue/fairness.py). A lane's figures are the sum and the maximum over its rows (``shard``:
+#: PostgreSQL spreads them over 8 rows against lock contention; SQLite keeps one).
+lane_state = Table(
+    "lane_state",
+    metadata,
+    Column("lane", String(16), nullable=False),
+    Column("shard", Integer, nullable=False),
+    Column("waiting", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("lane", "shard"),
+)
+
+#: A key's queued and running tasks per lane, kept by the same triggers (its concurrency cap).
+key_active = Table(
+    "key_active",
+    metadata,
+    Column("api_key_id", String(32), nullable=False),
+    Column("lane", String(16), nullable=False),
+    Column("active", BigInteger, nullable=False),
+    PrimaryKeyConstraint("api_key_id", "lane"),
 )
 
 #: One row per (API key, Idempotency-Key). ``task_ids`` NULL while the first request is still

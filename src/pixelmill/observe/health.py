@@ -21,8 +21,8 @@ from sqlalchemy import Engine, func, select
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx
-from pixelmill.db.schema import refusals, tasks
-from pixelmill.observe.metrics import QUEUED_VALUES, cache_hit
+from pixelmill.db.schema import QUEUED_ROWS, refusals, tasks
+from pixelmill.observe.metrics import cache_hit
 from pixelmill.observe.stages import STAGES
 from pixelmill.tasks.status import TaskStatus
 
@@ -94,7 +94,7 @@ class HealthReport:
             ).scalar_one()
             stuck_rows = conn.execute(
                 select(t.id, t.status, t.lane, t.submit_time)
-                .where(t.status.in_(QUEUED_VALUES), t.submit_time < now - int(th.stuck_after_seconds * 1000))
+                .where(QUEUED_ROWS, t.submit_time < now - int(th.stuck_after_seconds * 1000))
                 .order_by(t.submit_time)
                 .limit(20)
             ).all()
@@ -103,7 +103,7 @@ class HealthReport:
                 .order_by(t.finish_time.desc()).limit(STAGE_SAMPLE)
             ).scalars().all()
             stuck_total = conn.execute(
-                select(func.count()).where(t.status.in_(QUEUED_VALUES), t.submit_time < now - int(th.stuck_after_seconds * 1000))
+                select(func.count()).where(QUEUED_ROWS, t.submit_time < now - int(th.stuck_after_seconds * 1000))
             ).scalar_one()
         finished = sum(ended.values())
         figures = [

@@ -24,16 +24,15 @@ from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx
-from pixelmill.db.schema import ledger, refusals, tasks, webhook_events
+from pixelmill.db.schema import QUEUED_ROWS, ledger, refusals, tasks, webhook_events
 from pixelmill.tasks.actions import Lane
-from pixelmill.tasks.status import QUEUED, TaskStatus
+from pixelmill.tasks.status import TaskStatus
 
 if TYPE_CHECKING:
     from pixelmill.safety.screening import Verdict
 
 #: Seconds; from a cache hit (milliseconds) to a slow model run with a long queue.
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120, 300, 600, 1800, 3600)
-QUEUED_VALUES = sorted(s.value for s in QUEUED)
 HOUR_MS = 3_600_000
 
 
@@ -78,7 +77,7 @@ class DatabaseCollector(Collector):
             oldest = GaugeMetricFamily("pixelmill_queue_oldest_age_seconds", "Age of the oldest waiting task per lane (0 when none).", labels=["lane"])
             waiting = {
                 lane: (n, first) for lane, n, first in conn.execute(
-                    select(t.lane, func.count(), func.min(t.submit_time)).where(t.status.in_(QUEUED_VALUES)).group_by(t.lane)
+                    select(t.lane, func.count(), func.min(t.submit_time)).where(QUEUED_ROWS).group_by(t.lane)
                 )
             }
             for lane in Lane:

@@ -16,14 +16,13 @@ tasks therefore jump its own queue, never another tenant's.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, func, or_, select
+from typing import Any
 
-from pixelmill.db.schema import tasks
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select
+
+from pixelmill.db.schema import QUEUED_ROWS, lane_state, tasks
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import Task
-from pixelmill.tasks.status import QUEUED
-
-QUEUED_VALUES = sorted(s.value for s in QUEUED)
 
 #: Which place of a lane a claim fills next (partial index ix_tasks_queued_fair). A tenant holds
 #: each place once, so (place, tenant) orders places whichever task holds them after swaps.
@@ -36,19 +35,37 @@ TENANT_ORDER = (tasks.c.priority.desc(), tasks.c.submit_time, tasks.c.id)
 
 def fair_start(conn: Connection, tenant_id: str, lane: Lane) -> int:
     """The ``fair_seq`` of ``tenant_id``'s next task in ``lane``."""
-    in_lane = tasks.c.lane == lane.value
-    virtual = conn.execute(select(func.min(tasks.c.fair_seq)).where(in_lane, tasks.c.status.in_(QUEUED_VALUES))).scalar()
+    # One statement of three lookups, none of which walks finished tasks: this runs in every
+    # accepting transaction, and a lane keeps weeks of history.
+    row = conn.execute(_FAIR_START, {"lane": lane.value, "tenant_id": tenant_id}).one()
+    virtual, last, own = (None if value is None else int(value) for value in row)
     if virtual is None:  # nothing waiting: the lane's clock stands where the last task was placed
-        virtual = conn.execute(select(func.max(tasks.c.fair_seq)).where(in_lane)).scalar() or 0
-    own = conn.execute(select(func.max(tasks.c.fair_seq)).where(tasks.c.tenant_id == tenant_id, in_lane)).scalar()
+        virtual = last or 0
     return max(virtual, own + 1 if own is not None else 0)
+
+
+def _fair_start() -> Select[Any]:
+    # Each an ORDER BY over an index, LIMIT 1, rather than min() / max(): a planner whose
+    # statistics are stale (a table that just grew) may aggregate every matching row instead.
+    in_lane = tasks.c.lane == bindparam("lane")
+    virtual = select(tasks.c.fair_seq).where(in_lane, QUEUED_ROWS).order_by(tasks.c.fair_seq).limit(1).scalar_subquery()
+    last = select(func.max(lane_state.c.last_seq)).where(lane_state.c.lane == bindparam("lane")).scalar_subquery()
+    own = (
+        select(tasks.c.fair_seq).where(tasks.c.tenant_id == bindparam("tenant_id"), in_lane)
+        .order_by(tasks.c.fair_seq.desc()).limit(1).scalar_subquery()
+    )
+    return select(virtual, last, own)
+
+
+#: Built once: a statement built per call spends more time on its cache key than SQLite on it.
+_FAIR_START = _fair_start()
 
 
 def queue_position(conn: Connection, task: Task) -> int:
     """1 = the next task its lane's workers take. The task runs in its tenant's k-th place, k its
     rank among the tenant's waiting tasks by ``TENANT_ORDER``; before it run the tenant's k-1
     better tasks and every other tenant's task placed before that k-th place."""
-    queued = and_(tasks.c.lane == task.lane.value, tasks.c.status.in_(QUEUED_VALUES))
+    queued = and_(tasks.c.lane == task.lane.value, QUEUED_ROWS)
     own = and_(queued, tasks.c.tenant_id == task.tenant_id)
     same = tasks.c.priority == task.priority
     better = conn.execute(select(func.count()).where(own, or_(
