@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, insert, select, update
+from sqlalchemy import Engine, Row, bindparam, insert, select, update
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
@@ -67,6 +67,15 @@ def hash_key(plaintext: str) -> str:
 
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+#: Every request runs it: built once, bound per call. Looked up each time, never cached, so a
+#: revoked key stops working at once in every process.
+_AUTHENTICATE = select(
+    api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at,
+    api_keys.c.rate_per_minute, api_keys.c.max_concurrent, api_keys.c.webhook_url,
+    api_keys.c.webhook_events, api_keys.c.output_profile, api_keys.c.require_template,
+).where(api_keys.c.key_hash == bindparam("b_hash"))
 
 
 class KeyStore:
@@ -141,13 +150,7 @@ class KeyStore:
         if not plaintext:
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
         with read_tx(self._engine) as conn:
-            row = conn.execute(
-                select(
-                    api_keys.c.id, api_keys.c.tenant_id, api_keys.c.is_admin, api_keys.c.revoked_at,
-                    api_keys.c.rate_per_minute, api_keys.c.max_concurrent, api_keys.c.webhook_url,
-                    api_keys.c.webhook_events, api_keys.c.output_profile, api_keys.c.require_template,
-                ).where(api_keys.c.key_hash == hash_key(plaintext))
-            ).first()
+            row = conn.execute(_AUTHENTICATE, {"b_hash": hash_key(plaintext)}).first()
         if row is None or row.revoked_at is not None:
             raise AuthenticationError("invalid or revoked API key")
         return Principal(

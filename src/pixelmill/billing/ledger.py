@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
@@ -51,6 +51,12 @@ class EngineCost:
     estimated_cost: float
 
 
+# Built once: every accepted submit runs them.
+_BALANCE = select(api_keys.c.balance).where(api_keys.c.id == bindparam("b_key")).with_for_update()
+_SPEND = update(api_keys).where(api_keys.c.id == bindparam("b_key")).values(balance=api_keys.c.balance - bindparam("b_total"))
+_CHARGE = insert(ledger)
+
+
 class Ledger:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
@@ -66,16 +72,16 @@ class Ledger:
         if not costing:
             return
         # The row lock makes concurrent submits of one key take turns (SQLite writes are serial).
-        balance = conn.execute(select(api_keys.c.balance).where(api_keys.c.id == key_id).with_for_update()).scalar_one()
+        balance = conn.execute(_BALANCE, {"b_key": key_id}).scalar_one()
         if balance is not None:
             if balance < total:
                 raise InsufficientQuota(
                     f"not enough quota: this request costs {total}, the key has {balance} left",
                     properties={"cost": total, "balance": int(balance)},
                 )
-            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(balance=api_keys.c.balance - total))
+            conn.execute(_SPEND, {"b_key": key_id, "b_total": total})
         now = self._clock.now_ms()
-        conn.execute(insert(ledger), [
+        conn.execute(_CHARGE, [
             {"key_id": key_id, "tenant_id": t.tenant_id, "task_id": t.id, "kind": "charge", "amount": -t.quota,
              "price_key": t.params.get("price_key"), "engine": t.engine, "created_at": now}
             for t in costing

@@ -16,9 +16,10 @@ tasks therefore jump its own queue, never another tenant's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func, or_, select
 
 from pixelmill.db.schema import QUEUED_ROWS, lane_state, tasks
 from pixelmill.tasks.actions import Lane
@@ -31,6 +32,16 @@ HEAD_ORDER = (tasks.c.fair_seq, tasks.c.tenant_id)
 #: submit time, not by place, because places move when tasks swap them. Tasks of one submit have
 #: rising ids; two submits of one tenant in the same millisecond were concurrent, in no order.
 TENANT_ORDER = (tasks.c.priority.desc(), tasks.c.submit_time, tasks.c.id)
+
+
+def tenant_best(due: Sequence[ColumnElement[bool]], tenant_id: str | ColumnElement[str]) -> Select[Any]:
+    """The task of ``tenant_id`` that runs in its place (``TENANT_ORDER``) among ``due`` tasks,
+    in two index walks: its best due priority, then the first submitted at that priority. One
+    ORDER BY of ``TENANT_ORDER`` (priority descending, time ascending: no index walks both ways
+    at once) sorted every waiting task of the tenant in each claim, under the write lock."""
+    own = (*due, tasks.c.tenant_id == tenant_id)
+    top = select(tasks.c.priority).where(*own).order_by(tasks.c.priority.desc()).limit(1).scalar_subquery()
+    return select(tasks.c.id, tasks.c.fair_seq).where(*own, tasks.c.priority == top).order_by(tasks.c.submit_time, tasks.c.id).limit(1)
 
 
 def fair_start(conn: Connection, tenant_id: str, lane: Lane) -> int:

@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import structlog
-from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import write_tx
+from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import finishing
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import Task, TaskResult
@@ -52,7 +52,10 @@ class Finishing:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        owed = insert(finishing).values(task_id=bindparam("b_task"), due_at=bindparam("b_now"), attempts=0)
+        #: Built once: it runs in every transaction that gives a task images.
+        self._owe = owed.on_conflict_do_update(index_elements=[finishing.c.task_id], set_={"due_at": owed.excluded.due_at, "attempts": 0})
 
     def on_change(self, conn: Connection, task: Task, event: TaskEvent) -> None:
         """TaskStore observer: a task that just got images without their files owes them."""
@@ -63,8 +66,7 @@ class Finishing:
         now = self._clock.now_ms()
         # Already owed (a review approved another image meanwhile): the new image gets its own
         # tries, at once; a finisher at work on the row looks again when it adds what it made.
-        stmt = self._insert(finishing).values(task_id=task.id, due_at=now, attempts=0)
-        conn.execute(stmt.on_conflict_do_update(index_elements=[finishing.c.task_id], set_={"due_at": now, "attempts": 0}))
+        conn.execute(self._owe, {"b_task": task.id, "b_now": now})
 
     def claim(self, owner: str, limit: int, lock_seconds: float) -> list[Claimed]:
         """Lock up to ``limit`` due rows for ``owner``, counting a try on each. A row whose tries
@@ -72,16 +74,22 @@ class Finishing:
         ``failed``."""
         now = self._clock.now_ms()
         f = finishing.c
+        free = or_(f.locked_until.is_(None), f.locked_until < now)
+        with read_tx(self._engine) as conn:
+            # Nearly always nothing is owed: a read, not two turns of the write lock the workers
+            # queue on, each time a task finishes and each poll.
+            if conn.execute(select(f.task_id).where(free, or_(f.due_at <= now, f.attempts >= MAX_ATTEMPTS)).limit(1)).first() is None:
+                return []
         with write_tx(self._engine) as conn:
             lost = conn.execute(
-                delete(finishing).where(f.attempts >= MAX_ATTEMPTS, or_(f.locked_until.is_(None), f.locked_until < now))
+                delete(finishing).where(f.attempts >= MAX_ATTEMPTS, free)
                 .returning(f.task_id)
             ).scalars().all()
         for task_id in lost:
             log.error("renditions not made; given up", task_id=task_id, attempts=MAX_ATTEMPTS, error="each try ended its process")
         due = (
             select(f.task_id)
-            .where(f.due_at <= now, or_(f.locked_until.is_(None), f.locked_until < now))
+            .where(f.due_at <= now, free)
             .order_by(f.due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -62,7 +62,9 @@ class Retention:
         self._clock = clock
         self._storage = storage
         self._default_ms = int(default_seconds * 1000)
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        #: Built once: it runs in every completing transaction.
+        self._record_files = insert(task_files).on_conflict_do_nothing()
 
     def on_change(self, conn: Connection, task: Task, event: TaskEvent) -> None:
         """TaskStore observer: record the files of a task that just ended."""
@@ -70,9 +72,7 @@ class Retention:
             return
         keys = sorted(result_files(task))
         if keys:
-            # One statement on the completing transaction's path, whatever the number of files.
-            stmt = self._insert(task_files).values([{"task_id": task.id, "key": k} for k in keys])
-            conn.execute(stmt.on_conflict_do_nothing())
+            conn.execute(self._record_files, [{"task_id": task.id, "key": k} for k in keys])
 
     def set_tenant(self, tenant_id: str, seconds: int | None) -> bool:
         """Set (or with None, reset to the default) a tenant's retention; False if no such tenant."""

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Update, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, Update, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import QUEUED_ROWS, api_keys, expired_tasks, key_active, lane_state, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
-from pixelmill.queue.fairness import HEAD_ORDER, TENANT_ORDER, fair_start, queue_position
+from pixelmill.queue.fairness import HEAD_ORDER, fair_start, queue_position, tenant_best
 from pixelmill.queue.ids import new_task_id
 from pixelmill.queue.signals import Signals
 from pixelmill.tasks.actions import Lane
@@ -78,6 +79,60 @@ def _born_status(new: NewTask) -> TaskStatus:
 def _held(task_id: str, worker_id: str) -> Any:
     # The schema guarantees lease_owner IS NOT NULL only while IN_PROGRESS (ck_tasks_lease_iff_running).
     return and_(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
+
+
+# --- statements built once ---------------------------------------------------------------------
+# The hot paths (a poll's read, a claim, a completion) bind values into statements built here: a
+# statement built per call spends more CPU on its construction and cache key than SQLite on it.
+# Parameters are named b_*: SQLAlchemy reserves a column's own name in an UPDATE's SET.
+
+_GET = select(tasks).where(tasks.c.id == bindparam("b_id"))
+_GET_OWN = _GET.where(tasks.c.tenant_id == bindparam("b_tenant"))
+
+
+@dataclass(frozen=True)
+class _Claim:
+    head: Select[Any]
+    best: Select[Any]
+
+
+def _claim_statements(*, engines: bool) -> _Claim:
+    due = [tasks.c.lane == bindparam("b_lane"), QUEUED_ROWS, tasks.c.scheduled_at <= bindparam("b_now")]
+    if engines:
+        due.append(tasks.c.engine.in_(bindparam("b_engines", expanding=True)))
+    return _Claim(
+        head=select(tasks.c.id, tasks.c.tenant_id, tasks.c.fair_seq).where(*due).order_by(*HEAD_ORDER).limit(1)
+        .with_for_update(skip_locked=True),
+        best=tenant_best(due, bindparam("b_tenant", type_=tasks.c.tenant_id.type)).with_for_update(skip_locked=True),
+    )
+
+
+_CLAIM = _claim_statements(engines=False)
+_CLAIM_ENGINES = _claim_statements(engines=True)
+_SWAP_PLACE = update(tasks).where(tasks.c.id == bindparam("b_id")).values(fair_seq=bindparam("b_seq"))
+_START = (
+    _to(TaskStatus.IN_PROGRESS)
+    .where(tasks.c.id == bindparam("b_id"))
+    .values(
+        attempt=tasks.c.attempt + 1,
+        lease_owner=bindparam("b_owner"),
+        lease_expires_at=bindparam("b_expires"),
+        start_time=func.coalesce(tasks.c.start_time, bindparam("b_now")),
+        fair_seq=bindparam("b_seq"),
+    )
+    .returning(*tasks.c)
+)
+_SUCCEED = (
+    _to(TaskStatus.SUCCESS)
+    .where(tasks.c.id == bindparam("b_id"), tasks.c.lease_owner == bindparam("b_owner"))
+    .values(
+        progress=100, result=bindparam("b_result", type_=tasks.c.result.type), description=bindparam("b_description"),
+        finish_time=bindparam("b_now"), finalized_at=bindparam("b_now"), **_NO_LEASE,
+    )
+    .returning(*tasks.c)
+)
+_SUCCEED_TIMED = _SUCCEED.values(stages=bindparam("b_stages", type_=tasks.c.stages.type))
+
 
 
 class TaskStore:
@@ -352,11 +407,11 @@ class TaskStore:
             return len(self._changed(conn, rows, TaskEvent.COMPLETED))
 
     def get(self, task_id: str, *, tenant_id: str | None = None) -> Task | None:
-        query = select(tasks).where(tasks.c.id == task_id)
-        if tenant_id is not None:
-            query = query.where(tasks.c.tenant_id == tenant_id)
         with read_tx(self._engine) as conn:
-            row = conn.execute(query).first()
+            if tenant_id is None:
+                row = conn.execute(_GET, {"b_id": task_id}).first()
+            else:
+                row = conn.execute(_GET_OWN, {"b_id": task_id, "b_tenant": tenant_id}).first()
         return Task.from_row(row) if row else None
 
     def expired(self, task_id: str, tenant_id: str) -> bool:
@@ -418,36 +473,21 @@ class TaskStore:
 
     def _claim_in(self, lane: Lane, worker_id: str, lease_seconds: float, engines: Sequence[str] | None) -> Task | None:
         now = self._clock.now_ms()
-        due = [tasks.c.lane == lane.value, QUEUED_ROWS, tasks.c.scheduled_at <= now]
-        if engines is not None:
-            due.append(tasks.c.engine.in_(sorted(engines)))
+        claim = _CLAIM if engines is None else _CLAIM_ENGINES
+        due = {"b_lane": lane.value, "b_now": now, **({} if engines is None else {"b_engines": sorted(engines)})}
         with write_tx(self._engine) as conn:
             # The lane's next place, then the best task of that place's tenant; the two swap
             # places, so priority reorders a tenant's own work only (queue/fairness.py).
-            head = conn.execute(
-                select(tasks.c.id, tasks.c.tenant_id, tasks.c.fair_seq)
-                .where(*due).order_by(*HEAD_ORDER).limit(1).with_for_update(skip_locked=True)
-            ).first()
+            head = conn.execute(claim.head, due).first()
             if head is None:
                 return None
-            best = conn.execute(
-                select(tasks.c.id, tasks.c.fair_seq)
-                .where(*due, tasks.c.tenant_id == head.tenant_id).order_by(*TENANT_ORDER).limit(1).with_for_update(skip_locked=True)
-            ).first()
+            best = conn.execute(claim.best, {**due, "b_tenant": head.tenant_id}).first()
             if best is not None and best.id != head.id:
-                conn.execute(update(tasks).where(tasks.c.id == head.id).values(fair_seq=best.fair_seq))
-            row = conn.execute(
-                _to(TaskStatus.IN_PROGRESS)
-                .where(tasks.c.id == (best.id if best is not None else head.id))
-                .values(
-                    attempt=tasks.c.attempt + 1,
-                    lease_owner=worker_id,
-                    lease_expires_at=now + int(lease_seconds * 1000),
-                    start_time=func.coalesce(tasks.c.start_time, now),
-                    fair_seq=head.fair_seq,
-                )
-                .returning(*tasks.c)
-            ).first()
+                conn.execute(_SWAP_PLACE, {"b_id": head.id, "b_seq": best.fair_seq})
+            row = conn.execute(_START, {
+                "b_id": best.id if best is not None else head.id, "b_owner": worker_id,
+                "b_expires": now + int(lease_seconds * 1000), "b_now": now, "b_seq": head.fair_seq,
+            }).first()
             claimed = self._changed(conn, [row] if row else [], TaskEvent.START)
         return claimed[0] if claimed else None
 
@@ -493,22 +533,12 @@ class TaskStore:
         """IN_PROGRESS → SUCCESS, with where the task's time went (``stages``, ms; None keeps
         what is recorded). False when the worker no longer holds the task."""
         now = self._clock.now_ms()
+        values = {"b_id": task_id, "b_owner": worker_id, "b_result": result.to_json(), "b_description": description, "b_now": now}
         with write_tx(self._engine) as conn:
-            row = conn.execute(
-                _to(TaskStatus.SUCCESS)
-                .where(_held(task_id, worker_id))
-                .values(
-                    progress=100,
-                    result=result.to_json(),
-                    description=description,
-                    finish_time=now,
-                    finalized_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    **({"stages": dict(stages)} if stages is not None else {}),
-                )
-                .returning(*tasks.c)
-            ).first()
+            if stages is None:
+                row = conn.execute(_SUCCEED, values).first()
+            else:
+                row = conn.execute(_SUCCEED_TIMED, {**values, "b_stages": dict(stages)}).first()
             return bool(self._changed(conn, [row] if row else [], TaskEvent.COMPLETED))
 
     def revise_result(

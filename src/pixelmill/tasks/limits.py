@@ -8,7 +8,7 @@ inserts them (``TaskStore.insert_all``).
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, delete
+from sqlalchemy import Connection, Engine, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
@@ -22,7 +22,14 @@ class RateLimiter:
         self._engine = engine
         self._clock = clock
         self._window_ms = int(window_seconds * 1000)
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        taking = insert(rate_windows).values(key_id=bindparam("b_key"), window=bindparam("b_window"), count=bindparam("b_n"))
+        #: Built once: every submit of a capped key runs it.
+        self._take = taking.on_conflict_do_update(
+            index_elements=[rate_windows.c.key_id, rate_windows.c.window],
+            set_={"count": rate_windows.c.count + taking.excluded.count},
+            where=rate_windows.c.count + taking.excluded.count <= bindparam("b_cap"),
+        ).returning(rate_windows.c.count)
 
     def take_in(self, conn: Connection, key_id: str, per_minute: int | None, n: int = 1) -> None:
         """Count ``n`` submissions against this window, or raise ``RateLimited`` (None: no cap).
@@ -34,13 +41,7 @@ class RateLimiter:
         retry_after = max(1, -(-((window + 1) * self._window_ms - now) // 1000))
         if n > per_minute:
             raise RateLimited(f"{n} tasks at once exceed this key's cap of {per_minute} per window", retry_after=retry_after)
-        insert = self._insert(rate_windows).values(key_id=key_id, window=window, count=n)
-        stmt = insert.on_conflict_do_update(
-            index_elements=[rate_windows.c.key_id, rate_windows.c.window],
-            set_={"count": rate_windows.c.count + n},
-            where=rate_windows.c.count + n <= per_minute,
-        ).returning(rate_windows.c.count)
-        taken = conn.execute(stmt).first()
+        taken = conn.execute(self._take, {"b_key": key_id, "b_window": window, "b_n": n, "b_cap": per_minute}).first()
         if taken is None:
             raise RateLimited(
                 f"this key's cap of {per_minute} submissions per window is reached; retry in {retry_after}s",

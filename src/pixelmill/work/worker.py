@@ -270,7 +270,8 @@ class WorkerPool:
         finalizing = time.perf_counter()
         if self._recorded(lambda: self._store.complete(task.id, worker_id, outcome.result, outcome.description, stages=stages)):
             timer.add("finalize", time.perf_counter() - finalizing)
-            self._finish_due.set()
+            if outcome.result.unfinished():  # it owes files (queue/finishing.py)
+                self._finish_due.set()
             log.info("task succeeded", stages_ms=stages)
             if self._metrics is not None:
                 for name, ms in timer.milliseconds().items():
