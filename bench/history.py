@@ -1,4 +1,4 @@
-"""Does a submit or a claim cost more as finished work piles up?
+"""Does a submit, a claim or a completion cost more as finished work piles up?
 
 A deployment keeps its finished tasks for the retention period (30 days by default): hundreds of
 thousands of rows in a busy lane. Each accepting transaction checks the lane's queue limit and
@@ -8,9 +8,9 @@ next place. None of that may walk the history.
 For each history size this fills a fresh database (SQLite by default, ``--postgres`` for a fresh
 PostgreSQL database) with that many finished tasks of the key in the interactive lane, then times,
 in-process and single-threaded: an imagine submit through ``TaskService.imagine`` (auth and
-validation are left out: they do not touch the tasks table) and a claim through
-``TaskStore.claim``. Rows are written with one multi-row INSERT each, not through the API, so a
-million-row history takes seconds.
+validation are left out: they do not touch the tasks table), a claim through ``TaskStore.claim``
+and its completion through ``TaskStore.complete``. The history is written with multi-row
+INSERTs, not through the API, so a million-row history takes seconds.
 
 Run: .venv/bin/python bench/history.py   (--sizes 0 10000 100000 --submits 300)
 """
@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,9 +33,8 @@ from pixelmill.db.schema import tasks
 from pixelmill.runtime import build_runtime
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Lane
+from pixelmill.tasks.record import TaskResult
 from pixelmill.tasks.requests import ImagineRequest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service import pg_database
 
 CHUNK = 5_000
@@ -60,8 +58,8 @@ def fill(runtime, principal: Principal, finished: int) -> None:  # type: ignore[
             conn.execute(insert(tasks), rows)
 
 
-def measure(database_url: str | None, data_dir: Path, finished: int, submits: int) -> tuple[float, float]:
-    """(submit ms, claim ms), medians."""
+def measure(database_url: str | None, data_dir: Path, finished: int, submits: int) -> tuple[float, float, float]:
+    """(submit ms, claim ms, complete ms), medians."""
     settings = Settings(data_dir=data_dir, workers=0, screening="off", rate_per_minute=0,
                         **({"database_url": database_url} if database_url else {}))
     runtime = build_runtime(settings)
@@ -74,12 +72,16 @@ def measure(database_url: str | None, data_dir: Path, finished: int, submits: in
             t = time.perf_counter()
             runtime.service.imagine(principal, ImagineRequest(prompt=f"a lighthouse {i} --seed 1"))
             submit_ms.append((time.perf_counter() - t) * 1000)
-        claim_ms = []
+        claim_ms, complete_ms = [], []
         for i in range(submits):
             t = time.perf_counter()
-            assert runtime.tasks.claim(f"w{i}", [Lane.INTERACTIVE], 600) is not None
+            task = runtime.tasks.claim(f"w{i}", [Lane.INTERACTIVE], 600)
             claim_ms.append((time.perf_counter() - t) * 1000)
-        return statistics.median(submit_ms), statistics.median(claim_ms)
+            assert task is not None
+            t = time.perf_counter()
+            assert runtime.tasks.complete(task.id, f"w{i}", TaskResult())
+            complete_ms.append((time.perf_counter() - t) * 1000)
+        return statistics.median(submit_ms), statistics.median(claim_ms), statistics.median(complete_ms)
     finally:
         runtime.close()
 
@@ -91,11 +93,11 @@ def main() -> None:
     ap.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database per size instead of SQLite")
     args = ap.parse_args()
     logging.getLogger("pixelmill").setLevel(logging.WARNING)  # one line per accepted task otherwise
-    print(f"{'database':<10} {'finished tasks':>15} {'submit ms (p50)':>16} {'claim ms (p50)':>15}")
+    print(f"{'database':<10} {'finished tasks':>15} {'submit ms (p50)':>16} {'claim ms (p50)':>15} {'complete ms (p50)':>18}")
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp, (pg_database("pixelmill_history") if args.postgres else contextlib.nullcontext()) as url:
-            submit, claim = measure(url, Path(tmp), size, args.submits)
-        print(f"{'postgresql' if args.postgres else 'sqlite':<10} {size:>15,} {submit:>16.2f} {claim:>15.2f}", flush=True)
+            submit, claim, complete = measure(url, Path(tmp), size, args.submits)
+        print(f"{'postgresql' if args.postgres else 'sqlite':<10} {size:>15,} {submit:>16.2f} {claim:>15.2f} {complete:>18.2f}", flush=True)
 
 
 if __name__ == "__main__":
