@@ -5,12 +5,15 @@ made, and after each one the counters must equal a fresh count. Runs on SQLite a
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from sqlalchemy import Engine, delete, event, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
@@ -22,6 +25,7 @@ from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import NewTask, TaskResult
 from pixelmill.tasks.status import ACTIVE, QUEUED, TaskStatus
+from tests.helpers import wait_for
 from tests.queue.test_store import LANES, new_task, roomy
 
 
@@ -90,6 +94,8 @@ def test_the_status_sets_written_into_the_triggers_are_the_ones_the_code_uses() 
 
 
 def test_every_change_a_task_goes_through_keeps_the_counters_in_step(store: TaskStore, db: Engine, clock: ManualClock, key: str) -> None:
+    # At head: a later migration that rebuilds ``tasks`` (SQLite's batch mode copies the table)
+    # and loses the triggers fails here.
     store.insert_all([keyed(key)] * 5, queue_limit=100)
     store.insert_all([keyed(key, lane=Lane.BATCH)] * 3, queue_limit=100)
     store.insert(new_task(), queue_limit=100)  # no key (an evaluation's or a batch's own task)
@@ -150,7 +156,7 @@ def test_counters_start_from_the_rows_there_are_and_survive_truncation(db: Engin
     assert claimed is not None
     # A database that has tasks when it is upgraded: the migration counts them once.
     command.downgrade(alembic_config(db), "0012")
-    command.upgrade(alembic_config(db), "0013")
+    command.upgrade(alembic_config(db), "head")
     assert counted(db)[1] == {(key, "interactive"): 3, (key, "batch"): 2}
     assert_in_step(db)
     if db.dialect.name == "postgresql":
@@ -227,3 +233,73 @@ def test_a_claim_does_not_sort_the_tenants_whole_queue(tmp_path: Path) -> None:
     # batch made each claim of it cost milliseconds under the write lock.
     few, many = _claim_steps(tmp_path, 25), _claim_steps(tmp_path, 2_500)
     assert many < 2 * few, f"{few * 100:,} SQLite VM steps for 20 claims among 25 waiting tasks, {many * 100:,} among 2,500"
+
+
+def _waiting_on_a_lock(pg: Engine) -> int:
+    with pg.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )).scalar_one())
+
+
+@pytest.mark.postgres
+def test_a_capped_submit_and_a_refund_lock_their_rows_in_one_order(pg: Engine, clock: ManualClock) -> None:
+    # A refund changes the key's counter (its trigger), then its balance. A submit under a
+    # concurrency cap once locked the balance's row first, then the counter: each waited for
+    # the other, and PostgreSQL broke the deadlock by failing one of them.
+    created, _ = KeyStore(pg, clock).create(tenant_id="acme")
+    store = TaskStore(pg, clock)
+    store.insert_all([keyed(created.id)], queue_limit=100)
+    running = store.claim("w", LANES, 30)
+    assert running is not None
+    outcome: dict[str, Any] = {}
+
+    def submit() -> None:
+        try:
+            outcome["task"] = store.insert_all([keyed(created.id)], queue_limit=100, max_concurrent=5)[0]
+        except DBAPIError as exc:  # the deadlock's victim, reported below
+            outcome["error"] = exc
+
+    with pg.connect() as refund, refund.begin():
+        refund.execute(text("SET LOCAL lock_timeout = '10s'"))
+        refund.execute(update(tasks).where(tasks.c.id == running.id).values(status=TaskStatus.FAILURE.value, lease_owner=None, lease_expires_at=None))
+        submitter = threading.Thread(target=submit)
+        submitter.start()
+        wait_for(lambda: _waiting_on_a_lock(pg), timeout=10, what="the submit to wait for the refund's counter row")
+        # The refund's second row: free, because the waiting submit holds nothing of the key's.
+        refund.execute(text("SELECT balance FROM api_keys WHERE id = :k FOR UPDATE"), {"k": created.id})
+    submitter.join(timeout=30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["task"].status is TaskStatus.SUBMITTED
+    assert_in_step(pg)
+
+
+@pytest.mark.postgres
+def test_a_claim_runs_the_best_task_its_tenant_has_free(pg: Engine, clock: ManualClock) -> None:
+    # The tenant's best task is found by its best priority, then by time. When another claimer
+    # holds every task at that priority, the claim takes the best of the rest (priority 5), not
+    # whatever holds the head place (priority 0).
+    KeyStore(pg, clock).create(tenant_id="acme")
+    store = TaskStore(pg, clock)
+    head = store.insert(new_task(priority=0), queue_limit=100)
+    held = store.insert(new_task(priority=10), queue_limit=100)
+    better = store.insert(new_task(priority=5), queue_limit=100)
+    with pg.connect() as other, other.begin():
+        other.execute(select(tasks.c.id).where(tasks.c.id == held.id).with_for_update())
+        claimed = store.claim("w", LANES, 30)
+    assert claimed is not None and claimed.id == better.id, (claimed, head.id)
+    after = store.claim("w", LANES, 30)
+    assert after is not None and after.id == held.id  # free again: it runs next
+
+
+@pytest.mark.postgres
+def test_every_counter_trigger_takes_key_active_before_lane_state(pg: Engine) -> None:
+    # Row triggers fire in name order (tasks_key_* before tasks_lane_*); the insert trigger is
+    # one function and must take the rows in the same order (migration 0014), or an insert and
+    # a cancel in one lane could each hold the row the other waits for.
+    with pg.connect() as conn:
+        triggers = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'tasks'::regclass AND NOT tgisinternal")).scalars())
+        inserted = conn.execute(text("SELECT pg_get_functiondef('pixelmill_tasks_inserted'::regproc)")).scalar_one()
+    assert {"tasks_counters_insert", "tasks_key_update", "tasks_key_delete", "tasks_lane_update", "tasks_lane_delete"} <= triggers
+    assert sorted(triggers).index("tasks_key_update") < sorted(triggers).index("tasks_lane_update")
+    assert inserted.index("INSERT INTO key_active") < inserted.index("INSERT INTO lane_state")

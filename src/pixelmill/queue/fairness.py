@@ -44,6 +44,13 @@ def tenant_best(due: Sequence[ColumnElement[bool]], tenant_id: str | ColumnEleme
     return select(tasks.c.id, tasks.c.fair_seq).where(*own, tasks.c.priority == top).order_by(tasks.c.submit_time, tasks.c.id).limit(1)
 
 
+def tenant_sorted(due: Sequence[ColumnElement[bool]], tenant_id: str | ColumnElement[str]) -> Select[Any]:
+    """The same task by one ORDER BY of ``TENANT_ORDER``: for when ``tenant_best`` finds none
+    because, on PostgreSQL, other claimers hold every due task at the best priority (their
+    locks are skipped, but the subquery still saw that priority). Rare, so its sort is affordable."""
+    return select(tasks.c.id, tasks.c.fair_seq).where(*due, tasks.c.tenant_id == tenant_id).order_by(*TENANT_ORDER).limit(1)
+
+
 def fair_start(conn: Connection, tenant_id: str, lane: Lane) -> int:
     """The ``fair_seq`` of ``tenant_id``'s next task in ``lane``."""
     # One statement of three lookups, none of which walks finished tasks: this runs in every

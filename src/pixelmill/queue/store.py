@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, Update, and_, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
-from pixelmill.db.schema import QUEUED_ROWS, api_keys, expired_tasks, key_active, lane_state, tasks
+from pixelmill.db.schema import QUEUED_ROWS, expired_tasks, key_active, lane_state, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
-from pixelmill.queue.fairness import HEAD_ORDER, fair_start, queue_position, tenant_best
+from pixelmill.queue.fairness import HEAD_ORDER, fair_start, queue_position, tenant_best, tenant_sorted
 from pixelmill.queue.ids import new_task_id
 from pixelmill.queue.signals import Signals
 from pixelmill.tasks.actions import Lane
@@ -46,7 +47,6 @@ _INSERT_TASK = insert(tasks).returning(*tasks.c, sort_by_parameter_order=True)
 #: What the queue limit and the concurrency cap compare with: counters the triggers of migration
 #: 0013 keep, so a submit costs the same with 10 or 100,000 tasks in its lane.
 _LANE_WAITING = select(func.coalesce(func.sum(lane_state.c.waiting), 0)).where(lane_state.c.lane == bindparam("lane"))
-_KEY_ACTIVE = select(key_active.c.active).where(key_active.c.api_key_id == bindparam("key_id"), key_active.c.lane == bindparam("lane"))
 
 
 def _statuses(statuses: Iterable[TaskStatus]) -> list[str]:
@@ -94,6 +94,7 @@ _GET_OWN = _GET.where(tasks.c.tenant_id == bindparam("b_tenant"))
 class _Claim:
     head: Select[Any]
     best: Select[Any]
+    sorted_best: Select[Any]
 
 
 def _claim_statements(*, engines: bool) -> _Claim:
@@ -104,6 +105,7 @@ def _claim_statements(*, engines: bool) -> _Claim:
         head=select(tasks.c.id, tasks.c.tenant_id, tasks.c.fair_seq).where(*due).order_by(*HEAD_ORDER).limit(1)
         .with_for_update(skip_locked=True),
         best=tenant_best(due, bindparam("b_tenant", type_=tasks.c.tenant_id.type)).with_for_update(skip_locked=True),
+        sorted_best=tenant_sorted(due, bindparam("b_tenant", type_=tasks.c.tenant_id.type)).with_for_update(skip_locked=True),
     )
 
 
@@ -145,6 +147,15 @@ class TaskStore:
         self._observers = tuple(on_change)
         #: Wake-ups for workers (work queued) and open streams (a task changed), sent at commit.
         self._signals = signals
+        upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        holding = upsert(key_active).values(api_key_id=bindparam("b_key"), lane=bindparam("b_lane"), active=0)
+        #: A key's queued + running tasks in a lane, read from its counter row and locking it
+        #: (PostgreSQL): concurrent submits of one key take turns there, so two cannot both see
+        #: room for the last slot. Not the api_keys row: the counter triggers lock this row
+        #: before a refund locks api_keys, and a submit must take the two in that same order.
+        self._key_active = holding.on_conflict_do_update(
+            index_elements=[key_active.c.api_key_id, key_active.c.lane], set_={"active": key_active.c.active}
+        ).returning(key_active.c.active)
 
     def _changed(self, conn: Connection, rows: Iterable[Any], event: TaskEvent) -> list[Task]:
         changed = [Task.from_row(row) for row in rows]
@@ -271,15 +282,14 @@ class TaskStore:
                 on_insert(conn, accepted)
         return accepted
 
-    @classmethod
-    def _make_room(cls, conn: Connection, lane: Lane, key_id: str | None, adding: int, queue_limit: int, max_concurrent: int) -> None:
+    def _make_room(self, conn: Connection, lane: Lane, key_id: str | None, adding: int, queue_limit: int, max_concurrent: int) -> None:
         """Refuse ``adding`` more queued tasks of a key in a lane past its concurrency cap
         (``RateLimited``) or the lane's queue limit (``QueueFull``). Every way into a queue passes
         here: a submit, and a MODAL task that ``/modal`` queues."""
         if not adding:
             return
         if max_concurrent and key_id:
-            cls._check_concurrency(conn, key_id, lane, adding, max_concurrent)
+            self._check_concurrency(conn, key_id, lane, adding, max_concurrent)
         # The lane's counter (kept by triggers in every transaction that moves a task), not a count.
         waiting = conn.execute(_LANE_WAITING, {"lane": lane.value}).scalar_one()
         if waiting + adding > queue_limit:
@@ -288,14 +298,10 @@ class TaskStore:
                 retry_after=5,
             )
 
-    @staticmethod
-    def _check_concurrency(conn: Connection, key_id: str, lane: Lane, adding: int, cap: int) -> None:
+    def _check_concurrency(self, conn: Connection, key_id: str, lane: Lane, adding: int, cap: int) -> None:
         """Per-key cap on a lane's queued + running tasks; batch work has its own lane limits, so
         a key's big batch never blocks its interactive submits."""
-        # Lock the key's row first (PostgreSQL): concurrent submits of one key take turns here,
-        # so two cannot both see room for the last slot. SQLite writes are serial already.
-        conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id).with_for_update())
-        active = conn.execute(_KEY_ACTIVE, {"key_id": key_id, "lane": lane.value}).scalar() or 0
+        active = conn.execute(self._key_active, {"b_key": key_id, "b_lane": lane.value}).scalar_one()
         if active + adding > cap:
             raise RateLimited(
                 f"this key already has {active} tasks queued or running (cap {cap}); retry when some finish",
@@ -482,6 +488,8 @@ class TaskStore:
             if head is None:
                 return None
             best = conn.execute(claim.best, {**due, "b_tenant": head.tenant_id}).first()
+            if best is None:  # PostgreSQL: others hold the tenant's best; the head is ours at least
+                best = conn.execute(claim.sorted_best, {**due, "b_tenant": head.tenant_id}).first()
             if best is not None and best.id != head.id:
                 conn.execute(_SWAP_PLACE, {"b_id": head.id, "b_seq": best.fair_seq})
             row = conn.execute(_START, {

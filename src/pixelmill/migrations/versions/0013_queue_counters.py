@@ -5,7 +5,7 @@ the planner walked the lane's whole history to do it.
 
 The status sets are written out here, as they were when this ran: a later change to
 ``tasks/status.py``'s QUEUED or ACTIVE needs a migration that replaces the triggers
-(``tests/db/test_migrations.py`` compares the two).
+(``tests/queue/test_counters.py`` compares the two).
 
 Revision ID: 0013
 Revises: 0012
@@ -23,7 +23,8 @@ QUEUED = "('NOT_START', 'SUBMITTED')"
 ACTIVE = "('IN_PROGRESS', 'NOT_START', 'SUBMITTED')"
 #: PostgreSQL spreads a lane's counter over this many rows, so that concurrent submits and
 #: claims in one lane rarely wait on the same row lock. A transaction always takes the same row
-#: (its id modulo this), so two transactions can never lock two rows in opposite orders.
+#: (its id modulo this). Across the tables, every path locks ``key_active`` before ``lane_state``
+#: (row triggers fire in name order; migration 0014 puts the insert trigger in that order too).
 #: SQLite writes one transaction at a time: one row.
 PG_SHARDS = 8
 
@@ -153,6 +154,11 @@ def upgrade() -> None:
         sa.Column("active", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("api_key_id", "lane"),
     )
+    postgres = op.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # Writers wait until this commits: a task inserted or moved between the backfill and the
+        # triggers' creation would be counted by neither. Reads go on.
+        op.execute("LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE")
     # The counters start from the rows there are; the triggers keep them from then on.
     op.execute(
         f"INSERT INTO lane_state (lane, shard, waiting, last_seq) SELECT lane, 0, "
@@ -162,7 +168,7 @@ def upgrade() -> None:
         f"INSERT INTO key_active (api_key_id, lane, active) SELECT api_key_id, lane, count(*) FROM tasks "
         f"WHERE api_key_id IS NOT NULL AND status IN {ACTIVE} GROUP BY api_key_id, lane"
     )
-    for statement in _POSTGRESQL if op.get_bind().dialect.name == "postgresql" else _SQLITE:
+    for statement in _POSTGRESQL if postgres else _SQLITE:
         op.execute(statement)
     # The lane's last place now comes from lane_state. Left in place, this index tempted the
     # planner to walk a lane's whole history for "the first waiting task", not the partial
