@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
@@ -12,6 +13,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 from PIL import Image
+from sqlalchemy import Engine, event
 
 from pixelmill import testing
 from pixelmill.testing import free_port, wait_for
@@ -22,6 +24,7 @@ __all__ = [
     "free_port",
     "require_detector",
     "require_extra",
+    "sqlite_steps",
     "upload_image",
     "wait_files",
     "wait_for",
@@ -96,3 +99,22 @@ def wait_files(client: httpx.Client, task_id: str, timeout: float = 30) -> dict[
         return task if task["status"] == "SUCCESS" and all(task["renditions"]) else None
 
     return wait_for(finished, timeout=timeout, what=f"the renditions of task {task_id}")
+
+
+def sqlite_steps(db: Engine, work: Callable[[], None]) -> int:
+    """SQLite virtual-machine steps, in hundreds, that ``work`` costs on ``db``: what the
+    database does for it, free of timing, so a test can say "the same with any history"."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0  # go on
+
+    event.listen(db, "connect", lambda dbapi, _record: dbapi.set_progress_handler(count, 100))
+    db.dispose()  # connections opened from here on count
+    try:
+        work()
+    finally:
+        db.dispose()
+    return steps

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, delete, event, func, select, text, update
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from pixelmill.auth.keys import KeyStore
@@ -25,7 +25,7 @@ from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import NewTask, TaskResult
 from pixelmill.tasks.status import ACTIVE, QUEUED, TaskStatus
-from tests.helpers import wait_for
+from tests.helpers import sqlite_steps, wait_for
 from tests.queue.test_store import LANES, new_task, roomy
 
 
@@ -179,21 +179,14 @@ def _vm_steps(tmp_path: Path, finished: int) -> int:
     with db.begin() as conn:  # finished long ago, as retention keeps them for weeks
         conn.execute(update(tasks).values(status=TaskStatus.SUCCESS.value, finish_time=0))
     assert len(history) == finished
-    steps = 0
 
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0  # go on
+    def work() -> None:
+        for _ in range(20):
+            store.insert_all([keyed(created.id)], queue_limit=1000, max_concurrent=1000)
+        for _ in range(20):
+            assert store.claim("w", LANES, 30) is not None
 
-    event.listen(db, "connect", lambda dbapi, _record: dbapi.set_progress_handler(count, 100))
-    db.dispose()  # connections opened from here on count
-    for _ in range(20):
-        store.insert_all([keyed(created.id)], queue_limit=1000, max_concurrent=1000)
-    for _ in range(20):
-        assert store.claim("w", LANES, 30) is not None
-    db.dispose()
-    return steps
+    return sqlite_steps(db, work)
 
 
 def test_submits_and_claims_do_not_walk_the_lanes_history(tmp_path: Path) -> None:
@@ -212,19 +205,12 @@ def _claim_steps(tmp_path: Path, waiting: int) -> int:
     created, _ = KeyStore(db, clock).create(tenant_id="acme")
     store = TaskStore(db, clock)
     store.insert_all([keyed(created.id)] * waiting, queue_limit=waiting)
-    steps = 0
 
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
+    def work() -> None:
+        for _ in range(20):
+            assert store.claim("w", LANES, 30) is not None
 
-    event.listen(db, "connect", lambda dbapi, _record: dbapi.set_progress_handler(count, 100))
-    db.dispose()
-    for _ in range(20):
-        assert store.claim("w", LANES, 30) is not None
-    db.dispose()
-    return steps
+    return sqlite_steps(db, work)
 
 
 def test_a_claim_does_not_sort_the_tenants_whole_queue(tmp_path: Path) -> None:

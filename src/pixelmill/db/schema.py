@@ -137,6 +137,8 @@ tasks = Table(
     Index("ix_tasks_queued_fair", "lane", "fair_seq", "tenant_id", postgresql_where=QUEUED_ONLY, sqlite_where=QUEUED_ONLY),
     Index("ix_tasks_queued_tenant", "lane", "tenant_id", "priority", "submit_time", "id",
           postgresql_where=QUEUED_ONLY, sqlite_where=QUEUED_ONLY),
+    # A waiting task's place among its tenant's, for its queue position.
+    Index("ix_tasks_queued_tenant_fair", "lane", "tenant_id", "fair_seq", postgresql_where=QUEUED_ONLY, sqlite_where=QUEUED_ONLY),
     # A tenant's newest place in a lane's fair order (queue/fairness.py).
     Index("ix_tasks_tenant_fair", "tenant_id", "lane", "fair_seq"),
     Index("ix_tasks_batch", "batch_id", "batch_index"),

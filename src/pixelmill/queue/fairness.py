@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, select
 
 from pixelmill.db.schema import QUEUED_ROWS, lane_state, tasks
 from pixelmill.tasks.actions import Lane
@@ -83,18 +83,40 @@ def queue_position(conn: Connection, task: Task) -> int:
     """1 = the next task its lane's workers take. The task runs in its tenant's k-th place, k its
     rank among the tenant's waiting tasks by ``TENANT_ORDER``; before it run the tenant's k-1
     better tasks and every other tenant's task placed before that k-th place."""
-    queued = and_(tasks.c.lane == task.lane.value, QUEUED_ROWS)
-    own = and_(queued, tasks.c.tenant_id == task.tenant_id)
-    same = tasks.c.priority == task.priority
-    better = conn.execute(select(func.count()).where(own, or_(
-        tasks.c.priority > task.priority,
-        and_(same, tasks.c.submit_time < task.submit_time),
-        and_(same, tasks.c.submit_time == task.submit_time, tasks.c.id < task.id),
-    ))).scalar_one()
-    place = conn.execute(select(tasks.c.fair_seq).where(own).order_by(*HEAD_ORDER).offset(better).limit(1)).scalar()
+    # Every count is one index range over waiting tasks ending where the task stands, so a poll
+    # costs what its position is, whatever the lane's length or history. (One count with an OR
+    # of the three ranges had the planner walk every task the tenant ever had in the lane.)
+    at = {"b_lane": task.lane.value, "b_tenant": task.tenant_id}
+    better = sum(conn.execute(_BETTER, {**at, "b_priority": task.priority, "b_time": task.submit_time, "b_id": task.id}).one())
+    place = conn.execute(_PLACE, {**at, "b_rank": better}).scalar()
     if place is None:  # the task left the queue meanwhile
         return int(better) + 1
-    others = conn.execute(select(func.count()).where(queued, tasks.c.tenant_id != task.tenant_id, or_(
-        tasks.c.fair_seq < place, and_(tasks.c.fair_seq == place, tasks.c.tenant_id < task.tenant_id),
-    ))).scalar_one()
-    return int(better) + int(others) + 1
+    # Every task placed before the k-th place runs first: the tenant's own k-1 and the others'.
+    before, level = conn.execute(_BEFORE, {**at, "b_place": place}).one()
+    return int(before) + int(level) + 1
+
+
+def _counts(*ranges: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    return select(*(select(func.count()).where(*where).scalar_subquery() for where in ranges))
+
+
+def _position_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
+    queued = (tasks.c.lane == bindparam("b_lane"), QUEUED_ROWS)
+    own = (*queued, tasks.c.tenant_id == bindparam("b_tenant"))
+    priority, submitted = bindparam("b_priority", type_=tasks.c.priority.type), bindparam("b_time", type_=tasks.c.submit_time.type)
+    better = _counts(  # ix_tasks_queued_tenant, in TENANT_ORDER
+        (*own, tasks.c.priority > priority),
+        (*own, tasks.c.priority == priority, tasks.c.submit_time < submitted),
+        (*own, tasks.c.priority == priority, tasks.c.submit_time == submitted, tasks.c.id < bindparam("b_id")),
+    )
+    # ix_tasks_queued_tenant_fair: the tenant's k-th place.
+    place = select(tasks.c.fair_seq).where(*own).order_by(tasks.c.fair_seq).offset(bindparam("b_rank")).limit(1)
+    at = bindparam("b_place", type_=tasks.c.fair_seq.type)
+    before = _counts(  # ix_tasks_queued_fair, in HEAD_ORDER
+        (*queued, tasks.c.fair_seq < at),
+        (*queued, tasks.c.fair_seq == at, tasks.c.tenant_id < bindparam("b_tenant")),
+    )
+    return better, place, before
+
+
+_BETTER, _PLACE, _BEFORE = _position_statements()
