@@ -172,12 +172,12 @@ async def get_task(
 ) -> TaskView:
     """The task object: status, progress, and once SUCCESS its image URLs and buttons."""
     seconds = _wait_seconds(wait, prefer, runtime)
-    if seconds <= 0:
-        task = await run_in_threadpool(runtime.service.get, principal, task_id)
-        return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
+    base = base_url(request, runtime)
+    if seconds <= 0:  # a plain poll, the commonest call of all: one hop to a thread, not two
+        return await run_in_threadpool(lambda: _view(runtime, runtime.service.get(principal, task_id), base))
     with runtime.signals.feed.stream():
         task = await until_settled(request, runtime, principal, task_id, time.monotonic() + seconds)
-    return await run_in_threadpool(_view, runtime, task, base_url(request, runtime))
+    return await run_in_threadpool(_view, runtime, task, base)
 
 
 @router.get(
