@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.engine import dialect_insert, read_tx, write_tx
 from pixelmill.db.schema import api_keys, ledger, tasks
 from pixelmill.exceptions import InsufficientQuota, ValidationError
 from pixelmill.tasks.record import Task
@@ -61,7 +60,7 @@ class Ledger:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine)
 
     # --- inside other transactions -------------------------------------------------------------
 

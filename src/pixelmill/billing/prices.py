@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.engine import dialect_insert, read_tx, write_tx
 from pixelmill.db.schema import prices
 from pixelmill.exceptions import PixelmillError, ValidationError
 from pixelmill.tasks.pricing import DEFAULT_PRICES
@@ -46,7 +45,7 @@ class PriceTable:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine)
         self._lock = threading.Lock()
         self._cached: dict[str, int] = {}
         self._cached_at = -CACHE_SECONDS

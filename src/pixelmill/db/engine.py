@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
@@ -100,3 +101,9 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn, conn.begin():
         yield conn
 
+
+
+def dialect_insert(engine: Engine) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
+    """The INSERT of ``engine``'s dialect, which has ``on_conflict_do_update`` (an upsert): both
+    dialects spell it alike, the generic INSERT has none."""
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert

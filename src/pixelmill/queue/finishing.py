@@ -24,10 +24,9 @@ from dataclasses import dataclass, replace
 
 import structlog
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.engine import dialect_insert, read_tx, write_tx
 from pixelmill.db.schema import finishing
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.record import Task, TaskResult
@@ -52,7 +51,7 @@ class Finishing:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(engine)
         owed = insert(finishing).values(task_id=bindparam("b_task"), due_at=bindparam("b_now"), attempts=0)
         #: Built once: it runs in every transaction that gives a task images.
         self._owe = owed.on_conflict_do_update(index_elements=[finishing.c.task_id], set_={"due_at": owed.excluded.due_at, "attempts": 0})

@@ -26,11 +26,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine, delete, exists, func, insert, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.engine import dialect_insert, read_tx, write_tx
 from pixelmill.db.schema import evaluations, expired_tasks, finishing, reviews, stored_files, task_files, tasks, tenants, webhook_events
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.record import Task
@@ -62,7 +61,7 @@ class Retention:
         self._clock = clock
         self._storage = storage
         self._default_ms = int(default_seconds * 1000)
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(engine)
         #: Built once: it runs in every completing transaction.
         self._record_files = insert(task_files).on_conflict_do_nothing()
 

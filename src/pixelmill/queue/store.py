@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, Update, and_, bindparam, case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import read_tx, write_tx
+from pixelmill.db.engine import dialect_insert, read_tx, write_tx
 from pixelmill.db.schema import QUEUED_ROWS, expired_tasks, key_active, lane_state, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
 from pixelmill.queue.fairness import HEAD_ORDER, fair_start, queue_position, tenant_best, tenant_sorted
@@ -147,8 +146,7 @@ class TaskStore:
         self._observers = tuple(on_change)
         #: Wake-ups for workers (work queued) and open streams (a task changed), sent at commit.
         self._signals = signals
-        upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        holding = upsert(key_active).values(api_key_id=bindparam("b_key"), lane=bindparam("b_lane"), active=0)
+        holding = dialect_insert(engine)(key_active).values(api_key_id=bindparam("b_key"), lane=bindparam("b_lane"), active=0)
         #: A key's queued + running tasks in a lane, read from its counter row and locking it
         #: (PostgreSQL): concurrent submits of one key take turns there, so two cannot both see
         #: room for the last slot. Not the api_keys row: the counter triggers lock this row
@@ -487,13 +485,14 @@ class TaskStore:
             head = conn.execute(claim.head, due).first()
             if head is None:
                 return None
-            best = conn.execute(claim.best, {**due, "b_tenant": head.tenant_id}).first()
-            if best is None:  # PostgreSQL: others hold the tenant's best; the head is ours at least
-                best = conn.execute(claim.sorted_best, {**due, "b_tenant": head.tenant_id}).first()
-            if best is not None and best.id != head.id:
+            own = {**due, "b_tenant": head.tenant_id}
+            # None only on PostgreSQL, when other claimers hold every due task at the tenant's
+            # best priority; the sorted form then finds the best free one (the head, ours, at worst).
+            best = conn.execute(claim.best, own).first() or conn.execute(claim.sorted_best, own).one()
+            if best.id != head.id:
                 conn.execute(_SWAP_PLACE, {"b_id": head.id, "b_seq": best.fair_seq})
             row = conn.execute(_START, {
-                "b_id": best.id if best is not None else head.id, "b_owner": worker_id,
+                "b_id": best.id, "b_owner": worker_id,
                 "b_expires": now + int(lease_seconds * 1000), "b_now": now, "b_seq": head.fair_seq,
             }).first()
             claimed = self._changed(conn, [row] if row else [], TaskEvent.START)

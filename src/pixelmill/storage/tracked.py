@@ -13,10 +13,9 @@ nobody) as a window.
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import write_tx
+from pixelmill.db.engine import dialect_insert, write_tx
 from pixelmill.db.schema import stored_files
 from pixelmill.storage.base import Storage, StoredObject, content_key
 
@@ -26,7 +25,7 @@ class TrackedStorage(Storage):
         self.inner = inner
         self._engine = engine
         self._clock = clock
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine)
 
     def put(self, data: bytes, ext: str) -> StoredObject:
         key = content_key(data, ext)

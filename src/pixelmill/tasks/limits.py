@@ -9,10 +9,9 @@ inserts them (``TaskStore.insert_all``).
 from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, bindparam, delete
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import write_tx
+from pixelmill.db.engine import dialect_insert, write_tx
 from pixelmill.db.schema import rate_windows
 from pixelmill.exceptions import RateLimited
 
@@ -22,7 +21,7 @@ class RateLimiter:
         self._engine = engine
         self._clock = clock
         self._window_ms = int(window_seconds * 1000)
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(engine)
         taking = insert(rate_windows).values(key_id=bindparam("b_key"), window=bindparam("b_window"), count=bindparam("b_n"))
         #: Built once: every submit of a capped key runs it.
         self._take = taking.on_conflict_do_update(
