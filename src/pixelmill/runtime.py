@@ -34,6 +34,7 @@ from pixelmill.queue.finishing import Finishing
 from pixelmill.queue.retention import Retention
 from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
+from pixelmill.queue.upstream import UpstreamTasks
 from pixelmill.safety.moderation import Moderator
 from pixelmill.safety.review import ReviewQueue
 from pixelmill.safety.screening import Screening, detector_installed
@@ -263,7 +264,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     service = TaskService(tasks, settings, {name: e.model for name, e in engines.items()}, inputs, prices, admission,
                           storage_has=storage.exists, templates=templates)
     executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
-                        renditions=settings.renditions, screening=screening, reviews=reviews)
+                        renditions=settings.renditions, screening=screening, reviews=reviews, upstream=UpstreamTasks(db, clock))
     return Runtime(
         settings=settings,
         db=db,

@@ -198,7 +198,8 @@ class FaultyProxy:
     ``429`` (code 429, Retry-After 0), ``500`` (plain text), ``code9`` (HTTP 500, code 9), ``slow``
     (forwarded after ``slow_seconds``), ``drop`` (the connection closes, nothing forwarded) and
     ``drop_after`` (forwarded, then the connection closes before the answer: the upstream did the
-    work and the caller never heard). ``injected`` counts what was done."""
+    work and the caller never heard). ``injected`` counts what was done; ``submits`` lists the
+    Idempotency-Key (or None) of every POST forwarded to a ``/generations/`` route."""
 
     def __init__(self, upstream: str, *, rate: float, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 1.0, seed: int = 0) -> None:
         unknown = set(kinds) - set(FAULT_KINDS)
@@ -206,6 +207,7 @@ class FaultyProxy:
             raise ValueError(f"rate must be 0-1 and kinds among {FAULT_KINDS}")
         self.injected: collections.Counter[str] = collections.Counter()
         self.forwarded = 0
+        self.submits: list[str | None] = []
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._upstream = httpx.Client(base_url=upstream, timeout=60)
@@ -244,6 +246,8 @@ class FaultyProxy:
                 answer = outer._upstream.request(self.command, self.path, content=body or None, headers=keep)
                 with outer._lock:
                     outer.forwarded += 1
+                    if self.command == "POST" and "/generations/" in self.path:
+                        outer.submits.append(self.headers.get("Idempotency-Key"))
                 if fault == "drop_after":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,37 @@ def test_readiness_reports_an_unreachable_upstream(tmp_path: Path) -> None:
             assert "engine:mj" in r.text and "ConnectError" in r.text
     finally:
         srv.stop()
+
+
+def _count(db: Path, sql: str) -> int:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def test_a_killed_server_follows_its_upstream_tasks_after_the_restart_and_submits_none_again(tmp_path: Path) -> None:
+    """B is killed (SIGKILL) while its tasks wait upstream. After the restart every task ends
+    SUCCESS with the upstream task it started, and the upstream saw one submit per task. (Before
+    issue 21 the retries after the restart submitted every task again, under new keys; a
+    pixelmill upstream's request cache hid it, a Midjourney-style one would bill it.)"""
+    # A accepts tasks but has no workers: they wait upstream until its worker process starts.
+    a = Server(tmp_path / "a", KEY_A, workers=0, rate_per_minute=0, max_concurrent_tasks=0).start()
+    with FaultyProxy(a.url, rate=0) as proxy:
+        b = Server(tmp_path / "b", KEY_B, engines=_remote(proxy.url), rate_per_minute=0, max_concurrent_tasks=0, workers=4,
+                   fetch_allow='["127.0.0.1/32"]', lease_seconds=2, sweep_interval_seconds=0.2)
+        try:
+            b.start()
+            with b.client() as api:
+                ids = [api.post(f"{GEN}/imagine", json={"prompt": f"a lighthouse in fog {i}", "engine": "mj"}).json()["data"][0]["task_id"]
+                       for i in range(4)]
+            accepted = "SELECT count(*) FROM upstream_tasks WHERE upstream_id IS NOT NULL"
+            wait_for(lambda: _count(b.data_dir / "pixelmill.db", accepted) == 4, timeout=30, what="the upstream to accept the 4 tasks")
+            b.kill()
+            b.start()
+            with a.worker(), b.client() as api:
+                done = [wait_terminal(api, t, timeout=60) for t in ids]
+        finally:
+            b.stop()
+            a.stop()
+    assert [t["status"] for t in done] == ["SUCCESS"] * 4, [t.get("fail_reason") for t in done]
+    assert sorted(proxy.submits) == sorted(f"{t}-1" for t in ids)  # one submit each, under the first attempt's key
+    assert len({t["engine_meta"]["upstream_task_id"] for t in done}) == 4

@@ -326,6 +326,22 @@ finishing = Table(
     Index("ix_finishing_due", "due_at"),
 )
 
+#: A task's operation as an upstream runs it (engines that run operations upstream, issue 21). The
+#: row is written before the submit, with the Idempotency-Key it sends, and ``upstream_id`` as soon
+#: as the upstream accepts: a later attempt (after a crash, or a failed download) continues that
+#: upstream task instead of submitting again. Removed when the upstream task ended without a
+#: result, so that the next attempt submits anew; otherwise kept with the task (retention).
+upstream_tasks = Table(
+    "upstream_tasks",
+    metadata,
+    Column("task_id", String(32), primary_key=True),
+    Column("engine", String(64), nullable=False),
+    Column("submit_key", String(160), nullable=False),
+    Column("upstream_id", String(128), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("accepted_at", BigInteger, nullable=True),
+)
+
 #: Tasks removed by retention, so that asking for one answers "expired", not "unknown".
 expired_tasks = Table(
     "expired_tasks",

@@ -64,6 +64,23 @@ def settings_from_json(cls: type[C], spec: Mapping[str, Any]) -> C:
         raise ValueError(explain(exc.errors()[0])) from None
 
 
+class UpstreamRecord(Protocol):
+    """For an engine that runs operations upstream: the task's record of its upstream task
+    (``queue/upstream.py``), which outlives the attempt, so that no attempt submits twice."""
+
+    #: The Idempotency-Key the submit carries: the same for every attempt until an upstream task
+    #: ended without a result.
+    submit_key: str
+    #: The upstream task an earlier attempt started: follow it instead of submitting.
+    upstream_id: str | None
+
+    def accepted(self, upstream_id: str) -> None:
+        """The upstream accepted the submit: recorded before anything else happens."""
+
+    def ended(self) -> None:
+        """The upstream task ended without a result: the next attempt submits anew."""
+
+
 @dataclass(frozen=True)
 class UpstreamStep:
     """For an engine that runs whole operations itself (a remote Midjourney-style API): the
@@ -91,8 +108,8 @@ class GenerationRequest:
     #: The whole canonical prompt with its flags, for engines that take prompt text as it is.
     source_prompt: str = ""
     step: UpstreamStep | None = None
-    #: Stable for one attempt of one task: lets an engine make its upstream calls retry-safe.
-    idempotency_key: str | None = None
+    #: Given with ``step``: where the task's upstream task is recorded.
+    upstream: UpstreamRecord | None = None
 
     def __post_init__(self) -> None:
         # Programming errors, not user errors: user input is validated before it gets here.
@@ -125,7 +142,7 @@ class VideoRequest:
     #: The start_end forms: the clip ends on this picture.
     end_image: Image.Image | None = None
     step: UpstreamStep | None = None
-    idempotency_key: str | None = None
+    upstream: UpstreamRecord | None = None
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):

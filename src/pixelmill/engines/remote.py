@@ -25,8 +25,12 @@ Result files are downloaded with the upstream's API key only from the upstream's
 it and under the deployment's address rules (``PIXELMILL_FETCH_ALLOW``, media/fetch.py): an
 upstream cannot make pixelmill send its key elsewhere, nor reach a private address for it.
 
-Submits carry an Idempotency-Key made of the task id and attempt, so a submit whose answer was
-lost on the way back is answered with the task it already made instead of making a second one.
+A task is submitted upstream once. The submit carries an Idempotency-Key that is recorded before
+it is sent, and the upstream task id is recorded as soon as the upstream accepts
+(``queue/upstream.py``). A submit whose answer was lost on the way back is answered with the task
+it already made; a later attempt of the task (after a crash, a lost lease, a failed download)
+follows the recorded upstream task. Only an upstream task that ended without a result (FAILURE,
+CANCEL) lets the next attempt submit again, under a new key.
 A per-minute submission budget (``submit_per_minute``) keeps this process under the upstream's
 rate cap in normal running.
 """
@@ -50,6 +54,7 @@ from pixelmill.engines.base import (
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
+    UpstreamRecord,
     VideoRequest,
     VideoResult,
     settings_from_json,
@@ -245,6 +250,14 @@ class _Retry(Exception):
     """A download failure worth another try after backoff."""
 
 
+class _Ended(Exception):
+    """The upstream task ended without a result (FAILURE or CANCEL upstream)."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
 
@@ -276,7 +289,7 @@ class RemoteEngine(Engine):
             operation, fields = "imagine", {"prompt": request.source_prompt or request.prompt}
         else:
             operation, fields = step.operation, dict(step.fields)
-        task = self._run(operation, fields, request.idempotency_key, progress)
+        task = self._run(operation, fields, request.upstream, progress)
         urls = task.get("image_urls") or []
         if not urls:
             raise EngineError(f"upstream task {task['task_id']} finished without images", retryable=True)
@@ -286,22 +299,31 @@ class RemoteEngine(Engine):
     def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
         if request.step is None:
             raise EngineError("the remote engine animates through an upstream video task only", retryable=False)
-        task = self._run(request.step.operation, dict(request.step.fields), request.idempotency_key, progress)
+        task = self._run(request.step.operation, dict(request.step.fields), request.upstream, progress)
         clips = tuple(self.upstream.download(u) for u in task.get("video_urls") or [])
         return VideoResult(clips=clips, model=self.model, meta=_meta(task))
 
-    def _run(self, operation: str, fields: dict[str, Any], key: str | None, progress: ProgressCallback | None) -> dict[str, Any]:
-        """Submit one operation and poll it to its end; inpaint goes through the upstream's MODAL."""
+    def _run(self, operation: str, fields: dict[str, Any], record: UpstreamRecord | None, progress: ProgressCallback | None) -> dict[str, Any]:
+        """Submit one operation and poll it to its end; inpaint goes through the upstream's MODAL.
+        An upstream task that an earlier attempt of the task started is followed, not submitted
+        again (``queue/upstream.py``)."""
         modal = fields.pop("modal", None)
-        answer = self.upstream.call("POST", f"/v1/midjourney/generations/{operation}", fields, key)
-        task_id = str(answer["data"][0]["task_id"])
-        if answer.get("code") == 21:
-            if modal is None:
-                raise EngineError(f"upstream {operation} task {task_id} waits for /modal, and nothing was given for it", retryable=False)
-            self.upstream.call("POST", "/v1/midjourney/generations/modal", {"task_id": task_id, **modal}, f"{key}-modal" if key else None)
-        return self._poll(task_id, progress)
+        key = record.submit_key if record is not None else None
+        if record is not None and record.upstream_id is not None:
+            task_id = record.upstream_id
+        else:
+            answer = self.upstream.call("POST", f"/v1/midjourney/generations/{operation}", fields, key)
+            task_id = str(answer["data"][0]["task_id"])
+            if record is not None:
+                record.accepted(task_id)
+        try:
+            return self._poll(task_id, progress, modal, key)
+        except _Ended as ended:
+            if record is not None:
+                record.ended()
+            raise EngineError(str(ended), retryable=ended.retryable) from None
 
-    def _poll(self, task_id: str, progress: ProgressCallback | None) -> dict[str, Any]:
+    def _poll(self, task_id: str, progress: ProgressCallback | None, modal: dict[str, Any] | None, key: str | None) -> dict[str, Any]:
         deadline = time.monotonic() + self._config.timeout_seconds
         while True:
             task = self.upstream.call("GET", f"/v1/midjourney/{task_id}")
@@ -316,9 +338,14 @@ class RemoteEngine(Engine):
             if status in ("FAILURE", "CANCEL"):
                 reason = task.get("fail_reason") or status
                 banned = "code 24" in str(reason) or "banned" in str(reason).lower()
-                raise EngineError(f"upstream task {task_id} ended {status}: {reason}", retryable=not banned)
+                raise _Ended(f"upstream task {task_id} ended {status}: {reason}", retryable=not banned)
             if status == "MODAL":
-                raise EngineError(f"upstream task {task_id} is waiting for /modal", retryable=False)
+                if modal is None:
+                    raise EngineError(f"upstream task {task_id} waits for /modal, and nothing was given for it", retryable=False)
+                # Right after the submit, or in the next attempt when the last one stopped before it.
+                self.upstream.call("POST", "/v1/midjourney/generations/modal", {"task_id": task_id, **modal}, f"{key}-modal" if key else None)
+                modal = None
+                continue
             if time.monotonic() >= deadline:
                 raise EngineError(f"upstream task {task_id} still {status} after {self._config.timeout_seconds:g}s", retryable=True)
             time.sleep(self._config.poll_seconds)

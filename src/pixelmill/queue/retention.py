@@ -30,7 +30,18 @@ from sqlalchemy.orm import aliased
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import dialect_insert, read_tx, write_tx
-from pixelmill.db.schema import evaluations, expired_tasks, finishing, reviews, stored_files, task_files, tasks, tenants, webhook_events
+from pixelmill.db.schema import (
+    evaluations,
+    expired_tasks,
+    finishing,
+    reviews,
+    stored_files,
+    task_files,
+    tasks,
+    tenants,
+    upstream_tasks,
+    webhook_events,
+)
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.record import Task
 from pixelmill.tasks.status import TERMINAL, TaskEvent
@@ -132,6 +143,7 @@ class Retention:
             conn.execute(delete(webhook_events).where(webhook_events.c.task_id.in_(ids)))
             conn.execute(delete(task_files).where(task_files.c.task_id.in_(ids)))
             conn.execute(delete(finishing).where(finishing.c.task_id.in_(ids)))
+            conn.execute(delete(upstream_tasks).where(upstream_tasks.c.task_id.in_(ids)))
             # Held images of an expired task go with it; decided reviews keep their record (the
             # audit log names them) without the image, which a decision already cleared.
             conn.execute(delete(reviews).where(reviews.c.task_id.in_(ids), reviews.c.state == "pending"))

@@ -35,6 +35,7 @@ from pixelmill.observe.stages import in_this_context, stage
 from pixelmill.prompts.params import MAX_SEED
 from pixelmill.prompts.shorten import shorten
 from pixelmill.queue.store import TaskStore
+from pixelmill.queue.upstream import TaskUpstream, UpstreamTasks
 from pixelmill.safety.review import ReviewQueue
 from pixelmill.safety.screening import Screening, Verdict, kept_back
 from pixelmill.storage.base import Storage
@@ -94,8 +95,11 @@ class Executor:
         renditions: Sequence[str] = tuple(RENDITIONS),
         screening: Screening | None = None,
         reviews: ReviewQueue | None = None,
+        upstream: UpstreamTasks | None = None,
     ) -> None:
         self._engines = engines
+        #: Where tasks run by an upstream keep their upstream task (engines that run operations).
+        self._upstream = upstream
         #: Without a detector every verdict is pass (Screening.screen).
         self._screening = screening or Screening(None)
         self._reviews = reviews
@@ -317,7 +321,7 @@ class Executor:
                         image_prompts=tuple(pictures), image_weight=2.0)
         engine = self._engine(task)
         if engine.runs_operations:
-            base.update(step=self._step(task, action), source_prompt=task.final_prompt, idempotency_key=f"{task.id}-{task.attempt}")
+            base.update(step=self._step(task, action), source_prompt=task.final_prompt, upstream=self._upstream_record(task))
         request = GenerationRequest(**base)
         with stage("engine"):
             result = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
@@ -344,7 +348,7 @@ class Executor:
             assert task.seed is not None
             request = GenerationRequest(
                 prompt=p.get("engine_prompt", ""), width=p.get("width", source["width"]), height=p.get("height", source["height"]),
-                seeds=(task.seed,), step=self._step(task, Action.UPSCALE), idempotency_key=f"{task.id}-{task.attempt}",
+                seeds=(task.seed,), step=self._step(task, Action.UPSCALE), upstream=self._upstream_record(task),
             )
             with stage("engine"):
                 done = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
@@ -390,7 +394,7 @@ class Executor:
         )
         engine = self._engine(task)
         if engine.runs_operations:
-            request = replace(request, step=self._step(task, Action.VIDEO), idempotency_key=f"{task.id}-{task.attempt}")
+            request = replace(request, step=self._step(task, Action.VIDEO), upstream=self._upstream_record(task))
         with stage("engine"):
             made = engine.animate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
         clips = made.clips
@@ -422,6 +426,11 @@ class Executor:
         if self._public_url is None:
             raise EngineError("set PIXELMILL_PUBLIC_URL so the upstream can fetch pixelmill's files", retryable=False)
         return f"{self._public_url}/files/{image['key']}"
+
+    def _upstream_record(self, task: Task) -> TaskUpstream:
+        if self._upstream is None:
+            raise EngineError(f"engine {task.engine} runs operations upstream, and this worker keeps no upstream records", retryable=False)
+        return self._upstream.record(task.id, task.engine, task.attempt)
 
     def _step(self, task: Task, action: Action) -> UpstreamStep:
         """The same operation in the upstream's wire form, on the parent's upstream task."""

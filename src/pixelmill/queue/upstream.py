@@ -1,0 +1,97 @@
+"""Upstream tasks: what an upstream has accepted for a task, kept so that it is never sent twice.
+
+An engine that runs operations upstream (``engines/remote.py``) submits a task's operation and
+follows the upstream task to its end. Between the two lies the risk issue 21 measured: a process
+killed while its tasks waited upstream left no trace of them, and the retries after the restart
+submitted every one again, under new Idempotency-Keys (a Midjourney-style upstream bills each).
+
+So the record is in the database before and after the submit:
+- before: the Idempotency-Key the submit carries. A crash between the submit and its answer
+  leaves the key; the next attempt sends the same key, and the upstream answers with the task
+  it already made instead of making a second one.
+- after: the upstream task id, as soon as the upstream accepts. The next attempt of the task
+  (after a restart, a lost lease, a download that failed) follows that upstream task.
+- An upstream task that ended without a result (FAILURE, CANCEL) is forgotten, so that a retry
+  of the task submits anew, under a new key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, select, update
+
+from pixelmill.clock import Clock
+from pixelmill.db.engine import dialect_insert, read_tx, write_tx
+from pixelmill.db.schema import upstream_tasks
+
+
+@dataclass(frozen=True)
+class UpstreamTask:
+    task_id: str
+    engine: str
+    #: The Idempotency-Key of the submit.
+    submit_key: str
+    #: None until the upstream accepted the submit.
+    upstream_id: str | None
+
+
+class UpstreamTasks:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._insert = dialect_insert(engine)
+
+    def get(self, task_id: str) -> UpstreamTask | None:
+        with read_tx(self._engine) as conn:
+            row = conn.execute(select(upstream_tasks).where(upstream_tasks.c.task_id == task_id)).first()
+        return UpstreamTask(row.task_id, row.engine, row.submit_key, row.upstream_id) if row else None
+
+    def submitting(self, task_id: str, engine: str, submit_key: str) -> UpstreamTask:
+        """The record a submit of ``task_id`` works from: the one already there (its key, and its
+        upstream task once accepted), else a new one with ``submit_key``, written before the submit."""
+        with write_tx(self._engine) as conn:
+            conn.execute(
+                self._insert(upstream_tasks)
+                .values(task_id=task_id, engine=engine, submit_key=submit_key, created_at=self._clock.now_ms())
+                .on_conflict_do_nothing(index_elements=["task_id"])
+            )
+            row = conn.execute(select(upstream_tasks).where(upstream_tasks.c.task_id == task_id)).one()
+        return UpstreamTask(row.task_id, row.engine, row.submit_key, row.upstream_id)
+
+    def accepted(self, task_id: str, upstream_id: str) -> None:
+        """The upstream took the submit as task ``upstream_id``."""
+        with write_tx(self._engine) as conn:
+            conn.execute(
+                update(upstream_tasks)
+                .where(upstream_tasks.c.task_id == task_id)
+                .values(upstream_id=upstream_id, accepted_at=self._clock.now_ms())
+            )
+
+    def forget(self, task_id: str) -> None:
+        """The upstream task ended without a result: the next attempt submits anew."""
+        with write_tx(self._engine) as conn:
+            conn.execute(delete(upstream_tasks).where(upstream_tasks.c.task_id == task_id))
+
+    def record(self, task_id: str, engine: str, attempt: int) -> TaskUpstream:
+        """The record an attempt works from (``engines.base.UpstreamRecord``): the task's existing
+        one, else a new one whose key names this attempt."""
+        return TaskUpstream(self, self.submitting(task_id, engine, f"{task_id}-{attempt}"))
+
+
+class TaskUpstream:
+    """One task's record, as an engine sees it (``engines.base.UpstreamRecord``)."""
+
+    def __init__(self, store: UpstreamTasks, row: UpstreamTask) -> None:
+        self._store = store
+        self._task_id = row.task_id
+        self.submit_key = row.submit_key
+        self.upstream_id = row.upstream_id
+
+    def accepted(self, upstream_id: str) -> None:
+        self._store.accepted(self._task_id, upstream_id)
+        self.upstream_id = upstream_id
+
+    def ended(self) -> None:
+        self._store.forget(self._task_id)
+        self.upstream_id = None
