@@ -21,6 +21,7 @@ from pixelmill.db.engine import make_engine
 from pixelmill.db.migrate import upgrade
 from pixelmill.engines.base import Engine
 from pixelmill.engines.registry import build_engines
+from pixelmill.engines.remote import RemoteEngine
 from pixelmill.media.fetch import FetchPolicy, SafeFetcher
 from pixelmill.media.inputs import InputImages
 from pixelmill.media.output import output_profiles
@@ -79,6 +80,9 @@ class Runtime:
     health: HealthReport
     retention: Retention
     finishing: Finishing
+    #: What upstreams accepted for tasks (engines that run operations upstream).
+    upstream: UpstreamTasks
+    clock: Clock
     screening: Screening
     reviews: ReviewQueue
     audit: AuditLog
@@ -111,7 +115,8 @@ class Runtime:
             self.screening.detector.load()  # the first task should not pay for it
         pool = WorkerPool(
             self.tasks, self.executor, self.settings, self.signals.queued, size=size, metrics=self.worker_metrics, engines=list(self.engines),
-            finishing=self.finishing,
+            finishing=self.finishing, upstream=self.upstream, clock=self.clock,
+            remote={name: e for name, e in ((n, engine.unwrapped()) for n, engine in self.engines.items()) if isinstance(e, RemoteEngine)},
             chores=(
                 self.retention.sweep,
                 self.idempotency.purge_expired,
@@ -263,8 +268,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     admission = Admission(tasks, settings, ledger, limiter, idempotency, moderator, RefusalLog(db, clock), on_stage=worker_metrics.observe_stage)
     service = TaskService(tasks, settings, {name: e.model for name, e in engines.items()}, inputs, prices, admission,
                           storage_has=storage.exists, templates=templates)
+    upstream = UpstreamTasks(db, clock)
     executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
-                        renditions=settings.renditions, screening=screening, reviews=reviews, upstream=UpstreamTasks(db, clock))
+                        renditions=settings.renditions, screening=screening, reviews=reviews, upstream=upstream)
     return Runtime(
         settings=settings,
         db=db,
@@ -288,6 +294,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         worker_metrics=worker_metrics,
         retention=retention,
         finishing=finishing,
+        upstream=upstream,
+        clock=clock,
         screening=screening,
         reviews=reviews,
         audit=audit,

@@ -162,3 +162,37 @@ def test_a_killed_server_follows_its_upstream_tasks_after_the_restart_and_submit
     assert [t["status"] for t in done] == ["SUCCESS"] * 4, [t.get("fail_reason") for t in done]
     assert sorted(proxy.submits) == sorted(f"{t}-1" for t in ids)  # one submit each, under the first attempt's key
     assert len({t["engine_meta"]["upstream_task_id"] for t in done}) == 4
+
+
+def test_waiting_upstream_holds_no_worker_and_a_cancel_reaches_the_upstream(tmp_path: Path) -> None:
+    """With one worker, ten tasks wait upstream at once: a task waiting upstream is parked, and
+    the poller follows it. A cancel of a parked task cancels its upstream task too."""
+    a = Server(tmp_path / "a", KEY_A, workers=0, rate_per_minute=0, max_concurrent_tasks=0).start()
+    with FaultyProxy(a.url, rate=0) as proxy:
+        b = Server(tmp_path / "b", KEY_B, engines=_remote(proxy.url), rate_per_minute=0, max_concurrent_tasks=0, workers=1,
+                   fetch_allow='["127.0.0.1/32"]')
+        try:
+            b.start()
+            with b.client() as api, a.client() as up:
+                ids = [api.post(f"{GEN}/imagine", json={"prompt": f"a kite over dunes {i}", "engine": "mj"}).json()["data"][0]["task_id"]
+                       for i in range(11)]
+                wait_for(lambda: len(proxy.submits) == 11, timeout=30, what="all 11 tasks to be submitted upstream")
+                assert {api.get(f"/v1/midjourney/{t}").json()["status"] for t in ids} == {"IN_PROGRESS"}
+
+                cancelled = ids.pop()
+                assert api.post(f"/v1/midjourney/{cancelled}/cancel").json()["code"] == 1
+                up_id = dict(_rows(b.data_dir / "pixelmill.db", "SELECT task_id, upstream_id FROM upstream_tasks"))[cancelled]
+                wait_for(lambda: up.get(f"/v1/midjourney/{up_id}").json()["status"] == "CANCEL", timeout=30, what="the upstream cancel")
+
+                with a.worker():
+                    done = [wait_terminal(api, t, timeout=60) for t in ids]
+        finally:
+            b.stop()
+            a.stop()
+    assert [t["status"] for t in done] == ["SUCCESS"] * 10, [t.get("fail_reason") for t in done]
+    assert all(t["image_urls"] for t in done)
+
+
+def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return list(conn.execute(sql).fetchall())

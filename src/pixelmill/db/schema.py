@@ -340,6 +340,10 @@ upstream_tasks = Table(
     Column("upstream_id", String(128), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("accepted_at", BigInteger, nullable=True),
+    #: When the upstream poller asks after the task next: set while the task is parked (no worker
+    #: holds it while it waits upstream, ``work/upstream.py``), NULL otherwise.
+    Column("poll_at", BigInteger, nullable=True),
+    Index("ix_upstream_tasks_poll", "poll_at"),
 )
 
 #: Tasks removed by retention, so that asking for one answers "expired", not "unknown".

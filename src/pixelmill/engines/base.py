@@ -80,6 +80,20 @@ class UpstreamRecord(Protocol):
     def ended(self) -> None:
         """The upstream task ended without a result: the next attempt submits anew."""
 
+    @property
+    def park(self) -> bool:
+        """Whether an upstream poller in this process follows waiting tasks: then the engine
+        raises ``Waiting`` once the upstream has the task, instead of polling in its thread."""
+
+
+class Waiting(Exception):
+    """The task now waits upstream (``UpstreamRecord.park``): the worker parks it for the
+    upstream poller, which hands it back when the upstream task has ended."""
+
+    def __init__(self, upstream_id: str) -> None:
+        super().__init__(f"waiting for upstream task {upstream_id}")
+        self.upstream_id = upstream_id
+
 
 @dataclass(frozen=True)
 class UpstreamStep:
@@ -194,6 +208,10 @@ class Engine(ABC):
 
     def check(self) -> None:
         """Raise when the engine cannot take work now (readiness: model loaded, upstream up)."""
+
+    def unwrapped(self) -> Engine:
+        """The engine itself, under any wrapper (fault injection)."""
+        return self
 
     def close(self) -> None:
         """Release models, sessions, processes."""

@@ -79,5 +79,8 @@ class FaultInjectingEngine(Engine):
     def check(self) -> None:
         self._inner.check()
 
+    def unwrapped(self) -> Engine:
+        return self._inner.unwrapped()
+
     def close(self) -> None:
         self._inner.close()

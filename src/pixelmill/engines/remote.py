@@ -57,6 +57,7 @@ from pixelmill.engines.base import (
     UpstreamRecord,
     VideoRequest,
     VideoResult,
+    Waiting,
     settings_from_json,
 )
 from pixelmill.exceptions import EngineError
@@ -304,11 +305,13 @@ class RemoteEngine(Engine):
         return VideoResult(clips=clips, model=self.model, meta=_meta(task))
 
     def _run(self, operation: str, fields: dict[str, Any], record: UpstreamRecord | None, progress: ProgressCallback | None) -> dict[str, Any]:
-        """Submit one operation and poll it to its end; inpaint goes through the upstream's MODAL.
-        An upstream task that an earlier attempt of the task started is followed, not submitted
-        again (``queue/upstream.py``)."""
+        """Submit one operation and follow it to its end; inpaint goes through the upstream's
+        MODAL. An upstream task that an earlier attempt of the task started is followed, not
+        submitted again (``queue/upstream.py``). Where a poller follows waiting tasks
+        (``record.park``), the task is handed to it (``Waiting``) as soon as the upstream has it."""
         modal = fields.pop("modal", None)
         key = record.submit_key if record is not None else None
+        park = record is not None and record.park
         if record is not None and record.upstream_id is not None:
             task_id = record.upstream_id
         else:
@@ -316,23 +319,22 @@ class RemoteEngine(Engine):
             task_id = str(answer["data"][0]["task_id"])
             if record is not None:
                 record.accepted(task_id)
+            if park and (answer.get("code") != 21 or modal is None):
+                raise Waiting(task_id)
         try:
-            return self._poll(task_id, progress, modal, key)
+            return self._poll(task_id, progress, modal, key, park)
         except _Ended as ended:
             if record is not None:
                 record.ended()
             raise EngineError(str(ended), retryable=ended.retryable) from None
 
-    def _poll(self, task_id: str, progress: ProgressCallback | None, modal: dict[str, Any] | None, key: str | None) -> dict[str, Any]:
+    def _poll(self, task_id: str, progress: ProgressCallback | None, modal: dict[str, Any] | None, key: str | None, park: bool) -> dict[str, Any]:
         deadline = time.monotonic() + self._config.timeout_seconds
         while True:
             task = self.upstream.call("GET", f"/v1/midjourney/{task_id}")
             status = task.get("status")
-            if progress is not None and isinstance(task.get("progress"), str):
-                try:
-                    progress(min(0.99, float(task["progress"].rstrip("%")) / 100))
-                except ValueError:
-                    pass
+            if progress is not None and (fraction := upstream_progress(task)) is not None:
+                progress(fraction)
             if status == "SUCCESS":
                 return task
             if status in ("FAILURE", "CANCEL"):
@@ -346,9 +348,47 @@ class RemoteEngine(Engine):
                 self.upstream.call("POST", "/v1/midjourney/generations/modal", {"task_id": task_id, **modal}, f"{key}-modal" if key else None)
                 modal = None
                 continue
+            if park:
+                raise Waiting(task_id)
             if time.monotonic() >= deadline:
                 raise EngineError(f"upstream task {task_id} still {status} after {self._config.timeout_seconds:g}s", retryable=True)
             time.sleep(self._config.poll_seconds)
+
+    # --- for the upstream poller (work/upstream.py) --------------------------------------------
+
+    @property
+    def config(self) -> RemoteConfig:
+        return self._config
+
+    def status_client(self) -> httpx.AsyncClient:
+        """A client for the poller's event loop: the same upstream, key and timeout."""
+        return httpx.AsyncClient(
+            base_url=self._config.base_url.rstrip("/"), headers={"Authorization": f"Bearer {self._config.api_key}"},
+            timeout=self._config.request_timeout_seconds,
+        )
+
+    @staticmethod
+    async def status(client: httpx.AsyncClient, upstream_id: str) -> dict[str, Any] | None:
+        """The upstream task as the upstream shows it now; None when the answer says nothing
+        (a network error, 429, 5xx: ask again at the next round)."""
+        try:
+            r = await client.get(f"/v1/midjourney/{upstream_id}")
+            data = r.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        if r.status_code == 200 and isinstance(data, dict) and "status" in data:
+            return data
+        if r.status_code == 404 or (isinstance(data, dict) and data.get("code") in (3, 4)):
+            return {"status": "LOST"}  # the engine's own poll, when the task is handed back, says why
+        return None
+
+    @staticmethod
+    async def cancel(client: httpx.AsyncClient, upstream_id: str) -> None:
+        """Ask the upstream to stop a task that nobody here waits for any more (best effort)."""
+        try:
+            await client.post(f"/v1/midjourney/{upstream_id}/cancel")
+        except httpx.HTTPError:
+            pass
 
     def _image(self, url: str, width: int, height: int) -> Image.Image:
         data = self.upstream.download(url)
@@ -359,6 +399,22 @@ class RemoteEngine(Engine):
             raise EngineError(f"upstream image {url} does not decode: {exc}", retryable=True) from exc
         # The upstream chose its own sizes from the prompt; the task promised width x height.
         return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def upstream_running(task: dict[str, Any]) -> bool:
+    """Whether an upstream task (its JSON) is still on its way: not ended, not waiting for /modal."""
+    return task.get("status") not in (*TERMINAL, "MODAL", "LOST")
+
+
+def upstream_progress(task: dict[str, Any]) -> float | None:
+    """The upstream's progress ("45%") as a fraction below 1, when it says."""
+    value = task.get("progress")
+    if not isinstance(value, str):
+        return None
+    try:
+        return min(0.99, float(value.rstrip("%")) / 100)
+    except ValueError:
+        return None
 
 
 def _meta(task: dict[str, Any]) -> dict[str, Any]:

@@ -525,6 +525,25 @@ class TaskStore:
             changed = self._changed(conn, [row] if row else [], TaskEvent.PROGRESS)
             return changed[0] if changed else None
 
+    def hand_over(
+        self, task_id: str, owner: str, to: str, lease_seconds: float, *,
+        stages: Mapping[str, float] | None = None, within: Callable[[Connection], None] | None = None,
+    ) -> Task | None:
+        """Pass a running task from lease owner ``owner`` to ``to`` (a worker parks a task that
+        waits upstream; the upstream poller hands it back: ``work/upstream.py``), with the stages
+        so far when given, and run ``within`` in the same transaction. The task, or None when
+        ``owner`` no longer holds it."""
+        values: dict[str, Any] = {"lease_owner": to, "lease_expires_at": self._clock.now_ms() + int(lease_seconds * 1000)}
+        if stages is not None:
+            values["stages"] = dict(stages)
+        with write_tx(self._engine) as conn:
+            row = conn.execute(update(tasks).where(_held(task_id, owner)).values(**values).returning(*tasks.c)).first()
+            if row is None:
+                return None
+            if within is not None:
+                within(conn)
+            return Task.from_row(row)
+
     def watch(self, task_id: str, tenant_id: str) -> None:
         """Someone watches the task from now on: its worker stores the engine's previews."""
         with write_tx(self._engine) as conn:

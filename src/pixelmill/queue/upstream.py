@@ -17,13 +17,32 @@ So the record is in the database before and after the submit:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import dialect_insert, read_tx, write_tx
-from pixelmill.db.schema import upstream_tasks
+from pixelmill.db.schema import tasks, upstream_tasks
+from pixelmill.tasks.status import TaskStatus
+
+#: The lease owner of a parked task: no worker holds it while it waits upstream; the upstream
+#: poller of any process follows it and renews the lease (``work/upstream.py``).
+PARKED = "upstream"
+
+
+@dataclass(frozen=True)
+class Due:
+    """A parked task whose poll is due (``parked``: False when it no longer is, see ``due``)."""
+
+    task_id: str
+    engine: str
+    upstream_id: str | None
+    accepted_at: int
+    status: TaskStatus
+    parked: bool
+    progress: int
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,9 @@ class UpstreamTasks:
         self._engine = engine
         self._clock = clock
         self._insert = dialect_insert(engine)
+        #: An upstream poller runs in this process (``work/upstream.py``): engines hand it their
+        #: waiting tasks instead of polling in a worker thread.
+        self.parking = False
 
     def get(self, task_id: str) -> UpstreamTask | None:
         with read_tx(self._engine) as conn:
@@ -76,17 +98,49 @@ class UpstreamTasks:
     def record(self, task_id: str, engine: str, attempt: int) -> TaskUpstream:
         """The record an attempt works from (``engines.base.UpstreamRecord``): the task's existing
         one, else a new one whose key names this attempt."""
-        return TaskUpstream(self, self.submitting(task_id, engine, f"{task_id}-{attempt}"))
+        return TaskUpstream(self, self.submitting(task_id, engine, f"{task_id}-{attempt}"), park=self.parking)
+
+    # --- parked tasks: the poller's side -------------------------------------------------------
+
+    def schedule(self, conn: Connection, task_id: str, poll_at: int | None) -> None:
+        """When the poller asks after ``task_id`` next (None: it does not; a worker holds it)."""
+        conn.execute(update(upstream_tasks).where(upstream_tasks.c.task_id == task_id).values(poll_at=poll_at))
+
+    def due(self, cadence_ms: Mapping[str, int], limit: int) -> list[Due]:
+        """Parked tasks of these engines (name → ms between polls) whose poll is due, with the
+        next poll set: a poller in another process does not take them meanwhile. A row whose task
+        is no longer parked (a worker runs it, or it ended) leaves the poll schedule."""
+        now = self._clock.now_ms()
+        due: list[Due] = []
+        with write_tx(self._engine) as conn:
+            rows = conn.execute(
+                select(upstream_tasks.c.task_id, upstream_tasks.c.engine, upstream_tasks.c.upstream_id, upstream_tasks.c.accepted_at,
+                       tasks.c.status, tasks.c.lease_owner, tasks.c.progress)
+                .join(tasks, tasks.c.id == upstream_tasks.c.task_id)
+                .where(upstream_tasks.c.poll_at <= now, upstream_tasks.c.engine.in_(list(cadence_ms)))
+                .order_by(upstream_tasks.c.poll_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=upstream_tasks)  # not the tasks: workers take those
+            ).all()
+            for row in rows:
+                parked = row.status == TaskStatus.IN_PROGRESS.value and row.lease_owner == PARKED and row.upstream_id is not None
+                conn.execute(
+                    update(upstream_tasks).where(upstream_tasks.c.task_id == row.task_id)
+                    .values(poll_at=now + cadence_ms[row.engine] if parked else None)
+                )
+                due.append(Due(row.task_id, row.engine, row.upstream_id, row.accepted_at or now, TaskStatus(row.status), parked, row.progress))
+        return due
 
 
 class TaskUpstream:
     """One task's record, as an engine sees it (``engines.base.UpstreamRecord``)."""
 
-    def __init__(self, store: UpstreamTasks, row: UpstreamTask) -> None:
+    def __init__(self, store: UpstreamTasks, row: UpstreamTask, *, park: bool) -> None:
         self._store = store
         self._task_id = row.task_id
         self.submit_key = row.submit_key
         self.upstream_id = row.upstream_id
+        self.park = park
 
     def accepted(self, upstream_id: str) -> None:
         self._store.accepted(self._task_id, upstream_id)

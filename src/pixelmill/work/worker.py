@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -27,18 +27,22 @@ from PIL import Image
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential, wait_random
 
-from pixelmill.engines.base import is_retryable
+from pixelmill.clock import Clock
+from pixelmill.engines.base import Waiting, is_retryable
+from pixelmill.engines.remote import RemoteEngine
 from pixelmill.exceptions import EngineError
 from pixelmill.observe.metrics import WorkerMetrics
 from pixelmill.observe.stages import StageTimer, timing
 from pixelmill.queue.finishing import Finishing
 from pixelmill.queue.signals import Wakeup
 from pixelmill.queue.store import TaskStore
+from pixelmill.queue.upstream import UpstreamTasks
 from pixelmill.settings import Settings
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import Task
 from pixelmill.work.execute import Executor
 from pixelmill.work.finisher import Finisher
+from pixelmill.work.upstream import UpstreamPoller
 
 log = structlog.get_logger("pixelmill.worker")
 
@@ -73,6 +77,9 @@ class WorkerPool:
         chores: Sequence[Callable[[], object]] = (),
         metrics: WorkerMetrics | None = None,
         finishing: Finishing | None = None,
+        upstream: UpstreamTasks | None = None,
+        remote: Mapping[str, RemoteEngine] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._metrics = metrics
         #: Housekeeping run every chores_interval_seconds in a thread of its own (retention,
@@ -109,6 +116,13 @@ class WorkerPool:
             finishing, store, executor, owner=self.process_id, lock_seconds=settings.lease_seconds, metrics=metrics,
         )
         self._finish_due = threading.Event()
+        #: Follows the tasks that wait on an upstream, so that no worker thread does.
+        self._upstream = upstream
+        self._poller = None if upstream is None or not remote or clock is None else UpstreamPoller(
+            store, upstream, remote, clock, run=lambda task: self.run_task(task, f"{self.process_id}:upstream", resumed=True),
+            owner=f"{self.process_id}:upstream", threads=size, lease_seconds=settings.lease_seconds,
+            retry_backoff_seconds=settings.retry_backoff_seconds,
+        )
 
     def start(self) -> None:
         for i in range(self._size):
@@ -118,6 +132,10 @@ class WorkerPool:
         self._spawn("heartbeat", self._heartbeat_loop)
         self._spawn("scheduler", self._scheduler_loop)
         self._spawn("chores", self._chores_loop)
+        if self._poller is not None:
+            assert self._upstream is not None
+            self._upstream.parking = True
+            self._spawn("upstream", self._poller.run_forever, self._stop)
         self._spawn("supervisor", self._supervise_loop)
 
     def _spawn(self, name: str, target: Callable[..., object], *args: object) -> None:
@@ -134,6 +152,8 @@ class WorkerPool:
         self._finish_due.set()
         for t in list(self._threads.values()):
             t.join(timeout)
+        if self._poller is not None:
+            self._poller.close()
 
     # --- health --------------------------------------------------------------------------------
 
@@ -205,7 +225,9 @@ class WorkerPool:
         self._claim_failing_since = None
         return task
 
-    def run_task(self, task: Task, worker_id: str, claim_seconds: float | None = None) -> None:
+    def run_task(self, task: Task, worker_id: str, claim_seconds: float | None = None, *, resumed: bool = False) -> None:
+        """Run ``task``, which ``worker_id`` holds: claimed, or handed back by the upstream poller
+        (``resumed``: its upstream task has ended)."""
         with self._running_lock:
             self._running[task.id] = worker_id
         context = {
@@ -215,19 +237,19 @@ class WorkerPool:
         try:
             with structlog.contextvars.bound_contextvars(**context):
                 log.info("task started", lane=task.lane.value, queued_ms=(task.start_time or 0) - task.submit_time)
-                self._execute(task, worker_id, claim_seconds)
+                self._execute(task, worker_id, claim_seconds, resumed=resumed)
         finally:
             with self._running_lock:
                 self._running.pop(task.id, None)
 
-    def _execute(self, task: Task, worker_id: str, claim_seconds: float | None = None) -> None:
+    def _execute(self, task: Task, worker_id: str, claim_seconds: float | None = None, *, resumed: bool = False) -> None:
         lease = self._settings.lease_seconds
         last = [0]
         next_preview = [0.0]
         timer = StageTimer()
         if claim_seconds is not None:
             timer.add("claim", claim_seconds)
-        if task.lease_expires_at is not None:
+        if task.lease_expires_at is not None and not resumed:
             # Due (submitted, answered in /modal, or its retry's backoff over) until this claim,
             # in the database's clock: the claim set the lease from its own now.
             claimed_at = task.lease_expires_at - int(lease * 1000)
@@ -255,6 +277,9 @@ class WorkerPool:
         try:
             with timing(timer):
                 outcome = self._executor.run(task, progress)
+        except Waiting as waiting:
+            self._park(task, worker_id, waiting, {**task.stages, **timer.milliseconds()})
+            return
         except Exception as exc:
             if isinstance(exc, EngineError):
                 reason = exc.description
@@ -278,6 +303,16 @@ class WorkerPool:
                     self._metrics.observe_stage(name, ms / 1000)
         else:
             log.warning("task finished after its lease was lost; result discarded")
+
+    def _park(self, task: Task, worker_id: str, waiting: Waiting, stages: dict[str, float]) -> None:
+        """The task waits upstream: the poller follows it from here, and this worker is free."""
+        poller = self._poller
+        if poller is None:  # engines park only where a poller runs (UpstreamTasks.parking)
+            self._record_failure(task, worker_id, f"{waiting}, and this process follows no upstream tasks", retryable=True)
+        elif self._recorded(lambda: poller.park(task, worker_id, stages)):
+            log.info("task parked while its upstream task runs", upstream_task_id=waiting.upstream_id)
+        else:
+            log.warning("task lost its lease before it was parked", upstream_task_id=waiting.upstream_id)
 
     def _record_failure(self, task: Task, worker_id: str, reason: str, *, retryable: bool) -> None:
         status = self._recorded(lambda: self._store.fail(

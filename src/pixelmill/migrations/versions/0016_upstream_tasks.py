@@ -1,5 +1,6 @@
 """A task's upstream task is recorded when the upstream accepts it, so that a restart continues it
-instead of submitting it again (issue 21).
+instead of submitting it again; a task waiting upstream is parked for the upstream poller, which
+holds no thread for it (issue 21).
 
 Revision ID: 0016
 Revises: 0015
@@ -23,8 +24,11 @@ def upgrade() -> None:
         sa.Column("upstream_id", sa.String(128), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("accepted_at", sa.BigInteger(), nullable=True),
+        sa.Column("poll_at", sa.BigInteger(), nullable=True),
     )
+    op.create_index("ix_upstream_tasks_poll", "upstream_tasks", ["poll_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_upstream_tasks_poll", table_name="upstream_tasks")
     op.drop_table("upstream_tasks")

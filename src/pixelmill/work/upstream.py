@@ -1,0 +1,188 @@
+"""The upstream poller: a task that waits on an upstream holds no worker thread.
+
+An upstream task takes 30-90 s. A worker that slept between polls of it held a thread all that
+time, so a process with the default two workers had at most two upstream tasks in flight
+(issue 21). Now a worker submits the task's operation, records the upstream task id
+(``queue/upstream.py``) and parks the task:
+
+- A parked task stays IN_PROGRESS, with the lease owner ``PARKED`` and its poll due in the
+  engine's ``poll_seconds``. The worker is free at once.
+- One poller per worker process, on an asyncio event loop in a thread of its own, asks the
+  upstream after every parked task whose poll is due, many at a time over keep-alive
+  connections. It renews the lease of those still running and records their progress.
+- When the upstream task has ended (or waits for /modal, or is lost), the poller takes the task
+  back: the lease passes to this process, and a thread of the poller's own runs the task again
+  through the worker's path. The engine finds the recorded upstream task, reads its end, then
+  downloads, re-hosts, screens and stores as before.
+- Nothing is lost on a crash. The poll schedule is in the database: after a restart, any
+  process's poller continues where the dead one stopped. When no poller is left for a lease's
+  length, the lease sweep requeues the task, and its next attempt follows the same upstream task
+  (it never submits again).
+- A parked task that is cancelled, or fails its run timeout, leaves the schedule; its upstream
+  task is cancelled (best effort). One that outlives the engine's ``timeout_seconds`` fails this
+  attempt, retryable, and its upstream task is cancelled and forgotten: the retry submits anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import Connection
+
+from pixelmill.clock import Clock
+from pixelmill.engines.remote import RemoteEngine, upstream_progress, upstream_running
+from pixelmill.queue.store import TaskStore
+from pixelmill.queue.upstream import PARKED, Due, UpstreamTasks
+from pixelmill.tasks.record import Task
+from pixelmill.tasks.status import TaskStatus
+
+log = structlog.get_logger("pixelmill.upstream")
+
+#: Parked tasks taken per round; a round with this many goes on at once.
+ROUND_SIZE = 500
+#: Upstream requests in flight at once, over all engines.
+CONCURRENCY = 64
+#: Longest sleep between rounds when none is due (the stop is seen this fast too).
+MAX_TICK_SECONDS = 0.25
+#: After a round that failed (the database restarting, say).
+ERROR_PAUSE_SECONDS = 1.0
+#: A parked task's lease is this many of its engine's poll intervals (at least the worker lease):
+#: a poller that misses a round or two does not lose it to the lease sweep.
+LEASE_POLLS = 10
+
+
+class UpstreamPoller:
+    def __init__(
+        self,
+        store: TaskStore,
+        upstream: UpstreamTasks,
+        engines: Mapping[str, RemoteEngine],
+        clock: Clock,
+        *,
+        run: Callable[[Task], None],
+        owner: str,
+        threads: int,
+        lease_seconds: float,
+        retry_backoff_seconds: Sequence[float],
+    ) -> None:
+        self._store = store
+        self._upstream = upstream
+        self._engines = dict(engines)
+        self._clock = clock
+        self._run = run
+        #: The lease owner of tasks handed back to this process.
+        self.owner = owner
+        self._lease_seconds = lease_seconds
+        self._backoff = tuple(retry_backoff_seconds)
+        self._cadence_ms = {name: int(e.config.poll_seconds * 1000) for name, e in self._engines.items()}
+        self._tick = min(MAX_TICK_SECONDS, *(e.config.poll_seconds / 4 for e in self._engines.values()))
+        #: Runs handed-back tasks: downloading and storing are a worker's work, not the loop's.
+        self._runner = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pixelmill-upstream-run")
+
+    def park_lease(self, engine: str) -> float:
+        return max(self._lease_seconds, LEASE_POLLS * self._cadence_ms[engine] / 1000)
+
+    def park(self, task: Task, worker_id: str, stages: Mapping[str, float]) -> bool:
+        """Hand a task that waits upstream from its worker to the poller (``Waiting``). False
+        when the worker no longer held it."""
+        poll_at = self._clock.now_ms() + self._cadence_ms[task.engine]
+        parked = self._store.hand_over(
+            task.id, worker_id, PARKED, self.park_lease(task.engine), stages=stages,
+            within=lambda conn: self._upstream.schedule(conn, task.id, poll_at),
+        )
+        return parked is not None
+
+    def close(self) -> None:
+        """Handed-back tasks not started yet are dropped: their lease runs out and the sweep
+        requeues them, and their next attempt follows the same upstream task."""
+        self._runner.shutdown(wait=False, cancel_futures=True)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """The poller thread's body, until ``stop`` is set."""
+        asyncio.run(self._main(stop))
+
+    async def _main(self, stop: threading.Event) -> None:
+        clients = {name: engine.status_client() for name, engine in self._engines.items()}
+        limit = asyncio.Semaphore(CONCURRENCY)
+        try:
+            while not stop.is_set():
+                try:
+                    taken = await self._round(clients, limit)
+                except Exception:  # a database restart, a bug: this round is lost, the poller is not
+                    log.exception("upstream poll round failed")
+                    await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                    continue
+                if taken < ROUND_SIZE:
+                    await asyncio.sleep(self._tick)
+        finally:
+            for client in clients.values():
+                await client.aclose()
+
+    async def _round(self, clients: Mapping[str, httpx.AsyncClient], limit: asyncio.Semaphore) -> int:
+        due = await asyncio.to_thread(self._upstream.due, self._cadence_ms, ROUND_SIZE)
+        if not due:
+            return 0
+
+        async def ask(item: Due) -> dict[str, Any] | None:
+            async with limit:
+                engine, client = self._engines[item.engine], clients[item.engine]
+                if not item.parked:
+                    if item.upstream_id and item.status in (TaskStatus.CANCEL, TaskStatus.FAILURE):
+                        await engine.cancel(client, item.upstream_id)  # nobody here waits for it any more
+                    return None
+                assert item.upstream_id is not None  # a parked task's upstream accepted it
+                answer = await engine.status(client, item.upstream_id)
+                if answer is not None and upstream_running(answer) and self._overdue(item):
+                    await engine.cancel(client, item.upstream_id)
+                return answer
+
+        answers = await asyncio.gather(*(ask(item) for item in due))
+        await asyncio.to_thread(self._settle, [(item, answer) for item, answer in zip(due, answers, strict=True) if item.parked])
+        return len(due)
+
+    def _overdue(self, item: Due) -> bool:
+        return self._clock.now_ms() - item.accepted_at > self._engines[item.engine].config.timeout_seconds * 1000
+
+    def _settle(self, polled: Sequence[tuple[Due, dict[str, Any] | None]]) -> None:
+        """Record what the round saw, in the worker's terms: leases renewed and progress for the
+        tasks still waiting, the others taken back and run."""
+        waiting: dict[str, list[str]] = {}
+        for item, answer in polled:
+            lease = self.park_lease(item.engine)
+            if answer is None or upstream_running(answer):
+                if answer is not None and self._overdue(item):
+                    self._give_up(item)
+                    continue
+                fraction = upstream_progress(answer) if answer is not None else None
+                if fraction is not None and int(fraction * 100) >= item.progress + 5:
+                    self._store.set_progress(item.task_id, PARKED, int(fraction * 100), lease)
+                else:
+                    waiting.setdefault(item.engine, []).append(item.task_id)
+                continue
+            task = self._store.hand_over(item.task_id, PARKED, self.owner, self._lease_seconds, within=self._unscheduled(item.task_id))
+            if task is not None:
+                self._runner.submit(self._run, task)
+        for engine, ids in waiting.items():
+            self._store.heartbeat(PARKED, ids, self.park_lease(engine))
+
+    def _unscheduled(self, task_id: str) -> Callable[[Connection], None]:
+        return lambda conn: self._upstream.schedule(conn, task_id, None)
+
+    def _give_up(self, item: Due) -> None:
+        timeout = self._engines[item.engine].config.timeout_seconds
+        status = self._store.fail(
+            item.task_id, PARKED, f"upstream task {item.upstream_id} still running after {timeout:g}s",
+            retryable=True, backoff_seconds=self._backoff,
+        )
+        if status is not None:  # cancelled upstream (the round did): the retry submits anew
+            self._upstream.forget(item.task_id)
+        log.warning("upstream task overdue; attempt failed", task_id=item.task_id, upstream_task_id=item.upstream_id,
+                    next_status=status.value if status else None)
