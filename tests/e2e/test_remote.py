@@ -196,3 +196,30 @@ def test_waiting_upstream_holds_no_worker_and_a_cancel_reaches_the_upstream(tmp_
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db, timeout=30) as conn:
         return list(conn.execute(sql).fetchall())
+
+
+@pytest.mark.parametrize("how", ["fails upstream", "outlives timeout_seconds"])
+def test_an_upstream_task_that_ends_without_a_result_is_submitted_anew_by_the_next_attempt(tmp_path: Path, how: str) -> None:
+    """Only an upstream task that ended without a result (or that was given up, and cancelled
+    upstream) lets a retry submit again: one submit per attempt, each under its own key, and the
+    task ends FAILURE, refunded."""
+    failing = how == "fails upstream"
+    rules = json.dumps([{"match": "doomed", "retryable": False, "error": "model refused the input"}])
+    a = Server(tmp_path / "a", KEY_A, workers=1 if failing else 0, rate_per_minute=0, max_concurrent_tasks=0,
+               **({"fault_injection": rules} if failing else {})).start()
+    with FaultyProxy(a.url, rate=0) as proxy:
+        knobs = {} if failing else {"timeout_seconds": 0.5}
+        b = Server(tmp_path / "b", KEY_B, engines=_remote(proxy.url, **knobs), rate_per_minute=0, max_concurrent_tasks=0,
+                   retry_backoff_seconds="[0.05]", fetch_allow='["127.0.0.1/32"]').start()
+        try:
+            with b.client() as api, a.client() as up:
+                task_id = api.post(f"{GEN}/imagine", json={"prompt": "a doomed ship", "engine": "mj"}).json()["data"][0]["task_id"]
+                task = wait_terminal(api, task_id, timeout=60)
+                upstream_ids = [r[0] for r in _rows(a.data_dir / "pixelmill.db", "SELECT id FROM tasks ORDER BY submit_time")]
+                ends = [wait_terminal(up, u)["status"] for u in upstream_ids]
+        finally:
+            b.stop()
+            a.stop()
+    assert task["status"] == "FAILURE" and task["quota"] == 0, task
+    assert proxy.submits == [f"{task_id}-{n}" for n in (1, 2, 3)]
+    assert ends == (["FAILURE"] * 3 if failing else ["CANCEL"] * 3)

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx
 from pixelmill.db.schema import QUEUED_ROWS, ledger, refusals, tasks, webhook_events
+from pixelmill.queue.upstream import PARKED
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.status import TaskStatus
 
@@ -87,6 +88,14 @@ class DatabaseCollector(Collector):
             yield depth
             yield oldest
 
+            parked = GaugeMetricFamily(
+                "pixelmill_upstream_waiting", "Tasks parked while their upstream task runs (no worker holds them), by engine.", labels=["engine"],
+            )
+            for engine, n in conn.execute(
+                select(t.engine, func.count()).where(t.status == TaskStatus.IN_PROGRESS.value, t.lease_owner == PARKED).group_by(t.engine)
+            ):
+                parked.add_metric([engine], n)
+            yield parked
             modal = conn.execute(select(func.count()).where(t.status == TaskStatus.MODAL.value)).scalar_one()
             yield GaugeMetricFamily("pixelmill_tasks_in_modal", "Tasks waiting for a /modal call.", value=modal)
 
@@ -169,6 +178,10 @@ class WorkerMetrics:
         self.open_streams = Gauge(
             "pixelmill_open_streams", "Long-polls, event streams and waiting image requests this process holds (at most PIXELMILL_MAX_STREAMS).",
             registry=registry,
+        )
+        self.upstream_polls = Counter(
+            "pixelmill_upstream_polls", "Polls of parked tasks' upstream tasks by this process's poller, by engine and what they saw "
+            "(running, ended, no_answer).", ["engine", "seen"], registry=registry,
         )
         self.finishing = Counter(
             "pixelmill_finishing", "Tasks whose renditions and provenance records were made after SUCCESS, by outcome (done, retried, "

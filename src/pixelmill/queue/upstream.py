@@ -122,13 +122,13 @@ class UpstreamTasks:
                 .limit(limit)
                 .with_for_update(skip_locked=True, of=upstream_tasks)  # not the tasks: workers take those
             ).all()
+            next_poll: dict[int | None, list[str]] = {}  # one UPDATE per engine's cadence, not one per row
             for row in rows:
                 parked = row.status == TaskStatus.IN_PROGRESS.value and row.lease_owner == PARKED and row.upstream_id is not None
-                conn.execute(
-                    update(upstream_tasks).where(upstream_tasks.c.task_id == row.task_id)
-                    .values(poll_at=now + cadence_ms[row.engine] if parked else None)
-                )
+                next_poll.setdefault(now + cadence_ms[row.engine] if parked else None, []).append(row.task_id)
                 due.append(Due(row.task_id, row.engine, row.upstream_id, row.accepted_at or now, TaskStatus(row.status), parked, row.progress))
+            for poll_at, ids in next_poll.items():
+                conn.execute(update(upstream_tasks).where(upstream_tasks.c.task_id.in_(ids)).values(poll_at=poll_at))
         return due
 
 

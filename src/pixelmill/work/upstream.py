@@ -37,6 +37,7 @@ from sqlalchemy import Connection
 
 from pixelmill.clock import Clock
 from pixelmill.engines.remote import RemoteEngine, upstream_progress, upstream_running
+from pixelmill.observe.metrics import WorkerMetrics
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.upstream import PARKED, Due, UpstreamTasks
 from pixelmill.tasks.record import Task
@@ -70,8 +71,10 @@ class UpstreamPoller:
         threads: int,
         lease_seconds: float,
         retry_backoff_seconds: Sequence[float],
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._upstream = upstream
         self._engines = dict(engines)
         self._clock = clock
@@ -157,6 +160,9 @@ class UpstreamPoller:
         waiting: dict[str, list[str]] = {}
         for item, answer in polled:
             lease = self.park_lease(item.engine)
+            if self._metrics is not None:
+                seen = "no_answer" if answer is None else "running" if upstream_running(answer) else "ended"
+                self._metrics.upstream_polls.labels(item.engine, seen).inc()
             if answer is None or upstream_running(answer):
                 if answer is not None and self._overdue(item):
                     self._give_up(item)

@@ -121,7 +121,7 @@ class WorkerPool:
         self._poller = None if upstream is None or not remote or clock is None else UpstreamPoller(
             store, upstream, remote, clock, run=lambda task: self.run_task(task, f"{self.process_id}:upstream", resumed=True),
             owner=f"{self.process_id}:upstream", threads=size, lease_seconds=settings.lease_seconds,
-            retry_backoff_seconds=settings.retry_backoff_seconds,
+            retry_backoff_seconds=settings.retry_backoff_seconds, metrics=metrics,
         )
 
     def start(self) -> None:

@@ -1,0 +1,159 @@
+"""Remote upstreams at gateway scale (issue 21): what a pixelmill in front of an upstream costs.
+
+1. Makespan. Server A is the upstream: ``--upstream-workers`` workers (32), ``--delay-ms`` per image
+   (500: about 2 s per imagine). Server B is a pixelmill out of the box, with only
+   ``PIXELMILL_ENGINES`` pointing at A. ``--tasks`` imagines (48) go to A directly, then the same
+   number through B. Prints both makespans, the ratio B/A and the peak number of A's tasks in
+   flight during B's run.
+2. Waiting. A has no workers, so upstream tasks never end; ``--waiting`` imagines (1,000) go
+   through one B process. Once all wait upstream, prints B's extra memory (RSS against before the
+   submits), B's CPU while they wait, and B's poll requests per second sent upstream
+   (``pixelmill_upstream_polls_total``), over ``--window`` seconds.
+
+Run: .venv/bin/python bench/remote_capacity.py [--tasks 48] [--waiting 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pixelmill.testing import Server, wait_for
+from service import UNCAPPED
+
+KEY_A = "pm_upstream_" + "a" * 32
+KEY_B = "pm_frontend_" + "b" * 32
+IMAGINE = "/v1/midjourney/generations/imagine"
+ACTIVE = "SELECT count(*) FROM tasks WHERE status IN ('NOT_START', 'SUBMITTED', 'IN_PROGRESS')"
+
+
+def _count(db: Path, sql: str) -> int:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def _engines(a: Server, **knobs: Any) -> str:
+    return json.dumps({"mj": {"kind": "remote", "base_url": a.url, "api_key": KEY_A, **knobs}})
+
+
+def _submit_all(srv: Server, n: int, prompt: str) -> list[str]:
+    with srv.client() as api:
+        return [api.post(IMAGINE, json={"prompt": f"{prompt} {i}"}).json()["data"][0]["task_id"] for i in range(n)]
+
+
+def _finish_all(srv: Server, ids: list[str], timeout: float) -> None:
+    with srv.client() as api:
+        def done() -> bool:
+            return all(api.get(f"/v1/midjourney/{t}").json()["status"] in ("SUCCESS", "FAILURE", "CANCEL") for t in ids)
+
+        wait_for(done, timeout=timeout, interval=0.1, what="every task to end")
+        failed = [t for t in ids if api.get(f"/v1/midjourney/{t}").json()["status"] != "SUCCESS"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} tasks did not succeed, e.g. {failed[0]}")
+
+
+def makespan(tmp: Path, args: argparse.Namespace) -> None:
+    a = Server(tmp / "a", KEY_A, workers=args.upstream_workers, procedural_delay_ms=args.delay_ms, **UNCAPPED).start()
+    try:
+        started = time.monotonic()
+        _finish_all(a, _submit_all(a, args.tasks, "a quiet harbour, direct"), timeout=600)
+        direct = time.monotonic() - started
+
+        b = Server(tmp / "b", KEY_B, engines=_engines(a), engine="mj").start()  # out of the box: only the engine configured
+        peak = [0]
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.is_set():
+                peak[0] = max(peak[0], _count(a.data_dir / "pixelmill.db", ACTIVE))
+                sampling.wait(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        try:
+            started = time.monotonic()
+            sampler.start()
+            _finish_all(b, _submit_all(b, args.tasks, "a quiet harbour, through B"), timeout=900)
+            through = time.monotonic() - started
+        finally:
+            sampling.set()
+            sampler.join()
+            b.stop()
+    finally:
+        a.stop()
+    print(f"{args.tasks} imagines, upstream {args.upstream_workers} workers x {args.delay_ms} ms per image")
+    print(f"  makespan direct to A: {direct:.1f} s; through B (default workers): {through:.1f} s; ratio B/A {through / direct:.2f}")
+    print(f"  peak upstream tasks in flight during B's run: {peak[0]}")
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _polls(client: httpx.Client) -> float:
+    text = client.get("/metrics").text
+    return sum(float(m.group(1)) for m in re.finditer(r'^pixelmill_upstream_polls_total\{[^}]*\} (\S+)$', text, re.MULTILINE))
+
+
+def waiting(tmp: Path, args: argparse.Namespace) -> None:
+    a = Server(tmp / "wa", KEY_A, workers=0, **UNCAPPED).start()  # accepts, never runs: tasks wait upstream
+    b = Server(tmp / "wb", KEY_B, engines=_engines(a, submit_per_minute=1_000_000), engine="mj", **UNCAPPED).start()
+    try:
+        assert b.proc is not None
+        pid = b.proc.pid
+        with b.client() as api:  # warm: the first request loads what serving needs
+            api.get("/metrics")
+        before = _rss_mb(pid)
+        _submit_all(b, args.waiting, "a lantern in the rain")
+        accepted = "SELECT count(*) FROM tasks WHERE status = 'IN_PROGRESS' AND lease_owner = 'upstream'"
+        wait_for(lambda: _count(b.data_dir / "pixelmill.db", accepted) == args.waiting, timeout=900, interval=0.5,
+                 what=f"all {args.waiting} tasks to wait upstream")
+        with b.client() as api:
+            cpu0, polls0, t0 = _cpu_seconds(pid), _polls(api), time.monotonic()
+            time.sleep(args.window)  # a measuring window, not synchronisation
+            cpu1, polls1, t1 = _cpu_seconds(pid), _polls(api), time.monotonic()
+        rss = _rss_mb(pid)
+        parked = _count(b.data_dir / "pixelmill.db", accepted)
+    finally:
+        b.stop()
+        a.stop()
+    elapsed = t1 - t0
+    print(f"{args.waiting} upstream tasks waiting in one B process ({parked} still parked at the end)")
+    print(f"  extra memory: {rss - before:.0f} MB (RSS {before:.0f} -> {rss:.0f} MB)")
+    print(f"  CPU while waiting: {100 * (cpu1 - cpu0) / elapsed:.1f} % of a core over {elapsed:.0f} s")
+    print(f"  poll requests upstream: {(polls1 - polls0) / elapsed:.0f}/s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=48)
+    ap.add_argument("--upstream-workers", type=int, default=32)
+    ap.add_argument("--delay-ms", type=int, default=500)
+    ap.add_argument("--waiting", type=int, default=1000)
+    ap.add_argument("--window", type=float, default=20.0)
+    ap.add_argument("--only", choices=["makespan", "waiting"])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "makespan"):
+            makespan(Path(tmp), args)
+        if args.only in (None, "waiting"):
+            waiting(Path(tmp), args)
+
+
+if __name__ == "__main__":
+    main()
