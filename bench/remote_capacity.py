@@ -80,10 +80,13 @@ def makespan(tmp: Path, args: argparse.Namespace) -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         try:
+            assert a.proc is not None and b.proc is not None
+            cpu_a, cpu_b = _cpu_seconds(a.proc.pid), _cpu_seconds(b.proc.pid)
             started = time.monotonic()
             sampler.start()
             _finish_all(b, _submit_all(b, args.tasks, "a quiet harbour, through B"), timeout=900)
             through = time.monotonic() - started
+            cpu_a, cpu_b = _cpu_seconds(a.proc.pid) - cpu_a, _cpu_seconds(b.proc.pid) - cpu_b
         finally:
             sampling.set()
             sampler.join()
@@ -93,6 +96,7 @@ def makespan(tmp: Path, args: argparse.Namespace) -> None:
     print(f"{args.tasks} imagines, upstream {args.upstream_workers} workers x {args.delay_ms} ms per image")
     print(f"  makespan direct to A: {direct:.1f} s; through B (default workers): {through:.1f} s; ratio B/A {through / direct:.2f}")
     print(f"  peak upstream tasks in flight during B's run: {peak[0]}")
+    print(f"  CPU during B's run: A {cpu_a:.1f} s, B {cpu_b:.1f} s (the machine has {os.cpu_count()} cores)")
 
 
 def _rss_mb(pid: int) -> float:

@@ -66,6 +66,19 @@ def test_files_carry_an_srgb_profile() -> None:
         assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
 
 
+def test_a_file_of_another_pixelmill_is_not_transformed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process's sRGB profile differs from ours only in the time written into its header
+    (an upstream pixelmill's files): its pixels are taken as sRGB, with no ICC transform."""
+    ours = Image.open(io.BytesIO(encode(Image.new("RGB", (64, 64), (200, 60, 60)), BUILTIN["original"]).data))
+    icc = ours.info["icc_profile"]
+    ours.info["icc_profile"] = icc[:24] + bytes(12) + icc[36:]  # made at another time
+    transforms: list[object] = []
+    real = ImageCms.profileToProfile
+    monkeypatch.setattr(ImageCms, "profileToProfile", lambda *a, **k: transforms.append(a) or real(*a, **k))
+    again = encode(ours, BUILTIN["original"])
+    assert transforms == [] and np.array_equal(np.asarray(Image.open(io.BytesIO(again.data))), np.asarray(ours.convert("RGB")))
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ({"format": "gif"}, "profile 'x': format: Input should be 'png', 'jpeg', 'webp' or 'avif'"),
     ({"format": "png", "colour": "red"}, "profile 'x': colour: unknown setting"),

@@ -170,11 +170,19 @@ class Provenance:
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
+def _is_ours(icc: bytes) -> bool:
+    """Whether ``icc`` is the sRGB profile pixelmill embeds. LittleCMS writes the time it made the
+    profile into its header (bytes 24-36), so another process's copy (an upstream pixelmill's
+    files, say) differs there only; converting from it would cost an ICC transform per image
+    and change nothing."""
+    return icc == _SRGB or (len(icc) == len(_SRGB) and icc[:24] == _SRGB[:24] and icc[36:] == _SRGB[36:])
+
+
 def _to_srgb(image: Image.Image) -> Image.Image:
     """RGB in sRGB: a picture with another embedded ICC profile is converted, not just relabelled."""
     icc = image.info.get("icc_profile")
     rgb = image.convert("RGB")
-    if icc and icc != _SRGB:
+    if icc and not _is_ours(icc):
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         rgb = ImageCms.profileToProfile(rgb, src, ImageCms.createProfile("sRGB"), outputMode="RGB") or rgb
     return rgb
