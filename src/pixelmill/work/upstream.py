@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
+import aiohttp
 import structlog
 from sqlalchemy import Connection
 
@@ -47,8 +47,9 @@ log = structlog.get_logger("pixelmill.upstream")
 
 #: Parked tasks taken per round; a round with this many goes on at once.
 ROUND_SIZE = 500
-#: Upstream requests in flight at once, over all engines.
-CONCURRENCY = 64
+#: Upstream requests in flight at once, per engine: an upstream answers a poll in milliseconds,
+#: so a few kept-alive connections carry thousands of polls a second.
+CONCURRENCY = 16
 #: Longest sleep between rounds when none is due (the stop is seen this fast too).
 MAX_TICK_SECONDS = 0.25
 #: After a round that failed (the database restarting, say).
@@ -113,12 +114,12 @@ class UpstreamPoller:
         asyncio.run(self._main(stop))
 
     async def _main(self, stop: threading.Event) -> None:
-        clients = {name: engine.status_client() for name, engine in self._engines.items()}
-        limit = asyncio.Semaphore(CONCURRENCY)
+        clients = {name: engine.status_session(CONCURRENCY) for name, engine in self._engines.items()}
+        limits = {name: asyncio.Semaphore(CONCURRENCY) for name in self._engines}
         try:
             while not stop.is_set():
                 try:
-                    taken = await self._round(clients, limit)
+                    taken = await self._round(clients, limits)
                 except Exception:  # a database restart, a bug: this round is lost, the poller is not
                     log.exception("upstream poll round failed")
                     await asyncio.sleep(ERROR_PAUSE_SECONDS)
@@ -127,15 +128,15 @@ class UpstreamPoller:
                     await asyncio.sleep(self._tick)
         finally:
             for client in clients.values():
-                await client.aclose()
+                await client.close()
 
-    async def _round(self, clients: Mapping[str, httpx.AsyncClient], limit: asyncio.Semaphore) -> int:
+    async def _round(self, clients: Mapping[str, aiohttp.ClientSession], limits: Mapping[str, asyncio.Semaphore]) -> int:
         due = await asyncio.to_thread(self._upstream.due, self._cadence_ms, ROUND_SIZE)
         if not due:
             return 0
 
         async def ask(item: Due) -> dict[str, Any] | None:
-            async with limit:
+            async with limits[item.engine]:
                 engine, client = self._engines[item.engine], clients[item.engine]
                 if not item.parked:
                     if item.upstream_id and item.status in (TaskStatus.CANCEL, TaskStatus.FAILURE):
