@@ -8,7 +8,8 @@
 2. Waiting. A has no workers, so upstream tasks never end; ``--waiting`` imagines (1,000) go
    through one B process. Once all wait upstream, prints B's extra memory (RSS against before the
    submits), B's CPU while they wait, and B's poll requests per second sent upstream
-   (``pixelmill_upstream_polls_total``), over ``--window`` seconds.
+   (``pixelmill_upstream_polls_total``), over ``--window`` seconds. Twice: B polling every task
+   every 3 s, then with ``callbacks`` (the upstream calls back; B polls every 60 s as a fallback).
 
 Run: .venv/bin/python bench/remote_capacity.py [--tasks 48] [--waiting 1000]
 """
@@ -114,9 +115,13 @@ def _polls(client: httpx.Client) -> float:
     return sum(float(m.group(1)) for m in re.finditer(r'^pixelmill_upstream_polls_total\{[^}]*\} (\S+)$', text, re.MULTILINE))
 
 
-def waiting(tmp: Path, args: argparse.Namespace) -> None:
-    a = Server(tmp / "wa", KEY_A, workers=0, **UNCAPPED).start()  # accepts, never runs: tasks wait upstream
-    b = Server(tmp / "wb", KEY_B, engines=_engines(a, submit_per_minute=1_000_000), engine="mj", **UNCAPPED).start()
+def waiting(tmp: Path, args: argparse.Namespace, callbacks: bool) -> None:
+    # Accepts, never runs: tasks wait upstream. It calls B back on loopback, which its address rules must allow.
+    a = Server(tmp / f"wa{callbacks}", KEY_A, workers=0, fetch_allow='["127.0.0.1/32"]', **UNCAPPED).start()
+    knobs: dict[str, Any] = {"submit_per_minute": 1_000_000, "callbacks": callbacks}
+    b = Server(tmp / f"wb{callbacks}", KEY_B, engines=_engines(a, **knobs), engine="mj", **UNCAPPED)
+    b.env["PUBLIC_URL"] = b.url
+    b.start()
     try:
         assert b.proc is not None
         pid = b.proc.pid
@@ -137,7 +142,8 @@ def waiting(tmp: Path, args: argparse.Namespace) -> None:
         b.stop()
         a.stop()
     elapsed = t1 - t0
-    print(f"{args.waiting} upstream tasks waiting in one B process ({parked} still parked at the end)")
+    how = "the upstream calls back, B polls every 60 s as a fallback" if callbacks else "B polls each every 3 s"
+    print(f"{args.waiting} upstream tasks waiting in one B process ({how}; {parked} still parked at the end)")
     print(f"  extra memory: {rss - before:.0f} MB (RSS {before:.0f} -> {rss:.0f} MB)")
     print(f"  CPU while waiting: {100 * (cpu1 - cpu0) / elapsed:.1f} % of a core over {elapsed:.0f} s")
     print(f"  poll requests upstream: {(polls1 - polls0) / elapsed:.0f}/s")
@@ -156,7 +162,8 @@ def main() -> None:
         if args.only in (None, "makespan"):
             makespan(Path(tmp), args)
         if args.only in (None, "waiting"):
-            waiting(Path(tmp), args)
+            waiting(Path(tmp), args, callbacks=False)
+            waiting(Path(tmp), args, callbacks=True)
 
 
 if __name__ == "__main__":

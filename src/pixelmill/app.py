@@ -11,7 +11,21 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixelmill import __version__
-from pixelmill.api import admin, batches, files, health, midjourney, mjproxy, observe, openai_images, reviews, templates, uploads, webhooks
+from pixelmill.api import (
+    admin,
+    batches,
+    files,
+    health,
+    midjourney,
+    mjproxy,
+    observe,
+    openai_images,
+    reviews,
+    templates,
+    uploads,
+    upstream,
+    webhooks,
+)
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.observe.stages import request_clock
@@ -83,6 +97,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(reviews.router)
     app.include_router(templates.router)
     app.include_router(webhooks.router)
+    app.include_router(upstream.router)
     app.include_router(uploads.router)
     app.include_router(files.router)
     app.include_router(health.router)

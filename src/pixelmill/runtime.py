@@ -268,7 +268,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     admission = Admission(tasks, settings, ledger, limiter, idempotency, moderator, RefusalLog(db, clock), on_stage=worker_metrics.observe_stage)
     service = TaskService(tasks, settings, {name: e.model for name, e in engines.items()}, inputs, prices, admission,
                           storage_has=storage.exists, templates=templates)
-    upstream = UpstreamTasks(db, clock)
+    upstream = UpstreamTasks(db, clock, callback_base=settings.public_url,
+                             callback_secret=instance_secret(db, "upstream-callbacks") if settings.public_url else "")
     executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
                         renditions=settings.renditions, screening=screening, reviews=reviews, upstream=upstream)
     return Runtime(

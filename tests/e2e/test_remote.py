@@ -223,3 +223,36 @@ def test_an_upstream_task_that_ends_without_a_result_is_submitted_anew_by_the_ne
     assert task["status"] == "FAILURE" and task["quota"] == 0, task
     assert proxy.submits == [f"{task_id}-{n}" for n in (1, 2, 3)]
     assert ends == (["FAILURE"] * 3 if failing else ["CANCEL"] * 3)
+
+
+def test_an_upstream_that_calls_back_ends_the_task_without_polling_and_a_forged_call_changes_nothing(tmp_path: Path) -> None:
+    """With ``callbacks``, B gives the upstream a signed callback URL with each submit; the
+    upstream's webhook makes B ask at once, though B's own poll would come only in 10 minutes.
+    A call with another token is refused; a replayed one changes nothing."""
+    a = Server(tmp_path / "a", KEY_A, workers=0, rate_per_minute=0, max_concurrent_tasks=0, fetch_allow='["127.0.0.1/32"]').start()
+    b = Server(tmp_path / "b", KEY_B, engines=_remote(a.url, callbacks=True, callback_poll_seconds=600), rate_per_minute=0,
+               max_concurrent_tasks=0, fetch_allow='["127.0.0.1/32"]')
+    b.env["PUBLIC_URL"] = b.url
+    try:
+        b.start()
+        with b.client() as api:
+            task_id = api.post(f"{GEN}/imagine", json={"prompt": "a heron at dusk", "engine": "mj"}).json()["data"][0]["task_id"]
+            parked = "SELECT count(*) FROM tasks WHERE lease_owner = 'upstream'"
+            wait_for(lambda: _count(b.data_dir / "pixelmill.db", parked) == 1, timeout=30, what="the task to wait upstream")
+            with a.worker():
+                done = wait_terminal(api, task_id, timeout=60)
+            assert done["status"] == "SUCCESS" and done["image_urls"], done
+            polls = sum(float(line.rsplit(" ", 1)[1]) for line in api.get("/metrics").text.splitlines()
+                        if line.startswith("pixelmill_upstream_polls_total{"))
+            assert polls == 1  # the one the callback asked for
+
+            hook = json.loads(_rows(a.data_dir / "pixelmill.db", "SELECT webhook FROM tasks")[0][0])["url"]
+            assert hook.startswith(f"{b.url}/v1/upstream/callbacks/{task_id}?token=")
+            forged = httpx.post(hook.split("?")[0] + "?token=" + "0" * 40)
+            assert forged.status_code == 404 and forged.json()["code"] == 3
+            assert httpx.post(hook).status_code == 204  # a replay: the task stays as it is
+            after = api.get(f"/v1/midjourney/{task_id}").json()
+            assert [after[k] for k in ("status", "image_urls", "engine_meta", "finish_time")] == [done[k] for k in ("status", "image_urls", "engine_meta", "finish_time")]
+    finally:
+        b.stop()
+        a.stop()

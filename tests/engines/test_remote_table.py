@@ -7,11 +7,14 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
+from pixelmill.engines.registry import build_engine
 from pixelmill.engines.remote import RemoteConfig, SubmitBudget, Upstream
 from pixelmill.exceptions import EngineError
+from pixelmill.settings import Settings
 
 OK = (200, {"code": 1, "description": "submitted", "data": [{"task_id": "42"}]})
 
@@ -153,6 +156,12 @@ def test_settings_are_checked_when_the_engine_is_built() -> None:
         RemoteConfig.from_json({"kind": "remote", "base_url": "http://x"})
     with pytest.raises(ValueError, match="unknown settings pol_seconds"):
         RemoteConfig.from_json({"kind": "remote", "base_url": "http://x", "api_key": "k", "pol_seconds": 3})
+    with pytest.raises(ValueError, match="callback_poll_seconds .* must be at least poll_seconds"):
+        RemoteConfig.from_json({"kind": "remote", "base_url": "http://x", "api_key": "k", "poll_seconds": 5, "callback_poll_seconds": 1})
+    spec = {"kind": "remote", "base_url": "http://x", "api_key": "k", "callbacks": True}
+    with pytest.raises(ValueError, match="callbacks need PIXELMILL_PUBLIC_URL"):
+        build_engine("mj", spec, Settings(data_dir=Path("unused")))
+    build_engine("mj", spec, Settings(data_dir=Path("unused"), public_url="https://img.example.com")).close()
 
 
 def test_results_elsewhere_are_fetched_without_the_key_and_under_the_address_rules(scripted: Scripted, cdn: Scripted) -> None:

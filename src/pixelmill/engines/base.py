@@ -73,6 +73,8 @@ class UpstreamRecord(Protocol):
     submit_key: str
     #: The upstream task an earlier attempt started: follow it instead of submitting.
     upstream_id: str | None
+    #: Where an upstream that takes webhooks may say the task changed (None: poll only).
+    callback_url: str | None
 
     def accepted(self, upstream_id: str) -> None:
         """The upstream accepted the submit: recorded before anything else happens."""

@@ -3,7 +3,8 @@ instance. Each entry names its ``kind`` and that kind's settings:
 
 - ``procedural``: ``delay_ms`` (simulated latency per image; default ``PIXELMILL_PROCEDURAL_DELAY_MS``);
 - ``remote``: ``base_url``, ``api_key``, ``poll_seconds``, ``backoff_seconds``, ``max_tries``,
-  ``submit_per_minute``, ``timeout_seconds`` (``engines/remote.py``);
+  ``submit_per_minute``, ``timeout_seconds``, ``callbacks``, ``callback_poll_seconds``
+  (``engines/remote.py``);
 - ``diffusers``: ``model`` (hub id or folder) and the knobs of ``engines/diffusers.py``; needs
   ``pip install pixelmill[diffusers]``.
 
@@ -37,7 +38,10 @@ def build_engine(name: str, spec: Mapping[str, Any], settings: Settings) -> Engi
             raise ValueError(f"delay_ms must be whole milliseconds, 0-600000; got {delay!r}")
         return ProceduralEngine(delay_ms=delay, name=name)
     if kind == "remote":
-        return RemoteEngine(name, RemoteConfig.from_json(spec), fetch_allow=settings.fetch_allow)
+        config = RemoteConfig.from_json(spec)
+        if config.callbacks and not settings.public_url:
+            raise ValueError("callbacks need PIXELMILL_PUBLIC_URL: the upstream calls back there")
+        return RemoteEngine(name, config, fetch_allow=settings.fetch_allow)
     if kind == "diffusers":
         from pixelmill.engines.diffusers import DiffusersEngine  # torch is optional: imported only when asked for
 

@@ -87,6 +87,11 @@ class RemoteConfig:
     timeout_seconds: float = 600.0
     request_timeout_seconds: float = 30.0
     model: str = "remote"
+    #: The upstream takes ``webhook_url`` on submits (another pixelmill does): it calls back when
+    #: a task ends, and polls come only every ``callback_poll_seconds``, as a fallback. Needs
+    #: ``PIXELMILL_PUBLIC_URL``, where the upstream reaches this deployment.
+    callbacks: bool = False
+    callback_poll_seconds: float = 60.0
 
     @classmethod
     def from_json(cls, spec: Mapping[str, Any]) -> RemoteConfig:
@@ -99,6 +104,8 @@ class RemoteConfig:
             raise ValueError(f"remote engine: {exc}") from None
         if config.poll_seconds <= 0 or config.max_tries < 1 or config.submit_per_minute < 1 or not config.backoff_seconds:
             raise ValueError("remote engine: poll_seconds > 0, max_tries >= 1, submit_per_minute >= 1 and backoff_seconds needed")
+        if config.callback_poll_seconds < config.poll_seconds:
+            raise ValueError("remote engine: callback_poll_seconds (the fallback poll with callbacks) must be at least poll_seconds")
         return config
 
 
@@ -319,6 +326,8 @@ class RemoteEngine(Engine):
         if record is not None and record.upstream_id is not None:
             task_id = record.upstream_id
         else:
+            if self._config.callbacks and record is not None and record.callback_url:
+                fields = {**fields, "webhook_url": record.callback_url, "webhook_events": ["completed"]}
             answer = self.upstream.call("POST", f"/v1/midjourney/generations/{operation}", fields, key)
             task_id = str(answer["data"][0]["task_id"])
             if record is not None:
@@ -373,6 +382,10 @@ class RemoteEngine(Engine):
     @property
     def config(self) -> RemoteConfig:
         return self._config
+
+    def poll_seconds(self, callbacks: bool) -> float:
+        """Between two polls of a parked task: the fallback cadence when the upstream calls back."""
+        return self._config.callback_poll_seconds if callbacks and self._config.callbacks else self._config.poll_seconds
 
     def status_session(self, connections: int) -> aiohttp.ClientSession:
         """A client for the poller's event loop: the same upstream, key and timeout, at most

@@ -17,6 +17,8 @@ So the record is in the database before and after the submit:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,10 +58,14 @@ class UpstreamTask:
 
 
 class UpstreamTasks:
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, *, callback_base: str | None = None, callback_secret: str = "") -> None:
         self._engine = engine
         self._clock = clock
         self._insert = dialect_insert(engine)
+        #: Where upstreams call back (the deployment's public URL), and the key of the tokens
+        #: those URLs carry; None: no callbacks, the poller polls.
+        self._callback_base = callback_base.rstrip("/") if callback_base else None
+        self._callback_key = callback_secret.encode()
         #: An upstream poller runs in this process (``work/upstream.py``): engines hand it their
         #: waiting tasks instead of polling in a worker thread.
         self.parking = False
@@ -98,7 +104,38 @@ class UpstreamTasks:
     def record(self, task_id: str, engine: str, attempt: int) -> TaskUpstream:
         """The record an attempt works from (``engines.base.UpstreamRecord``): the task's existing
         one, else a new one whose key names this attempt."""
-        return TaskUpstream(self, self.submitting(task_id, engine, f"{task_id}-{attempt}"), park=self.parking)
+        row = self.submitting(task_id, engine, f"{task_id}-{attempt}")
+        return TaskUpstream(self, row, park=self.parking, callback_url=self.callback_url(task_id))
+
+    # --- callbacks: an upstream says a task changed ---------------------------------------------
+
+    @property
+    def callbacks(self) -> bool:
+        return self._callback_base is not None
+
+    def callback_url(self, task_id: str) -> str | None:
+        """The URL an upstream calls when ``task_id``'s upstream task changes (its webhook); None
+        without a public URL. The token in it is what authenticates the call."""
+        if self._callback_base is None:
+            return None
+        return f"{self._callback_base}/v1/upstream/callbacks/{task_id}?token={self._token(task_id)}"
+
+    def _token(self, task_id: str) -> str:
+        return hmac.new(self._callback_key, f"upstream-callback\n{task_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+    def called_back(self, task_id: str, token: str) -> bool:
+        """An upstream called back for ``task_id``: its poll is due now, so the poller asks the
+        upstream what happened (the call's body is never trusted: a forged or replayed call
+        can only make a poll early). False when the token is not this task's."""
+        if not hmac.compare_digest(self._token(task_id), token):
+            return False
+        with write_tx(self._engine) as conn:
+            conn.execute(
+                update(upstream_tasks)
+                .where(upstream_tasks.c.task_id == task_id, upstream_tasks.c.poll_at.is_not(None))
+                .values(poll_at=self._clock.now_ms())
+            )
+        return True
 
     # --- parked tasks: the poller's side -------------------------------------------------------
 
@@ -135,12 +172,13 @@ class UpstreamTasks:
 class TaskUpstream:
     """One task's record, as an engine sees it (``engines.base.UpstreamRecord``)."""
 
-    def __init__(self, store: UpstreamTasks, row: UpstreamTask, *, park: bool) -> None:
+    def __init__(self, store: UpstreamTasks, row: UpstreamTask, *, park: bool, callback_url: str | None) -> None:
         self._store = store
         self._task_id = row.task_id
         self.submit_key = row.submit_key
         self.upstream_id = row.upstream_id
         self.park = park
+        self.callback_url = callback_url
 
     def accepted(self, upstream_id: str) -> None:
         self._store.accepted(self._task_id, upstream_id)

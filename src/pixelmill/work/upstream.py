@@ -84,7 +84,7 @@ class UpstreamPoller:
         self.owner = owner
         self._lease_seconds = lease_seconds
         self._backoff = tuple(retry_backoff_seconds)
-        self._cadence_ms = {name: int(e.config.poll_seconds * 1000) for name, e in self._engines.items()}
+        self._cadence_ms = {name: int(e.poll_seconds(upstream.callbacks) * 1000) for name, e in self._engines.items()}
         self._tick = min(MAX_TICK_SECONDS, *(e.config.poll_seconds / 4 for e in self._engines.values()))
         #: Runs handed-back tasks: downloading and storing are a worker's work, not the loop's.
         self._runner = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pixelmill-upstream-run")
