@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from pixelmill.clock import Clock
-from pixelmill.db.engine import dialect_insert, read_tx, write_tx
+from pixelmill.db.engine import dialect_insert, write_tx
 from pixelmill.db.schema import tasks, upstream_tasks
 from pixelmill.tasks.status import TaskStatus
 
@@ -69,11 +69,6 @@ class UpstreamTasks:
         #: An upstream poller runs in this process (``work/upstream.py``): engines hand it their
         #: waiting tasks instead of polling in a worker thread.
         self.parking = False
-
-    def get(self, task_id: str) -> UpstreamTask | None:
-        with read_tx(self._engine) as conn:
-            row = conn.execute(select(upstream_tasks).where(upstream_tasks.c.task_id == task_id)).first()
-        return UpstreamTask(row.task_id, row.engine, row.submit_key, row.upstream_id) if row else None
 
     def submitting(self, task_id: str, engine: str, submit_key: str) -> UpstreamTask:
         """The record a submit of ``task_id`` works from: the one already there (its key, and its
