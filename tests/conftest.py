@@ -102,7 +102,7 @@ def db(database_url: str) -> Iterator[Engine]:
     upgrade(engine)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:  # the session database is shared: start each test empty
-            conn.execute(text("TRUNCATE tasks, api_keys, tenants, prices, templates, reviews, audit_log, upstream_tasks CASCADE"))
+            conn.execute(text("TRUNCATE tasks, api_keys, tenants, prices, templates, reviews, audit_log, upstream_tasks, upstream_accounts CASCADE"))
     yield engine
     engine.dispose()
 

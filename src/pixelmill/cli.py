@@ -539,8 +539,48 @@ def reviews_reject(review_id: str, note: str | None, url: str, api_key: str) -> 
     click.echo(f"{review_id}: rejected; task {done['task']['task_id']} is {done['task']['status']}")
 
 
+@main.group()
+def accounts() -> None:
+    """The upstream accounts of remote engines' pools: what each is doing, and its health. Talks
+    to the server; needs an admin key."""
+
+
+@accounts.command("list")
+@click.option("--engine", help="Only this engine.")
+@_with_server
+def accounts_list(engine: str | None, url: str, api_key: str) -> None:
+    for a in _admin_call(url, api_key, lambda c: c.accounts(engine)):
+        cap = "" if a["max_in_flight"] is None else f"/{a['max_in_flight']}+{a['queue_size']}"
+        rate = "-" if a["success_rate"] is None else f"{a['success_rate']:.0%}"
+        latency = "-" if a["mean_latency_ms"] is None else f"{a['mean_latency_ms'] / 1000:.1f}s"
+        state = "enabled" if a["enabled"] else f"DISABLED ({a['disabled_by']}): {a['disabled_reason']}"
+        click.echo(f"{a['engine']}/{a['name']}  running {a['running']} queued {a['queued']}{cap}  success {rate}  "
+                   f"latency {latency}  submits {a['submits']} refused {a['refused']}  {state}")
+
+
+@accounts.command("disable")
+@click.argument("engine")
+@click.argument("account")
+@click.option("--reason", default="", help="Why, for the account and the audit log.")
+@_with_server
+def accounts_disable(engine: str, account: str, reason: str, url: str, api_key: str) -> None:
+    """Take no new tasks on the account until an admin enables it (its running tasks finish)."""
+    _admin_call(url, api_key, lambda c: c.set_account(engine, account, enabled=False, reason=reason))
+    click.echo(f"{engine}/{account}: disabled")
+
+
+@accounts.command("enable")
+@click.argument("engine")
+@click.argument("account")
+@click.option("--reason", default="", help="Why, for the audit log.")
+@_with_server
+def accounts_enable(engine: str, account: str, reason: str, url: str, api_key: str) -> None:
+    _admin_call(url, api_key, lambda c: c.set_account(engine, account, enabled=True, reason=reason))
+    click.echo(f"{engine}/{account}: enabled")
+
+
 @main.command()
-@click.option("--kind", type=click.Choice(["review", "template"]), help="Only this kind of subject.")
+@click.option("--kind", type=click.Choice(["review", "template", "account"]), help="Only this kind of subject.")
 @click.option("--subject", help="Only this review / template.")
 @_with_server
 def audit(kind: str | None, subject: str | None, url: str, api_key: str) -> None:

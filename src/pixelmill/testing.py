@@ -205,6 +205,8 @@ class FaultyProxy:
         unknown = set(kinds) - set(FAULT_KINDS)
         if unknown or not 0 <= rate <= 1:
             raise ValueError(f"rate must be 0-1 and kinds among {FAULT_KINDS}")
+        #: The share of requests that fail; a test may change it (an upstream that recovers).
+        self.rate = rate
         self.injected: collections.Counter[str] = collections.Counter()
         self.forwarded = 0
         self.submits: list[str | None] = []
@@ -219,7 +221,7 @@ class FaultyProxy:
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
                 with outer._lock:
-                    fault = outer._random.choice(kinds) if outer._random.random() < rate else None
+                    fault = outer._random.choice(kinds) if outer._random.random() < outer.rate else None
                     if fault:
                         outer.injected[fault] += 1
                 if fault in ("drop",):

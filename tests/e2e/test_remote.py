@@ -181,7 +181,9 @@ def test_waiting_upstream_holds_no_worker_and_a_cancel_reaches_the_upstream(tmp_
 
                 cancelled = ids.pop()
                 assert api.post(f"/v1/midjourney/{cancelled}/cancel").json()["code"] == 1
-                up_id = dict(_rows(b.data_dir / "pixelmill.db", "SELECT task_id, upstream_id FROM upstream_tasks"))[cancelled]
+                # Forwarded by the proxy is not yet recorded by B: wait for B's record of the upstream task.
+                up_id = wait_for(lambda: dict(_rows(b.data_dir / "pixelmill.db", "SELECT task_id, upstream_id FROM upstream_tasks")).get(cancelled),
+                                 timeout=30, what="B to record the upstream task")
                 wait_for(lambda: up.get(f"/v1/midjourney/{up_id}").json()["status"] == "CANCEL", timeout=30, what="the upstream cancel")
 
                 with a.worker():

@@ -100,7 +100,7 @@ def _decided(review_id: str, task: Task, request: Request, runtime: Runtime) -> 
 @router.get("/v1/admin/audit", response_model=list[AuditEntry])
 def audit(
     runtime: RuntimeDep, _: AdminDep,
-    kind: Annotated[str | None, Query(max_length=16, description="review or template")] = None,
+    kind: Annotated[str | None, Query(max_length=16, description="review, template or account")] = None,
     subject: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:

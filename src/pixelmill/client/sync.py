@@ -282,6 +282,17 @@ class Client:
         params: dict[str, str | int] = {"limit": limit} | ({"kind": kind} if kind else {}) | ({"subject": subject} if subject else {})
         return self._json_list(self._http.get("/v1/admin/audit", params=params))
 
+    # --- upstream accounts (admin keys) -----------------------------------------------------------
+
+    def accounts(self, engine: str | None = None) -> list[dict[str, Any]]:
+        """The accounts of the remote engines' pools, with what each is doing and its health."""
+        return self._json_list(self._http.get("/v1/admin/accounts", params={"engine": engine} if engine else {}))
+
+    def set_account(self, engine: str, account: str, *, enabled: bool, reason: str = "") -> dict[str, Any]:
+        """Enable an account, or disable it until an admin enables it again."""
+        action = "enable" if enabled else "disable"
+        return self._json(self._http.post(f"/v1/admin/accounts/{engine}/{account}/{action}", json={"reason": reason}))
+
     def wait(
         self,
         task_id: str,

@@ -343,7 +343,44 @@ upstream_tasks = Table(
     #: When the upstream poller asks after the task next: set while the task is parked (no worker
     #: holds it while it waits upstream, ``work/upstream.py``), NULL otherwise.
     Column("poll_at", BigInteger, nullable=True),
+    #: The account of the engine's pool the submit went to (or is being sent to): follow-ups and
+    #: later attempts go there too. NULL for rows written before pools (the "default" account).
+    Column("account", String(64), nullable=True),
+    #: When the upstream task ended with a result: it no longer takes a place on its account.
+    Column("done_at", BigInteger, nullable=True),
     Index("ix_upstream_tasks_poll", "poll_at"),
+    Index("ix_upstream_tasks_account", "engine", "account", "done_at"),
+)
+
+#: The accounts of remote engines' pools (issue 21), one row per engine and account, shared by
+#: every process: health (disabled with the reason), the per-minute and daily submit windows,
+#: the round-robin turn, and what the account did (for the admin API and metrics). The limits
+#: themselves (capacity, weight, speeds) are configuration, read from ``PIXELMILL_ENGINES``.
+upstream_accounts = Table(
+    "upstream_accounts",
+    metadata,
+    Column("engine", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    #: Why the account takes no new tasks; NULL while it does.
+    Column("disabled_reason", Text, nullable=True),
+    #: "health" (failures, auth, a ban: a probe re-enables it) or "admin" (only an admin does).
+    Column("disabled_by", String(16), nullable=True),
+    Column("disabled_at", BigInteger, nullable=True),
+    Column("probed_at", BigInteger, nullable=True),
+    #: Submits refused in a row (reset by one that is accepted).
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("window_start", BigInteger, nullable=False, server_default="0"),
+    Column("window_count", Integer, nullable=False, server_default="0"),
+    #: Days since the epoch (UTC) that ``day_count`` counts.
+    Column("day", Integer, nullable=False, server_default="0"),
+    Column("day_count", Integer, nullable=False, server_default="0"),
+    Column("last_pick", BigInteger, nullable=False, server_default="0"),
+    Column("submits", BigInteger, nullable=False, server_default="0"),
+    Column("refused", BigInteger, nullable=False, server_default="0"),
+    Column("succeeded", BigInteger, nullable=False, server_default="0"),
+    Column("failed", BigInteger, nullable=False, server_default="0"),
+    #: Sum over succeeded upstream tasks of accepted → ended, for the mean latency.
+    Column("latency_ms", BigInteger, nullable=False, server_default="0"),
 )
 
 #: Tasks removed by retention, so that asking for one answers "expired", not "unknown".

@@ -14,9 +14,9 @@ without video leave refusing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from PIL import Image
 from pydantic import TypeAdapter
@@ -26,6 +26,9 @@ from pixelmill.exceptions import EngineError
 from pixelmill.media.describe import describe_image
 from pixelmill.prompts.params import MAX_SEED
 from pixelmill.validation import explain
+
+if TYPE_CHECKING:  # the account records' shapes, for the protocol's signatures only
+    from pixelmill.queue.accounts import Offer, Reserved, Slot
 
 
 class ProgressCallback(Protocol):
@@ -75,9 +78,23 @@ class UpstreamRecord(Protocol):
     upstream_id: str | None
     #: Where an upstream that takes webhooks may say the task changed (None: poll only).
     callback_url: str | None
+    #: The account of the engine's pool the submit went to, or is being sent to (None: not yet
+    #: chosen). A submit whose answer was lost goes to it again, under the same key.
+    account: str | None
+
+    def reserve(self, offers: Sequence[Offer], pick: Callable[[Sequence[Slot]], str]) -> Reserved:
+        """Choose an account with room among ``offers`` (by ``pick``), shared with every process,
+        and record it as the task's account."""
+
+    def refused(self, account: str, reason: str, *, disable: bool, after: int) -> bool:
+        """``account`` did not take the submit; it is disabled when ``disable`` or after ``after``
+        refusals in a row (True when this disabled it)."""
 
     def accepted(self, upstream_id: str) -> None:
         """The upstream accepted the submit: recorded before anything else happens."""
+
+    def done(self) -> None:
+        """The upstream task ended with a result: its account has room for another."""
 
     def ended(self) -> None:
         """The upstream task ended without a result: the next attempt submits anew."""
@@ -86,6 +103,17 @@ class UpstreamRecord(Protocol):
     def park(self) -> bool:
         """Whether an upstream poller in this process follows waiting tasks: then the engine
         raises ``Waiting`` once the upstream has the task, instead of polling in its thread."""
+
+
+class Busy(Exception):
+    """Every upstream account that could run the task is full (capacity or submit limits): the
+    task goes back to the queue, without spending an attempt, and is tried again after
+    ``retry_after`` seconds. Not a failure."""
+
+    def __init__(self, engine: str, retry_after: float, why: str) -> None:
+        super().__init__(f"engine {engine} has no account with room: {why}")
+        self.engine = engine
+        self.retry_after = retry_after
 
 
 class Waiting(Exception):
@@ -105,6 +133,10 @@ class UpstreamStep:
 
     operation: str
     fields: dict[str, Any] = field(default_factory=dict)
+    #: The account of the upstream pool that holds the parent's task: a follow-up goes there.
+    account: str | None = None
+    #: The task's speed tier (fast, relax, turbo), for accounts that run only some.
+    speed: str | None = None
 
 
 @dataclass(frozen=True)

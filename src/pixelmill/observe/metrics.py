@@ -24,7 +24,8 @@ from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx
-from pixelmill.db.schema import QUEUED_ROWS, ledger, refusals, tasks, webhook_events
+from pixelmill.db.schema import QUEUED_ROWS, ledger, refusals, tasks, upstream_accounts, webhook_events
+from pixelmill.queue.accounts import live_upstream_tasks
 from pixelmill.queue.upstream import PARKED
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.status import TaskStatus
@@ -96,6 +97,7 @@ class DatabaseCollector(Collector):
             ):
                 parked.add_metric([engine], n)
             yield parked
+            yield from self._accounts(conn)
             modal = conn.execute(select(func.count()).where(t.status == TaskStatus.MODAL.value)).scalar_one()
             yield GaugeMetricFamily("pixelmill_tasks_in_modal", "Tasks waiting for a /modal call.", value=modal)
 
@@ -126,6 +128,33 @@ class DatabaseCollector(Collector):
                 attempts.add_metric([state], tries or 0)
             yield hooks
             yield attempts
+
+    @staticmethod
+    def _accounts(conn: Connection) -> Iterator[Metric]:
+        """The remote engines' upstream accounts, as every process shares them (queue/accounts.py)."""
+        a = upstream_accounts.c
+        labels = ["engine", "account"]
+        enabled = GaugeMetricFamily("pixelmill_upstream_account_enabled", "1 while the account takes tasks, 0 while disabled.", labels=labels)
+        in_flight = GaugeMetricFamily("pixelmill_upstream_account_in_flight", "Upstream tasks on the account now (running and queued there).",
+                                      labels=labels)
+        submits = CounterMetricFamily("pixelmill_upstream_account_submits", "Submits to the account by outcome (accepted, refused).",
+                                      labels=[*labels, "outcome"])
+        ended = CounterMetricFamily("pixelmill_upstream_account_tasks", "The account's upstream tasks that ended, by outcome (succeeded, failed).",
+                                    labels=[*labels, "outcome"])
+        latency = CounterMetricFamily("pixelmill_upstream_account_latency_seconds",
+                                      "Accepted to ended, summed over the account's succeeded upstream tasks (divide by tasks{outcome=succeeded}).",
+                                      labels=labels)
+        counts = live_upstream_tasks(conn)
+        for row in conn.execute(select(upstream_accounts).order_by(a.engine, a.name)):
+            names = [row.engine, row.name]
+            enabled.add_metric(names, 1 if row.disabled_reason is None else 0)
+            in_flight.add_metric(names, counts.get((row.engine, row.name), 0))
+            submits.add_metric([*names, "accepted"], row.submits)
+            submits.add_metric([*names, "refused"], row.refused)
+            ended.add_metric([*names, "succeeded"], row.succeeded)
+            ended.add_metric([*names, "failed"], row.failed)
+            latency.add_metric(names, row.latency_ms / 1000)
+        yield from (enabled, in_flight, submits, ended, latency)
 
     @staticmethod
     def _histogram(

@@ -647,6 +647,23 @@ class TaskStore:
                 self._touched(conn, [task_id])
         return target
 
+    def defer(self, task_id: str, worker_id: str, seconds: float) -> bool:
+        """Put a task its engine has no room for (every upstream account full) back in the queue
+        for ``seconds``: SUBMITTED, in its place, and the attempt it took is given back. False
+        when the worker no longer holds the task."""
+        now = self._clock.now_ms()
+        with write_tx(self._engine) as conn:
+            changed = conn.execute(
+                _to(TaskStatus.SUBMITTED)
+                .where(_held(task_id, worker_id))
+                .values(attempt=tasks.c.attempt - 1, scheduled_at=now + int(seconds * 1000), lease_owner=None,
+                        lease_expires_at=None, progress=0)
+                .returning(tasks.c.id)
+            ).all()
+            if changed:
+                self._touched(conn, [task_id])
+        return bool(changed)
+
     @staticmethod
     def _failure_values(now: int, reason: str, attempt: int, retryable: bool) -> dict[str, Any]:
         if retryable and attempt > 1:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, select, update
@@ -27,8 +27,11 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from pixelmill.clock import Clock
 from pixelmill.db.engine import dialect_insert, write_tx
 from pixelmill.db.schema import tasks, upstream_tasks
+from pixelmill.queue.accounts import Offer, Reserved, Slot, UpstreamAccounts
 from pixelmill.tasks.status import TaskStatus
 
+#: The account of an engine that names one upstream, not a pool (and of rows from before pools).
+DEFAULT_ACCOUNT = "default"
 #: The lease owner of a parked task: no worker holds it while it waits upstream; the upstream
 #: poller of any process follows it and renews the lease (``work/upstream.py``).
 PARKED = "upstream"
@@ -40,6 +43,7 @@ class Due:
 
     task_id: str
     engine: str
+    account: str
     upstream_id: str | None
     accepted_at: int
     status: TaskStatus
@@ -55,6 +59,9 @@ class UpstreamTask:
     submit_key: str
     #: None until the upstream accepted the submit.
     upstream_id: str | None
+    #: The account of the engine's pool the submit went to (None: not chosen yet).
+    account: str | None
+    accepted_at: int | None
 
 
 class UpstreamTasks:
@@ -66,6 +73,8 @@ class UpstreamTasks:
         #: those URLs carry; None: no callbacks, the poller polls.
         self._callback_base = callback_base.rstrip("/") if callback_base else None
         self._callback_key = callback_secret.encode()
+        #: The pools' shared state: where submits go, and how each account is doing.
+        self.accounts = UpstreamAccounts(engine, clock)
         #: An upstream poller runs in this process (``work/upstream.py``): engines hand it their
         #: waiting tasks instead of polling in a worker thread.
         self.parking = False
@@ -80,21 +89,44 @@ class UpstreamTasks:
                 .on_conflict_do_nothing(index_elements=["task_id"])
             )
             row = conn.execute(select(upstream_tasks).where(upstream_tasks.c.task_id == task_id)).one()
-        return UpstreamTask(row.task_id, row.engine, row.submit_key, row.upstream_id)
+        return UpstreamTask(row.task_id, row.engine, row.submit_key, row.upstream_id, row.account, row.accepted_at)
 
     def accepted(self, task_id: str, upstream_id: str) -> None:
-        """The upstream took the submit as task ``upstream_id``."""
+        """The upstream took the submit as task ``upstream_id`` (and its account is healthy)."""
+        now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
-            conn.execute(
+            row = conn.execute(
                 update(upstream_tasks)
                 .where(upstream_tasks.c.task_id == task_id)
-                .values(upstream_id=upstream_id, accepted_at=self._clock.now_ms())
-            )
+                .values(upstream_id=upstream_id, accepted_at=now, done_at=None)
+                .returning(upstream_tasks.c.engine, upstream_tasks.c.account)
+            ).first()
+            if row is not None:
+                self.accounts.accepted(conn, row.engine, row.account or DEFAULT_ACCOUNT)
+
+    def done(self, task_id: str) -> None:
+        """The upstream task ended with a result: it no longer takes a place on its account (the
+        record stays: a retry of a failed download follows the same upstream task)."""
+        now = self._clock.now_ms()
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                update(upstream_tasks)
+                .where(upstream_tasks.c.task_id == task_id, upstream_tasks.c.done_at.is_(None))
+                .values(done_at=now)
+                .returning(upstream_tasks.c.engine, upstream_tasks.c.account, upstream_tasks.c.accepted_at)
+            ).first()
+            if row is not None:
+                self.accounts.ended(conn, row.engine, row.account or DEFAULT_ACCOUNT, ok=True, latency_ms=now - (row.accepted_at or now))
 
     def forget(self, task_id: str) -> None:
         """The upstream task ended without a result: the next attempt submits anew."""
         with write_tx(self._engine) as conn:
-            conn.execute(delete(upstream_tasks).where(upstream_tasks.c.task_id == task_id))
+            row = conn.execute(
+                delete(upstream_tasks).where(upstream_tasks.c.task_id == task_id)
+                .returning(upstream_tasks.c.engine, upstream_tasks.c.account, upstream_tasks.c.upstream_id, upstream_tasks.c.done_at)
+            ).first()
+            if row is not None and row.upstream_id is not None and row.done_at is None:
+                self.accounts.ended(conn, row.engine, row.account or DEFAULT_ACCOUNT, ok=False, latency_ms=0)
 
     def record(self, task_id: str, engine: str, attempt: int) -> TaskUpstream:
         """The record an attempt works from (``engines.base.UpstreamRecord``): the task's existing
@@ -138,6 +170,12 @@ class UpstreamTasks:
         """When the poller asks after ``task_id`` next (None: it does not; a worker holds it)."""
         conn.execute(update(upstream_tasks).where(upstream_tasks.c.task_id == task_id).values(poll_at=poll_at))
 
+    def look_once(self, task_id: str) -> None:
+        """A worker lost a task it was about to park (cancelled meanwhile, say): the poller looks
+        at it once, and cancels its upstream task when the task ended here."""
+        with write_tx(self._engine) as conn:
+            self.schedule(conn, task_id, self._clock.now_ms())
+
     def due(self, cadence_ms: Mapping[str, int], limit: int) -> list[Due]:
         """Parked tasks of these engines (name → ms between polls) whose poll is due, with the
         next poll set: a poller in another process does not take them meanwhile. A row whose task
@@ -146,7 +184,8 @@ class UpstreamTasks:
         due: list[Due] = []
         with write_tx(self._engine) as conn:
             rows = conn.execute(
-                select(upstream_tasks.c.task_id, upstream_tasks.c.engine, upstream_tasks.c.upstream_id, upstream_tasks.c.accepted_at,
+                select(upstream_tasks.c.task_id, upstream_tasks.c.engine, upstream_tasks.c.account, upstream_tasks.c.upstream_id,
+                       upstream_tasks.c.accepted_at,
                        tasks.c.status, tasks.c.lease_owner, tasks.c.progress)
                 .join(tasks, tasks.c.id == upstream_tasks.c.task_id)
                 .where(upstream_tasks.c.poll_at <= now, upstream_tasks.c.engine.in_(list(cadence_ms)))
@@ -158,7 +197,7 @@ class UpstreamTasks:
             for row in rows:
                 parked = row.status == TaskStatus.IN_PROGRESS.value and row.lease_owner == PARKED and row.upstream_id is not None
                 next_poll.setdefault(now + cadence_ms[row.engine] if parked else None, []).append(row.task_id)
-                due.append(Due(row.task_id, row.engine, row.upstream_id, row.accepted_at or now, TaskStatus(row.status), parked, row.progress))
+                due.append(Due(row.task_id, row.engine, row.account or DEFAULT_ACCOUNT, row.upstream_id, row.accepted_at or now, TaskStatus(row.status), parked, row.progress))
             for poll_at, ids in next_poll.items():
                 conn.execute(update(upstream_tasks).where(upstream_tasks.c.task_id.in_(ids)).values(poll_at=poll_at))
         return due
@@ -170,15 +209,33 @@ class TaskUpstream:
     def __init__(self, store: UpstreamTasks, row: UpstreamTask, *, park: bool, callback_url: str | None) -> None:
         self._store = store
         self._task_id = row.task_id
+        self._engine = row.engine
         self.submit_key = row.submit_key
         self.upstream_id = row.upstream_id
+        #: Rows from before pools name no account: theirs was the one upstream, ``default``.
+        self.account = row.account or (DEFAULT_ACCOUNT if row.upstream_id is not None else None)
         self.park = park
         self.callback_url = callback_url
+
+    def reserve(self, offers: Sequence[Offer], pick: Callable[[Sequence[Slot]], str]) -> Reserved:
+        reserved = self._store.accounts.reserve(self._task_id, self._engine, offers, pick)
+        if reserved.account is not None:
+            self.account = reserved.account
+        return reserved
+
+    def refused(self, account: str, reason: str, *, disable: bool, after: int) -> bool:
+        if self.account == account:
+            self.account = None
+        return self._store.accounts.refused(self._task_id, self._engine, account, reason, disable=disable, after=after)
 
     def accepted(self, upstream_id: str) -> None:
         self._store.accepted(self._task_id, upstream_id)
         self.upstream_id = upstream_id
 
+    def done(self) -> None:
+        self._store.done(self._task_id)
+
     def ended(self) -> None:
         self._store.forget(self._task_id)
         self.upstream_id = None
+        self.account = None

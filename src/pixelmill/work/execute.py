@@ -433,16 +433,22 @@ class Executor:
         return self._upstream.record(task.id, task.engine, task.attempt)
 
     def _step(self, task: Task, action: Action) -> UpstreamStep:
-        """The same operation in the upstream's wire form, on the parent's upstream task."""
+        """The same operation in the upstream's wire form, on the parent's upstream task (and
+        so on the account of the engine's pool that holds it), at the task's speed tier."""
+        step, parent = self._operation(task, action)
+        account = parent.result.meta.get("upstream_account", "default") if parent and parent.result else None
+        return replace(step, account=account, speed=task.params.get("speed"))
+
+    def _operation(self, task: Task, action: Action) -> tuple[UpstreamStep, Task | None]:
         p = task.params
         if action is Action.IMAGINE:
-            return UpstreamStep("imagine", {"prompt": task.final_prompt})
+            return UpstreamStep("imagine", {"prompt": task.final_prompt}), None
         if action is Action.BLEND:
             fields: dict[str, Any] = {"image_urls": [self._file_url(i) for i in p["inputs"]["image_urls"]], "dimensions": p["dimensions"]}
-            return UpstreamStep("blend", fields)
+            return UpstreamStep("blend", fields), None
         if action is Action.VIDEO and task.parent_task_id is None:
             fields = {"image_url": self._file_url(p["source"]), "batch_size": p["batch_size"], "video_type": p["video_type"], "motion": p["motion"]}
-            return UpstreamStep("video", fields | ({"end_url": self._file_url(p["end"])} if p.get("end") else {}))
+            return UpstreamStep("video", fields | ({"end_url": self._file_url(p["end"])} if p.get("end") else {})), None
         parent = self._store.get(task.parent_task_id or "")
         upstream_id = parent.result.meta.get("upstream_task_id") if parent and parent.result else None
         if parent is None or upstream_id is None:
@@ -451,20 +457,20 @@ class Executor:
         if parent.action.makes_grid and task.index is not None:
             at["index"] = task.index
         if action is Action.REROLL:
-            return UpstreamStep("reroll", {"task_id": upstream_id})
+            return UpstreamStep("reroll", {"task_id": upstream_id}), parent
         if action is Action.UPSCALE:
-            return UpstreamStep("upscale", at | ({"mode": p["upscale_mode"]} if p.get("upscale_mode") else {}))
+            return UpstreamStep("upscale", at | ({"mode": p["upscale_mode"]} if p.get("upscale_mode") else {})), parent
         if action is Action.VARIATION:
-            return UpstreamStep("variation", at | {"mode": p["mode"]} | ({"prompt": task.prompt} if p.get("remix") else {}))
+            return UpstreamStep("variation", at | {"mode": p["mode"]} | ({"prompt": task.prompt} if p.get("remix") else {})), parent
         if action is Action.ZOOM:
-            return UpstreamStep("zoom", at | {"zoom": p["zoom"]})
+            return UpstreamStep("zoom", at | {"zoom": p["zoom"]}), parent
         if action is Action.PAN:
-            return UpstreamStep("pan", at | {"direction": p["direction"]})
+            return UpstreamStep("pan", at | {"direction": p["direction"]}), parent
         if action is Action.INPAINT:
-            return UpstreamStep("inpaint", at | {"modal": {"prompt": task.prompt, "mask_url": self._file_url(p["mask"])}})
+            return UpstreamStep("inpaint", at | {"modal": {"prompt": task.prompt, "mask_url": self._file_url(p["mask"])}}), parent
         if action is Action.VIDEO:
             fields = {"task_id": upstream_id, "batch_size": p["batch_size"], "video_type": p["video_type"], "motion": p["motion"]}
             if parent.action.makes_grid and task.index is not None:
                 fields["index"] = task.index  # video counts from 0, as its task does
-            return UpstreamStep("video", fields)
+            return UpstreamStep("video", fields), parent
         raise EngineError(f"{action.value} has no upstream form", retryable=False)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,6 +53,8 @@ ROUND_SIZE = 500
 CONCURRENCY = 16
 #: Longest sleep between rounds when none is due (the stop is seen this fast too).
 MAX_TICK_SECONDS = 0.25
+#: How often the poller looks for disabled accounts whose probe is due.
+PROBE_TICK_SECONDS = 1.0
 #: After a round that failed (the database restarting, say).
 ERROR_PAUSE_SECONDS = 1.0
 #: A parked task's lease is this many of its engine's poll intervals (at least the worker lease):
@@ -114,11 +117,21 @@ class UpstreamPoller:
         asyncio.run(self._main(stop))
 
     async def _main(self, stop: threading.Event) -> None:
-        clients = {name: engine.status_session(CONCURRENCY) for name, engine in self._engines.items()}
+        # One client per account (its own base URL and key), the request limit per engine.
+        clients = {
+            (name, account): engine.status_session(account, CONCURRENCY) for name, engine in self._engines.items() for account in engine.accounts
+        }
         limits = {name: asyncio.Semaphore(CONCURRENCY) for name in self._engines}
+        next_probe = 0.0
+        probing: asyncio.Future[None] | None = None
         try:
             while not stop.is_set():
                 try:
+                    # Probes run beside the rounds: an account that does not answer at all must
+                    # not hold up the polls of every other.
+                    if time.monotonic() >= next_probe and (probing is None or probing.done()):
+                        next_probe = time.monotonic() + PROBE_TICK_SECONDS
+                        probing = asyncio.ensure_future(asyncio.to_thread(self._probe))
                     taken = await self._round(clients, limits)
                 except Exception:  # a database restart, a bug: this round is lost, the poller is not
                     log.exception("upstream poll round failed")
@@ -130,14 +143,28 @@ class UpstreamPoller:
             for client in clients.values():
                 await client.close()
 
-    async def _round(self, clients: Mapping[str, aiohttp.ClientSession], limits: Mapping[str, asyncio.Semaphore]) -> int:
+    def _probe(self) -> None:
+        """Probe the accounts their health disabled, each every ``probe_seconds``: one that
+        answers again is enabled again."""
+        try:
+            for name, engine in self._engines.items():
+                for account in self._upstream.accounts.to_probe(name, list(engine.accounts), engine.config.probe_seconds):
+                    problem = engine.probe(account)
+                    if self._upstream.accounts.probed(name, account, problem):
+                        log.info("upstream account answers again; enabled", engine=name, account=account)
+        except Exception:  # the database restarting, say: the next tick probes again
+            log.exception("upstream account probes failed")
+
+    async def _round(self, clients: Mapping[tuple[str, str], aiohttp.ClientSession], limits: Mapping[str, asyncio.Semaphore]) -> int:
         due = await asyncio.to_thread(self._upstream.due, self._cadence_ms, ROUND_SIZE)
         if not due:
             return 0
 
         async def ask(item: Due) -> dict[str, Any] | None:
             async with limits[item.engine]:
-                engine, client = self._engines[item.engine], clients[item.engine]
+                engine, client = self._engines[item.engine], clients.get((item.engine, item.account))
+                if client is None:  # its account left the configuration: the engine says so when handed back
+                    return {"status": "LOST"}
                 if not item.parked:
                     if item.upstream_id and item.status in (TaskStatus.CANCEL, TaskStatus.FAILURE):
                         await engine.cancel(client, item.upstream_id)  # nobody here waits for it any more

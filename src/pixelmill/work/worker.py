@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential, wait_random
 
 from pixelmill.clock import Clock
-from pixelmill.engines.base import Waiting, is_retryable
+from pixelmill.engines.base import Busy, Waiting, is_retryable
 from pixelmill.engines.remote import RemoteEngine
 from pixelmill.exceptions import EngineError
 from pixelmill.observe.metrics import WorkerMetrics
@@ -94,6 +94,9 @@ class WorkerPool:
         #: The engines this process has: it claims only their tasks, so in a mixed fleet a CPU
         #: worker never takes (and burns the attempts of) a task for a GPU engine it lacks.
         self._engines = tuple(engines) if engines is not None else None
+        #: Engines whose upstream accounts were all full, until when (``Busy``).
+        self._full: dict[str, float] = {}
+        self._full_lock = threading.Lock()
         self._stop = threading.Event()
         #: Every thread of the pool by name, with what it runs: the supervisor restarts from here.
         self._loops: dict[str, tuple[Callable[..., object], tuple[object, ...]]] = {}
@@ -213,8 +216,11 @@ class WorkerPool:
                 self._batch_slots.release()
 
     def _claim(self, worker_id: str, lanes: Sequence[Lane]) -> Task | None:
+        engines = self._claimable()
+        if engines is not None and not engines:
+            return None
         try:
-            task = self._store.claim(worker_id, lanes, self._settings.lease_seconds, engines=self._engines)
+            task = self._store.claim(worker_id, lanes, self._settings.lease_seconds, engines=engines)
         except Exception as exc:  # noqa: BLE001 - whatever stops claims is reported by readiness, not raised
             if self._claim_failing_since is None:
                 self._claim_failing_since = time.monotonic()
@@ -280,6 +286,9 @@ class WorkerPool:
         except Waiting as waiting:
             self._park(task, worker_id, waiting, {**task.stages, **timer.milliseconds()})
             return
+        except Busy as busy:
+            self._defer(task, worker_id, busy)
+            return
         except Exception as exc:
             if isinstance(exc, EngineError):
                 reason = exc.description
@@ -313,6 +322,32 @@ class WorkerPool:
             log.info("task parked while its upstream task runs", upstream_task_id=waiting.upstream_id)
         else:
             log.warning("task lost its lease before it was parked", upstream_task_id=waiting.upstream_id)
+            upstream = self._upstream
+            if upstream is not None:  # cancelled meanwhile: its upstream task must be cancelled too
+                self._recorded(lambda: upstream.look_once(task.id))
+
+    def _defer(self, task: Task, worker_id: str, busy: Busy) -> None:
+        """Every account that could run the task is full: the task waits in the queue, and this
+        process claims no more of its engine's tasks until one may have room."""
+        with self._full_lock:
+            self._full[busy.engine] = time.monotonic() + busy.retry_after
+        if self._recorded(lambda: self._store.defer(task.id, worker_id, busy.retry_after)):
+            log.info("task back in the queue: no upstream account has room", reason=str(busy)[:300], retry_after=busy.retry_after)
+
+    def _claimable(self) -> Sequence[str] | None:
+        """The engines whose tasks this process claims now: its engines, less those whose
+        accounts were all full a moment ago (claiming their tasks would only put them back)."""
+        if not self._full:
+            return self._engines
+        now = time.monotonic()
+        with self._full_lock:
+            for engine, until in list(self._full.items()):
+                if until <= now:
+                    del self._full[engine]
+            full = set(self._full)
+        if not full or self._engines is None:
+            return self._engines
+        return [e for e in self._engines if e not in full]
 
     def _record_failure(self, task: Task, worker_id: str, reason: str, *, retryable: bool) -> None:
         status = self._recorded(lambda: self._store.fail(

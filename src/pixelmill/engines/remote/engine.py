@@ -1,0 +1,327 @@
+"""The remote engine: a Midjourney-style upstream that speaks seed 004's contract (another
+pixelmill instance qualifies), one account or a pool of them.
+
+Every operation is submitted upstream as the same operation: imagine with the whole canonical
+prompt, follow-ups with the parent's upstream task id (kept in the parent's ``engine_meta``,
+with the account that holds it: a follow-up goes to that account), inpaint through the
+upstream's own MODAL + ``/modal``. The engine polls at a 3-5 s cadence (configurable) and
+re-hosts the results: images and clips are downloaded, so the task's files live in pixelmill's
+storage after the upstream's URLs expire.
+
+A task is submitted upstream once. The submit carries an Idempotency-Key that is recorded before
+it is sent, with the account it goes to, and the upstream task id is recorded as soon as the
+upstream accepts (``queue/upstream.py``). A submit whose answer was lost on the way back is asked
+again of the same account under the same key; a later attempt of the task (after a crash, a lost
+lease, a failed download) follows the recorded upstream task. Only an upstream task that ended
+without a result (FAILURE, CANCEL) lets the next attempt submit again, under a new key.
+
+In a pool, a submit goes to an account with room, chosen by the engine's selection rule
+(``pool.py``) over state every process shares (``queue/accounts.py``). An account that refuses
+it (busy, failing, unreachable, refusing the key) is passed over for another; refusals in a row,
+an auth failure or a ban disable it, and a probe re-enables it. When every account is full, the
+task waits in pixelmill's queue (``Busy``): SUBMITTED, with its place, not failed.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import structlog
+from PIL import Image
+
+from pixelmill.engines.base import (
+    Busy,
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    ProgressCallback,
+    UpstreamRecord,
+    UpstreamStep,
+    VideoRequest,
+    VideoResult,
+    Waiting,
+)
+from pixelmill.engines.remote.config import RemoteConfig
+from pixelmill.engines.remote.http import Refused, Unsure, Upstream
+from pixelmill.engines.remote.pool import offers, rule
+from pixelmill.exceptions import EngineError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = structlog.get_logger("pixelmill.remote")
+
+TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
+
+
+class _Ended(Exception):
+    """The upstream task ended without a result (FAILURE or CANCEL upstream)."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
+class RemoteEngine(Engine):
+    runs_operations = True
+
+    def __init__(
+        self, name: str, config: RemoteConfig, transport: httpx.BaseTransport | None = None, fetch_allow: tuple[str, ...] = ()
+    ) -> None:
+        self.name = name
+        self.model = config.model
+        self._config = config
+        #: One HTTP client per account, by name.
+        self.accounts = {a.name: Upstream(config, transport, fetch_allow=fetch_allow, account=a) for a in config.pool}
+        self._pick = rule(config.selection)
+
+    @property
+    def upstream(self) -> Upstream:
+        """The first account's client (the one upstream of an engine without a pool)."""
+        return next(iter(self.accounts.values()))
+
+    def close(self) -> None:
+        for upstream in self.accounts.values():
+            upstream.close()
+
+    def check(self) -> None:
+        """Ready while any account answers (a pool serves through the others)."""
+        if len(self.accounts) == 1:
+            self.upstream.probe()
+            return
+        problems = []
+        for name in self.accounts:
+            if (problem := self.probe(name)) is None:
+                return
+            problems.append(f"{name}: {problem}")
+        raise RuntimeError("no account answers: " + "; ".join(problems))
+
+    # --- operations ----------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
+        step = request.step
+        if step is None:
+            if request.init_image is not None or request.mask is not None:
+                raise EngineError("the remote engine works on pictures only through upstream follow-ups", retryable=False)
+            step = UpstreamStep("imagine", {"prompt": request.source_prompt or request.prompt})
+        task, account = self._run(step, request.upstream, progress)
+        urls = task.get("image_urls") or []
+        if not urls:
+            raise EngineError(f"upstream task {task['task_id']} finished without images", retryable=True)
+        images = tuple(self._image(account, u, request.width, request.height) for u in urls)
+        return GenerationResult(images=images, model=self.model, meta=_meta(task, account))
+
+    def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
+        if request.step is None:
+            raise EngineError("the remote engine animates through an upstream video task only", retryable=False)
+        task, account = self._run(request.step, request.upstream, progress)
+        clips = tuple(account.download(u) for u in task.get("video_urls") or [])
+        return VideoResult(clips=clips, model=self.model, meta=_meta(task, account))
+
+    def _run(self, step: UpstreamStep, record: UpstreamRecord | None, progress: ProgressCallback | None) -> tuple[dict[str, Any], Upstream]:
+        """Submit one operation and follow it to its end; inpaint goes through the upstream's
+        MODAL. An upstream task that an earlier attempt of the task started is followed, not
+        submitted again (``queue/upstream.py``). Where a poller follows waiting tasks
+        (``record.park``), the task is handed to it (``Waiting``) as soon as the upstream has it."""
+        fields = dict(step.fields)
+        modal = fields.pop("modal", None)
+        key = record.submit_key if record is not None else None
+        park = record is not None and record.park
+        if record is not None and record.upstream_id is not None:
+            task_id, account = record.upstream_id, self._known(record.account or "default", record)
+        else:
+            if self._config.callbacks and record is not None and record.callback_url:
+                fields = {**fields, "webhook_url": record.callback_url, "webhook_events": ["completed"]}
+            answer, account = self._submit(f"/v1/midjourney/generations/{step.operation}", fields, step, record)
+            task_id = str(answer["data"][0]["task_id"])
+            if record is not None:
+                record.accepted(task_id)
+            if park and (answer.get("code") != 21 or modal is None):
+                raise Waiting(task_id)
+        try:
+            task = self._poll(account, task_id, progress, modal, key, park)
+        except _Ended as ended:
+            if record is not None:
+                record.ended()
+            raise EngineError(str(ended), retryable=ended.retryable) from None
+        if record is not None:
+            record.done()
+        return task, account
+
+    def _known(self, name: str, record: UpstreamRecord | None) -> Upstream:
+        account = self.accounts.get(name)
+        if account is None:  # taken out of the configuration while it held the task
+            if record is not None:
+                record.ended()
+            raise EngineError(f"upstream account {name!r} of engine {self.name} is no longer configured; submitting anew", retryable=True)
+        return account
+
+    def _submit(self, path: str, fields: dict[str, Any], step: UpstreamStep, record: UpstreamRecord | None) -> tuple[dict[str, Any], Upstream]:
+        """Send the submit to an account that takes it: the one an earlier, unanswered send went
+        to first (same key), else one with room by the selection rule. An account that refuses
+        is passed over for the next; a round in which every account refused is followed by the
+        backoff of seed 004's table, up to ``max_tries`` rounds."""
+        key = record.submit_key if record is not None else None
+        last, retry_after = "no answer", None
+        for attempt in range(self._config.max_tries):
+            tried: set[str] = set()
+            while (name := self._choose(step, record, tried)) is not None:
+                upstream = self._known(name, record)
+                try:
+                    return upstream.submit(path, fields, key), upstream
+                except Refused as refused:
+                    last, retry_after = f"{name}: {refused}" if len(self.accounts) > 1 else str(refused), refused.retry_after
+                    tried.add(name)
+                    if record is not None and record.refused(name, str(refused), disable=refused.gone, after=self._config.disable_after_failures):
+                        log.warning("upstream account disabled", engine=self.name, account=name, reason=str(refused)[:300])
+                except Unsure as unsure:  # it may hold the task: only it may be asked again, under this key
+                    last, retry_after = f"{name}: {unsure}" if len(self.accounts) > 1 else str(unsure), None
+                    break
+            if attempt + 1 < self._config.max_tries:
+                self.upstream.backoff(attempt, retry_after)
+        raise EngineError(f"upstream still failing after {self._config.max_tries} tries: {last}", retryable=True)
+
+    def _choose(self, step: UpstreamStep, record: UpstreamRecord | None, tried: set[str]) -> str | None:
+        """The next account to send the submit to; None when every one was tried this round.
+        ``Busy`` when all that could take it are full; an error when none can."""
+        if record is not None and record.account is not None and record.account not in tried:
+            return record.account  # an earlier send went there: the same key may be answered with its task
+        candidates = offers(self._config, speed=step.speed, sticky=step.account, besides=frozenset(tried))
+        if not candidates:
+            if tried:
+                return None
+            if step.account is not None:
+                raise EngineError(f"upstream account {step.account!r}, which holds the parent's task, is no longer configured", retryable=False)
+            raise EngineError(f"no account of engine {self.name} runs the {step.speed} speed tier", retryable=False)
+        if record is None:  # no shared record (a direct use of the engine): the first account
+            return candidates[0].name
+        reserved = record.reserve(candidates, self._pick)
+        if reserved.account is not None:
+            return reserved.account
+        if tried:
+            return None
+        if reserved.retry_after is not None:
+            raise Busy(self.name, reserved.retry_after, reserved.why)
+        raise EngineError(f"no account of engine {self.name} can take the task: {reserved.why}", retryable=True)
+
+    def _poll(
+        self, account: Upstream, task_id: str, progress: ProgressCallback | None, modal: dict[str, Any] | None, key: str | None, park: bool,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + self._config.timeout_seconds
+        while True:
+            task = account.call("GET", f"/v1/midjourney/{task_id}")
+            status = task.get("status")
+            if progress is not None and (fraction := upstream_progress(task)) is not None:
+                progress(fraction)
+            if status == "SUCCESS":
+                return task
+            if status in ("FAILURE", "CANCEL"):
+                reason = task.get("fail_reason") or status
+                banned = "code 24" in str(reason) or "banned" in str(reason).lower()
+                raise _Ended(f"upstream task {task_id} ended {status}: {reason}", retryable=not banned)
+            if status == "MODAL":
+                if modal is None:
+                    raise EngineError(f"upstream task {task_id} waits for /modal, and nothing was given for it", retryable=False)
+                # Right after the submit, or in the next attempt when the last one stopped before it.
+                account.call("POST", "/v1/midjourney/generations/modal", {"task_id": task_id, **modal}, f"{key}-modal" if key else None)
+                modal = None
+                continue
+            if park:
+                raise Waiting(task_id)
+            if time.monotonic() >= deadline:
+                raise EngineError(f"upstream task {task_id} still {status} after {self._config.timeout_seconds:g}s", retryable=True)
+            time.sleep(self._config.poll_seconds)
+
+    def _image(self, account: Upstream, url: str, width: int, height: int) -> Image.Image:
+        data = account.download(url)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                image = im.convert("RGB")
+        except Exception as exc:  # any undecodable answer is the upstream's fault
+            raise EngineError(f"upstream image {url} does not decode: {exc}", retryable=True) from exc
+        # The upstream chose its own sizes from the prompt; the task promised width x height.
+        return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)
+
+    # --- for the upstream poller (work/upstream.py) --------------------------------------------
+
+    @property
+    def config(self) -> RemoteConfig:
+        return self._config
+
+    def poll_seconds(self, callbacks: bool) -> float:
+        """Between two polls of a parked task: the fallback cadence when the upstream calls back."""
+        return self._config.callback_poll_seconds if callbacks and self._config.callbacks else self._config.poll_seconds
+
+    def status_session(self, account: str, connections: int) -> aiohttp.ClientSession:
+        """A client of ``account`` for the poller's event loop: its key and the engine's timeout,
+        at most ``connections`` requests at once, all kept alive. aiohttp, not httpx: a poll
+        through httpx's asyncio stack cost about 3 ms of CPU (anyio builds a dict of callbacks
+        per connection per request to check it), so 1,000 waiting tasks took most of a core."""
+        import aiohttp  # imported where polling starts: API processes never pay for it
+
+        return aiohttp.ClientSession(
+            base_url=self.accounts[account].account.base_url.rstrip("/") + "/",
+            headers={"Authorization": f"Bearer {self.accounts[account].account.api_key}"},
+            timeout=aiohttp.ClientTimeout(total=self._config.request_timeout_seconds),
+            connector=aiohttp.TCPConnector(limit=connections),
+        )
+
+    async def status(self, session: aiohttp.ClientSession, upstream_id: str) -> dict[str, Any] | None:
+        """The upstream task as its account shows it now (``session``: the account's); None when
+        the answer says nothing (a network error, 429, 5xx: ask again at the next round)."""
+        import aiohttp
+
+        try:
+            async with session.get(f"v1/midjourney/{upstream_id}") as r:
+                status, data = r.status, await r.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        if status == 200 and isinstance(data, dict) and "status" in data:
+            return data
+        if status == 404 or (isinstance(data, dict) and data.get("code") in (3, 4)):
+            return {"status": "LOST"}  # the engine's own poll, when the task is handed back, says why
+        return None
+
+    async def cancel(self, session: aiohttp.ClientSession, upstream_id: str) -> None:
+        """Ask the upstream to stop a task that nobody here waits for any more (best effort)."""
+        import aiohttp
+
+        try:
+            async with session.post(f"v1/midjourney/{upstream_id}/cancel") as r:
+                await r.read()
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+
+    def probe(self, account: str) -> str | None:
+        """What is wrong with ``account`` now, or None when it answers as it should."""
+        try:
+            self.accounts[account].probe()
+        except (RuntimeError, httpx.HTTPError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def upstream_running(task: dict[str, Any]) -> bool:
+    """Whether an upstream task (its JSON) is still on its way: not ended, not waiting for /modal."""
+    return task.get("status") not in (*TERMINAL, "MODAL", "LOST")
+
+
+def upstream_progress(task: dict[str, Any]) -> float | None:
+    """The upstream's progress ("45%") as a fraction below 1, when it says."""
+    value = task.get("progress")
+    if not isinstance(value, str):
+        return None
+    try:
+        return min(0.99, float(value.rstrip("%")) / 100)
+    except ValueError:
+        return None
+
+
+def _meta(task: dict[str, Any], account: Upstream) -> dict[str, Any]:
+    return {
+        "upstream_task_id": str(task["task_id"]), "upstream_account": account.account.name,
+        "upstream_quota": task.get("quota"), "upstream_action": task.get("action"),
+    }
