@@ -199,7 +199,8 @@ class FaultyProxy:
     (forwarded after ``slow_seconds``), ``drop`` (the connection closes, nothing forwarded) and
     ``drop_after`` (forwarded, then the connection closes before the answer: the upstream did the
     work and the caller never heard). ``injected`` counts what was done; ``submits`` lists the
-    Idempotency-Key (or None) of every POST forwarded to a ``/generations/`` route."""
+    Idempotency-Key (or None) of every POST forwarded to a ``/generations/`` or ``/submit/`` route,
+    ``requests`` every request forwarded."""
 
     def __init__(self, upstream: str, *, rate: float, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 1.0, seed: int = 0) -> None:
         unknown = set(kinds) - set(FAULT_KINDS)
@@ -209,6 +210,8 @@ class FaultyProxy:
         self.rate = rate
         self.injected: collections.Counter[str] = collections.Counter()
         self.forwarded = 0
+        #: "METHOD /path" of every request forwarded, in order.
+        self.requests: list[str] = []
         self.submits: list[str | None] = []
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -244,11 +247,13 @@ class FaultyProxy:
                     return
                 if fault == "slow":
                     time.sleep(slow_seconds)
-                keep = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type", "idempotency-key", "prefer")}
+                keep = {k: v for k, v in self.headers.items()
+                        if k.lower() in ("authorization", "mj-api-secret", "content-type", "idempotency-key", "prefer")}
                 answer = outer._upstream.request(self.command, self.path, content=body or None, headers=keep)
                 with outer._lock:
                     outer.forwarded += 1
-                    if self.command == "POST" and "/generations/" in self.path:
+                    outer.requests.append(f"{self.command} {self.path.split('?')[0]}")
+                    if self.command == "POST" and ("/generations/" in self.path or "/submit/" in self.path):
                         outer.submits.append(self.headers.get("Idempotency-Key"))
                 if fault == "drop_after":
                     self.close_connection = True

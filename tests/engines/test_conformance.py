@@ -1,7 +1,8 @@
 """One conformance suite for every engine kind: what the executor relies on, whatever makes the
 pixels. The procedural engine runs as it is, the diffusers engine on a tiny random pipeline the
 test builds (through the real loading path, on the CPU), the remote engine against a real
-pixelmill upstream on loopback."""
+pixelmill upstream on loopback, in each upstream contract it speaks (seed 004's own, and
+midjourney-proxy's ``/mj``, which pixelmill serves too)."""
 
 from __future__ import annotations
 
@@ -44,10 +45,11 @@ def _build(kind: str, request: pytest.FixtureRequest) -> Engine:
         folder = request.getfixturevalue("tiny_model")
         return DiffusersEngine("sd", DiffusersConfig(model=str(folder), device="cpu", dtype="fp32", steps=2, process=False, warmup=False))
     srv = request.getfixturevalue("upstream")
-    return RemoteEngine("mj", RemoteConfig(base_url=srv.url, api_key=UPSTREAM_KEY, poll_seconds=0.05))
+    contract = "midjourney-proxy" if kind == "remote-mjproxy" else "seed004"
+    return RemoteEngine("mj", RemoteConfig(base_url=srv.url, api_key=UPSTREAM_KEY, poll_seconds=0.05, contract=contract))
 
 
-@pytest.fixture(params=["procedural", "diffusers", "remote"])
+@pytest.fixture(params=["procedural", "diffusers", "remote", "remote-mjproxy"])
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     made = _build(request.param, request)
     yield made

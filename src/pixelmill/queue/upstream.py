@@ -1,6 +1,6 @@
 """Upstream tasks: what an upstream has accepted for a task, kept so that it is never sent twice.
 
-An engine that runs operations upstream (``engines/remote.py``) submits a task's operation and
+An engine that runs operations upstream (``engines/remote/``) submits a task's operation and
 follows the upstream task to its end. Between the two lies the risk issue 21 measured: a process
 killed while its tasks waited upstream left no trace of them, and the retries after the restart
 submitted every one again, under new Idempotency-Keys (a Midjourney-style upstream bills each).

@@ -160,23 +160,46 @@ class UpstreamPoller:
         if not due:
             return 0
 
-        async def ask(item: Due) -> dict[str, Any] | None:
+        answers: dict[str, dict[str, Any] | None] = {}
+
+        async def ask(item: Due) -> None:
             async with limits[item.engine]:
                 engine, client = self._engines[item.engine], clients.get((item.engine, item.account))
                 if client is None:  # its account left the configuration: the engine says so when handed back
-                    return {"status": "LOST"}
+                    answers[item.task_id] = {"status": "LOST"}
+                    return
                 if not item.parked:
                     if item.upstream_id and item.status in (TaskStatus.CANCEL, TaskStatus.FAILURE):
-                        await engine.cancel(client, item.upstream_id)  # nobody here waits for it any more
-                    return None
+                        await engine.cancel(client, item.account, item.upstream_id)  # nobody here waits for it any more
+                    return
                 assert item.upstream_id is not None  # a parked task's upstream accepted it
-                answer = await engine.status(client, item.upstream_id)
-                if answer is not None and upstream_running(answer) and self._overdue(item):
-                    await engine.cancel(client, item.upstream_id)
-                return answer
+                answers[item.task_id] = await engine.status(client, item.account, item.upstream_id)
 
-        answers = await asyncio.gather(*(ask(item) for item in due))
-        await asyncio.to_thread(self._settle, [(item, answer) for item, answer in zip(due, answers, strict=True) if item.parked])
+        async def ask_many(engine_name: str, account: str, items: list[Due]) -> None:
+            """One status call for many parked tasks on one account (``list-by-condition``)."""
+            async with limits[engine_name]:
+                found = await self._engines[engine_name].statuses(clients[(engine_name, account)], account, [i.upstream_id or "" for i in items])
+            for item in items:
+                answers[item.task_id] = found[item.upstream_id or ""]
+
+        single: list[Due] = []
+        batched: dict[tuple[str, str], list[Due]] = {}
+        for item in due:
+            key = (item.engine, item.account)
+            if item.parked and key in clients and self._engines[item.engine].batch_size(item.account):
+                batched.setdefault(key, []).append(item)
+            else:
+                single.append(item)
+        calls = [ask(item) for item in single]
+        for (engine_name, account), items in batched.items():
+            size = self._engines[engine_name].batch_size(account)
+            calls += [ask_many(engine_name, account, items[i:i + size]) for i in range(0, len(items), size)]
+        await asyncio.gather(*calls)
+        # A running upstream task past the engine's timeout_seconds is cancelled there; the
+        # attempt is given up when the round is settled.
+        overdue = [i for i in due if i.parked and (a := answers.get(i.task_id)) is not None and upstream_running(a) and self._overdue(i)]
+        await asyncio.gather(*(self._engines[i.engine].cancel(clients[(i.engine, i.account)], i.account, i.upstream_id or "") for i in overdue))
+        await asyncio.to_thread(self._settle, [(item, answers.get(item.task_id)) for item in due if item.parked])
         return len(due)
 
     def _overdue(self, item: Due) -> bool:

@@ -53,6 +53,8 @@ class RemoteConfig:
     base_url: str = ""
     api_key: str = ""
     accounts: tuple[AccountConfig, ...] = ()
+    #: The upstream's API (``contracts.py``): ``seed004`` (another pixelmill) or ``midjourney-proxy``.
+    contract: Literal["seed004", "midjourney-proxy"] = "seed004"
     selection: Literal["least_busy", "weighted", "round_robin"] = "least_busy"
     #: Submits an account refuses in a row (5xx, network errors) before it is disabled; an auth
     #: failure or a ban disables it at once. A probe every ``probe_seconds`` re-enables it.

@@ -25,6 +25,7 @@ task waits in pixelmill's queue (``Busy``): SUBMITTED, with its place, not faile
 from __future__ import annotations
 
 import io
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from pixelmill.engines.base import (
     Waiting,
 )
 from pixelmill.engines.remote.config import RemoteConfig
+from pixelmill.engines.remote.contracts import Call, Context
 from pixelmill.engines.remote.http import Refused, Unsure, Upstream
 from pixelmill.engines.remote.pool import offers, rule
 from pixelmill.exceptions import EngineError
@@ -111,7 +113,12 @@ class RemoteEngine(Engine):
         urls = task.get("image_urls") or []
         if not urls:
             raise EngineError(f"upstream task {task['task_id']} finished without images", retryable=True)
-        images = tuple(self._image(account, u, request.width, request.height) for u in urls)
+        if task.get("grid") and len(urls) == 1:  # the upstream shows only the 2×2 grid: its four pictures
+            grid = self._image(account, urls[0], request.width * 2, request.height * 2)
+            images = tuple(grid.crop((x, y, x + request.width, y + request.height))
+                           for y in (0, request.height) for x in (0, request.width))
+        else:
+            images = tuple(self._image(account, u, request.width, request.height) for u in urls)
         return GenerationResult(images=images, model=self.model, meta=_meta(task, account))
 
     def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
@@ -126,23 +133,20 @@ class RemoteEngine(Engine):
         MODAL. An upstream task that an earlier attempt of the task started is followed, not
         submitted again (``queue/upstream.py``). Where a poller follows waiting tasks
         (``record.park``), the task is handed to it (``Waiting``) as soon as the upstream has it."""
-        fields = dict(step.fields)
-        modal = fields.pop("modal", None)
         key = record.submit_key if record is not None else None
         park = record is not None and record.park
         if record is not None and record.upstream_id is not None:
             task_id, account = record.upstream_id, self._known(record.account or "default", record)
         else:
-            if self._config.callbacks and record is not None and record.callback_url:
-                fields = {**fields, "webhook_url": record.callback_url, "webhook_events": ["completed"]}
-            answer, account = self._submit(f"/v1/midjourney/generations/{step.operation}", fields, step, record)
-            task_id = str(answer["data"][0]["task_id"])
+            callback = record.callback_url if self._config.callbacks and record is not None else None
+            answer, account = self._submit(step, callback, record)
+            task_id, modal = account.contract.accepted(answer)
             if record is not None:
                 record.accepted(task_id)
-            if park and (answer.get("code") != 21 or modal is None):
+            if park and not modal:
                 raise Waiting(task_id)
         try:
-            task = self._poll(account, task_id, progress, modal, key, park)
+            task = self._poll(account, task_id, step, progress, key, park)
         except _Ended as ended:
             if record is not None:
                 record.ended()
@@ -150,6 +154,11 @@ class RemoteEngine(Engine):
         if record is not None:
             record.done()
         return task, account
+
+    def _context(self, account: Upstream) -> Context:
+        """What a contract may read while it builds a call: a task as the account shows it (a
+        parent's buttons), and a file (a mask or a blend's picture, sent as base64)."""
+        return Context(task=lambda upstream_id: account.call("GET", account.contract.fetch(upstream_id).path), read=account.download)
 
     def _known(self, name: str, record: UpstreamRecord | None) -> Upstream:
         account = self.accounts.get(name)
@@ -159,7 +168,7 @@ class RemoteEngine(Engine):
             raise EngineError(f"upstream account {name!r} of engine {self.name} is no longer configured; submitting anew", retryable=True)
         return account
 
-    def _submit(self, path: str, fields: dict[str, Any], step: UpstreamStep, record: UpstreamRecord | None) -> tuple[dict[str, Any], Upstream]:
+    def _submit(self, step: UpstreamStep, callback: str | None, record: UpstreamRecord | None) -> tuple[dict[str, Any], Upstream]:
         """Send the submit to an account that takes it: the one an earlier, unanswered send went
         to first (same key), else one with room by the selection rule. An account that refuses
         is passed over for the next; a round in which every account refused is followed by the
@@ -170,8 +179,9 @@ class RemoteEngine(Engine):
             tried: set[str] = set()
             while (name := self._choose(step, record, tried)) is not None:
                 upstream = self._known(name, record)
+                call = upstream.contract.submit(step, callback, self._context(upstream))
                 try:
-                    return upstream.submit(path, fields, key), upstream
+                    return upstream.submit(call.path, call.body, key), upstream
                 except Refused as refused:
                     last, retry_after = f"{name}: {refused}" if len(self.accounts) > 1 else str(refused), refused.retry_after
                     tried.add(name)
@@ -208,11 +218,15 @@ class RemoteEngine(Engine):
         raise EngineError(f"no account of engine {self.name} can take the task: {reserved.why}", retryable=True)
 
     def _poll(
-        self, account: Upstream, task_id: str, progress: ProgressCallback | None, modal: dict[str, Any] | None, key: str | None, park: bool,
+        self, account: Upstream, task_id: str, step: UpstreamStep, progress: ProgressCallback | None, key: str | None, park: bool,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self._config.timeout_seconds
+        contract = account.contract
+        confirmed = False
         while True:
-            task = account.call("GET", f"/v1/midjourney/{task_id}")
+            task = contract.task(account.call("GET", contract.fetch(task_id).path))
+            if task is None:
+                raise EngineError(f"upstream answered something other than a task for {task_id}", retryable=True)
             status = task.get("status")
             if progress is not None and (fraction := upstream_progress(task)) is not None:
                 progress(fraction)
@@ -222,12 +236,15 @@ class RemoteEngine(Engine):
                 reason = task.get("fail_reason") or status
                 banned = "code 24" in str(reason) or "banned" in str(reason).lower()
                 raise _Ended(f"upstream task {task_id} ended {status}: {reason}", retryable=not banned)
-            if status == "MODAL":
+            if status == "MODAL" and not confirmed:
+                # Right after the submit, or in the next attempt when the last one stopped before it.
+                ctx = self._context(account)
+                modal = contract.confirm(step, ctx)
                 if modal is None:
                     raise EngineError(f"upstream task {task_id} waits for /modal, and nothing was given for it", retryable=False)
-                # Right after the submit, or in the next attempt when the last one stopped before it.
-                account.call("POST", "/v1/midjourney/generations/modal", {"task_id": task_id, **modal}, f"{key}-modal" if key else None)
-                modal = None
+                call = contract.modal(task_id, modal, ctx)
+                account.call(call.method, call.path, call.body, f"{key}-modal" if key else None)
+                confirmed = True
                 continue
             if park:
                 raise Waiting(task_id)
@@ -262,38 +279,57 @@ class RemoteEngine(Engine):
         per connection per request to check it), so 1,000 waiting tasks took most of a core."""
         import aiohttp  # imported where polling starts: API processes never pay for it
 
+        upstream = self.accounts[account]
         return aiohttp.ClientSession(
-            base_url=self.accounts[account].account.base_url.rstrip("/") + "/",
-            headers={"Authorization": f"Bearer {self.accounts[account].account.api_key}"},
+            headers=upstream.contract.headers(upstream.account.api_key),
             timeout=aiohttp.ClientTimeout(total=self._config.request_timeout_seconds),
             connector=aiohttp.TCPConnector(limit=connections),
         )
 
-    async def status(self, session: aiohttp.ClientSession, upstream_id: str) -> dict[str, Any] | None:
-        """The upstream task as its account shows it now (``session``: the account's); None when
-        the answer says nothing (a network error, 429, 5xx: ask again at the next round)."""
+    def batch_size(self, account: str) -> int:
+        """Upstream tasks one status call may ask after (0: one call each)."""
+        return self.accounts[account].contract.batch_size
+
+    async def _ask(self, session: aiohttp.ClientSession, account: str, call: Call) -> tuple[str, Any]:
+        """The verdict and JSON of one call to ``account``; ``retry`` on a network error."""
         import aiohttp
 
+        upstream = self.accounts[account]
         try:
-            async with session.get(f"v1/midjourney/{upstream_id}") as r:
-                status, data = r.status, await r.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return None
-        if status == 200 and isinstance(data, dict) and "status" in data:
-            return data
-        if status == 404 or (isinstance(data, dict) and data.get("code") in (3, 4)):
-            return {"status": "LOST"}  # the engine's own poll, when the task is handed back, says why
-        return None
+            async with session.request(call.method, upstream.account.base_url.rstrip("/") + call.path, json=call.body) as r:
+                status, text = r.status, await r.text()
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            return "retry", None
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = None
+        return upstream.contract.verdict(status, data, text).kind, data
 
-    async def cancel(self, session: aiohttp.ClientSession, upstream_id: str) -> None:
+    async def status(self, session: aiohttp.ClientSession, account: str, upstream_id: str) -> dict[str, Any] | None:
+        """The upstream task as its account shows it now, in seed 004's terms; ``LOST`` when the
+        upstream does not know it (the engine's own poll, when the task is handed back, says
+        why); None when the answer says nothing (a network error, 429, 5xx: ask again at the
+        next round)."""
+        contract = self.accounts[account].contract
+        verdict, data = await self._ask(session, account, contract.fetch(upstream_id))
+        if verdict == "ok":
+            return contract.task(data)
+        return {"status": "LOST"} if verdict in ("lost", "request") else None
+
+    async def statuses(self, session: aiohttp.ClientSession, account: str, upstream_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Many upstream tasks in one call (midjourney-proxy's ``list-by-condition``); a task the
+        answer leaves out is ``LOST``, and every one is None when the call failed."""
+        contract = self.accounts[account].contract
+        verdict, data = await self._ask(session, account, contract.batch(upstream_ids))
+        if verdict != "ok":
+            return dict.fromkeys(upstream_ids)
+        found = contract.tasks(data)
+        return {upstream_id: found.get(upstream_id, {"status": "LOST"}) for upstream_id in upstream_ids}
+
+    async def cancel(self, session: aiohttp.ClientSession, account: str, upstream_id: str) -> None:
         """Ask the upstream to stop a task that nobody here waits for any more (best effort)."""
-        import aiohttp
-
-        try:
-            async with session.post(f"v1/midjourney/{upstream_id}/cancel") as r:
-                await r.read()
-        except (aiohttp.ClientError, TimeoutError):
-            pass
+        await self._ask(session, account, self.accounts[account].contract.cancel(upstream_id))
 
     def probe(self, account: str) -> str | None:
         """What is wrong with ``account`` now, or None when it answers as it should."""

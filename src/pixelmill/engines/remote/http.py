@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -39,18 +38,12 @@ from typing import Any
 import httpx
 
 from pixelmill.engines.remote.config import AccountConfig, RemoteConfig
+from pixelmill.engines.remote.contracts import contract
 from pixelmill.exceptions import EngineError
 from pixelmill.media.fetch import FetchPolicy, FetchRefused, SafeFetcher
 
 #: Largest file the engine re-hosts (an image or a clip).
 MAX_DOWNLOAD = 64 * 1024 * 1024
-#: An answer that means the account itself is gone (not the prompt, which is code 24): banned,
-#: suspended, or without a subscription. It disables the account at once.
-ACCOUNT_GONE = re.compile(
-    r"(account|user).{0,40}(banned|blocked|suspended|disabled|deactivated)|"
-    r"(no|without|inactive|expired|cancel+ed) (active |valid )?subscription|subscription.{0,20}(expired|inactive|required|cancel+ed)",
-    re.IGNORECASE,
-)
 #: Errors raised before the request left: the upstream never saw it.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -92,33 +85,6 @@ class SubmitBudget:
             self._sleep(min(wait, 1.0))
 
 
-def _verdict(r: httpx.Response) -> tuple[str, str, dict[str, Any]]:
-    """What an answer means: ``ok``, ``request`` (code 4), ``banned`` (code 24), ``lost`` (the
-    upstream does not know the task), ``gone`` (the account is), or ``retry`` (busy or failing),
-    with the upstream's description and its JSON."""
-    try:
-        data = r.json()
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    code = data.get("code")
-    description = str(data.get("description", r.text[:200])) if data else r.text[:200]
-    if r.status_code == 200 and (code in (1, 200, 21) or (code is None and "status" in data)):
-        return "ok", description, data
-    if code == 4:
-        return "request", description, data
-    if code == 24:
-        return "banned", description, data
-    if code == 3 and "task" in description.lower():
-        return "lost", description, data
-    if r.status_code in (401, 403) or ACCOUNT_GONE.search(description):
-        return "gone", f"HTTP {r.status_code}: {description}", data
-    # 3 (no instance), 9, 409 (an earlier submit with this key is still being accepted), 429,
-    # 5xx: retry later with backoff.
-    return "retry", f"HTTP {r.status_code}, code {code}: {description}", data
-
-
 def _final(verdict: str, description: str) -> EngineError:
     return EngineError({
         "request": f"upstream refused the request (code 4): {description}",
@@ -140,10 +106,11 @@ class Upstream:
     ) -> None:
         self.config = config
         self.account = account or config.pool[0]
+        self.contract = contract(config.contract)
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.account.base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {self.account.api_key}"},
+            headers=self.contract.headers(self.account.api_key),
             timeout=config.request_timeout_seconds,
             transport=transport,
         )
@@ -159,9 +126,9 @@ class Upstream:
         self._elsewhere.close()
 
     def probe(self) -> None:
-        """Readiness: the upstream answers an unknown task with 404 / code 3 when it is up and
+        """Readiness: the upstream answers an unknown task (404, or no task) when it is up and
         takes our key. No retries: a probe reports what it sees."""
-        r = self._http.get("/v1/midjourney/0")
+        r = self._http.request(self.contract.probe.method, self.contract.probe.path)
         if r.status_code in (401, 403):
             raise RuntimeError(f"the upstream refuses our API key (HTTP {r.status_code})")
         if r.status_code >= 500:
@@ -174,7 +141,15 @@ class Upstream:
             delay = max(delay, min(float(retry_after), 60.0))
         self._sleep(delay)
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+    def _verdict(self, r: httpx.Response) -> tuple[str, str, Any]:
+        try:
+            data = r.json() if r.content else None
+        except ValueError:
+            data = None
+        verdict = self.contract.verdict(r.status_code, data, r.text)
+        return verdict.kind, verdict.description, data
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, idempotency_key: str | None = None) -> Any:
         """The upstream's JSON answer to a call that succeeded (code 1 / 200 / 21, or a task
         object), or ``EngineError`` classified by the table above."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -194,7 +169,7 @@ class Upstream:
                 self.backoff(attempt, None)
                 attempt += 1
                 continue
-            verdict, description, data = _verdict(r)
+            verdict, description, data = self._verdict(r)
             if verdict == "ok":
                 return data
             if verdict in ("request", "banned", "lost"):
@@ -204,7 +179,7 @@ class Upstream:
             attempt += 1
         raise EngineError(f"upstream still failing after {self.config.max_tries} tries: {last}", retryable=True)
 
-    def submit(self, path: str, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+    def submit(self, path: str, body: dict[str, Any] | None, idempotency_key: str | None) -> dict[str, Any]:
         """One submit to this account: its answer, ``Refused`` (it did not take the task),
         ``Unsure`` (it may have), or ``EngineError`` (the request itself is refused)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -219,8 +194,9 @@ class Upstream:
             except httpx.TransportError as exc:
                 if retried or not idempotency_key:  # without a key, asking again could make a second task
                     raise Unsure(f"network error: {type(exc).__name__}: {exc}") from None
-        verdict, description, data = _verdict(r)
+        verdict, description, data = self._verdict(r)
         if verdict == "ok":
+            assert isinstance(data, dict)  # every contract answers a submit with an object
             return data
         if verdict in ("request", "banned", "lost"):
             raise _final(verdict, description)
