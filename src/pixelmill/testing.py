@@ -199,7 +199,8 @@ class FaultyProxy:
     (forwarded after ``slow_seconds``), ``drop`` (the connection closes, nothing forwarded) and
     ``drop_after`` (forwarded, then the connection closes before the answer: the upstream did the
     work and the caller never heard). ``injected`` counts what was done; ``submits`` lists the
-    Idempotency-Key (or None) of every POST forwarded to a ``/generations/`` or ``/submit/`` route,
+    Idempotency-Key (or None) of every POST forwarded to a ``/generations/``, ``/submit/`` or
+    ``/v1/images/`` route,
     ``requests`` every request forwarded."""
 
     def __init__(self, upstream: str, *, rate: float, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 1.0, seed: int = 0) -> None:
@@ -253,7 +254,7 @@ class FaultyProxy:
                 with outer._lock:
                     outer.forwarded += 1
                     outer.requests.append(f"{self.command} {self.path.split('?')[0]}")
-                    if self.command == "POST" and ("/generations/" in self.path or "/submit/" in self.path):
+                    if self.command == "POST" and any(p in self.path for p in ("/generations/", "/submit/", "/v1/images/")):
                         outer.submits.append(self.headers.get("Idempotency-Key"))
                 if fault == "drop_after":
                     self.close_connection = True

@@ -93,8 +93,9 @@ class UpstreamRecord(Protocol):
     def accepted(self, upstream_id: str) -> None:
         """The upstream accepted the submit: recorded before anything else happens."""
 
-    def done(self) -> None:
-        """The upstream task ended with a result: its account has room for another."""
+    def done(self, latency_ms: int | None = None) -> None:
+        """The upstream task ended with a result: its account has room for another (``latency_ms``:
+        how long it took, where no upstream task was followed; else accepted → now)."""
 
     def ended(self) -> None:
         """The upstream task ended without a result: the next attempt submits anew."""
@@ -156,7 +157,8 @@ class GenerationRequest:
     #: The whole canonical prompt with its flags, for engines that take prompt text as it is.
     source_prompt: str = ""
     step: UpstreamStep | None = None
-    #: Given with ``step``: where the task's upstream task is recorded.
+    #: Given with ``step`` (and to engines that record upstream calls): where the task's upstream
+    #: task is recorded.
     upstream: UpstreamRecord | None = None
 
     def __post_init__(self) -> None:
@@ -225,6 +227,13 @@ class Engine(ABC):
     #: True for an engine that runs whole operations itself (it reads ``step``), such as a remote
     #: Midjourney-style API; False for one that paints the pixels it is given.
     runs_operations: bool = False
+    #: True for an engine whose calls go to upstream accounts (a remote API that paints pixels,
+    #: as the OpenAI Images API does): it is given the task's ``upstream`` record too, for its
+    #: pool's accounts and its submit's key.
+    records_upstream: bool = False
+    #: Whether a seed fixes the pixels (the same request, the same image). False for an upstream
+    #: that takes no seed (the OpenAI Images API): its tasks are not reproducible.
+    fixes_seeds: bool = True
 
     @abstractmethod
     def generate(

@@ -56,6 +56,8 @@ class FaultInjectingEngine(Engine):
         self.name = inner.name
         self.model = inner.model
         self.runs_operations = inner.runs_operations
+        self.records_upstream = inner.records_upstream
+        self.fixes_seeds = inner.fixes_seeds
         self._attempts: Counter[tuple[Any, ...]] = Counter()
         self._lock = threading.Lock()
 

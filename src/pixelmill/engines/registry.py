@@ -21,6 +21,7 @@ from pixelmill.engines.base import Engine
 from pixelmill.engines.faults import FaultInjectingEngine
 from pixelmill.engines.procedural import ProceduralEngine
 from pixelmill.engines.remote import RemoteConfig, RemoteEngine
+from pixelmill.engines.remote.openai import OpenAIImagesEngine
 
 if TYPE_CHECKING:  # settings reads engine rules (faults) to check them: the type only, no import cycle
     from pixelmill.settings import Settings
@@ -42,6 +43,8 @@ def build_engine(name: str, spec: Mapping[str, Any], settings: Settings) -> Engi
         config = RemoteConfig.from_json(spec)
         if config.callbacks and not settings.public_url:
             raise ValueError("callbacks need PIXELMILL_PUBLIC_URL: the upstream calls back there")
+        if config.contract == "openai":
+            return OpenAIImagesEngine(name, config, fetch_allow=settings.fetch_allow)
         return RemoteEngine(name, config, fetch_allow=settings.fetch_allow)
     if kind == "diffusers":
         from pixelmill.engines.diffusers import DiffusersEngine  # torch is optional: imported only when asked for

@@ -104,7 +104,7 @@ class UpstreamTasks:
             if row is not None:
                 self.accounts.accepted(conn, row.engine, row.account or DEFAULT_ACCOUNT)
 
-    def done(self, task_id: str) -> None:
+    def done(self, task_id: str, latency_ms: int | None = None) -> None:
         """The upstream task ended with a result: it no longer takes a place on its account (the
         record stays: a retry of a failed download follows the same upstream task)."""
         now = self._clock.now_ms()
@@ -116,7 +116,8 @@ class UpstreamTasks:
                 .returning(upstream_tasks.c.engine, upstream_tasks.c.account, upstream_tasks.c.accepted_at)
             ).first()
             if row is not None:
-                self.accounts.ended(conn, row.engine, row.account or DEFAULT_ACCOUNT, ok=True, latency_ms=now - (row.accepted_at or now))
+                took = latency_ms if latency_ms is not None else now - (row.accepted_at or now)
+                self.accounts.ended(conn, row.engine, row.account or DEFAULT_ACCOUNT, ok=True, latency_ms=took)
 
     def forget(self, task_id: str) -> None:
         """The upstream task ended without a result: the next attempt submits anew."""
@@ -232,8 +233,8 @@ class TaskUpstream:
         self._store.accepted(self._task_id, upstream_id)
         self.upstream_id = upstream_id
 
-    def done(self) -> None:
-        self._store.done(self._task_id)
+    def done(self, latency_ms: int | None = None) -> None:
+        self._store.done(self._task_id, latency_ms)
 
     def ended(self) -> None:
         self._store.forget(self._task_id)

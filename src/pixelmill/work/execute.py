@@ -322,6 +322,8 @@ class Executor:
         engine = self._engine(task)
         if engine.runs_operations:
             base.update(step=self._step(task, action), source_prompt=task.final_prompt, upstream=self._upstream_record(task))
+        elif engine.records_upstream:
+            base.update(source_prompt=task.final_prompt, upstream=self._upstream_record(task))
         request = GenerationRequest(**base)
         with stage("engine"):
             result = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
@@ -371,6 +373,7 @@ class Executor:
             request = GenerationRequest(
                 prompt=p.get("engine_prompt", ""), negative_prompt=p.get("engine_negative", ""), width=size[0], height=size[1],
                 seeds=(task.seed,), init_image=enlarged, strength=CREATIVE_UPSCALE_STRENGTH,
+                upstream=self._upstream_record(task) if engine.records_upstream else None,
             )
             with stage("engine"):
                 image = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview)).images[0]

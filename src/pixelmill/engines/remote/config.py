@@ -53,8 +53,16 @@ class RemoteConfig:
     base_url: str = ""
     api_key: str = ""
     accounts: tuple[AccountConfig, ...] = ()
-    #: The upstream's API (``contracts.py``): ``seed004`` (another pixelmill) or ``midjourney-proxy``.
-    contract: Literal["seed004", "midjourney-proxy"] = "seed004"
+    #: The upstream's API (``contracts.py``): ``seed004`` (another pixelmill), ``midjourney-proxy``
+    #: or ``openai`` (the OpenAI Images API, ``openai.py``).
+    contract: Literal["seed004", "midjourney-proxy", "openai"] = "seed004"
+    #: OpenAI Images only: the model asked for, the sizes it makes (the nearest in aspect is
+    #: asked for; the pictures are then fitted to the task's size), ``quality`` when given, and
+    #: ``response_format`` when the model takes one (gpt-image models answer base64 always).
+    upstream_model: str = "gpt-image-1"
+    sizes: tuple[str, ...] = ("1024x1024", "1536x1024", "1024x1536")
+    quality: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
     selection: Literal["least_busy", "weighted", "round_robin"] = "least_busy"
     #: Submits an account refuses in a row (5xx, network errors) before it is disabled; an auth
     #: failure or a ban disables it at once. A probe every ``probe_seconds`` re-enables it.
@@ -119,6 +127,12 @@ class RemoteConfig:
             raise ValueError("remote engine: callback_poll_seconds (the fallback poll with callbacks) must be at least poll_seconds")
         if config.disable_after_failures < 1 or config.probe_seconds <= 0:
             raise ValueError("remote engine: disable_after_failures >= 1 and probe_seconds > 0 needed")
+        for size in config.sizes:
+            w, _, h = size.partition("x")
+            if not (w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+                raise ValueError(f"remote engine: sizes: {size!r} is not WxH")
+        if not config.sizes:
+            raise ValueError("remote engine: sizes must name at least one WxH")
         names = [a.name for a in config.pool]
         if len(set(names)) != len(names):
             raise ValueError("remote engine: account names must be unique")

@@ -32,15 +32,18 @@ ACCOUNT_GONE = re.compile(
     r"(no|without|inactive|expired|cancel+ed) (active |valid )?subscription|subscription.{0,20}(expired|inactive|required|cancel+ed)",
     re.IGNORECASE,
 )
-CONTRACTS = ("seed004", "midjourney-proxy")
-ContractName = Literal["seed004", "midjourney-proxy"]
+CONTRACTS = ("seed004", "midjourney-proxy", "openai")
+ContractName = Literal["seed004", "midjourney-proxy", "openai"]
 
 
 @dataclass(frozen=True)
 class Call:
     method: str
     path: str
+    #: JSON, or the text fields of a multipart form when ``files`` are given.
     body: dict[str, Any] | None = None
+    #: Multipart file parts: (field name, (file name, bytes, content type)).
+    files: tuple[tuple[str, tuple[str, bytes, str]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -298,10 +301,37 @@ class MidjourneyProxy(Contract):
         return {task["task_id"]: task for task in found if task is not None}
 
 
+class OpenAIImages(Contract):
+    """The OpenAI Images API: calls that answer with the pictures (no upstream task to follow),
+    made by ``openai.py``; this class says what its answers mean."""
+
+    name = "openai"
+    probe = Call("GET", "/v1/models")
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
+
+    def verdict(self, status: int, data: Any, text: str) -> Verdict:
+        error = data.get("error") if isinstance(data, dict) else None
+        error = error if isinstance(error, dict) else {}
+        code, kind = str(error.get("code") or ""), str(error.get("type") or "")
+        description = str(error.get("message") or text[:200])
+        if status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
+            return Verdict("ok", description)
+        if code in ("content_policy_violation", "moderation_blocked"):
+            return Verdict("banned", description)
+        if status in (401, 403) or "insufficient_quota" in (code, kind) or code == "billing_hard_limit_reached":
+            return Verdict("gone", f"HTTP {status}: {description}")
+        if status in (400, 404, 413, 422):
+            return Verdict("request", description)
+        # 408, 409, 429 (rate limits), 5xx: later, or on another account.
+        return Verdict("retry", f"HTTP {status}: {description}")
+
+
 def _data_url(data: bytes) -> str:
     kind = "png" if data.startswith(b"\x89PNG") else "jpeg" if data.startswith(b"\xff\xd8") else "webp" if data[8:12] == b"WEBP" else "png"
     return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
 
 
 def contract(name: str) -> Contract:
-    return {"seed004": Seed004, "midjourney-proxy": MidjourneyProxy}[name]()
+    return {"seed004": Seed004, "midjourney-proxy": MidjourneyProxy, "openai": OpenAIImages}[name]()

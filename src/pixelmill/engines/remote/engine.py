@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -169,19 +170,25 @@ class RemoteEngine(Engine):
         return account
 
     def _submit(self, step: UpstreamStep, callback: str | None, record: UpstreamRecord | None) -> tuple[dict[str, Any], Upstream]:
-        """Send the submit to an account that takes it: the one an earlier, unanswered send went
-        to first (same key), else one with room by the selection rule. An account that refuses
-        is passed over for the next; a round in which every account refused is followed by the
-        backoff of seed 004's table, up to ``max_tries`` rounds."""
+        return self._send(lambda upstream: upstream.contract.submit(step, callback, self._context(upstream)), record,
+                          speed=step.speed, sticky=step.account)
+
+    def _send(
+        self, build: Callable[[Upstream], Call], record: UpstreamRecord | None, *, speed: str | None = None, sticky: str | None = None,
+    ) -> tuple[dict[str, Any], Upstream]:
+        """Send a submit (``build`` makes it for an account) to an account that takes it: the
+        one an earlier, unanswered send went to first (same key), else one with room by the
+        selection rule. An account that refuses is passed over for the next; a round in which
+        every account refused is followed by the backoff of seed 004's table, up to
+        ``max_tries`` rounds."""
         key = record.submit_key if record is not None else None
         last, retry_after = "no answer", None
         for attempt in range(self._config.max_tries):
             tried: set[str] = set()
-            while (name := self._choose(step, record, tried)) is not None:
+            while (name := self._choose(record, tried, speed=speed, sticky=sticky)) is not None:
                 upstream = self._known(name, record)
-                call = upstream.contract.submit(step, callback, self._context(upstream))
                 try:
-                    return upstream.submit(call.path, call.body, key), upstream
+                    return upstream.submit(build(upstream), key), upstream
                 except Refused as refused:
                     last, retry_after = f"{name}: {refused}" if len(self.accounts) > 1 else str(refused), refused.retry_after
                     tried.add(name)
@@ -194,18 +201,18 @@ class RemoteEngine(Engine):
                 self.upstream.backoff(attempt, retry_after)
         raise EngineError(f"upstream still failing after {self._config.max_tries} tries: {last}", retryable=True)
 
-    def _choose(self, step: UpstreamStep, record: UpstreamRecord | None, tried: set[str]) -> str | None:
+    def _choose(self, record: UpstreamRecord | None, tried: set[str], *, speed: str | None, sticky: str | None) -> str | None:
         """The next account to send the submit to; None when every one was tried this round.
         ``Busy`` when all that could take it are full; an error when none can."""
         if record is not None and record.account is not None and record.account not in tried:
             return record.account  # an earlier send went there: the same key may be answered with its task
-        candidates = offers(self._config, speed=step.speed, sticky=step.account, besides=frozenset(tried))
+        candidates = offers(self._config, speed=speed, sticky=sticky, besides=frozenset(tried))
         if not candidates:
             if tried:
                 return None
-            if step.account is not None:
-                raise EngineError(f"upstream account {step.account!r}, which holds the parent's task, is no longer configured", retryable=False)
-            raise EngineError(f"no account of engine {self.name} runs the {step.speed} speed tier", retryable=False)
+            if sticky is not None:
+                raise EngineError(f"upstream account {sticky!r}, which holds the parent's task, is no longer configured", retryable=False)
+            raise EngineError(f"no account of engine {self.name} runs the {speed} speed tier", retryable=False)
         if record is None:  # no shared record (a direct use of the engine): the first account
             return candidates[0].name
         reserved = record.reserve(candidates, self._pick)

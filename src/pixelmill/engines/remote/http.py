@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 
 from pixelmill.engines.remote.config import AccountConfig, RemoteConfig
-from pixelmill.engines.remote.contracts import contract
+from pixelmill.engines.remote.contracts import Call, contract
 from pixelmill.exceptions import EngineError
 from pixelmill.media.fetch import FetchPolicy, FetchRefused, SafeFetcher
 
@@ -179,14 +179,15 @@ class Upstream:
             attempt += 1
         raise EngineError(f"upstream still failing after {self.config.max_tries} tries: {last}", retryable=True)
 
-    def submit(self, path: str, body: dict[str, Any] | None, idempotency_key: str | None) -> dict[str, Any]:
+    def submit(self, call: Call, idempotency_key: str | None) -> dict[str, Any]:
         """One submit to this account: its answer, ``Refused`` (it did not take the task),
         ``Unsure`` (it may have), or ``EngineError`` (the request itself is refused)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        form = {"data": {k: str(v) for k, v in (call.body or {}).items()}, "files": list(call.files)} if call.files else {"json": call.body}
         self._budget.take()
         for retried in (False, True):
             try:
-                r = self._http.post(path, json=body, headers=headers)
+                r = self._http.request(call.method, call.path, headers=headers, **form)  # json=, or data= with files=
                 break
             except _NOT_SENT as exc:
                 if retried:
