@@ -10,8 +10,15 @@
    submits), B's CPU while they wait, and B's poll requests per second sent upstream
    (``pixelmill_upstream_polls_total``), over ``--window`` seconds. Twice: B polling every task
    every 3 s, then with ``callbacks`` (the upstream calls back; B polls every 60 s as a fallback).
+3. Crash. A has no workers; ``--crash`` imagines (100) wait upstream through B, behind a proxy
+   that counts submits. B is killed with SIGKILL and started again, then A's workers start.
+   Prints how many tasks succeeded, how many distinct upstream tasks they came from, and how many
+   submits reached A (each task's should be one).
 
-Run: .venv/bin/python bench/remote_capacity.py [--tasks 48] [--waiting 1000]
+``--contract midjourney-proxy`` runs all three with B speaking midjourney-proxy's ``/mj`` to A
+(waiting tasks are then polled in batches through ``list-by-condition``).
+
+Run: .venv/bin/python bench/remote_capacity.py [--tasks 48] [--waiting 1000] [--crash 100]
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from pixelmill.testing import Server, wait_for
+from pixelmill.testing import FaultyProxy, Server, wait_for
 from service import UNCAPPED
 
 KEY_A = "pm_upstream_" + "a" * 32
@@ -43,8 +50,12 @@ def _count(db: Path, sql: str) -> int:
         return int(conn.execute(sql).fetchone()[0])
 
 
-def _engines(a: Server, **knobs: Any) -> str:
-    return json.dumps({"mj": {"kind": "remote", "base_url": a.url, "api_key": KEY_A, **knobs}})
+CONTRACT = "seed004"
+
+
+def _engines(a: Server | str, **knobs: Any) -> str:
+    url = a if isinstance(a, str) else a.url
+    return json.dumps({"mj": {"kind": "remote", "base_url": url, "api_key": KEY_A, "contract": CONTRACT, **knobs}})
 
 
 def _submit_all(srv: Server, n: int, prompt: str) -> list[str]:
@@ -58,9 +69,9 @@ def _finish_all(srv: Server, ids: list[str], timeout: float) -> None:
             return all(api.get(f"/v1/midjourney/{t}").json()["status"] in ("SUCCESS", "FAILURE", "CANCEL") for t in ids)
 
         wait_for(done, timeout=timeout, interval=0.1, what="every task to end")
-        failed = [t for t in ids if api.get(f"/v1/midjourney/{t}").json()["status"] != "SUCCESS"]
+        failed = [task for task in (api.get(f"/v1/midjourney/{t}").json() for t in ids) if task["status"] != "SUCCESS"]
     if failed:
-        raise RuntimeError(f"{len(failed)} tasks did not succeed, e.g. {failed[0]}")
+        raise RuntimeError(f"{len(failed)} tasks did not succeed, e.g. {failed[0]['task_id']}: {failed[0].get('fail_reason')}")
 
 
 def makespan(tmp: Path, args: argparse.Namespace) -> None:
@@ -149,6 +160,34 @@ def waiting(tmp: Path, args: argparse.Namespace, callbacks: bool) -> None:
     print(f"  poll requests upstream: {(polls1 - polls0) / elapsed:.0f}/s")
 
 
+def crash(tmp: Path, args: argparse.Namespace) -> None:
+    a = Server(tmp / "ca", KEY_A, workers=0, **UNCAPPED).start()
+    with FaultyProxy(a.url, rate=0) as proxy:
+        # A's result URLs name A itself, not the proxy: another origin, fetched under the address rules.
+        b = Server(tmp / "cb", KEY_B, engines=_engines(proxy.url, submit_per_minute=1_000_000), engine="mj", fetch_allow='["127.0.0.1/32"]', **UNCAPPED)
+        try:
+            b.start()
+            ids = _submit_all(b, args.crash, "a lighthouse in a storm")
+            accepted = "SELECT count(*) FROM upstream_tasks WHERE upstream_id IS NOT NULL"
+            wait_for(lambda: _count(b.data_dir / "pixelmill.db", accepted) == args.crash, timeout=600, interval=0.2,
+                     what=f"all {args.crash} tasks to wait upstream")
+            b.kill()
+            b.start()
+            started = time.monotonic()
+            with a.worker("--concurrency", "8"):
+                _finish_all(b, ids, timeout=900)
+            took = time.monotonic() - started
+            with b.client() as api:
+                upstream_ids = {api.get(f"/v1/midjourney/{t}").json()["engine_meta"]["upstream_task_id"] for t in ids}
+        finally:
+            b.stop()
+            a.stop()
+    keys = proxy.submits
+    print(f"kill -9 of B with {args.crash} upstream tasks waiting, then a restart ({CONTRACT})")
+    print(f"  {len(ids)} of {args.crash} succeeded in {took:.0f} s after the restart, from {len(upstream_ids)} distinct upstream tasks")
+    print(f"  submits that reached A: {len(keys)} ({len(set(keys))} distinct keys, all first attempts: {all(k and k.endswith('-1') for k in keys)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=48)
@@ -156,14 +195,20 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=int, default=500)
     ap.add_argument("--waiting", type=int, default=1000)
     ap.add_argument("--window", type=float, default=20.0)
-    ap.add_argument("--only", choices=["makespan", "waiting"])
+    ap.add_argument("--crash", type=int, default=100)
+    ap.add_argument("--contract", choices=["seed004", "midjourney-proxy"], default="seed004")
+    ap.add_argument("--only", choices=["makespan", "waiting", "crash"])
     args = ap.parse_args()
+    global CONTRACT
+    CONTRACT = args.contract
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "makespan"):
             makespan(Path(tmp), args)
         if args.only in (None, "waiting"):
             waiting(Path(tmp), args, callbacks=False)
             waiting(Path(tmp), args, callbacks=True)
+        if args.only in (None, "crash"):
+            crash(Path(tmp), args)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,18 @@ COLOURS = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)]
         (200, [{"id": "1", "status": "SUCCESS"}], "ok"),  # list-by-condition
         (200, None, "lost"),  # fetch of an unknown id
         (404, {"code": 3, "description": "关联任务不存在或已失效"}, "lost"),  # a missing parent
-        (200, {"code": 3, "description": "无可用的账号实例"}, "retry"),  # no account instance: elsewhere
-        (200, {"code": 23, "description": "queue full"}, "retry"),
+        (200, {"code": 3, "description": "无可用的账号实例"}, "busy"),  # no account instance: elsewhere
+        (200, {"code": 23, "description": "queue full"}, "busy"),
+        (429, None, "busy"),
+        (409, None, "unsure"),  # an earlier submit with this key is still being accepted
+        (504, None, "unsure"),  # a gateway gave up: the upstream may have taken it
         (200, {"code": 9, "description": "提交失败，队列已满"}, "retry"),
         (200, {"code": 4, "description": "prompt: required"}, "request"),
         (200, {"code": 24, "description": "banned word"}, "banned"),
         (401, None, "gone"),
         (200, {"code": 9, "description": "Your account has been banned"}, "gone"),
-        (502, None, "retry"),
+        (502, None, "unsure"),
+        (503, None, "retry"),
     ],
 )
 def test_what_a_midjourney_proxy_answer_means(status: int, data: Any, kind: str) -> None:
@@ -47,7 +51,8 @@ def test_what_a_midjourney_proxy_answer_means(status: int, data: Any, kind: str)
 def test_seed_004_answers_keep_their_table() -> None:
     seed = Seed004()
     assert seed.verdict(404, {"code": 3, "description": "task 9 does not exist"}, "").kind == "lost"
-    assert seed.verdict(200, {"code": 3, "description": "no instance free"}, "").kind == "retry"
+    assert seed.verdict(200, {"code": 3, "description": "no instance free"}, "").kind == "busy"
+    assert seed.verdict(500, {"code": 9, "description": "internal"}, "").kind == "retry"
     assert seed.verdict(403, {"code": 403, "description": "no"}, "").kind == "gone"
     assert seed.verdict(200, {"code": 1, "data": [{"task_id": "1"}]}, "").kind == "ok"
 
@@ -67,6 +72,11 @@ def test_follow_ups_press_the_parents_buttons_or_use_change_where_there_are_none
     assert (java.path, java.body) == ("/mj/submit/change", {"taskId": "7", "action": "UPSCALE", "index": 3})
     with pytest.raises(Exception, match="upstream task 7 has no MJ::JOB::pan_left button"):
         mj.submit(UpstreamStep("pan", {"task_id": "7", "direction": "left"}), None, _parent(buttons))
+    v7 = mj.submit(UpstreamStep("upscale", {"task_id": "7", "mode": "creative"}), None, _parent(["MJ::JOB::upsample_v7_2x_creative::1::abc::SOLO"]))
+    assert v7.body == {"taskId": "7", "customId": "MJ::JOB::upsample_v7_2x_creative::1::abc::SOLO"}
+    keyed = mj.submit(UpstreamStep("imagine", {"prompt": "a fox"}), None, Context(task=lambda _: {}, read=lambda _: b"", key="T-1"))
+    assert keyed.body == {"prompt": "a fox", "state": "T-1"}  # the submit key, to find an unanswered submit by
+    assert mj.confirm(UpstreamStep("variation", {"task_id": "7", "index": 1, "mode": "strong"}), _parent([])) == {"prompt": "a fox"}
     zoom = mj.confirm(UpstreamStep("zoom", {"task_id": "7", "zoom": 1.7}), _parent([]))
     assert zoom == {"prompt": "a fox --zoom 1.7"}
     imagine = mj.submit(UpstreamStep("imagine", {"prompt": "a fox"}, speed="relax"), None, _parent([]))

@@ -84,7 +84,7 @@ def test_a_banned_account_is_disabled_at_once_with_the_reason(a: Scripted, b: Sc
     b.script = [OK, OK]
     _submit(engine, _record(store, upstream))
     state = upstream.accounts.states("mj", ["a"])[0]
-    assert (state.enabled, state.disabled_by) == (False, "health")
+    assert (state.enabled, state.disabled_by) == (False, "account")  # a probe that gets an answer does not cure a ban
     assert state.disabled_reason == "HTTP 403: Your account has been suspended"
     assert _submit(engine, _record(store, upstream)) == "42" and len(a.seen) == 1  # a is no longer asked
     engine.close()
@@ -136,3 +136,29 @@ def test_pool_settings_are_checked_when_the_engine_is_built(a: Scripted) -> None
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
             RemoteConfig.from_json(spec)
+
+
+def test_an_account_that_may_hold_the_submit_is_never_left_for_another(
+    a: Scripted, b: Scripted, db: Engine, store: TaskStore, clock: ManualClock,
+) -> None:
+    engine = _engine(("a", a, {}), ("b", b, {}), max_tries=3)
+    record = _record(store, UpstreamTasks(db, clock))
+    # Lost twice after sending, then refused, then accepted: b, which could make a second
+    # task, is never asked.
+    a.script = ["drop", "drop", (503, {"code": 9, "description": "overloaded"}), OK]
+    assert _submit(engine, record) == "42"
+    assert record.account == "a" and len(a.seen) == 4 and b.seen == []
+    engine.close()
+
+
+def test_an_unanswered_midjourney_proxy_submit_is_looked_up_by_its_state_not_sent_again(
+    a: Scripted, b: Scripted, db: Engine, store: TaskStore, clock: ManualClock,
+) -> None:
+    engine = _engine(("a", a, {}), ("b", b, {}), contract="midjourney-proxy")
+    record = _record(store, UpstreamTasks(db, clock))
+    # midjourney-proxy takes no Idempotency-Key: the lost answer is not asked again at once,
+    # and before a second send the task list is searched for the submit's state.
+    a.script = ["drop", (200, [{"id": "99", "state": record.submit_key, "status": "SUBMITTED"}])]
+    assert _submit(engine, record) == "99"
+    assert len(a.seen) == 2 and b.seen == []
+    engine.close()

@@ -39,7 +39,7 @@ class Scripted:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 status, body = answer  # type: ignore[misc]
-                raw = json.dumps(body).encode() if isinstance(body, dict) else str(body).encode()
+                raw = json.dumps(body).encode() if isinstance(body, dict | list) else str(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()

@@ -104,16 +104,19 @@ def test_refusals_in_a_row_disable_an_account_with_the_reason_and_a_probe_enable
     assert accounts.states("mj", ["a"])[0].enabled
 
 
-def test_a_ban_disables_at_once_and_an_admins_disable_outlasts_probes(db: Engine, store: TaskStore, clock: ManualClock) -> None:
+def test_a_ban_disables_at_once_and_only_an_admin_enables_it_or_what_an_admin_disabled(
+    db: Engine, store: TaskStore, clock: ManualClock,
+) -> None:
     upstream = UpstreamTasks(db, clock)
     accounts = upstream.accounts
     _, record = _running(store, upstream)
     assert record.refused("a", "HTTP 403: account banned", disable=True, after=5)
-    assert accounts.states("mj", ["a"])[0].disabled_reason == "HTTP 403: account banned"
+    a = accounts.states("mj", ["a"])[0]
+    assert (a.disabled_reason, a.disabled_by) == ("HTTP 403: account banned", "account")
     accounts.set_enabled("mj", "b", False, "rotating its key")
     clock.advance(60)
-    assert accounts.to_probe("mj", ["a", "b"], 30) == ["a"]  # an admin's disable is not probed away
-    assert not accounts.probed("mj", "b", None)
+    assert accounts.to_probe("mj", ["a", "b"], 30) == []  # an upstream that answers a probe may still refuse them
+    assert not accounts.probed("mj", "a", None) and not accounts.probed("mj", "b", None)
     b = accounts.states("mj", ["b"])[0]
     assert (b.enabled, b.disabled_by, b.disabled_reason) == (False, "admin", "rotating its key")
     accounts.set_enabled("mj", "b", True)
@@ -128,3 +131,23 @@ def test_round_robin_takes_turns_across_records(db: Engine, store: TaskStore, cl
         clock.advance(1)
         turns.append(_running(store, upstream)[1].reserve(pool, rule("round_robin")).account)
     assert turns == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_a_busy_refusal_is_no_mark_on_health_and_an_answered_call_lets_go_of_its_account(
+    db: Engine, store: TaskStore, clock: ManualClock,
+) -> None:
+    upstream = UpstreamTasks(db, clock)
+    _, record = _running(store, upstream)
+    for _ in range(3):
+        assert record.reserve([offer("a")], LEAST_BUSY).account == "a"
+        assert not record.refused("a", "HTTP 429: slow down", disable=False, after=2, busy=True)
+    state = upstream.accounts.states("mj", ["a"])[0]
+    assert (state.enabled, state.failures, state.refused) == (True, 0, 3)
+    assert record.reserve([offer("a", capacity=1)], LEAST_BUSY).account == "a"
+    _, other = _running(store, upstream)
+    assert other.reserve([offer("a", capacity=1)], LEAST_BUSY).account is None  # the call in flight holds the place
+    record.answered(1500)
+    assert record.account is None
+    assert other.reserve([offer("a", capacity=1)], LEAST_BUSY).account == "a"
+    state = upstream.accounts.states("mj", ["a"])[0]
+    assert (state.submits, state.succeeded, state.mean_latency_ms) == (1, 1, 1500)

@@ -35,7 +35,8 @@ class AccountView(BaseModel):
     base_url: str
     enabled: bool
     disabled_reason: str | None = Field(description="Why it takes no tasks (null while it does).")
-    disabled_by: str | None = Field(description="health (a probe re-enables it) or admin (only an admin does).")
+    disabled_by: str | None = Field(description="health (a probe re-enables it), account (a ban, a refused key) or admin (only an admin "
+                                                "enables those two).")
     disabled_at: int | None = Field(description="Unix epoch ms.")
     in_flight: int = Field(description="Upstream tasks on the account now: running plus queued.")
     running: int

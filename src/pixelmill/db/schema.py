@@ -363,7 +363,8 @@ upstream_accounts = Table(
     Column("name", String(64), primary_key=True),
     #: Why the account takes no new tasks; NULL while it does.
     Column("disabled_reason", Text, nullable=True),
-    #: "health" (failures, auth, a ban: a probe re-enables it) or "admin" (only an admin does).
+    #: "health" (refusals in a row: a probe re-enables it), "account" (a ban, a refused key) or
+    #: "admin" (only an admin enables those two).
     Column("disabled_by", String(16), nullable=True),
     Column("disabled_at", BigInteger, nullable=True),
     Column("probed_at", BigInteger, nullable=True),

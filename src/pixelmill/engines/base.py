@@ -86,16 +86,20 @@ class UpstreamRecord(Protocol):
         """Choose an account with room among ``offers`` (by ``pick``), shared with every process,
         and record it as the task's account."""
 
-    def refused(self, account: str, reason: str, *, disable: bool, after: int) -> bool:
-        """``account`` did not take the submit; it is disabled when ``disable`` or after ``after``
-        refusals in a row (True when this disabled it)."""
+    def refused(self, account: str, reason: str, *, disable: bool, after: int, busy: bool = False) -> bool:
+        """``account`` did not take the submit; it is disabled when ``disable`` (until an admin
+        enables it) or after ``after`` refusals in a row that were not ``busy`` (until a probe
+        does). True when this disabled it."""
 
     def accepted(self, upstream_id: str) -> None:
         """The upstream accepted the submit: recorded before anything else happens."""
 
-    def done(self, latency_ms: int | None = None) -> None:
-        """The upstream task ended with a result: its account has room for another (``latency_ms``:
-        how long it took, where no upstream task was followed; else accepted → now)."""
+    def done(self) -> None:
+        """The upstream task ended with a result: its account has room for another."""
+
+    def answered(self, latency_ms: int) -> None:
+        """A call that answers with its result (no upstream task to follow) succeeded after
+        ``latency_ms``: counted for its account, which the next call chooses anew."""
 
     def ended(self) -> None:
         """The upstream task ended without a result: the next attempt submits anew."""
@@ -111,10 +115,12 @@ class Busy(Exception):
     task goes back to the queue, without spending an attempt, and is tried again after
     ``retry_after`` seconds. Not a failure."""
 
-    def __init__(self, engine: str, retry_after: float, why: str) -> None:
+    def __init__(self, engine: str, retry_after: float, why: str, *, whole_engine: bool = True) -> None:
         super().__init__(f"engine {engine} has no account with room: {why}")
         self.engine = engine
         self.retry_after = retry_after
+        #: Every account of the engine is full (not only those a follow-up or a speed tier may use).
+        self.whole_engine = whole_engine
 
 
 class Waiting(Exception):

@@ -155,6 +155,9 @@ class UpstreamAccounts:
         now = self._clock.now_ms()
         day = now // DAY_MS
         with write_tx(self._engine) as conn:
+            # The task's record first, as every other writer of it locks it before its account:
+            # two holders of one task (a lease lost meanwhile) cannot then lock in a cycle.
+            conn.execute(select(upstream_tasks.c.task_id).where(upstream_tasks.c.task_id == task_id).with_for_update())
             rows = self._rows(conn, engine, [o.name for o in offers], lock=True)
             counts = self._in_flight(conn, engine, [o.name for o in offers], besides=task_id)
             slots: list[Slot] = []
@@ -195,10 +198,12 @@ class UpstreamAccounts:
             conn.execute(update(upstream_tasks).where(upstream_tasks.c.task_id == task_id).values(account=chosen))
         return Reserved(chosen)
 
-    def refused(self, task_id: str, engine: str, account: str, reason: str, *, disable: bool, after: int) -> bool:
+    def refused(self, task_id: str, engine: str, account: str, reason: str, *, disable: bool, after: int, busy: bool = False) -> bool:
         """The account refused ``task_id``'s submit (it did not take the task, so the task's
-        record forgets it). Disabled when ``disable`` (an auth failure, a ban) or after ``after``
-        refusals in a row; True when this disabled it."""
+        record forgets it). Disabled when ``disable`` (an auth failure, a ban: until an admin
+        enables it) or after ``after`` refusals in a row (until a probe finds it answering); a
+        ``busy`` refusal (rate limited, queue full) is no mark on its health. True when this
+        disabled it."""
         now = self._clock.now_ms()
         with write_tx(self._engine) as conn:
             conn.execute(
@@ -208,12 +213,13 @@ class UpstreamAccounts:
             row = conn.execute(
                 update(upstream_accounts)
                 .where(upstream_accounts.c.engine == engine, upstream_accounts.c.name == account)
-                .values(failures=upstream_accounts.c.failures + 1, refused=upstream_accounts.c.refused + 1)
+                .values(failures=upstream_accounts.c.failures + (0 if busy else 1), refused=upstream_accounts.c.refused + 1)
                 .returning(upstream_accounts.c.failures, upstream_accounts.c.disabled_reason)
             ).one()
-            if row.disabled_reason is None and (disable or row.failures >= after):
+            if row.disabled_reason is None and (disable or (not busy and row.failures >= after)):
+                # A ban or a refused key is not cured by the upstream answering a probe.
                 why = reason if disable else f"{row.failures} submits refused in a row; the last: {reason}"
-                self._disable(conn, engine, account, why[:500], "health", now)
+                self._disable(conn, engine, account, why[:500], "account" if disable else "health", now)
                 return True
         return False
 

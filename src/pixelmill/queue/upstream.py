@@ -104,7 +104,7 @@ class UpstreamTasks:
             if row is not None:
                 self.accounts.accepted(conn, row.engine, row.account or DEFAULT_ACCOUNT)
 
-    def done(self, task_id: str, latency_ms: int | None = None) -> None:
+    def done(self, task_id: str) -> None:
         """The upstream task ended with a result: it no longer takes a place on its account (the
         record stays: a retry of a failed download follows the same upstream task)."""
         now = self._clock.now_ms()
@@ -116,8 +116,21 @@ class UpstreamTasks:
                 .returning(upstream_tasks.c.engine, upstream_tasks.c.account, upstream_tasks.c.accepted_at)
             ).first()
             if row is not None:
-                took = latency_ms if latency_ms is not None else now - (row.accepted_at or now)
-                self.accounts.ended(conn, row.engine, row.account or DEFAULT_ACCOUNT, ok=True, latency_ms=took)
+                self.accounts.ended(conn, row.engine, row.account or DEFAULT_ACCOUNT, ok=True, latency_ms=now - (row.accepted_at or now))
+
+    def answered(self, task_id: str, latency_ms: int) -> None:
+        """A call that answers with its result (no upstream task: the OpenAI Images API) succeeded:
+        counted for its account, and the record lets go of the account, so a later attempt of
+        the task chooses one anew, under the limits."""
+        with write_tx(self._engine) as conn:
+            row = conn.execute(
+                select(upstream_tasks.c.engine, upstream_tasks.c.account).where(upstream_tasks.c.task_id == task_id).with_for_update()
+            ).first()
+            if row is None or row.account is None:
+                return
+            conn.execute(update(upstream_tasks).where(upstream_tasks.c.task_id == task_id).values(account=None))
+            self.accounts.accepted(conn, row.engine, row.account)
+            self.accounts.ended(conn, row.engine, row.account, ok=True, latency_ms=latency_ms)
 
     def forget(self, task_id: str) -> None:
         """The upstream task ended without a result: the next attempt submits anew."""
@@ -224,17 +237,21 @@ class TaskUpstream:
             self.account = reserved.account
         return reserved
 
-    def refused(self, account: str, reason: str, *, disable: bool, after: int) -> bool:
+    def refused(self, account: str, reason: str, *, disable: bool, after: int, busy: bool = False) -> bool:
         if self.account == account:
             self.account = None
-        return self._store.accounts.refused(self._task_id, self._engine, account, reason, disable=disable, after=after)
+        return self._store.accounts.refused(self._task_id, self._engine, account, reason, disable=disable, after=after, busy=busy)
 
     def accepted(self, upstream_id: str) -> None:
         self._store.accepted(self._task_id, upstream_id)
         self.upstream_id = upstream_id
 
-    def done(self, latency_ms: int | None = None) -> None:
-        self._store.done(self._task_id, latency_ms)
+    def done(self) -> None:
+        self._store.done(self._task_id)
+
+    def answered(self, latency_ms: int) -> None:
+        self._store.answered(self._task_id, latency_ms)
+        self.account = None
 
     def ended(self) -> None:
         self._store.forget(self._task_id)

@@ -329,8 +329,9 @@ class WorkerPool:
     def _defer(self, task: Task, worker_id: str, busy: Busy) -> None:
         """Every account that could run the task is full: the task waits in the queue, and this
         process claims no more of its engine's tasks until one may have room."""
-        with self._full_lock:
-            self._full[busy.engine] = time.monotonic() + busy.retry_after
+        if busy.whole_engine:
+            with self._full_lock:
+                self._full[busy.engine] = time.monotonic() + busy.retry_after
         if self._recorded(lambda: self._store.defer(task.id, worker_id, busy.retry_after)):
             log.info("task back in the queue: no upstream account has room", reason=str(busy)[:300], retry_after=busy.retry_after)
 

@@ -49,8 +49,10 @@ class Call:
 @dataclass(frozen=True)
 class Verdict:
     """What an answer means: ``ok``, ``request`` (the request is wrong), ``banned`` (a banned
-    prompt), ``lost`` (the upstream does not know the task), ``gone`` (the account is), ``retry``
-    (busy or failing: later, or elsewhere)."""
+    prompt), ``lost`` (the upstream does not know the task), ``gone`` (the account is), ``busy``
+    (rate limited, queue full: later, or elsewhere), ``retry`` (failing: later, or elsewhere),
+    ``unsure`` (the upstream may have taken the submit: 409 while an earlier one with the key is
+    accepted, a gateway's 502 or 504: only the same account, later)."""
 
     kind: str
     description: str
@@ -60,9 +62,11 @@ class Context:
     """What a contract may need while it builds a call: the upstream's view of another task (a
     parent's buttons) and the bytes behind a URL (a mask to send as base64)."""
 
-    def __init__(self, task: Callable[[str], dict[str, Any]], read: Callable[[str], bytes]) -> None:
+    def __init__(self, task: Callable[[str], dict[str, Any]], read: Callable[[str], bytes], key: str | None = None) -> None:
         self.task = task
         self.read = read
+        #: The submit's Idempotency-Key, which a contract may also carry in the body (``state``).
+        self.key = key
 
 
 class Contract:
@@ -71,6 +75,9 @@ class Contract:
     probe: Call
     #: Ids per batched status call; 0: one call per task.
     batch_size = 0
+    #: The upstream answers a repeated Idempotency-Key with the task it made (another pixelmill).
+    #: Elsewhere an unanswered submit is looked for (``lookup``) before it is sent again.
+    idempotent = False
 
     def headers(self, api_key: str) -> dict[str, str]:
         raise NotImplementedError
@@ -103,6 +110,15 @@ class Contract:
     def cancel(self, upstream_id: str) -> Call:
         raise NotImplementedError
 
+    def lookup(self) -> Call | None:
+        """Where the tasks a submit key may have made are listed (None: nowhere)."""
+        return None
+
+    def found(self, data: Any, submit_key: str) -> dict[str, Any] | None:
+        """The accepted-submit answer for the task ``submit_key`` made, if ``data`` (the answer
+        to ``lookup``) shows one."""
+        return None
+
     def batch(self, upstream_ids: Sequence[str]) -> Call:
         raise NotImplementedError(f"{self.name} has no batched status call")
 
@@ -111,20 +127,26 @@ class Contract:
         raise NotImplementedError(f"{self.name} has no batched status call")
 
 
-def _common(status: int, code: Any, description: str) -> Verdict | None:
-    """Seed 004's retry table where both contracts agree."""
+def _common(status: int, code: Any, description: str) -> Verdict:
+    """Seed 004's retry table where both contracts agree, for answers that are not accepted."""
     if code == 4:
         return Verdict("request", description)
     if code == 24:
         return Verdict("banned", description)
     if status in (401, 403) or ACCOUNT_GONE.search(description):
         return Verdict("gone", f"HTTP {status}: {description}")
-    return None
+    described = f"HTTP {status}, code {code}: {description}"
+    if status in (409, 502, 504):
+        return Verdict("unsure", described)
+    if status == 429 or code in (3, 23):  # rate limited, no instance free, queue full
+        return Verdict("busy", described)
+    return Verdict("retry", described)
 
 
 class Seed004(Contract):
     name = "seed004"
     probe = Call("GET", "/v1/midjourney/0")
+    idempotent = True
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
@@ -139,7 +161,7 @@ class Seed004(Contract):
             return Verdict("lost", description)
         # 3 (no instance), 9, 409 (an earlier submit with this key is still being accepted), 429,
         # 5xx: retry later with backoff.
-        return _common(status, code, description) or Verdict("retry", f"HTTP {status}, code {code}: {description}")
+        return _common(status, code, description)
 
     def submit(self, step: UpstreamStep, callback_url: str | None, ctx: Context) -> Call:
         fields = {k: v for k, v in step.fields.items() if k != "modal"}
@@ -163,14 +185,16 @@ class Seed004(Contract):
         return Call("POST", f"/v1/midjourney/{upstream_id}/cancel")
 
 
-#: midjourney-proxy's button for each follow-up: the customId prefix, before the message hash.
 def _button_prefix(step: UpstreamStep) -> str:
+    """midjourney-proxy's button for a follow-up: the start of its customId (a regular
+    expression), before the message hash."""
     f = step.fields
     index = f.get("index", 1)
     match step.operation:
         case "upscale":
             mode = f.get("mode")
-            return f"MJ::JOB::upsample_v6_2x_{mode}::" if mode in ("subtle", "creative") else f"MJ::JOB::upsample::{index}::"
+            # v6's and v7's (and later) subtle / creative upscalers
+            return rf"MJ::JOB::upsample_v\d+_2x_{mode}::" if mode in ("subtle", "creative") else f"MJ::JOB::upsample::{index}::"
         case "variation":
             if "index" in f:
                 return f"MJ::JOB::variation::{index}::"
@@ -215,11 +239,12 @@ class MidjourneyProxy(Contract):
         if status == 404:  # a missing parent (code 3 with HTTP 404), or an unknown task
             return Verdict("lost", description)
         # 3 (no account instance), 9, 23 (queue full), 429, 5xx: later, or on another account.
-        return _common(status, code, description) or Verdict("retry", f"HTTP {status}, code {code}: {description}")
+        return _common(status, code, description)
 
     def submit(self, step: UpstreamStep, callback_url: str | None, ctx: Context) -> Call:
         f = step.fields
-        hook = {"notifyHook": callback_url} if callback_url else {}
+        # ``state`` carries the submit key: an unanswered submit is found by it (``found``).
+        hook = ({"notifyHook": callback_url} if callback_url else {}) | ({"state": ctx.key} if ctx.key else {})
         modes = {"accountFilter": {"modes": [step.speed.upper()]}} if step.speed else {}
         match step.operation:
             case "imagine":
@@ -241,7 +266,7 @@ class MidjourneyProxy(Contract):
         prefix = _button_prefix(step)
         buttons = [str(b.get("customId", "")) for b in parent.get("buttons") or [] if isinstance(b, dict)]
         for custom_id in buttons:
-            if custom_id.startswith(prefix):
+            if re.match(prefix, custom_id):
                 return Call("POST", "/mj/submit/action", {"taskId": str(f["task_id"]), "customId": custom_id, **hook})
         change = {"upscale": "UPSCALE", "variation": "VARIATION", "reroll": "REROLL"}.get(step.operation)
         if not buttons and change and (change == "REROLL" or ("index" in f and not (change == "UPSCALE" and f.get("mode")))):
@@ -249,18 +274,22 @@ class MidjourneyProxy(Contract):
             index = {"index": f["index"]} if change != "REROLL" else {}
             return Call("POST", "/mj/submit/change", {"taskId": str(f["task_id"]), "action": change, **index, **hook})
         offered = ", ".join(c.rsplit("::", 1)[0] for c in buttons) or "none"
-        raise EngineError(f"upstream task {f['task_id']} has no {prefix.rstrip(':')} button (it offers: {offered})", retryable=False)
+        wanted = prefix.replace("\\d+", "N").rstrip(":")
+        raise EngineError(f"upstream task {f['task_id']} has no {wanted} button (it offers: {offered})", retryable=False)
 
     def confirm(self, step: UpstreamStep, ctx: Context) -> dict[str, Any] | None:
         # A remix's prompt; a custom zoom's factor, with the parent's prompt as Midjourney
-        # pre-fills its box; an inpaint's mask and prompt.
+        # pre-fills its box; an inpaint's mask and prompt. An account in Remix mode opens a MODAL
+        # for variations, rerolls and pans too: confirmed with the parent's prompt, unchanged.
         f = step.fields
         if step.operation == "variation" and f.get("prompt"):
             return {"prompt": f["prompt"]}
+        if "modal" in f or "task_id" not in f:
+            return super().confirm(step, ctx)
+        parent = ctx.task(str(f["task_id"]))
         if step.operation == "zoom":
-            parent = ctx.task(str(f["task_id"]))
             return {"prompt": f"{parent.get('prompt') or ''} --zoom {float(f['zoom']):g}".strip()}
-        return super().confirm(step, ctx)
+        return {"prompt": str(parent.get("prompt") or "")}
 
     def accepted(self, answer: dict[str, Any]) -> tuple[str, bool]:
         return str(answer["result"]), answer.get("code") == 21
@@ -293,6 +322,15 @@ class MidjourneyProxy(Contract):
     def cancel(self, upstream_id: str) -> Call:
         return Call("POST", f"/mj/task/{upstream_id}/cancel")
 
+    def lookup(self) -> Call | None:
+        return Call("GET", "/mj/task/list")  # the latest tasks (100 in trueai-org's line)
+
+    def found(self, data: Any, submit_key: str) -> dict[str, Any] | None:
+        for task in data if isinstance(data, list) else ():
+            if isinstance(task, dict) and task.get("state") == submit_key and task.get("id"):
+                return {"code": 21 if task.get("status") == "MODAL" else 1, "description": "found by its state", "result": str(task["id"])}
+        return None
+
     def batch(self, upstream_ids: Sequence[str]) -> Call:
         return Call("POST", "/mj/task/list-by-condition", {"ids": list(upstream_ids)})
 
@@ -324,7 +362,11 @@ class OpenAIImages(Contract):
             return Verdict("gone", f"HTTP {status}: {description}")
         if status in (400, 404, 413, 422):
             return Verdict("request", description)
-        # 408, 409, 429 (rate limits), 5xx: later, or on another account.
+        if status == 429:
+            return Verdict("busy", f"HTTP 429: {description}")
+        if status in (502, 504):  # a gateway gave up: the call may have gone through
+            return Verdict("unsure", f"HTTP {status}: {description}")
+        # 408, 409, 500, 503: later, or on another account.
         return Verdict("retry", f"HTTP {status}: {description}")
 
 

@@ -80,6 +80,9 @@ class RemoteEngine(Engine):
         #: One HTTP client per account, by name.
         self.accounts = {a.name: Upstream(config, transport, fetch_allow=fetch_allow, account=a) for a in config.pool}
         self._pick = rule(config.selection)
+        #: Refusals in a row that disable an account. With one account there is nowhere else to
+        #: send a task, so refusals only back off; an auth failure or a ban still disables it.
+        self._disable_after = config.disable_after_failures if len(self.accounts) > 1 else 2**31 - 1
 
     @property
     def upstream(self) -> Upstream:
@@ -156,10 +159,10 @@ class RemoteEngine(Engine):
             record.done()
         return task, account
 
-    def _context(self, account: Upstream) -> Context:
+    def _context(self, account: Upstream, key: str | None = None) -> Context:
         """What a contract may read while it builds a call: a task as the account shows it (a
-        parent's buttons), and a file (a mask or a blend's picture, sent as base64)."""
-        return Context(task=lambda upstream_id: account.call("GET", account.contract.fetch(upstream_id).path), read=account.download)
+        parent's buttons), a file (a mask or a blend's picture, sent as base64), the submit key."""
+        return Context(task=lambda upstream_id: account.call("GET", account.contract.fetch(upstream_id).path), read=account.download, key=key)
 
     def _known(self, name: str, record: UpstreamRecord | None) -> Upstream:
         account = self.accounts.get(name)
@@ -170,36 +173,54 @@ class RemoteEngine(Engine):
         return account
 
     def _submit(self, step: UpstreamStep, callback: str | None, record: UpstreamRecord | None) -> tuple[dict[str, Any], Upstream]:
-        return self._send(lambda upstream: upstream.contract.submit(step, callback, self._context(upstream)), record,
+        key = record.submit_key if record is not None else None
+        return self._send(lambda upstream: upstream.contract.submit(step, callback, self._context(upstream, key)), record,
                           speed=step.speed, sticky=step.account)
 
     def _send(
         self, build: Callable[[Upstream], Call], record: UpstreamRecord | None, *, speed: str | None = None, sticky: str | None = None,
     ) -> tuple[dict[str, Any], Upstream]:
-        """Send a submit (``build`` makes it for an account) to an account that takes it: the
-        one an earlier, unanswered send went to first (same key), else one with room by the
+        """Send a submit (``build`` makes it for an account) to an account that takes it, by the
         selection rule. An account that refuses is passed over for the next; a round in which
         every account refused is followed by the backoff of seed 004's table, up to
-        ``max_tries`` rounds."""
+        ``max_tries`` rounds.
+
+        An account that may hold the submit already (an earlier send whose answer was lost, in
+        this attempt or before a crash) is the only one asked from then on: under the same key,
+        and first looked up where its contract does not answer a repeated key with its task."""
         key = record.submit_key if record is not None else None
+        pinned = record.account if record is not None and record.upstream_id is None else None
         last, retry_after = "no answer", None
         for attempt in range(self._config.max_tries):
             tried: set[str] = set()
-            while (name := self._choose(record, tried, speed=speed, sticky=sticky)) is not None:
+            while (name := pinned or self._choose(record, tried, speed=speed, sticky=sticky)) is not None:
                 upstream = self._known(name, record)
+                label = (lambda text: f"{name}: {text}") if len(self.accounts) > 1 else str
+                if pinned is not None and key is not None and not upstream.contract.idempotent and (made := self._find(upstream, key)):
+                    return made, upstream
                 try:
                     return upstream.submit(build(upstream), key), upstream
                 except Refused as refused:
-                    last, retry_after = f"{name}: {refused}" if len(self.accounts) > 1 else str(refused), refused.retry_after
+                    last, retry_after = label(str(refused)), refused.retry_after
+                    if pinned is not None:  # it may hold the earlier send: later, there again
+                        break
                     tried.add(name)
-                    if record is not None and record.refused(name, str(refused), disable=refused.gone, after=self._config.disable_after_failures):
+                    if record is not None and record.refused(name, str(refused), disable=refused.gone, after=self._disable_after,
+                                                             busy=refused.busy):
                         log.warning("upstream account disabled", engine=self.name, account=name, reason=str(refused)[:300])
-                except Unsure as unsure:  # it may hold the task: only it may be asked again, under this key
-                    last, retry_after = f"{name}: {unsure}" if len(self.accounts) > 1 else str(unsure), None
+                except Unsure as unsure:
+                    last, retry_after, pinned = label(str(unsure)), None, name
                     break
             if attempt + 1 < self._config.max_tries:
                 self.upstream.backoff(attempt, retry_after)
         raise EngineError(f"upstream still failing after {self._config.max_tries} tries: {last}", retryable=True)
+
+    def _find(self, upstream: Upstream, key: str) -> dict[str, Any] | None:
+        """The accepted answer of an earlier send under ``key`` that ``upstream`` shows, if any."""
+        call = upstream.contract.lookup()
+        if call is None:
+            return None
+        return upstream.contract.found(upstream.call(call.method, call.path, call.body), key)
 
     def _choose(self, record: UpstreamRecord | None, tried: set[str], *, speed: str | None, sticky: str | None) -> str | None:
         """The next account to send the submit to; None when every one was tried this round.
@@ -221,7 +242,10 @@ class RemoteEngine(Engine):
         if tried:
             return None
         if reserved.retry_after is not None:
-            raise Busy(self.name, reserved.retry_after, reserved.why)
+            # Only a task any account could run says the whole engine is full (the worker then
+            # claims none of its tasks for a while); a follow-up bound to one account does not.
+            whole = sticky is None and len(candidates) == len(self.accounts)
+            raise Busy(self.name, reserved.retry_after, reserved.why, whole_engine=whole)
         raise EngineError(f"no account of engine {self.name} can take the task: {reserved.why}", retryable=True)
 
     def _poll(
@@ -243,7 +267,12 @@ class RemoteEngine(Engine):
                 reason = task.get("fail_reason") or status
                 banned = "code 24" in str(reason) or "banned" in str(reason).lower()
                 raise _Ended(f"upstream task {task_id} ended {status}: {reason}", retryable=not banned)
-            if status == "MODAL" and not confirmed:
+            if status == "MODAL" and confirmed:  # confirmed, not yet moved on: not parked, or the next run confirms again
+                if time.monotonic() >= deadline:
+                    raise EngineError(f"upstream task {task_id} still waits in MODAL after its /modal", retryable=True)
+                time.sleep(self._config.poll_seconds)
+                continue
+            if status == "MODAL":
                 # Right after the submit, or in the next attempt when the last one stopped before it.
                 ctx = self._context(account)
                 modal = contract.confirm(step, ctx)

@@ -51,10 +51,12 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 class Refused(Exception):
     """The account did not take the submit: another account may."""
 
-    def __init__(self, reason: str, *, gone: bool = False, retry_after: str | None = None) -> None:
+    def __init__(self, reason: str, *, gone: bool = False, busy: bool = False, retry_after: str | None = None) -> None:
         super().__init__(reason)
         #: The account is banned, has no subscription or refuses the key: disable it now.
         self.gone = gone
+        #: The account is busy (rate limited, its queue full), not failing: no mark on its health.
+        self.busy = busy
         self.retry_after = retry_after
 
 
@@ -185,15 +187,20 @@ class Upstream:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         form = {"data": {k: str(v) for k, v in (call.body or {}).items()}, "files": list(call.files)} if call.files else {"json": call.body}
         self._budget.take()
+        maybe_sent = False
         for retried in (False, True):
             try:
                 r = self._http.request(call.method, call.path, headers=headers, **form)  # json=, or data= with files=
                 break
             except _NOT_SENT as exc:
                 if retried:
-                    raise Refused(f"unreachable: {type(exc).__name__}: {exc}") from None
+                    reason = f"unreachable: {type(exc).__name__}: {exc}"
+                    raise Unsure(reason) if maybe_sent else Refused(reason)
             except httpx.TransportError as exc:
-                if retried or not idempotency_key:  # without a key, asking again could make a second task
+                maybe_sent = True
+                # Once at once, where the upstream answers a repeated key with the task it made;
+                # anywhere else asking again could make (and bill) a second task.
+                if retried or not idempotency_key or not self.contract.idempotent:
                     raise Unsure(f"network error: {type(exc).__name__}: {exc}") from None
         verdict, description, data = self._verdict(r)
         if verdict == "ok":
@@ -201,7 +208,9 @@ class Upstream:
             return data
         if verdict in ("request", "banned", "lost"):
             raise _final(verdict, description)
-        raise Refused(description, gone=verdict == "gone", retry_after=r.headers.get("Retry-After"))
+        if verdict == "unsure" or maybe_sent:  # the first send may have made the task
+            raise Unsure(description)
+        raise Refused(description, gone=verdict == "gone", busy=verdict == "busy", retry_after=r.headers.get("Retry-After"))
 
     def download(self, url: str) -> bytes:
         """A result file: with the API key from the upstream's own origin, without it elsewhere."""

@@ -49,9 +49,8 @@ class OpenAIImagesEngine(RemoteEngine):
         images = [self._picture(account, item, request) for item in answer.get("data") or [] if isinstance(item, dict)]
         if len(images) < len(request.seeds):
             raise EngineError(f"upstream made {len(images)} pictures, {len(request.seeds)} asked for", retryable=True)
-        if record is not None:  # no upstream task to follow: accepted and done at once
-            record.accepted(f"{record.submit_key}@{account.account.name}")
-            record.done(took)
+        if record is not None:  # no upstream task to follow: counted, and the account let go
+            record.answered(took)
         if progress is not None:
             progress(1.0)
         revised = [str(item["revised_prompt"]) for item in answer["data"] if isinstance(item, dict) and item.get("revised_prompt")]
