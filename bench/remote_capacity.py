@@ -121,9 +121,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _polls(client: httpx.Client) -> float:
+def _polls(client: httpx.Client, metric: str = "pixelmill_upstream_polls_total") -> float:
     text = client.get("/metrics").text
-    return sum(float(m.group(1)) for m in re.finditer(r'^pixelmill_upstream_polls_total\{[^}]*\} (\S+)$', text, re.MULTILINE))
+    return sum(float(m.group(1)) for m in re.finditer(rf'^{metric}\{{[^}}]*\}} (\S+)$', text, re.MULTILINE))
 
 
 def waiting(tmp: Path, args: argparse.Namespace, callbacks: bool) -> None:
@@ -144,9 +144,10 @@ def waiting(tmp: Path, args: argparse.Namespace, callbacks: bool) -> None:
         wait_for(lambda: _count(b.data_dir / "pixelmill.db", accepted) == args.waiting, timeout=900, interval=0.5,
                  what=f"all {args.waiting} tasks to wait upstream")
         with b.client() as api:
-            cpu0, polls0, t0 = _cpu_seconds(pid), _polls(api), time.monotonic()
+            requests = "pixelmill_upstream_poll_requests_total"
+            cpu0, polls0, calls0, t0 = _cpu_seconds(pid), _polls(api), _polls(api, requests), time.monotonic()
             time.sleep(args.window)  # a measuring window, not synchronisation
-            cpu1, polls1, t1 = _cpu_seconds(pid), _polls(api), time.monotonic()
+            cpu1, polls1, calls1, t1 = _cpu_seconds(pid), _polls(api), _polls(api, requests), time.monotonic()
         rss = _rss_mb(pid)
         parked = _count(b.data_dir / "pixelmill.db", accepted)
     finally:
@@ -157,7 +158,7 @@ def waiting(tmp: Path, args: argparse.Namespace, callbacks: bool) -> None:
     print(f"{args.waiting} upstream tasks waiting in one B process ({how}; {parked} still parked at the end)")
     print(f"  extra memory: {rss - before:.0f} MB (RSS {before:.0f} -> {rss:.0f} MB)")
     print(f"  CPU while waiting: {100 * (cpu1 - cpu0) / elapsed:.1f} % of a core over {elapsed:.0f} s")
-    print(f"  poll requests upstream: {(polls1 - polls0) / elapsed:.0f}/s")
+    print(f"  tasks polled upstream: {(polls1 - polls0) / elapsed:.0f}/s, in {(calls1 - calls0) / elapsed:.0f} requests/s")
 
 
 def crash(tmp: Path, args: argparse.Namespace) -> None:

@@ -193,6 +193,10 @@ def test_waiting_upstream_holds_no_worker_and_a_cancel_reaches_the_upstream(tmp_
             a.stop()
     assert [t["status"] for t in done] == ["SUCCESS"] * 10, [t.get("fail_reason") for t in done]
     assert all(t["image_urls"] for t in done)
+    # Another pixelmill answers many tasks at once: the poller asks after them in batches.
+    assert "POST /v1/midjourney/list-by-ids" in proxy.requests
+    reads = [r for r in proxy.requests if r.startswith("GET /v1/midjourney/")]
+    assert len(reads) == 10, reads  # one each, when a finished task is handed back to be stored
 
 
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:

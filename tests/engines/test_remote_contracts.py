@@ -3,6 +3,7 @@ and midjourney-proxy's Java line, which shows a grid as one picture and has no b
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import threading
@@ -16,6 +17,7 @@ from PIL import Image
 from pixelmill.engines.base import GenerationRequest, UpstreamStep
 from pixelmill.engines.remote import RemoteConfig, RemoteEngine
 from pixelmill.engines.remote.contracts import Context, MidjourneyProxy, Seed004
+from tests.engines.test_remote_table import Scripted, serving
 
 COLOURS = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)]
 
@@ -133,3 +135,30 @@ def test_a_grid_shown_as_one_picture_is_cut_into_its_four(java_line: tuple[str, 
     assert [im.getpixel((32, 32)) for im in result.images] == COLOURS
     assert seen == [{"path": "/mj/submit/imagine", "secret": "secret"}]
     assert result.meta["upstream_task_id"] == "7" and result.meta["upstream_account"] == "default"
+
+
+@pytest.fixture
+def older_pixelmill() -> Iterator[Scripted]:
+    yield from serving()
+
+
+def test_an_upstream_without_batched_status_is_polled_task_by_task(older_pixelmill: Scripted) -> None:
+    """An older pixelmill has no ``list-by-ids``: the first batch finds out, and the engine asks
+    after each task on its own from then on."""
+    engine = RemoteEngine("mj", RemoteConfig(base_url=older_pixelmill.url, api_key="k"))
+    older_pixelmill.script = [(404, {"code": 3, "description": "no such endpoint: POST /v1/midjourney/list-by-ids"}),
+                              (200, {"task_id": "1", "status": "IN_PROGRESS", "progress": "40%"})]
+
+    async def poll() -> tuple[dict[str, Any], int, dict[str, Any] | None]:
+        session = engine.status_session("default", 2)
+        try:
+            batched = await engine.statuses(session, "default", ["1", "2"])
+            return batched, engine.batch_size("default"), await engine.status(session, "default", "1")
+        finally:
+            await session.close()
+
+    assert engine.batch_size("default") == 100
+    batched, size, single = asyncio.run(poll())
+    engine.close()
+    assert batched == {"1": None, "2": None}  # asked again next round, one by one
+    assert size == 0 and single is not None and single["progress"] == "40%"

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, base_url, own_bases
@@ -29,6 +29,10 @@ log = logging.getLogger("pixelmill.api")
 KEEPALIVE_SECONDS = 15.0
 #: How often an event stream refreshes a waiting task's queue position.
 POSITION_SECONDS = 1.0
+
+
+#: Ids one ``list-by-ids`` call may name.
+MAX_LISTED = 1000
 
 
 class SubmittedTask(BaseModel):
@@ -159,6 +163,27 @@ def _wait_seconds(wait: float | None, prefer: str | None, runtime: Runtime) -> f
 def _view(runtime: Runtime, task: Task, base: str) -> TaskView:
     """The task object; a waiting task also says where it stands in its lane."""
     return task_view(task, base, runtime.service.queue_position(task), runtime.storage.url)
+
+
+class TaskIds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(min_length=1, max_length=MAX_LISTED, description=f"Task ids, at most {MAX_LISTED}.")
+
+
+class TaskList(BaseModel):
+    code: int = 1
+    description: str = "ok"
+    data: list[TaskView]
+
+
+@router.post("/list-by-ids", response_model=TaskList, responses=_ERRORS)
+def list_by_ids(body: TaskIds, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> TaskList:
+    """Many tasks in one call (what a pixelmill in front of this one polls with): the caller's
+    tasks among ``ids``, as ``GET /v1/midjourney/{task_id}`` shows each; unknown ids and other
+    tenants' are left out alike."""
+    base = base_url(request, runtime)
+    return TaskList(data=[_view(runtime, task, base) for task in runtime.service.get_many(principal, body.ids)])
 
 
 @router.get("/{task_id}", response_model=TaskView, responses=_ERRORS)

@@ -212,6 +212,10 @@ class WorkerMetrics:
             "pixelmill_upstream_polls", "Polls of parked tasks' upstream tasks by this process's poller, by engine and what they saw "
             "(running, ended, no_answer).", ["engine", "seen"], registry=registry,
         )
+        self.upstream_poll_requests = Counter(
+            "pixelmill_upstream_poll_requests", "Status requests the poller sent upstream, by engine (one asks after up to 100 "
+            "tasks where the upstream answers many at once).", ["engine"], registry=registry,
+        )
         self.finishing = Counter(
             "pixelmill_finishing", "Tasks whose renditions and provenance records were made after SUCCESS, by outcome (done, retried, "
             "given_up).", ["outcome"], registry=registry,

@@ -173,11 +173,13 @@ class UpstreamPoller:
                         await engine.cancel(client, item.account, item.upstream_id)  # nobody here waits for it any more
                     return
                 assert item.upstream_id is not None  # a parked task's upstream accepted it
+                self._requested(item.engine)
                 answers[item.task_id] = await engine.status(client, item.account, item.upstream_id)
 
         async def ask_many(engine_name: str, account: str, items: list[Due]) -> None:
             """One status call for many parked tasks on one account (``list-by-condition``)."""
             async with limits[engine_name]:
+                self._requested(engine_name)
                 found = await self._engines[engine_name].statuses(clients[(engine_name, account)], account, [i.upstream_id or "" for i in items])
             for item in items:
                 answers[item.task_id] = found[item.upstream_id or ""]
@@ -201,6 +203,10 @@ class UpstreamPoller:
         await asyncio.gather(*(self._engines[i.engine].cancel(clients[(i.engine, i.account)], i.account, i.upstream_id or "") for i in overdue))
         await asyncio.to_thread(self._settle, [(item, answers.get(item.task_id)) for item in due if item.parked])
         return len(due)
+
+    def _requested(self, engine: str) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_poll_requests.labels(engine).inc()
 
     def _overdue(self, item: Due) -> bool:
         return self._clock.now_ms() - item.accepted_at > self._engines[item.engine].config.timeout_seconds * 1000

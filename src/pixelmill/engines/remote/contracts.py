@@ -184,6 +184,17 @@ class Seed004(Contract):
     def cancel(self, upstream_id: str) -> Call:
         return Call("POST", f"/v1/midjourney/{upstream_id}/cancel")
 
+    # Another pixelmill answers many tasks in one call; an upstream without the route is polled
+    # task by task (the engine finds out on the first batch).
+    batch_size = 100
+
+    def batch(self, upstream_ids: Sequence[str]) -> Call:
+        return Call("POST", "/v1/midjourney/list-by-ids", {"ids": list(upstream_ids)})
+
+    def tasks(self, data: Any) -> dict[str, dict[str, Any]]:
+        found = data.get("data") if isinstance(data, dict) else None
+        return {str(t["task_id"]): t for t in found or () if isinstance(t, dict) and "task_id" in t and "status" in t}
+
 
 def _button_prefix(step: UpstreamStep) -> str:
     """midjourney-proxy's button for a follow-up: the start of its customId (a regular

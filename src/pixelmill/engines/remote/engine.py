@@ -80,6 +80,8 @@ class RemoteEngine(Engine):
         #: One HTTP client per account, by name.
         self.accounts = {a.name: Upstream(config, transport, fetch_allow=fetch_allow, account=a) for a in config.pool}
         self._pick = rule(config.selection)
+        #: Accounts whose upstream has no batched status call (an older pixelmill, say).
+        self._unbatched: set[str] = set()
         #: Refusals in a row that disable an account. With one account there is nowhere else to
         #: send a task, so refusals only back off; an auth failure or a ban still disables it.
         self._disable_after = config.disable_after_failures if len(self.accounts) > 1 else 2**31 - 1
@@ -324,10 +326,11 @@ class RemoteEngine(Engine):
 
     def batch_size(self, account: str) -> int:
         """Upstream tasks one status call may ask after (0: one call each)."""
-        return self.accounts[account].contract.batch_size
+        return 0 if account in self._unbatched else self.accounts[account].contract.batch_size
 
-    async def _ask(self, session: aiohttp.ClientSession, account: str, call: Call) -> tuple[str, Any]:
-        """The verdict and JSON of one call to ``account``; ``retry`` on a network error."""
+    async def _ask(self, session: aiohttp.ClientSession, account: str, call: Call) -> tuple[str, Any, int]:
+        """The verdict, JSON and HTTP status of one call to ``account``; ``retry`` (status 0) on a
+        network error."""
         import aiohttp
 
         upstream = self.accounts[account]
@@ -335,12 +338,12 @@ class RemoteEngine(Engine):
             async with session.request(call.method, upstream.account.base_url.rstrip("/") + call.path, json=call.body) as r:
                 status, text = r.status, await r.text()
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
-            return "retry", None
+            return "retry", None, 0
         try:
             data = json.loads(text) if text else None
         except ValueError:
             data = None
-        return upstream.contract.verdict(status, data, text).kind, data
+        return upstream.contract.verdict(status, data, text).kind, data, status
 
     async def status(self, session: aiohttp.ClientSession, account: str, upstream_id: str) -> dict[str, Any] | None:
         """The upstream task as its account shows it now, in seed 004's terms; ``LOST`` when the
@@ -348,7 +351,7 @@ class RemoteEngine(Engine):
         why); None when the answer says nothing (a network error, 429, 5xx: ask again at the
         next round)."""
         contract = self.accounts[account].contract
-        verdict, data = await self._ask(session, account, contract.fetch(upstream_id))
+        verdict, data, _ = await self._ask(session, account, contract.fetch(upstream_id))
         if verdict == "ok":
             return contract.task(data)
         return {"status": "LOST"} if verdict in ("lost", "request") else None
@@ -357,7 +360,10 @@ class RemoteEngine(Engine):
         """Many upstream tasks in one call (midjourney-proxy's ``list-by-condition``); a task the
         answer leaves out is ``LOST``, and every one is None when the call failed."""
         contract = self.accounts[account].contract
-        verdict, data = await self._ask(session, account, contract.batch(upstream_ids))
+        verdict, data, status = await self._ask(session, account, contract.batch(upstream_ids))
+        if status in (404, 405, 501):  # no such route there: task by task from now on
+            log.info("upstream answers no batched status call; polling task by task", engine=self.name, account=account)
+            self._unbatched.add(account)
         if verdict != "ok":
             return dict.fromkeys(upstream_ids)
         found = contract.tasks(data)
