@@ -81,7 +81,9 @@ def makespan(tmp: Path, args: argparse.Namespace) -> None:
         _finish_all(a, _submit_all(a, args.tasks, "a quiet harbour, direct"), timeout=600)
         direct = time.monotonic() - started
 
-        b = Server(tmp / "b", KEY_B, engines=_engines(a), engine="mj").start()  # out of the box: only the engine configured
+        # Out of the box: only the engine configured (--lean: what B's own post-processing costs).
+        lean = {"screening": "off", "renditions": "[]"} if args.lean else {}
+        b = Server(tmp / "b", KEY_B, engines=_engines(a), engine="mj", **lean).start()
         peak = [0]
         sampling = threading.Event()
 
@@ -105,7 +107,8 @@ def makespan(tmp: Path, args: argparse.Namespace) -> None:
             b.stop()
     finally:
         a.stop()
-    print(f"{args.tasks} imagines, upstream {args.upstream_workers} workers x {args.delay_ms} ms per image")
+    print(f"{args.tasks} imagines, upstream {args.upstream_workers} workers x {args.delay_ms} ms per image"
+          + (" (B with output screening and renditions off)" if args.lean else ""))
     print(f"  makespan direct to A: {direct:.1f} s; through B (default workers): {through:.1f} s; ratio B/A {through / direct:.2f}")
     print(f"  peak upstream tasks in flight during B's run: {peak[0]}")
     print(f"  CPU during B's run: A {cpu_a:.1f} s, B {cpu_b:.1f} s (the machine has {os.cpu_count()} cores)")
@@ -197,6 +200,7 @@ def main() -> None:
     ap.add_argument("--waiting", type=int, default=1000)
     ap.add_argument("--window", type=float, default=20.0)
     ap.add_argument("--crash", type=int, default=100)
+    ap.add_argument("--lean", action="store_true", help="makespan with B's output screening and renditions off")
     ap.add_argument("--contract", choices=["seed004", "midjourney-proxy"], default="seed004")
     ap.add_argument("--only", choices=["makespan", "waiting", "crash"])
     args = ap.parse_args()

@@ -38,8 +38,11 @@ def main() -> None:
                 engines = {"procedural": {"kind": "procedural"}, "mj": {
                     "kind": "remote", "base_url": proxy.url, "api_key": KEY_A, "poll_seconds": 0.2,
                     "backoff_seconds": [0.2, 0.8, 3.2], "max_tries": 4, "submit_per_minute": 100000}}
+                # A's result URLs name A itself, not the proxy B calls it through: another origin,
+                # fetched without the key and under the address rules, which must allow loopback.
                 b = Server(Path(tmp) / "b", KEY_B, engines=json.dumps(engines), engine="mj", workers=args.workers,
-                           rate_per_minute=0, max_concurrent_tasks=0, interactive_queue_limit=100000).start()
+                           rate_per_minute=0, max_concurrent_tasks=0, interactive_queue_limit=100000,
+                           fetch_allow='["127.0.0.1/32"]').start()
                 try:
                     run(a, b, proxy, args)
                 finally:
