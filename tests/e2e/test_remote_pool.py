@@ -106,3 +106,33 @@ def test_when_every_account_is_full_tasks_wait_in_the_queue_not_fail(tmp_path: P
     for k, (submitted, _) in enumerate(rows):
         running = sum(1 for s, f in rows[:k] if f is None or f > submitted)
         assert running < 2, (k, rows)
+
+
+def test_an_admin_disables_and_enables_an_account_and_the_audit_log_says_who(tmp_path: Path) -> None:
+    a = Server(tmp_path / "a", KEY_A, rate_per_minute=0, max_concurrent_tasks=0, workers=2).start()
+    with FaultyProxy(a.url, rate=0) as one, FaultyProxy(a.url, rate=0) as two:
+        b = Server(tmp_path / "b", KEY_B, engines=_pool({"one": one, "two": two}), rate_per_minute=0, max_concurrent_tasks=0,
+                   workers=2, fetch_allow='["127.0.0.1/32"]')
+        try:
+            b.start()
+            with b.client() as api:
+                off = api.post("/v1/admin/accounts/mj/two/disable", json={"reason": "rotating its key"})
+                assert off.status_code == 200 and off.json()["enabled"] is False and off.json()["disabled_by"] == "admin"
+                ids = [api.post(f"{GEN}/imagine", json={"prompt": f"a mill by a river {i}", "engine": "mj"}).json()["data"][0]["task_id"]
+                       for i in range(3)]
+                done = [wait_terminal(api, t, timeout=60) for t in ids]
+                assert [t["engine_meta"]["upstream_account"] for t in done] == ["one"] * 3 and two.submits == []
+                assert api.post("/v1/admin/accounts/mj/two/enable").json()["enabled"] is True
+                audit = api.get("/v1/admin/audit", params={"kind": "account"}).json()
+                assert [(e["subject"], e["action"], e["detail"]) for e in audit] == [
+                    ("mj/two", "enabled", {}), ("mj/two", "disabled", {"reason": "rotating its key"})]
+                unknown = api.post("/v1/admin/accounts/mj/three/disable")
+                assert unknown.status_code == 404 and unknown.json()["code"] == 3
+                assert api.get("/v1/admin/accounts", params={"engine": "procedural"}).status_code == 404
+            tenant_key = b.cli("keys", "create", "--tenant", "acme").stdout.split()[-1]
+            with b.client(tenant_key) as tenant:  # a tenant's key may not see or switch accounts
+                assert tenant.get("/v1/admin/accounts").status_code == 403
+                assert tenant.post("/v1/admin/accounts/mj/one/disable").status_code == 403
+        finally:
+            b.stop()
+            a.stop()

@@ -2,10 +2,11 @@
 instance. Each entry names its ``kind`` and that kind's settings:
 
 - ``procedural``: ``delay_ms`` (simulated latency per image; default ``PIXELMILL_PROCEDURAL_DELAY_MS``);
-- ``remote``: ``base_url`` and ``api_key``, or ``accounts`` (a pool); ``contract``,
-  ``selection``, ``disable_after_failures``, ``probe_seconds``, ``poll_seconds``,
-  ``backoff_seconds``, ``max_tries``, ``submit_per_minute``, ``timeout_seconds``, ``callbacks``,
-  ``callback_poll_seconds`` (``engines/remote/``);
+- ``remote``: ``base_url`` and ``api_key``, or ``accounts`` (a pool); ``contract`` (``seed004``,
+  ``midjourney-proxy``, ``openai``), ``selection``, ``disable_after_failures``, ``probe_seconds``,
+  ``poll_seconds``, ``backoff_seconds``, ``max_tries``, ``submit_per_minute``,
+  ``timeout_seconds``, ``callbacks``, ``callback_poll_seconds``; for ``openai``:
+  ``upstream_model``, ``sizes``, ``quality``, ``response_format`` (``engines/remote/``);
 - ``diffusers``: ``model`` (hub id or folder) and the knobs of ``engines/diffusers.py``; needs
   ``pip install pixelmill[diffusers]``.
 
