@@ -21,6 +21,7 @@ from pixelmill.api import (
     observe,
     openai_images,
     reviews,
+    tasks,
     templates,
     uploads,
     upstream,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for prefix in mjproxy.PREFIXES:  # the speed-tier prefixes are the same routes again
         app.include_router(mjproxy.router, prefix=prefix, include_in_schema=prefix == "/mj")
     app.include_router(openai_images.router)
+    app.include_router(tasks.router)
     app.include_router(batches.router)
     app.include_router(admin.router)
     app.include_router(reviews.router)

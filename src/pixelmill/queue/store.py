@@ -29,8 +29,10 @@ from pixelmill.clock import Clock
 from pixelmill.db.engine import dialect_insert, read_tx, write_tx
 from pixelmill.db.schema import QUEUED_ROWS, expired_tasks, key_active, lane_state, tasks
 from pixelmill.exceptions import QueueFull, RateLimited
+from pixelmill.queue import listing
 from pixelmill.queue.fairness import HEAD_ORDER, fair_start, queue_position, tenant_best, tenant_sorted
 from pixelmill.queue.ids import new_task_id
+from pixelmill.queue.listing import Page, TaskQuery
 from pixelmill.queue.signals import Signals
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import NewTask, Task, TaskResult
@@ -440,6 +442,10 @@ class TaskStore:
                 select(tasks).where(tasks.c.tenant_id == tenant_id).order_by(tasks.c.submit_time.desc(), tasks.c.id.desc()).limit(limit)
             ).all()
         return [Task.from_row(row) for row in rows]
+
+    def page(self, tenant_id: str, query: TaskQuery, *, limit: int, cursor: str | None = None) -> Page:
+        """The tenant's tasks matching ``query``, newest first, a page at a time (``queue/listing.py``)."""
+        return listing.page(self._engine, tenant_id, query, limit=limit, cursor=cursor)
 
     def queue_position(self, task: Task) -> int | None:
         """1 = the next task its lane's workers take; None when it is not waiting."""

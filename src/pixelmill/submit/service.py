@@ -16,6 +16,7 @@ from pixelmill.media.output import output_profiles
 from pixelmill.notify.outbox import WebhookTarget
 from pixelmill.prompts.grammar import Prompt
 from pixelmill.prompts.params import MAX_SEED
+from pixelmill.queue.listing import Page, TaskQuery
 from pixelmill.queue.store import TaskStore
 from pixelmill.settings import Settings
 from pixelmill.submit.admission import Admission
@@ -76,6 +77,10 @@ class TaskService:
 
     def recent(self, principal: Principal, limit: int) -> list[Task]:
         return self._store.recent(principal.tenant_id, limit)
+
+    def page(self, principal: Principal, query: TaskQuery, *, limit: int, cursor: str | None = None) -> Page:
+        """The caller's tasks matching ``query``, newest first, ``limit`` at a time."""
+        return self._store.page(principal.tenant_id, query, limit=limit, cursor=cursor)
 
     def cancel(self, principal: Principal, task_id: str) -> Task:
         task = self._store.cancel(task_id, principal.tenant_id)
