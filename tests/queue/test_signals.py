@@ -81,7 +81,7 @@ def test_a_change_committed_by_another_process_wakes_waiters_here_at_once(pg: En
         # later, committed one has arrived, the rolled-back one would have been there before it.
         other = Waiter(here.feed, "some-other-task")
         with pytest.raises(RuntimeError), write_tx(pg) as conn:
-            there.task_changed(conn, "some-other-task")
+            there.task_changed(conn, "some-other-task", "acme")
             raise RuntimeError("rolled back")
         assert woken_after(here.feed, task.id, lambda: store.set_progress(task.id, "w", 50, 30)) < 2
         assert not other.woken.is_set()
@@ -126,3 +126,22 @@ def test_a_change_between_subscribing_and_waiting_is_not_missed() -> None:
             return time.monotonic() - started
 
     assert asyncio.run(read_then_wait()) < 5
+
+
+def test_a_tenant_stream_hears_which_of_its_tasks_changed_here_and_in_other_processes() -> None:
+    feed = ChangeFeed(fallback_seconds=30, max_streams=1)
+    signals = Signals(False, feed, queued=Wakeup(), webhooks=Wakeup())
+
+    async def listen() -> list[set[str | None]]:
+        heard = []
+        with feed.subscribe_tenant("acme") as changes:
+            feed.changed("t1", "acme")
+            feed.changed("t2", "other")  # another tenant's: not heard
+            signals.dispatch("another-process:t:t3:acme")  # a change another process committed
+            heard.append(await changes.wait(30))
+            feed.changed_all()  # notifications may have been missed: anything may have changed
+            heard.append(await changes.wait(30))
+            heard.append(await changes.wait(0.05))  # nothing since
+        return heard
+
+    assert asyncio.run(listen()) == [{"t1", "t3"}, {None}, set()]

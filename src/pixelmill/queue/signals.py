@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import Connection, Engine, func, select
@@ -69,6 +69,7 @@ class ChangeFeed:
         self._max = max_streams
         self._open = 0
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._tenants: dict[str, set[TenantSubscription]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -100,19 +101,41 @@ class ChangeFeed:
         finally:
             release()
 
-    def changed(self, task_id: str) -> None:
-        """Wake the streams of ``task_id`` (from any thread)."""
+    def changed(self, task_id: str, tenant_id: str | None = None) -> None:
+        """Wake the streams of ``task_id`` and of its tenant (from any thread)."""
         with self._lock:
             waiters = list(self._waiters.get(task_id, ()))
+            tenants = list(self._tenants.get(tenant_id, ())) if tenant_id else []
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
+        for tenant in tenants:
+            tenant.loop.call_soon_threadsafe(tenant.add, task_id)
 
     def changed_all(self) -> None:
         """Wake every stream: after notifications may have been missed."""
         with self._lock:
             waiters = [w for ws in self._waiters.values() for w in ws]
+            tenants = [t for ts in self._tenants.values() for t in ts]
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
+        for tenant in tenants:
+            tenant.loop.call_soon_threadsafe(tenant.add, None)
+
+    @contextmanager
+    def subscribe_tenant(self, tenant_id: str) -> Iterator[TenantSubscription]:
+        """Listen for changes of any of ``tenant_id``'s tasks from now on (subscribe, then read)."""
+        subscription = TenantSubscription(asyncio.get_running_loop(), asyncio.Event(), self.fallback_seconds)
+        with self._lock:
+            self._tenants.setdefault(tenant_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            with self._lock:
+                waiting = self._tenants.get(tenant_id)
+                if waiting is not None:
+                    waiting.discard(subscription)
+                    if not waiting:
+                        del self._tenants[tenant_id]
 
     @contextmanager
     def subscribe(self, task_id: str) -> Iterator[Subscription]:
@@ -149,6 +172,32 @@ class Subscription:
         self.event.clear()
 
 
+@dataclass(eq=False)
+class TenantSubscription:
+    """A stream of every task of one tenant: which tasks changed since the last wait."""
+
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+    fallback_seconds: float
+    #: Changed task ids; None in it: anything may have changed (notifications were missed).
+    pending: set[str | None] = field(default_factory=set)
+
+    def add(self, task_id: str | None) -> None:
+        """On the subscription's loop."""
+        self.pending.add(task_id)
+        self.event.set()
+
+    async def wait(self, timeout: float) -> set[str | None]:
+        """The tasks changed since the last wait (empty after ``timeout``, capped at the fallback)."""
+        try:
+            await asyncio.wait_for(self.event.wait(), min(timeout, self.fallback_seconds))
+        except TimeoutError:
+            pass
+        self.event.clear()
+        changed, self.pending = self.pending, set()
+        return changed
+
+
 class Signals:
     """What writers call inside a transaction; see the module docstring."""
 
@@ -160,8 +209,8 @@ class Signals:
         #: Marks this process's own notifications, which its listener skips (woken already).
         self.origin = uuid.uuid4().hex[:12]
 
-    def task_changed(self, conn: Connection, task_id: str) -> None:
-        self._send(conn, f"t:{task_id}", lambda: self.feed.changed(task_id))
+    def task_changed(self, conn: Connection, task_id: str, tenant_id: str) -> None:
+        self._send(conn, f"t:{task_id}:{tenant_id}", lambda: self.feed.changed(task_id, tenant_id))
 
     def work_queued(self, conn: Connection) -> None:
         self._send(conn, "q", self.queued.notify_all)
@@ -180,7 +229,8 @@ class Signals:
         if origin == self.origin:
             return
         if what.startswith("t:"):
-            self.feed.changed(what[2:])
+            task_id, _, tenant_id = what[2:].partition(":")  # task ids hold no ':'
+            self.feed.changed(task_id, tenant_id or None)
         elif what == "q":
             self.queued.notify_all()
         elif what == "w":

@@ -162,15 +162,16 @@ class TaskStore:
         for task in changed:
             for observe in self._observers:
                 observe(conn, task, event)
-        self._touched(conn, (task.id for task in changed))
+        self._touched(conn, ((task.id, task.tenant_id) for task in changed))
         return changed
 
-    def _touched(self, conn: Connection, task_ids: Iterable[str], *, queued: bool = False) -> None:
-        """Tell waiters, at commit: the streams of these tasks and, when ``queued``, idle workers."""
+    def _touched(self, conn: Connection, changed: Iterable[tuple[str, str]], *, queued: bool = False) -> None:
+        """Tell waiters, at commit: the streams of these tasks (id, tenant) and their tenants', and
+        when ``queued``, idle workers."""
         if self._signals is None:
             return
-        for task_id in task_ids:
-            self._signals.task_changed(conn, task_id)
+        for task_id, tenant_id in changed:
+            self._signals.task_changed(conn, task_id, tenant_id)
         if queued:
             self._signals.work_queued(conn)
 
@@ -396,7 +397,7 @@ class TaskStore:
                 .returning(*tasks.c)
             ).first()
             if changed is not None:
-                self._touched(conn, [task_id], queued=True)
+                self._touched(conn, [(task_id, tenant_id)], queued=True)
         return Task.from_row(changed) if changed else None
 
     def expire_modal(self, timeout_seconds: float) -> int:
@@ -650,7 +651,7 @@ class TaskStore:
             if target is TaskStatus.FAILURE:
                 self._changed(conn, changed, TaskEvent.COMPLETED)
             else:  # waiting for its retry: the streams show NOT_START
-                self._touched(conn, [task_id])
+                self._touched(conn, [(row.id, row.tenant_id) for row in changed])
         return target
 
     def defer(self, task_id: str, worker_id: str, seconds: float) -> bool:
@@ -664,10 +665,10 @@ class TaskStore:
                 .where(_held(task_id, worker_id))
                 .values(attempt=tasks.c.attempt - 1, scheduled_at=now + int(seconds * 1000), lease_owner=None,
                         lease_expires_at=None, progress=0)
-                .returning(tasks.c.id)
+                .returning(tasks.c.id, tasks.c.tenant_id)
             ).all()
             if changed:
-                self._touched(conn, [task_id])
+                self._touched(conn, [(row.id, row.tenant_id) for row in changed])
         return bool(changed)
 
     @staticmethod
@@ -714,6 +715,6 @@ class TaskStore:
                 if target is TaskStatus.FAILURE:
                     self._changed(conn, changed, TaskEvent.COMPLETED)
                 else:
-                    self._touched(conn, [row.id], queued=True)
+                    self._touched(conn, [(r.id, r.tenant_id) for r in changed], queued=True)
         return requeued, failed
 
