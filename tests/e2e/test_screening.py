@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -168,3 +169,36 @@ def test_an_input_image_the_tenant_blocks_is_refused_with_code_24_before_chargin
         blend = c.post(f"{GEN}/blend", json={"image_urls": [url, url]})
         assert blend.json()["code"] == 24 and blend.json()["properties"]["field"] == "image_urls[0]"
         assert admin.get(f"/v1/admin/keys/{key_id}/balance").json()["balance"] == 3
+
+
+def test_reviewers_claim_see_blurred_thumbnails_and_decide_in_bulk(screened: Server) -> None:
+    _, key = key_of(screened, "review")
+    other_admin = screened.cli("keys", "create", "--tenant", "ops", "--admin").stdout.split()[-1]
+    with screened.client(key) as c, screened.client() as admin, screened.client(other_admin) as bob:
+        task = face_task(c)
+        pending = [r for r in admin.get("/v1/admin/reviews", params={"tenant": "review", "reason": "FACE_FEMALE"}).json()
+                   if r["task_id"] == task["task_id"]]
+        assert [r["index"] for r in pending] == [1, 2, 3, 4] and all(r["claimed_by"] is None for r in pending)
+        assert admin.get("/v1/admin/reviews", params={"tenant": "review", "reason": "NO_SUCH_LABEL"}).json() == []
+
+        thumb = admin.get(f"/v1/admin/reviews/{pending[0]['id']}/thumbnail")
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp" and thumb.headers["cache-control"] == "no-store"
+        with Image.open(io.BytesIO(thumb.content)) as im:
+            pixels = [tuple(p) for p in np.asarray(im.convert("RGB")).reshape(-1, 3)]
+        # Small and grey (lossy WebP keeps grey within a step or two of each channel).
+        assert im.size == (256, 256) and all(max(p) - min(p) <= 3 for p in pixels[::97])
+
+        claimed = admin.post(f"/v1/admin/reviews/{pending[0]['id']}/claim")
+        assert claimed.status_code == 200 and claimed.json()["claimed_by"] and claimed.json()["claimed_until"]
+        refused = bob.post(f"/v1/admin/reviews/{pending[0]['id']}/approve", json={})
+        assert refused.status_code == 409 and "is claimed by" in refused.json()["description"]
+        assert bob.post(f"/v1/admin/reviews/{pending[0]['id']}/claim").status_code == 409
+
+        outcomes = bob.post("/v1/admin/reviews/decide", json={"ids": [r["id"] for r in pending], "decision": "reject", "note": "off brand"}).json()
+        assert [o["state"] for o in outcomes] == [None, "rejected", "rejected", "rejected"]
+        assert "is claimed by" in outcomes[0]["error"]
+        assert admin.delete(f"/v1/admin/reviews/{pending[0]['id']}/claim").status_code == 204
+        last = bob.post("/v1/admin/reviews/decide", json={"ids": [pending[0]["id"]], "decision": "approve"}).json()
+        assert last == [{"id": pending[0]["id"], "state": "approved", "error": None}]
+        done = c.get(f"/v1/midjourney/{task['task_id']}").json()
+        assert done["status"] == "SUCCESS" and len(done["image_urls"]) == 1

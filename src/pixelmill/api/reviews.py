@@ -1,8 +1,10 @@
 """The review queue and the audit log (``/v1/admin/reviews``, ``/v1/admin/audit``; admin keys).
 
-A reviewer lists what waits, looks at the held image, and approves (the image is published into
-its task, which sends the task's ``reviewed`` webhook) or rejects it. Every decision is in the
-audit log with the key that made it."""
+A reviewer lists what waits (by tenant, reason and age), sees a blurred grey thumbnail until
+choosing to look at the held image, claims it so that no other reviewer decides it meanwhile, and
+approves (the image is published into its task, which sends the task's ``reviewed`` webhook) or
+rejects it, one at a time or many at once. Every decision is in the audit log with the key that
+made it."""
 
 from __future__ import annotations
 
@@ -34,10 +36,24 @@ class ReviewView(BaseModel):
     decided_at: int | None
     decided_by: str | None
     note: str | None
+    claimed_by: str | None = Field(description="The key of the reviewer whose claim holds it (none once decided).")
+    claimed_until: int | None = Field(description="When that claim runs out, Unix epoch ms.")
 
 
 class Decision(RequestBody):
     note: str | None = Field(None, max_length=1000, description="Why, for the audit log.")
+
+
+class BulkDecision(RequestBody):
+    ids: list[str] = Field(min_length=1, max_length=500)
+    decision: Literal["approve", "reject"]
+    note: str | None = Field(None, max_length=1000, description="Why, for the audit log.")
+
+
+class BulkOutcome(BaseModel):
+    id: str
+    state: Literal["approved", "rejected"] | None = Field(description="What it is now; null when it could not be decided.")
+    error: str | None = Field(description="Why not (decided already, claimed by another reviewer, unknown).")
 
 
 class Decided(BaseModel):
@@ -60,10 +76,12 @@ def list_reviews(
     runtime: RuntimeDep, _: AdminDep,
     state: Literal["pending", "approved", "rejected"] = "pending",
     tenant: Annotated[str | None, Query(max_length=64)] = None,
+    reason: Annotated[str | None, Query(max_length=64, description="Only holds whose findings name this label.")] = None,
+    older_than: Annotated[float | None, Query(ge=0, description="Only holds waiting at least this many seconds.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """Oldest first."""
-    return runtime.reviews.list(state, tenant, limit)
+    return runtime.reviews.list(state, tenant, limit, reason=reason, older_than_ms=None if older_than is None else int(older_than * 1000))
 
 
 @router.get("/v1/admin/reviews/{review_id}", response_model=ReviewView)
@@ -75,6 +93,36 @@ def get_review(review_id: str, runtime: RuntimeDep, _: AdminDep) -> dict[str, An
 def review_image(review_id: str, runtime: RuntimeDep, _: AdminDep) -> Response:
     """The held image (PNG) while the review is pending. Never cached."""
     return Response(runtime.reviews.image(review_id), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/admin/reviews/{review_id}/thumbnail", response_class=Response)
+def review_thumbnail(review_id: str, runtime: RuntimeDep, _: AdminDep) -> Response:
+    """The held image small, blurred and grey (WebP), for a queue that shows nothing until a
+    reviewer chooses to look (``/image``). Never cached."""
+    return Response(runtime.reviews.thumbnail(review_id), media_type="image/webp", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/v1/admin/reviews/{review_id}/claim", response_model=ReviewView)
+def claim_review(review_id: str, runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:
+    """Hold the review for 5 minutes (claim again to extend): no other reviewer decides it
+    meanwhile (409 if another's claim runs, or it is decided)."""
+    return runtime.reviews.claim(review_id, principal.key_id)
+
+
+@router.delete("/v1/admin/reviews/{review_id}/claim", status_code=204, response_class=Response)
+def release_review(review_id: str, runtime: RuntimeDep, principal: AdminDep) -> Response:
+    """Give back your claim."""
+    runtime.reviews.release(review_id, principal.key_id)
+    return Response(status_code=204)
+
+
+@router.post("/v1/admin/reviews/decide", response_model=list[BulkOutcome])
+async def decide_many(body: BulkDecision, runtime: RuntimeDep, principal: AdminDep) -> list[dict[str, Any]]:
+    """Approve or reject many at once; each says what became of it, and one that cannot be
+    decided does not stop the others."""
+    return list(await run_in_threadpool(
+        runtime.reviews.decide_many, body.ids, body.decision, principal.key_id, runtime.executor.publish_one, body.note,
+    ))
 
 
 @router.post("/v1/admin/reviews/{review_id}/approve", response_model=Decided)

@@ -415,6 +415,9 @@ reviews = Table(
     Column("decided_at", BigInteger, nullable=True),
     Column("decided_by", String(64), nullable=True),
     Column("note", Text, nullable=True),
+    #: A reviewer's claim: until then no one else decides it (a claim that runs out frees it).
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", BigInteger, nullable=True),
     CheckConstraint(f"state IN {REVIEW_STATES!r}", name="ck_reviews_state"),
     Index("ix_reviews_state", "state", "created_at"),
     Index("ix_reviews_task", "task_id"),
