@@ -53,6 +53,7 @@ def test_every_filter_narrows_the_list(store: TaskStore, clock: ManualClock) -> 
     assert _ids(store, TaskQuery(template="lakes")) == [lake]
     assert _ids(store, TaskQuery(batch_id="b1")) == [pick]
     assert _ids(store, TaskQuery(text="lake at")) == [lake]  # any case
+    assert _ids(store, TaskQuery(text="dawn calm")) == [lake] and _ids(store, TaskQuery(text="calm fox")) == []  # every word
     assert _ids(store, TaskQuery(text="50%")) == [pick]  # % is a character, not a wildcard
     assert _ids(store, TaskQuery(text="0% o")) == [pick] and _ids(store, TaskQuery(text="%")) == [pick]
     t_lake = store.get(lake)

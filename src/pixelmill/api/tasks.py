@@ -30,7 +30,7 @@ from pixelmill.queue.listing import MAX_PAGE, TaskQuery
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task
-from pixelmill.tasks.status import ACTIVE, QUEUED, TaskStatus
+from pixelmill.tasks.status import QUEUED, TaskStatus
 from pixelmill.tasks.view import TaskView, task_view
 
 router = APIRouter(tags=["tasks"])
@@ -90,61 +90,93 @@ async def list_tasks(
 
 
 #: Statuses of tasks still on their way (what a stream opens with).
-LIVE = tuple(ACTIVE | {TaskStatus.MODAL})
+RUNNING = (TaskStatus.IN_PROGRESS, TaskStatus.MODAL)
+WAITING = tuple(QUEUED)
 #: A comment this often holds proxies open on a quiet stream.
 KEEPALIVE_SECONDS = 15.0
-#: How often the stream reads the tenant's live tasks anew: queue positions move as other work
-#: starts, and a task another process submitted (SQLite, no notifications) shows up.
+#: How often the stream reads the tenant's tasks on their way anew while some wait in the queue:
+#: their positions move as other work starts. Without waiting tasks, every ``IDLE_REFRESH_SECONDS``
+#: (a task another process submitted, where no notification tells: SQLite).
 REFRESH_SECONDS = 1.0
+IDLE_REFRESH_SECONDS = 10.0
+#: Waiting tasks whose queue position a stream keeps up to date (the first in line).
+POSITIONS = 50
+#: Finished tasks a stream remembers, so that a final event is sent once.
+FINISHED_KEPT = 1000
 
 
 def _views(runtime: Runtime, found: Sequence[Task], base: str) -> list[tuple[Task, TaskView]]:
-    return [(t, task_view(t, base, runtime.service.queue_position(t) if t.status in QUEUED else None, runtime.storage.url)) for t in found]
+    """The tasks as views, oldest first; the first ``POSITIONS`` waiting ones with their place."""
+    ordered = sorted(found, key=lambda t: (t.submit_time, t.id))
+    placed = {t.id for t in [t for t in ordered if t.status in QUEUED][:POSITIONS]}
+    return [(t, task_view(t, base, runtime.service.queue_position(t) if t.id in placed else None, runtime.storage.url)) for t in ordered]
 
 
 @router.get("/v1/tasks/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
 async def task_events(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> StreamingResponse:
     """Server-Sent Events: a ``task`` event (the task object) for each of the caller's tasks still
-    on its way, then one per change of any of its tasks. A ``: keep-alive`` comment every 15 s."""
+    on its way, then one per change of any of its tasks. A ``: keep-alive`` comment every 15 s.
+    The tasks it follows are watched: their previews are stored as they render."""
     base = base_url(request, runtime)
     feed = runtime.signals.feed
     release = feed.hold()  # 503 now, before streaming, when the process holds too many streams
 
     def live(also: Sequence[str]) -> list[tuple[Task, TaskView]]:
-        found = {t.id: t for t in runtime.service.page(principal, TaskQuery(statuses=LIVE), limit=MAX_PAGE).tasks}
+        """Every running task, the newest waiting ones, and ``also``."""
+        found = {t.id: t for t in runtime.service.page(principal, TaskQuery(statuses=RUNNING), limit=MAX_PAGE).tasks}
+        found |= {t.id: t for t in runtime.service.page(principal, TaskQuery(statuses=WAITING), limit=MAX_PAGE).tasks}
         found |= {t.id: t for t in runtime.service.get_many(principal, [i for i in also if i not in found])}
-        return _views(runtime, sorted(found.values(), key=lambda t: (t.submit_time, t.id)), base)
+        return _views(runtime, list(found.values()), base)
 
     def changed(ids: Sequence[str]) -> list[tuple[Task, TaskView]]:
         return _views(runtime, runtime.service.get_many(principal, ids), base)
 
+    def watch(task_ids: Sequence[str]) -> None:
+        for task_id in task_ids:  # a hint: a task that ended meanwhile is simply not marked
+            runtime.service.watch(principal, task_id)
+
     async def stream() -> AsyncIterator[bytes]:
         sent: dict[str, tuple[object, ...]] = {}  # the tasks on their way, as last sent
+        finished: dict[str, tuple[object, ...]] = {}  # the last of the finished ones, as sent
         try:
             with feed.subscribe_tenant(principal.tenant_id) as changes:
                 found = await run_in_threadpool(live, ())  # read after subscribing
                 quiet_since = refreshed = time.monotonic()
                 while True:
+                    unwatched = []
                     for task, view in found:
                         state = (task.status.value, task.progress, task.preview_key, view.queue_position)
-                        if sent.get(task.id) == state:
+                        if sent.get(task.id) == state or finished.get(task.id) == state:
                             continue
-                        sent[task.id] = state
-                        if settled(task) and task.status is not TaskStatus.MODAL:
-                            del sent[task.id]  # final: its last event
+                        if settled(task) and task.status is not TaskStatus.MODAL:  # final: its last event
+                            sent.pop(task.id, None)
+                            finished[task.id] = state
+                            while len(finished) > FINISHED_KEPT:
+                                del finished[next(iter(finished))]
+                        else:
+                            if task.id not in sent and not task.watched:
+                                unwatched.append(task.id)
+                            sent[task.id] = state
                         quiet_since = time.monotonic()
                         yield f"id: {task.id}-{task.status.value}-{task.progress}\nevent: task\ndata: {view.model_dump_json()}\n\n".encode()
+                    if unwatched:
+                        await run_in_threadpool(watch, unwatched)
                     if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
                         quiet_since = time.monotonic()
                         yield b": keep-alive\n\n"
-                    until = min(quiet_since + KEEPALIVE_SECONDS, refreshed + REFRESH_SECONDS) - time.monotonic()
+                    waiting = any(state[3] is not None for state in sent.values())
+                    every = REFRESH_SECONDS if waiting else IDLE_REFRESH_SECONDS
+                    until = min(quiet_since + KEEPALIVE_SECONDS, refreshed + every) - time.monotonic()
                     ids = await changes.wait(max(0.0, until))
-                    if None in ids or time.monotonic() - refreshed >= REFRESH_SECONDS:
-                        found = await run_in_threadpool(live, list(sent))
+                    named = [i for i in ids if i is not None]
+                    if None in ids or time.monotonic() - refreshed >= every:
+                        found = await run_in_threadpool(live, [*sent, *named])
                         refreshed = time.monotonic()
-                    else:  # the tasks a notification named, or (no notification) those on their way
-                        found = await run_in_threadpool(changed, [i for i in ids if i is not None] or list(sent))
+                    else:  # the tasks a notification named; with none (another process, SQLite), the running ones
+                        running = [i for i, state in sent.items() if state[0] in (TaskStatus.IN_PROGRESS.value, TaskStatus.MODAL.value)]
+                        ask = named or ([] if ids else running)
+                        found = await run_in_threadpool(changed, ask) if ask else []
         finally:
             release()
 

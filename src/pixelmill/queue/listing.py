@@ -38,7 +38,7 @@ class TaskQuery:
     #: Submit time, Unix epoch ms: from (inclusive), until (exclusive).
     since: int | None = None
     until: int | None = None
-    #: Words the prompt (as given, or final) contains, case-insensitively.
+    #: Words the prompt (as given, or final) contains, each of them, in any case.
     text: str | None = None
 
 
@@ -86,9 +86,9 @@ def page(engine: Engine, tenant_id: str, query: TaskQuery, *, limit: int, cursor
         where.append(t.submit_time >= query.since)
     if query.until is not None:
         where.append(t.submit_time < query.until)
-    if query.text:
-        words = query.text.lower()
-        where.append(or_(func.lower(t.prompt).contains(words, autoescape=True), func.lower(t.final_prompt).contains(words, autoescape=True)))
+    # Each word, in any case (SQLite folds ASCII letters only), in the prompt as given or final.
+    for word in (query.text or "").lower().split():
+        where.append(or_(func.lower(t.prompt).contains(word, autoescape=True), func.lower(t.final_prompt).contains(word, autoescape=True)))
     with read_tx(engine) as conn:
         rows = conn.execute(select(tasks).where(*where).order_by(t.submit_time.desc(), t.id.desc()).limit(limit + 1)).all()
     found = [Task.from_row(row) for row in rows[:limit]]

@@ -10,17 +10,19 @@ the task becomes FAILURE and is refunded, like a task whose images were all bloc
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import structlog
 from PIL import Image, ImageFilter
-from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Text, cast, delete, insert, or_, select, update
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import reviews, tasks
-from pixelmill.exceptions import Conflict, NotFound
+from pixelmill.exceptions import Conflict, NotFound, PixelmillError
 from pixelmill.observe.audit import AuditLog
 from pixelmill.queue.store import TaskStore
 from pixelmill.safety.detector import Finding
@@ -35,6 +37,8 @@ Publisher = Callable[[Task, int, Image.Image, str], str]
 class _Rolled(Exception):
     """Raised inside a decision's transaction to undo it (someone else decided first)."""
 
+
+log = structlog.get_logger("pixelmill.review")
 
 #: How long a claim holds a review for its reviewer (claiming again extends it).
 CLAIM_SECONDS = 300.0
@@ -84,6 +88,8 @@ class ReviewQueue:
             query = query.where(r.tenant_id == tenant_id)
         if older_than_ms is not None:
             query = query.where(r.created_at <= self._clock.now_ms() - older_than_ms)
+        if reason is not None:  # a coarse cut in SQL (the label's text in the findings' JSON); exact below
+            query = query.where(cast(r.reasons, Text).contains(json.dumps(reason), autoescape=True))
         found: list[dict[str, Any]] = []
         with read_tx(self._engine) as conn:
             # The findings are JSON, read the same way on every database: matched here, and
@@ -135,6 +141,8 @@ class ReviewQueue:
             row = self._row(review_id)
             if row.state != "pending":
                 raise Conflict(f"review {review_id} is already {row.state} (by {row.decided_by})")
+            if row.claimed_until is None or row.claimed_until <= now:  # released or run out meanwhile
+                raise Conflict(f"review {review_id} changed hands meanwhile; claim it again")
             raise Conflict(f"review {review_id} is claimed by {row.claimed_by} for {(row.claimed_until - now) / 1000:.0f} s more")
         return self.get(review_id)
 
@@ -188,15 +196,18 @@ class ReviewQueue:
         """Approve or reject each review; one that cannot be (decided already, claimed by another,
         unknown) says why, and the others go on."""
         outcomes = []
-        for review_id in review_ids:
+        for review_id in dict.fromkeys(review_ids):  # each once, in the order given
             try:
                 if decision == "approve":
                     self.approve(review_id, actor, publish, note)
                 else:
                     self.reject(review_id, actor, note)
                 outcomes.append({"id": review_id, "state": "approved" if decision == "approve" else "rejected", "error": None})
-            except (Conflict, NotFound) as exc:
+            except PixelmillError as exc:
                 outcomes.append({"id": review_id, "state": None, "error": exc.description})
+            except Exception as exc:  # storage or the database failing on one: said, and the rest go on
+                log.exception("review decision failed", review_id=review_id)
+                outcomes.append({"id": review_id, "state": None, "error": f"internal error: {type(exc).__name__}: {exc}"[:300]})
         return outcomes
 
     def _pending(self, review_id: str, actor: str) -> Any:
