@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +29,7 @@ from pixelmill.api import (
     webhooks,
 )
 from pixelmill.api.errors import install_error_handlers
+from pixelmill.console import routes as console
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.observe.stages import request_clock
 from pixelmill.runtime import Runtime, build_runtime
@@ -104,4 +106,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(files.router)
     app.include_router(health.router)
     app.include_router(observe.router)
+    app.include_router(console.router)
+    # The console's own files, with the pages' content security policy (nothing from elsewhere).
+    app.mount("/console/static", StaticFiles(directory=console.HERE / "static"), name="console-static")
     return app

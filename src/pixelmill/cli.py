@@ -92,6 +92,7 @@ def _banner(settings: Settings, new_key: str | None) -> None:
         key = "$PIXELMILL_API_KEY"
     click.echo(
         f"pixelmill {__version__} serving on {url}  (OpenAPI docs: {url}/docs)\n"
+        f"  web console: {url}/console (sign in with an API key)\n"
         f"  engine {settings.engine}, {settings.workers} in-process workers, "
         f"data in {settings.data_dir.resolve()}\n"
         f"{key_line}"

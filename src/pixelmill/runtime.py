@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pixelmill.auth.keys import KeyStore
 from pixelmill.auth.links import LinkSigner, instance_secret
+from pixelmill.auth.sessions import ConsoleSessions
 from pixelmill.billing.ledger import Ledger
 from pixelmill.billing.prices import PriceTable, read_price_file
 from pixelmill.clock import Clock, clock_for
@@ -90,6 +91,8 @@ class Runtime:
     evaluations: Evaluations
     signals: Signals
     links: LinkSigner
+    #: The web console's sign-ins (API keys exchanged for sessions).
+    sessions: ConsoleSessions
     pools: list[WorkerPool] = field(default_factory=list)
     listener: Listener | None = None
     deliverer: WebhookDeliverer | None = None
@@ -123,6 +126,7 @@ class Runtime:
                 self.limiter.purge,
                 lambda: self.outbox.purge(self.settings.webhook_retention_seconds),
                 self.evaluations.advance_all,
+                self.sessions.purge,
             ),
         )
         self.listen()
@@ -272,10 +276,12 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
                              callback_secret=instance_secret(db, "upstream-callbacks") if settings.public_url else "")
     executor = Executor(engines, storage, tasks, public_url=settings.public_url, profiles=output_profiles(settings),
                         renditions=settings.renditions, screening=screening, reviews=reviews, upstream=upstream)
+    keys = KeyStore(db, clock)
     return Runtime(
         settings=settings,
         db=db,
-        keys=KeyStore(db, clock),
+        keys=keys,
+        sessions=ConsoleSessions(db, clock, keys),
         tasks=tasks,
         storage=storage,
         inputs=inputs,

@@ -384,6 +384,21 @@ upstream_accounts = Table(
     Column("latency_ms", BigInteger, nullable=False, server_default="0"),
 )
 
+#: The web console's sign-ins (console/): a session is made from an API key and holds only a hash
+#: of its cookie; every request checks the key again, so revoking the key ends its sessions.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    #: sha256 of the cookie's token: the token itself is never stored.
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False),
+    #: The CSRF token of the session's forms.
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("seen_at", BigInteger, nullable=False),
+    Index("ix_console_sessions_key", "key_id"),
+)
+
 #: Tasks removed by retention, so that asking for one answers "expired", not "unknown".
 expired_tasks = Table(
     "expired_tasks",

@@ -1,0 +1,85 @@
+"""The web console's sign-in against the real server: an API key exchanged for a server-side
+session behind an HttpOnly, SameSite=Strict cookie scoped to /console; changes only from the
+console's own pages; a revoked key or a sign-out ends the session; the cookie never opens /v1.
+(Browser tests of the pages come with the pages.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.helpers import Server
+
+KEY = "pm_console_" + "c" * 32
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("console"), KEY, workers=0).start()
+    yield server
+    server.stop()
+
+
+def _browser(srv: Server) -> httpx.Client:
+    """A client that sends what a browser sends on this console's own forms."""
+    return httpx.Client(base_url=srv.url, headers={"Origin": srv.url}, follow_redirects=False)
+
+
+def _sign_in(browser: httpx.Client, key: str) -> httpx.Response:
+    return browser.post("/console/login", data={"api_key": key})
+
+
+def test_a_key_is_exchanged_for_a_session_cookie_that_never_opens_the_api(srv: Server) -> None:
+    with _browser(srv) as browser:
+        assert browser.get("/console").headers["location"] == "/console/login"
+        page = browser.get("/console/login")
+        assert page.status_code == 200 and 'name="api_key"' in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self'")
+
+        wrong = _sign_in(browser, "pm_wrong")
+        assert wrong.status_code == 401 and "not a live API key" in wrong.text and "set-cookie" not in wrong.headers
+
+        signed = _sign_in(browser, KEY)
+        assert signed.status_code == 303 and signed.headers["location"] == "/console"
+        cookie = signed.headers["set-cookie"]
+        assert cookie.startswith("pm_console=") and KEY not in cookie
+        assert all(flag in cookie for flag in ("HttpOnly", "SameSite=strict", "Path=/console"))
+        home = browser.get("/console")
+        assert home.status_code == 200 and 'data-tenant>default<' in home.text
+
+        token = browser.cookies["pm_console"]
+        api = httpx.get(f"{srv.url}/v1/tasks", cookies={"pm_console": token})
+        assert api.status_code == 401  # the cookie is the console's only
+
+        csrf = home.text.split('name="csrf" value="')[1].split('"')[0]
+        assert browser.post("/console/logout", data={"csrf": "forged"}).status_code == 403
+        out = browser.post("/console/logout", data={"csrf": csrf})
+        assert out.status_code == 303 and out.headers["location"] == "/console/login"
+        # The session is gone on the server, not only the cookie in this browser.
+        assert httpx.get(f"{srv.url}/console", cookies={"pm_console": token}).headers["location"] == "/console/login"
+
+
+def test_a_change_from_another_site_is_refused(srv: Server) -> None:
+    for headers in ({"Origin": "https://evil.example"}, {}, {"Origin": "null"}, {"Referer": "https://evil.example/page"}):
+        with httpx.Client(base_url=srv.url, headers=headers) as other:
+            refused = other.post("/console/login", data={"api_key": KEY})
+            assert refused.status_code == 403 and "set-cookie" not in refused.headers, headers
+    with httpx.Client(base_url=srv.url, headers={"Referer": f"{srv.url}/console/login"}) as own:
+        assert own.post("/console/login", data={"api_key": KEY}).status_code == 303  # a Referer of ours will do
+
+
+def test_revoking_the_key_ends_its_sessions(srv: Server) -> None:
+    out = srv.cli("keys", "create", "--tenant", "brand").stdout.split()
+    key_id, key = out[1], out[-1]
+    with _browser(srv) as browser:
+        assert _sign_in(browser, key).status_code == 303
+        assert 'data-tenant>brand<' in browser.get("/console").text
+        srv.cli("keys", "revoke", key_id)
+        assert browser.get("/console").headers["location"] == "/console/login"
+
+
+def test_the_stylesheet_is_served_from_the_console_itself(srv: Server) -> None:
+    css = httpx.get(f"{srv.url}/console/static/console.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
