@@ -83,3 +83,13 @@ def test_revoking_the_key_ends_its_sessions(srv: Server) -> None:
 def test_the_stylesheet_is_served_from_the_console_itself(srv: Server) -> None:
     css = httpx.get(f"{srv.url}/console/static/console.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def test_behind_a_tls_proxy_the_public_origin_signs_in_and_the_cookie_is_secure(tmp_path_factory: pytest.TempPathFactory) -> None:
+    proxied = Server(tmp_path_factory.mktemp("proxied"), KEY, workers=0, public_url="https://img.example.com").start()
+    try:
+        with httpx.Client(base_url=proxied.url, headers={"Origin": "https://img.example.com"}) as browser:
+            signed = _sign_in(browser, KEY)
+            assert signed.status_code == 303 and "Secure" in signed.headers["set-cookie"]
+    finally:
+        proxied.stop()

@@ -38,17 +38,28 @@ def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTM
     return templates.TemplateResponse(request, name, context, status_code=status, headers=HEADERS)
 
 
-def _same_origin(request: Request) -> bool:
-    """A change comes from this server's own pages: its Origin (else its Referer) is ours."""
+def _same_origin(request: Request, runtime: Any) -> bool:
+    """A change comes from this server's own pages: its Origin (else its Referer) is ours, as
+    the request reached us or as ``PIXELMILL_PUBLIC_URL`` names us (behind a proxy)."""
     sent = request.headers.get("origin") or request.headers.get("referer")
     if not sent or sent == "null":
         return False
     origin = urlsplit(sent)
-    return (origin.scheme, origin.netloc) == (request.url.scheme, request.url.netloc)
+    ours = {(request.url.scheme, request.url.netloc)}
+    if runtime.settings.public_url:
+        public = urlsplit(str(runtime.settings.public_url))
+        ours.add((public.scheme, public.netloc))
+    return (origin.scheme, origin.netloc) in ours
 
 
 def _refused() -> Response:
     return Response("this change did not come from pixelmill's own page", status_code=403, media_type="text/plain", headers=HEADERS)
+
+
+def _secure(request: Request, runtime: Any) -> bool:
+    """The cookie goes over https only, where the console is served over https (itself, or behind
+    a proxy that ends TLS: ``PIXELMILL_PUBLIC_URL`` says so)."""
+    return request.url.scheme == "https" or str(runtime.settings.public_url or "").startswith("https://")
 
 
 async def _session(request: Request, runtime: Any) -> Session | None:
@@ -72,23 +83,23 @@ async def login_page(request: Request, runtime: RuntimeDep) -> Response:
 
 @router.post("/login")
 async def login(request: Request, runtime: RuntimeDep, api_key: Annotated[str, Form(max_length=512)] = "") -> Response:
-    if not _same_origin(request):
+    if not _same_origin(request, runtime):
         return _refused()
     try:
         token = await run_in_threadpool(runtime.sessions.open, api_key.strip())
     except AuthenticationError:
         return _page(request, "login.html", status=401, error="That key is not a live API key of this server.")
     done = RedirectResponse("/console", status_code=303, headers=HEADERS)
-    done.set_cookie(COOKIE, token, path="/console", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    done.set_cookie(COOKIE, token, path="/console", httponly=True, samesite="strict", secure=_secure(request, runtime))
     return done
 
 
 @router.post("/logout")
 async def logout(request: Request, runtime: RuntimeDep, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
     session = await _session(request, runtime)
-    if not _same_origin(request) or session is None or not session.csrf_ok(csrf):
+    if not _same_origin(request, runtime) or session is None or not session.csrf_ok(csrf):
         return _refused()
     await run_in_threadpool(runtime.sessions.close, request.cookies.get(COOKIE))
     done = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
-    done.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    done.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict", secure=_secure(request, runtime))
     return done
