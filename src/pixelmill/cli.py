@@ -559,25 +559,21 @@ def accounts_list(engine: str | None, url: str, api_key: str) -> None:
                    f"latency {latency}  submits {a['submits']} refused {a['refused']}  {state}")
 
 
-@accounts.command("disable")
-@click.argument("engine")
-@click.argument("account")
-@click.option("--reason", default="", help="Why, for the account and the audit log.")
-@_with_server
-def accounts_disable(engine: str, account: str, reason: str, url: str, api_key: str) -> None:
-    """Take no new tasks on the account until an admin enables it (its running tasks finish)."""
-    _admin_call(url, api_key, lambda c: c.set_account(engine, account, enabled=False, reason=reason))
-    click.echo(f"{engine}/{account}: disabled")
+def _account_switch(action: str, enabled: bool, doc: str) -> None:
+    """``pixelmill accounts enable|disable ENGINE ACCOUNT [--reason]``: one command per switch."""
+
+    @accounts.command(action, help=doc)
+    @click.argument("engine")
+    @click.argument("account")
+    @click.option("--reason", default="", help="Why, for the account and the audit log.")
+    @_with_server
+    def switch(engine: str, account: str, reason: str, url: str, api_key: str) -> None:
+        _admin_call(url, api_key, lambda c: c.set_account(engine, account, enabled=enabled, reason=reason))
+        click.echo(f"{engine}/{account}: {action}d")
 
 
-@accounts.command("enable")
-@click.argument("engine")
-@click.argument("account")
-@click.option("--reason", default="", help="Why, for the audit log.")
-@_with_server
-def accounts_enable(engine: str, account: str, reason: str, url: str, api_key: str) -> None:
-    _admin_call(url, api_key, lambda c: c.set_account(engine, account, enabled=True, reason=reason))
-    click.echo(f"{engine}/{account}: enabled")
+_account_switch("disable", False, "Take no new tasks on the account until an admin enables it (its running tasks finish).")
+_account_switch("enable", True, "Take tasks on the account again, whatever disabled it.")
 
 
 @main.command()

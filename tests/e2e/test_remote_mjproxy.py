@@ -3,7 +3,6 @@ which serves ``/mj`` too) behind a proxy, server B with ``"contract": "midjourne
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,12 @@ from PIL import Image
 
 from pixelmill.media.video import probe_mp4
 from pixelmill.testing import FaultyProxy
-from tests.e2e.test_remote import GEN, KEY_A, KEY_B, _count, _png
+from tests.e2e.test_remote import GEN, KEY_A, KEY_B, _count, _png, _remote
 from tests.helpers import Server, upload_image, wait_for, wait_terminal
 
 
 def _engines(url: str, **knobs: Any) -> str:
-    spec = {"kind": "remote", "contract": "midjourney-proxy", "base_url": url, "api_key": KEY_A, "poll_seconds": 0.1,
-            "backoff_seconds": [0.05, 0.1, 0.2], "max_tries": 6, **knobs}
-    return json.dumps({"procedural": {"kind": "procedural"}, "mj": spec})
+    return _remote(url, contract="midjourney-proxy", **knobs)
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,8 @@ def test_an_admin_disables_and_enables_an_account_and_the_audit_log_says_who(tmp
                        for i in range(3)]
                 done = [wait_terminal(api, t, timeout=60) for t in ids]
                 assert [t["engine_meta"]["upstream_account"] for t in done] == ["one"] * 3 and two.submits == []
-                assert api.post("/v1/admin/accounts/mj/two/enable").json()["enabled"] is True
+                assert b.cli("accounts", "enable", "mj", "two").stdout.strip() == "mj/two: enabled"
+                assert _accounts(api)["two"]["enabled"] is True
                 audit = api.get("/v1/admin/audit", params={"kind": "account"}).json()
                 assert [(e["subject"], e["action"], e["detail"]) for e in audit] == [
                     ("mj/two", "enabled", {}), ("mj/two", "disabled", {"reason": "rotating its key"})]

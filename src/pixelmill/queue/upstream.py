@@ -61,7 +61,6 @@ class UpstreamTask:
     upstream_id: str | None
     #: The account of the engine's pool the submit went to (None: not chosen yet).
     account: str | None
-    accepted_at: int | None
 
 
 class UpstreamTasks:
@@ -89,7 +88,7 @@ class UpstreamTasks:
                 .on_conflict_do_nothing(index_elements=["task_id"])
             )
             row = conn.execute(select(upstream_tasks).where(upstream_tasks.c.task_id == task_id)).one()
-        return UpstreamTask(row.task_id, row.engine, row.submit_key, row.upstream_id, row.account, row.accepted_at)
+        return UpstreamTask(row.task_id, row.engine, row.submit_key, row.upstream_id, row.account)
 
     def accepted(self, task_id: str, upstream_id: str) -> None:
         """The upstream took the submit as task ``upstream_id`` (and its account is healthy)."""

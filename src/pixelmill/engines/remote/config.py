@@ -21,9 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from pixelmill.engines.base import settings_from_json
-
-SELECTIONS = ("least_busy", "weighted", "round_robin")
-SPEEDS = ("fast", "relax", "turbo")
+from pixelmill.prompts.params import SPEEDS
 
 
 @dataclass(frozen=True)
@@ -92,9 +90,6 @@ class RemoteConfig:
         """The accounts, in configuration order: ``accounts``, or the one upstream as ``default``."""
         return self.accounts or (AccountConfig("default", self.base_url, self.api_key),)
 
-    def account(self, name: str) -> AccountConfig | None:
-        return next((a for a in self.pool if a.name == name), None)
-
     @classmethod
     def from_json(cls, spec: Mapping[str, Any]) -> RemoteConfig:
         accounts = spec.get("accounts")
@@ -144,5 +139,5 @@ class RemoteConfig:
             if (a.submit_per_minute is not None and a.submit_per_minute < 1) or (a.daily_limit is not None and a.daily_limit < 1):
                 raise ValueError(f"remote engine: account {a.name!r}: submit_per_minute and daily_limit must be at least 1")
             if a.speeds is not None and (not a.speeds or set(a.speeds) - set(SPEEDS)):
-                raise ValueError(f"remote engine: account {a.name!r}: speeds must be some of {', '.join(SPEEDS)}")
+                raise ValueError(f"remote engine: account {a.name!r}: speeds must be some of {', '.join(sorted(SPEEDS))}")
         return config

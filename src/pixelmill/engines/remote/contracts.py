@@ -20,7 +20,7 @@ import base64
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pixelmill.engines.base import UpstreamStep
 from pixelmill.exceptions import EngineError
@@ -32,8 +32,6 @@ ACCOUNT_GONE = re.compile(
     r"(no|without|inactive|expired|cancel+ed) (active |valid )?subscription|subscription.{0,20}(expired|inactive|required|cancel+ed)",
     re.IGNORECASE,
 )
-CONTRACTS = ("seed004", "midjourney-proxy", "openai")
-ContractName = Literal["seed004", "midjourney-proxy", "openai"]
 
 
 @dataclass(frozen=True)

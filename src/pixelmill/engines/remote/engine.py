@@ -227,8 +227,6 @@ class RemoteEngine(Engine):
     def _choose(self, record: UpstreamRecord | None, tried: set[str], *, speed: str | None, sticky: str | None) -> str | None:
         """The next account to send the submit to; None when every one was tried this round.
         ``Busy`` when all that could take it are full; an error when none can."""
-        if record is not None and record.account is not None and record.account not in tried:
-            return record.account  # an earlier send went there: the same key may be answered with its task
         candidates = offers(self._config, speed=speed, sticky=sticky, besides=frozenset(tried))
         if not candidates:
             if tried:

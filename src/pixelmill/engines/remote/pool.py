@@ -28,7 +28,7 @@ def offers(config: RemoteConfig, *, speed: str | None, sticky: str | None, besid
 
 
 def rule(name: str, rng: random.Random | None = None) -> Callable[[Sequence[Slot]], str]:
-    """The selection rule ``name`` (``config.SELECTIONS``) over accounts with room, which come in
+    """The selection rule ``name`` (``RemoteConfig.selection``) over accounts with room, which come in
     configuration order; ties go to the earlier account."""
     if name == "weighted":
         chooser = rng or random.Random()
