@@ -30,6 +30,7 @@ from pixelmill.api import (
 )
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.console import routes as console
+from pixelmill.console.bridge import ConsoleBridge
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.observe.stages import request_clock
 from pixelmill.runtime import Runtime, build_runtime
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_error_handlers(app)
 
+    app.add_middleware(ConsoleBridge)  # inside the request id's: its refusals carry an id too
     app.add_middleware(RequestIdMiddleware)
 
     app.include_router(midjourney.router)

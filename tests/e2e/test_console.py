@@ -93,3 +93,52 @@ def test_behind_a_tls_proxy_the_public_origin_signs_in_and_the_cookie_is_secure(
             assert signed.status_code == 303 and "Secure" in signed.headers["set-cookie"]
     finally:
         proxied.stop()
+
+
+def _csrf(page: str) -> str:
+    return page.split('<meta name="csrf" content="')[1].split('"')[0]
+
+
+def test_the_console_reaches_the_api_through_its_session_and_only_with_the_csrf_token(srv: Server) -> None:
+    out = srv.cli("keys", "create", "--tenant", "studio").stdout.split()
+    key = out[-1]
+    with _browser(srv) as browser:
+        assert browser.get("/console/api/v1/tasks").status_code == 401  # no session
+        _sign_in(browser, key)
+        csrf = _csrf(browser.get("/console").text)
+        listed = browser.get("/console/api/v1/tasks")
+        assert listed.status_code == 200 and listed.json()["data"] == []
+
+        body = {"prompt": "a quiet harbour --seed 5"}
+        assert browser.post("/console/api/v1/midjourney/generations/imagine", json=body).status_code == 403
+        forged = browser.post("/console/api/v1/midjourney/generations/imagine", json=body, headers={"X-CSRF-Token": "forged"})
+        assert forged.status_code == 403
+        with httpx.Client(base_url=srv.url, cookies=browser.cookies, headers={"Origin": "https://evil.example"}) as other:
+            refused = other.post("/console/api/v1/midjourney/generations/imagine", json=body, headers={"X-CSRF-Token": csrf})
+            assert refused.status_code == 403
+        made = browser.post("/console/api/v1/midjourney/generations/imagine", json=body, headers={"X-CSRF-Token": csrf})
+        assert made.status_code == 200, made.text
+        task_id = made.json()["data"][0]["task_id"]
+
+        # The task is the key's tenant's: the API sees it under that key, another tenant does not.
+        assert browser.get(f"/console/api/v1/midjourney/{task_id}").json()["prompt"] == body["prompt"]
+        assert httpx.get(f"{srv.url}/v1/midjourney/{task_id}", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        default_tenant = httpx.get(f"{srv.url}/v1/tasks", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
+        assert all(t["task_id"] != task_id for t in default_tenant)
+
+        # Admin routes stay an admin key's; only /v1 is bridged.
+        assert browser.get("/console/api/v1/admin/reviews").status_code == 403
+        assert browser.get("/console/api/mj/task/list").status_code == 404
+        assert browser.get("/console/review").status_code == 403
+
+
+def test_a_tenant_cannot_reach_another_tenants_tasks_through_the_console(srv: Server) -> None:
+    keys = {t: srv.cli("keys", "create", "--tenant", t).stdout.split()[-1] for t in ("tenant-a", "tenant-b")}
+    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {keys['tenant-b']}"}) as b:
+        theirs = b.post("/v1/midjourney/generations/imagine", json={"prompt": "b's own work"}).json()["data"][0]["task_id"]
+    with _browser(srv) as browser:
+        _sign_in(browser, keys["tenant-a"])
+        assert browser.get(f"/console/api/v1/midjourney/{theirs}").status_code == 404
+        assert all(t["task_id"] != theirs for t in browser.get("/console/api/v1/tasks").json()["data"])
+        csrf = _csrf(browser.get("/console").text)
+        assert browser.post(f"/console/api/v1/midjourney/{theirs}/cancel", headers={"X-CSRF-Token": csrf}).status_code == 404

@@ -11,6 +11,9 @@ from pixelmill.auth.keys import Principal
 from pixelmill.runtime import Runtime
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
+#: Where the console's bridge (console/bridge.py) leaves a signed-in session's principal. Only
+#: that middleware writes this scope key: nothing a client sends can.
+CONSOLE_PRINCIPAL = "pixelmill.console_principal"
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -21,9 +24,13 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 def get_principal(
+    request: Request,
     runtime: Annotated[Runtime, Depends(get_runtime)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
+    console: Principal | None = request.scope.get(CONSOLE_PRINCIPAL)
+    if console is not None:
+        return console
     return runtime.keys.authenticate(credentials.credentials if credentials else None)
 
 

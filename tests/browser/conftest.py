@@ -1,0 +1,107 @@
+"""Browser tests: Debian's Chromium, driven by Playwright's own sync API (no pytest-playwright:
+its fixtures warn, and -W error fails them), against a real ``pixelmill serve`` process.
+
+- Every page a test opens fails the test on a JavaScript error or a console error.
+- Tests wait for ``body[data-ready=true]``, which a page's script sets once it has started, before
+  pressing keys: a key pressed earlier would find no handler.
+- Where /usr/bin/chromium is missing the tests skip, loudly; under CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import Server, require_extra
+
+CHROMIUM = Path(os.environ.get("PIXELMILL_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ADMIN_KEY = "pm_browser_" + "a" * 32
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM.exists():
+    message = f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+sync_api = require_extra("playwright.sync_api", "dev")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with workers, a procedural engine slow enough to watch render (120 ms a picture)
+    and a slower one (``engine: "slow"``, 1.5 s a picture) for what must happen mid-run."""
+    engines = {"procedural": {"kind": "procedural"}, "slow": {"kind": "procedural", "delay_ms": 1500}}
+    server = Server(tmp_path_factory.mktemp("browser"), ADMIN_KEY, workers=2, procedural_delay_ms=120,
+                    engines=json.dumps(engines)).start()
+    yield server
+    server.stop()
+
+
+class Pages:
+    """New browser contexts (each its own cookies), whose pages fail the test on any script error."""
+
+    def __init__(self, chromium: Any, base: str) -> None:
+        self._chromium = chromium
+        self.base = base
+        self.errors: list[str] = []
+        self._contexts: list[Any] = []
+
+    def open(self, **context: Any) -> Any:
+        ctx = self._chromium.new_context(base_url=self.base, **context)
+        ctx.set_default_timeout(15_000)
+        self._contexts.append(ctx)
+        page = ctx.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on("console", self._console)
+        return page
+
+    def _console(self, msg: Any) -> None:
+        # An API answer of 4xx is logged by Chromium as a failed load; the page shows it as the
+        # API's own error, which the tests assert. Any other console error fails the test.
+        answered = msg.text.startswith("Failed to load resource: the server responded with a status of 4")
+        if msg.type == "error" and not (answered and "/console/api/" in msg.location.get("url", "")):
+            self.errors.append(f"console {msg.type}: {msg.text} at {msg.location.get('url')}")
+
+    def close(self) -> None:
+        for ctx in self._contexts:
+            ctx.close()
+
+
+@pytest.fixture
+def pages(chromium: Any, srv: Server) -> Iterator[Pages]:
+    made = Pages(chromium, srv.url)
+    yield made
+    made.close()
+    assert not made.errors, "\n".join(made.errors)
+
+
+def sign_in(page: Any, key: str, then: str = "/console") -> Any:
+    page.goto("/console/login")
+    page.fill("#api_key", key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/console")
+    if then != "/console":
+        page.goto(then)
+    page.wait_for_selector("body[data-ready=true]")
+    return page
+
+
+SignIn = Callable[..., Any]
