@@ -31,6 +31,7 @@ from pixelmill.notify.outbox import Outbox
 from pixelmill.observe.audit import AuditLog
 from pixelmill.observe.health import HealthReport, Thresholds
 from pixelmill.observe.metrics import WorkerMetrics, make_registry
+from pixelmill.observe.operations import OperationsReport
 from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.finishing import Finishing
 from pixelmill.queue.retention import Retention
@@ -79,6 +80,8 @@ class Runtime:
     metrics: CollectorRegistry
     worker_metrics: WorkerMetrics
     health: HealthReport
+    #: The operations page's lanes, workers, failures and charts.
+    operations_report: OperationsReport
     retention: Retention
     finishing: Finishing
     #: What upstreams accepted for tasks (engines that run operations upstream).
@@ -315,4 +318,5 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             banned_share_max=settings.health_banned_share_max,
             stuck_after_seconds=settings.health_stuck_after_seconds,
         )),
+        operations_report=OperationsReport(db, clock),
     )

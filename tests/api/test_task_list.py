@@ -32,6 +32,8 @@ def test_a_tenant_lists_its_tasks_a_page_at_a_time_with_filters(server: Server) 
         assert rest["data"][0]["status"] == "SUCCESS" and rest["data"][0]["image_urls"]
 
         assert [t["task_id"] for t in api.get("/v1/tasks", params={"action": "upscale"}).json()["data"]] == [pick]
+        assert [t["task_id"] for t in api.get("/v1/tasks", params={"parent": ids[0]}).json()["data"]] == [pick]
+        assert api.get("/v1/tasks", params={"parent": ids[1]}).json()["data"] == []
         assert [t["task_id"] for t in api.get("/v1/tasks", params={"q": "LIGHTHOUSE", "action": "IMAGINE"}).json()["data"]] == [ids[2], ids[0]]
         assert len(api.get("/v1/tasks", params={"status": "SUCCESS,FAILURE"}).json()["data"]) == 4
         assert other.get("/v1/tasks").json() == {"data": [], "next_cursor": None}  # another tenant's tasks never show

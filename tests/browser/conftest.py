@@ -74,11 +74,15 @@ class Pages:
         return page
 
     def _console(self, msg: Any) -> None:
-        # An API answer of 4xx is logged by Chromium as a failed load; the page shows it as the
-        # API's own error, which the tests assert. Any other console error fails the test.
-        answered = msg.text.startswith("Failed to load resource: the server responded with a status of 4")
-        if msg.type == "error" and not (answered and "/console/api/" in msg.location.get("url", "")):
-            self.errors.append(f"console {msg.type}: {msg.text} at {msg.location.get('url')}")
+        # Chromium logs every answer of 4xx as a failed load. A refused sign-in or page (401, 403)
+        # and an API error the page shows are what the tests assert; a missing file (404 of a
+        # page's own script or style) or a server error fails the test, like any script error.
+        text, url = msg.text, msg.location.get("url", "")
+        answered = text.startswith("Failed to load resource: the server responded with a status of ")
+        expected = answered and ("status of 401" in text or "status of 403" in text
+                                 or ("status of 4" in text and "/console/api/" in url))
+        if msg.type == "error" and not expected:
+            self.errors.append(f"console {msg.type}: {text} at {url}")
 
     def close(self) -> None:
         for ctx in self._contexts:

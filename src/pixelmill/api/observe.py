@@ -1,4 +1,4 @@
-"""Operations routes: Prometheus metrics, readiness, the health report."""
+"""Operations routes: Prometheus metrics, readiness, the health report, the operations summary."""
 
 from __future__ import annotations
 
@@ -43,3 +43,19 @@ def health_report(
 ) -> dict[str, Any]:
     """Seed 004's four health figures with thresholds and verdicts, and the tasks waiting longest."""
     return runtime.health.build(window)
+
+
+@router.get("/v1/admin/operations")
+def operations(
+    _: AdminDep,
+    runtime: RuntimeDep,
+    hours: Annotated[float, Query(gt=0, le=24 * 30, description="Period the charts cover (default 6 h), in 24 points.")] = 6,
+) -> dict[str, Any]:
+    """Readiness per part, waiting and running tasks per lane, the workers holding tasks, the
+    latest failures, and success rate, latency and cost over ``hours``."""
+    return {
+        "readiness": runtime.readiness(),
+        "workers_per_process": runtime.settings.workers,
+        **runtime.operations_report.now(),
+        "series": runtime.operations_report.series(hours),
+    }

@@ -66,6 +66,7 @@ async def list_tasks(
     engine: Annotated[str | None, Query(max_length=64)] = None,
     template: Annotated[str | None, Query(max_length=64, description="Tasks rendered from this template.")] = None,
     batch_id: Annotated[str | None, Query(max_length=32)] = None,
+    parent: Annotated[str | None, Query(max_length=64, description="Tasks made from this task (its buttons and modal).")] = None,
     since: Annotated[int | None, Query(ge=0, description="Submitted at or after, Unix epoch ms.")] = None,
     until: Annotated[int | None, Query(ge=0, description="Submitted before, Unix epoch ms.")] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200, description="Words the prompt contains (case-insensitive).")] = None,
@@ -75,7 +76,7 @@ async def list_tasks(
     """The caller's tasks, newest first."""
     query = TaskQuery(
         statuses=_words("status", status, TaskStatus), actions=_words("action", action, Action), engine=engine, template=template,
-        batch_id=batch_id, since=since, until=until, text=q,
+        batch_id=batch_id, parent=parent, since=since, until=until, text=q,
     )
     base = base_url(request, runtime)
 

@@ -144,6 +144,8 @@ tasks = Table(
     Index("ix_tasks_batch", "batch_id", "batch_index"),
     Index("ix_tasks_lease", "status", "lease_expires_at"),
     Index("ix_tasks_tenant", "tenant_id", "submit_time"),
+    Index("ix_tasks_parent", "parent_task_id"),  # a task's children: lineage, and retention's FK checks
+    Index("ix_tasks_status_finish", "status", "finish_time"),  # what finished lately (operations)
     Index("ix_tasks_cache", "tenant_id", "cache_key"),
     Index("ix_tasks_key_status", "api_key_id", "status"),
     Index("ix_tasks_prompt_key", "tenant_id", "prompt_key"),

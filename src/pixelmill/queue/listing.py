@@ -35,6 +35,8 @@ class TaskQuery:
     engine: str | None = None
     template: str | None = None
     batch_id: str | None = None
+    #: Tasks made from this one (its buttons, or its modal).
+    parent: str | None = None
     #: Submit time, Unix epoch ms: from (inclusive), until (exclusive).
     since: int | None = None
     until: int | None = None
@@ -80,6 +82,8 @@ def page(engine: Engine, tenant_id: str, query: TaskQuery, *, limit: int, cursor
         where.append(t.engine == query.engine)
     if query.batch_id:
         where.append(t.batch_id == query.batch_id)
+    if query.parent:
+        where.append(t.parent_task_id == query.parent)
     if query.template:
         where.append(t.params["template"]["name"].as_string() == query.template)
     if query.since is not None:

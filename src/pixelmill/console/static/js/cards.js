@@ -25,8 +25,9 @@ export function origin(t) {
 
 export function templateText(tpl) {
   if (!tpl) return null;
-  const side = tpl.side ?? tpl.arm ?? null;
-  return `template ${tpl.name ?? "?"}${tpl.version ? ` v${tpl.version}` : ""}${side ? ` (${side})` : ""}`;
+  // rollout: "stable" or "candidate", the side of a staged rollout this subject fell on.
+  const where = [tpl.release, tpl.rollout].filter(Boolean).join(", ");
+  return `template ${tpl.name ?? "?"}${tpl.version ? ` v${tpl.version}` : ""}${where ? ` (${where})` : ""}`;
 }
 
 // The picture a card shows now: the live preview while rendering, then the grid or image.

@@ -22,8 +22,8 @@ export class ApiError extends Error {
 
 // Call /v1/... as the signed-in session: the bridge adds the session's principal; every change
 // carries the CSRF token. JSON in and out, unless `body` is a Blob (uploads).
-export async function api(path, { method = "GET", body, headers = {} } = {}) {
-  const init = { method, headers: { ...headers }, credentials: "same-origin" };
+export async function api(path, { method = "GET", body, headers = {}, keepalive = false } = {}) {
+  const init = { method, headers: { ...headers }, credentials: "same-origin", keepalive };
   if (method !== "GET" && method !== "HEAD") init.headers["X-CSRF-Token"] = csrf;
   if (body instanceof Blob) {
     init.body = body;
@@ -145,9 +145,23 @@ export function ready() {
     bind("g r", "Go to Review", () => location.assign("/console/review"));
     bind("g o", "Go to Operations", () => location.assign("/console/ops"));
   }
+  if (document.body.dataset.admin === "true" && document.body.dataset.page !== "review") reviewBadge();
   $("#help")?.addEventListener("click", showHelp);
   $("#shortcuts button")?.addEventListener("click", () => $("#shortcuts").close());
   document.body.dataset.ready = "true";
+}
+
+// An admin's navigation shows how many pictures wait for review (the Review page keeps its own).
+function reviewBadge() {
+  const count = async () => {
+    const held = await api("/v1/admin/reviews?limit=1000").catch(() => null);
+    if (!held) return;
+    const badge = $("#review-count");
+    badge.textContent = String(held.length);
+    badge.hidden = !held.length;
+  };
+  count();
+  setInterval(count, 10_000);
 }
 
 // Errors nobody caught still show: on the page, not only in the developer console.
