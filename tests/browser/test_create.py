@@ -61,3 +61,51 @@ def test_errors_read_as_the_api_gives_them(pages: Pages, srv: Server) -> None:
     error = page.locator("#imagine-error")
     error.wait_for()
     assert "--ar" in error.inner_text() or "aspect" in error.inner_text().lower()
+
+
+def _upscaled(page: Any, prompt: str) -> Any:
+    page.fill("#prompt", prompt)
+    page.press("#prompt", "Enter")
+    grid = f'article.card[data-status="SUCCESS"]:has-text("{prompt}")'
+    page.wait_for_selector(f"{grid} img[data-kind=result]")
+    page.locator(grid).locator('button:text-is("U1")').click()
+    pick = 'article.card[data-status="SUCCESS"]:has-text("U1 of")'
+    page.wait_for_selector(f"{pick} img[data-kind=result]")
+    return page.locator(pick).first
+
+
+def test_custom_zoom_asks_in_a_dialog_and_closing_it_cancels_with_a_refund(pages: Pages, srv: Server) -> None:
+    page = sign_in(pages.open(), ADMIN_KEY)
+    pick = _upscaled(page, "a harbour wall --seed 31")
+    pick.locator('button:text-is("Custom Zoom")').click()
+    dialog = page.locator("#zoom-dialog")
+    dialog.wait_for()
+    assert "left, then the task is cancelled and refunded" in dialog.locator(".countdown").inner_text()
+    assert page.input_value("#zoom-prompt").startswith("a harbour wall")
+    page.fill("#zoom-factor", "1.8")
+    dialog.locator("button[type=submit]").click()
+    page.wait_for_selector('article.card[data-status="SUCCESS"]:has-text("zoom of") img[data-kind=result]')
+    zoom = page.locator('article.card:has-text("zoom of")').first
+    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        assert api.get(f"/v1/midjourney/{zoom.get_attribute('data-task-id')}").json()["params"]["zoom"] == 1.8
+
+    pick.locator('button:text-is("Custom Zoom")').click()
+    dialog.wait_for()
+    page.keyboard.press("Escape")  # closing it is a no: the task is cancelled and refunded
+    page.wait_for_selector('article.card[data-status="CANCEL"]:has-text("zoom of")')
+    assert "refunded" in page.locator('article.card[data-status="CANCEL"]').first.inner_text()
+
+
+def test_shortcuts_are_listed_under_question_mark_and_never_fire_while_typing(pages: Pages, srv: Server) -> None:
+    page = sign_in(pages.open(), ADMIN_KEY)
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "prompt"
+    page.keyboard.type("what? / ")
+    assert page.input_value("#prompt") == "what? / " and not page.locator("#shortcuts").is_visible()
+    page.locator("#prompt").blur()
+    page.keyboard.press("?")
+    sheet = page.locator("#shortcuts")
+    sheet.wait_for()
+    assert "Write a prompt" in sheet.inner_text() and "Go to Review" in sheet.inner_text()
+    page.keyboard.press("Escape")
+    sheet.wait_for(state="hidden")

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.browser.conftest import ADMIN_KEY, Pages, sign_in
+from tests.browser.conftest import ADMIN_KEY, PHONE, Pages, sign_in
 from tests.helpers import Server, download_image
 
 BRUSH = 32  # the editor's starting brush, in the picture's own pixels
@@ -70,3 +70,34 @@ def test_a_drawn_stroke_is_the_mask_and_the_rest_of_the_picture_is_kept(pages: P
     kept = mask == 0
     assert (result[kept] == source[kept]).all()
     assert (result[mask == 255] != source[mask == 255]).any()
+
+
+def test_a_finger_draws_on_the_mask_at_phone_size(pages: Pages, srv: Server) -> None:
+    page = sign_in(pages.open(**PHONE), ADMIN_KEY)
+    page.fill("#prompt", "a rocky shore --seed 12")
+    page.tap("#go")
+    grid = _done(page, "article.card:has-text('a rocky shore')")
+    grid.locator('button:text-is("U2")').tap()
+    upscale = _done(page, "article.card:has-text('U2 of')")
+    upscale.locator('button:text-is("Vary (Region)")').tap()
+    dialog = page.locator("#mask-dialog")
+    dialog.wait_for()
+    canvas = dialog.locator("canvas")
+    box = canvas.bounding_box()
+    assert box["width"] <= 390
+    # A real touch stroke, through Chromium's input pipeline (the DevTools protocol): the
+    # browser makes the Pointer Events the editor draws with, as for a mouse or a pen.
+    touch = page.context.new_cdp_session(page)
+    y = box["y"] + box["height"] / 2
+    xs = [box["x"] + box["width"] * (0.2 + 0.05 * i) for i in range(9)]
+    touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": xs[0], "y": y}]})
+    for x in xs[1:]:
+        touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    painted = canvas.evaluate("c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                              " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 127; return n; }")
+    size = canvas.evaluate("c => c.width")
+    # A 32 px brush along 40 % of the picture's width: about 0.4 × width × 32 pixels painted.
+    assert 0.8 * 0.4 * size * BRUSH <= painted <= 1.2 * (0.4 * size * BRUSH + BRUSH * BRUSH)
+    page.keyboard.press("Escape")
+    page.wait_for_selector('article.card[data-status="CANCEL"]:has-text("inpaint of")')

@@ -4,6 +4,7 @@ The guards (cookie, origin, CSRF, content security policy) are in console/guards
 
 - ``/console``: Create (imagine bar, live task cards, the mask editor and zoom dialog).
 - ``/console/tasks/{id}``: a task's detail and lightbox.
+- ``/console/templates``: versions, diffs, releases and rollouts, the "which version" tester.
 - ``/console/review``, ``/console/ops``: admin only (a tenant's key gets a 403 page).
 """
 
@@ -56,6 +57,12 @@ async def create(request: Request, runtime: RuntimeDep) -> Response:
 async def task_detail(task_id: Annotated[str, Path(max_length=64)], request: Request, runtime: RuntimeDep) -> Response:
     # The page's script asks the API for the task: an unknown id, or another tenant's, is its 404.
     return await _shell(request, runtime, "task", task_id=task_id)
+
+
+@router.get("/templates")
+async def templates_page(request: Request, runtime: RuntimeDep) -> Response:
+    # Any key reads its templates here; every change is an admin route of the API.
+    return await _shell(request, runtime, "templates")
 
 
 @router.get("/review")

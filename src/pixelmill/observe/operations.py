@@ -64,9 +64,9 @@ class OperationsReport:
         t = tasks.c
         now = self._clock.now_ms()
         width = max(1, int(hours * 3_600_000) // POINTS)
-        since = now - width * POINTS
+        since = now + 1 - width * POINTS  # the last bucket ends with this very millisecond
         ok = t.status == TaskStatus.SUCCESS.value
-        bucket = ((t.finish_time - since) / width).label("bucket")
+        bucket = ((t.finish_time - since) // width).label("bucket")  # integer division on every dialect
         with read_tx(self._engine) as conn:
             rows = conn.execute(
                 select(bucket, func.count(), func.sum(case((ok, 1), else_=0)), func.sum(case((ok, t.quota), else_=0)),

@@ -134,7 +134,13 @@ class TemplateStore:
             versions = conn.execute(
                 select(template_versions).where(template_versions.c.template == name).order_by(template_versions.c.version.desc())
             ).all()
-            return self._summary(conn, row) | {"versions": [_version_view(v) for v in versions]}
+            summary = self._summary(conn, row) | {"versions": [_version_view(v) for v in versions]}
+            # What stands in the way of promoting each rollout now (None: nothing), for a console
+            # that disables Promote and says why rather than letting it fail.
+            for release in summary["releases"].values():
+                if release["candidate"] is not None:
+                    release["promote_blocked"] = self._promotion_blocker(conn, name, release["candidate"], release["version"])
+            return summary
 
     def _summary(self, conn: Connection, row: Any) -> dict[str, Any]:
         releases = conn.execute(select(template_releases).where(template_releases.c.template == row.name)).all()
@@ -271,17 +277,22 @@ class TemplateStore:
             raise ValidationError("version", f"template {name} v{version} is a draft; publish it before releasing it")
 
     def _check_evaluated(self, conn: Connection, name: str, candidate: int, baseline: int) -> None:
+        blocker = self._promotion_blocker(conn, name, candidate, baseline)
+        if blocker is not None:
+            raise Conflict(blocker)
+
+    def _promotion_blocker(self, conn: Connection, name: str, candidate: int, baseline: int) -> str | None:
+        """Why ``candidate`` may not replace ``baseline`` yet (None: it may)."""
         if not self.promotion_needs_evaluation:
-            return
+            return None
         e = evaluations.c
         done = conn.execute(select(e.id).where(
             e.template == name, e.candidate == candidate, e.baseline == baseline, e.state == "done",
         ).limit(1)).first()
         if done is None:
-            raise Conflict(
-                f"promoting {name} v{candidate} over v{baseline} needs a finished evaluation of the two first "
-                f"(POST /v1/templates/{name}/evaluations)"
-            )
+            return (f"promoting {name} v{candidate} over v{baseline} needs a finished evaluation of the two first "
+                    f"(POST /v1/templates/{name}/evaluations)")
+        return None
 
     # --- evaluation sets -----------------------------------------------------------------------------
 
