@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from sqlalchemy import Engine
 
 from pixelmill.clock import ManualClock
@@ -33,7 +35,7 @@ def test_lanes_workers_failures_and_series(store: TaskStore, db: Engine, clock: 
     assert [(f["task_id"], f["reason"]) for f in now["failures"]] == [(doomed.id, "the engine broke")]
 
     series = report.series(hours=2)
-    assert len(series) == POINTS and all(b["from"] - a["from"] == 300_000 for a, b in zip(series, series[1:], strict=False))
+    assert len(series) == POINTS and all(b["from"] - a["from"] == 300_000 for a, b in pairwise(series))
     last = series[-1]
     assert (last["finished"], last["success_rate"], last["cost"], last["mean_ms"]) == (2, 0.5, 1, 1500.0)
     assert all(p["finished"] == 0 and p["success_rate"] is None for p in series[:-1])
