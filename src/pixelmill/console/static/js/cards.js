@@ -36,6 +36,14 @@ export function picture(t) {
   return t.grid_image_url ?? t.image_urls[0] ?? null;
 }
 
+// What a button does, in words, from its custom id (MJ::JOB::<operation>::<n>::<task>): the
+// label alone may be an emoji ("🔄") that a screen reader or a font without emoji cannot say.
+function operation(button) {
+  const [, , op, n] = button.custom_id.split("::");
+  const words = op.replaceAll("_", " ");
+  return op === "upsample" || op === "variation" ? button.label : `${words}${Number(n) > 1 ? ` ${n}` : ""}`;
+}
+
 export function card(t, { onPress, onCancel, onModal }) {
   const shown = picture(t);
   const live = !FINAL.has(t.status);
@@ -58,7 +66,7 @@ export function card(t, { onPress, onCancel, onModal }) {
       ` · ${shortId(t.task_id)}`,
     ]),
     h("div", { class: "buttons" },
-      t.buttons.map((b) => h("button", { type: "button", dataset: { customId: b.custom_id }, onclick: () => onPress(t, b) }, b.label)),
+      t.buttons.map((b) => h("button", { type: "button", dataset: { customId: b.custom_id }, title: operation(b), "aria-label": operation(b), onclick: () => onPress(t, b) }, b.label)),
       t.status === "MODAL" ? h("button", { type: "button", class: "primary", onclick: () => onModal(t) }, t.action === "INPAINT" ? "Draw the mask…" : "Set the zoom…") : null,
       live ? h("button", { type: "button", class: "quiet", dataset: { act: "cancel" }, onclick: () => onCancel(t) }, "Cancel") : null,
     ),

@@ -17,9 +17,17 @@ function chart(id, points, format) {
   const top = Math.max(...known, 0) || 1;
   const line = document.createElementNS(SVG, "polyline");
   line.setAttribute("points", points.map((p, i) => (p.value === null ? null : `${i * 10},${100 - (p.value / top) * 95}`)).filter(Boolean).join(" "));
+  const dots = points.flatMap((p, i) => {
+    if (p.value === null) return [];
+    const dot = document.createElementNS(SVG, "circle");
+    dot.setAttribute("cx", i * 10);
+    dot.setAttribute("cy", 100 - (p.value / top) * 95);
+    dot.setAttribute("r", 2.5);
+    return [dot];
+  });
   const title = document.createElementNS(SVG, "title");
   title.textContent = `${$(`#${id} h2`).textContent}: ${known.length ? format(known[known.length - 1]) : "no tasks"}`;
-  svg.replaceChildren(title, line);
+  svg.replaceChildren(title, line, ...dots);
   $(`#${id} p`).textContent = known.length ? `latest ${format(known[known.length - 1])} · peak ${format(Math.max(...known))}` : "no finished tasks in this period";
 }
 
@@ -35,9 +43,10 @@ async function refresh() {
   table("readiness", ["part", "state"], Object.entries(ops.readiness).map(([k, v]) => [k, h("span", { class: v === "ok" ? "verdict-ok" : "state-bad" }, v)]));
   table("lanes", ["lane", "waiting", "running"], [...ops.lanes.map((l) => [l.lane, l.waiting, l.running]), ["modal (waiting for people)", ops.modal, ""]]);
   table("workers", ["worker", "tasks"], ops.workers.length ? ops.workers.map((w) => [w.worker, w.running]) : [["none busy", `${ops.workers_per_process} per process`]]);
-  table("health", ["figure", "value", "threshold", ""], health.figures.map((f) => [
-    f.name, f.value === null ? "—" : typeof f.value === "number" ? Number(f.value.toFixed(3)) : String(f.value), `${f.rule} ${f.threshold}`,
-    h("span", { class: `verdict-${f.verdict}` }, f.verdict)]));
+  table("health", ["figure", "value", "threshold"], health.figures.map((f) => [
+    f.name.replaceAll("_", " "),
+    h("span", { class: `verdict-${f.verdict}`, title: f.verdict }, f.value === null ? "—" : typeof f.value === "number" ? String(Number(f.value.toFixed(3))) : String(f.value), f.verdict === "ok" ? "" : ` (${f.verdict})`),
+    `${f.rule} ${f.threshold}`]));
   table("failures", ["when", "task", "tenant", "reason"], ops.failures.map((f) => [
     when(f.finished_at), h("a", { href: `/console/tasks/${encodeURIComponent(f.task_id)}` }, `${f.action} ${shortId(f.task_id)}`), f.tenant_id, f.reason ?? ""]));
   chart("chart-success", ops.series.map((p) => ({ value: p.success_rate })), (v) => `${(v * 100).toFixed(1)} %`);

@@ -100,7 +100,7 @@ async function open(name) {
   const published = versions.filter((v) => v.state === "published").map((v) => v.version);
   const pick = (id, chosen) => h("select", { id, onchange: showDiff }, versions.map((v) => h("option", { value: v.version, selected: v.version === chosen }, `v${v.version}`)));
   const releases = Object.values(current.releases);
-  $("#template").replaceChildren(
+  $("#template").replaceChildren(...[
     h("h2", {}, current.name, h("small", { class: "muted" }, current.tenant ? ` · tenant ${current.tenant}` : " · shared")),
     current.description ? h("p", {}, current.description) : null,
     h("h3", {}, "Releases"),
@@ -117,7 +117,7 @@ async function open(name) {
     h("h3", {}, "Compare"),
     h("div", { class: "row" }, pick("diff-a", versions[Math.min(1, versions.length - 1)].version), " → ", pick("diff-b", versions[0].version)),
     h("pre", { id: "diff", class: "diff" }),
-  );
+  ].filter(Boolean));
   showDiff();
 }
 
