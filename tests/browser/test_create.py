@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.browser.conftest import ADMIN_KEY, Pages, sign_in
-from tests.helpers import Server
+from tests.helpers import Server, wait_terminal
 
 
 def _card(page: Any, status: str | None = None) -> Any:
@@ -109,3 +109,17 @@ def test_shortcuts_are_listed_under_question_mark_and_never_fire_while_typing(pa
     assert "Write a prompt" in sheet.inner_text() and "Go to Review" in sheet.inner_text()
     page.keyboard.press("Escape")
     sheet.wait_for(state="hidden")
+
+
+def test_a_task_that_finishes_while_the_tab_is_hidden_shows_its_result_when_it_is_shown(pages: Pages, srv: Server) -> None:
+    page = sign_in(pages.open(), ADMIN_KEY)
+    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        task_id = api.post("/v1/midjourney/generations/imagine", json={"prompt": "hidden tab --seed 9", "engine": "slow"}).json()["data"][0]["task_id"]
+        page.wait_for_selector(f'article.card[data-task-id="{task_id}"][data-status="IN_PROGRESS"]')
+        visibility = "hidden => { Object.defineProperty(document, 'hidden', {value: hidden, configurable: true});" \
+                     " document.dispatchEvent(new Event('visibilitychange')); }"
+        page.evaluate(visibility, True)  # the page closes its stream
+        wait_terminal(api, task_id, timeout=30)
+    assert page.locator(f'article.card[data-task-id="{task_id}"]').get_attribute("data-status") == "IN_PROGRESS"
+    page.evaluate(visibility, False)  # a new stream: its snapshot lacks the finished task; the page reads it again
+    page.wait_for_selector(f'article.card[data-task-id="{task_id}"][data-status="SUCCESS"] img[data-kind=result]')

@@ -142,3 +142,32 @@ def test_a_tenant_cannot_reach_another_tenants_tasks_through_the_console(srv: Se
         assert all(t["task_id"] != theirs for t in browser.get("/console/api/v1/tasks").json()["data"])
         csrf = _csrf(browser.get("/console").text)
         assert browser.post(f"/console/api/v1/midjourney/{theirs}/cancel", headers={"X-CSRF-Token": csrf}).status_code == 404
+
+
+def test_the_bridge_keeps_encoded_paths_and_its_redirects_inside(srv: Server) -> None:
+    with _browser(srv) as browser:
+        _sign_in(browser, KEY)
+        # An encoded slash stays one segment: an unknown task, not another route.
+        odd = browser.get("/console/api/v1/midjourney/a%2Fb")
+        assert odd.status_code == 404 and odd.json()["code"] == 3
+        # Dot segments are not resolved into other routes (sent raw, as a client may).
+        raw = httpx.Request("GET", f"{srv.url}/console/api/v1/../metrics", cookies=browser.cookies)
+        raw.url = raw.url.copy_with(raw_path=b"/console/api/v1/../metrics")
+        with httpx.Client() as plain:
+            assert plain.send(raw).status_code == 404
+        # A trailing slash redirect points back into the console's API, not to /v1.
+        slash = browser.get("/console/api/v1/tasks/")
+        assert slash.is_redirect and slash.headers["location"] == "/console/api/v1/tasks", slash
+
+
+def test_a_tenant_event_stream_ends_when_its_key_is_revoked(srv: Server) -> None:
+    out = srv.cli("keys", "create", "--tenant", "streamer").stdout.split()
+    key_id, key = out[1], out[-1]
+    with _browser(srv) as browser:
+        _sign_in(browser, key)
+        with browser.stream("GET", "/console/api/v1/tasks/events", timeout=30) as console, \
+                httpx.stream("GET", f"{srv.url}/v1/tasks/events", headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
+            assert console.status_code == 200 and api.status_code == 200
+            srv.cli("keys", "revoke", key_id)
+            # Both end at their next refresh (10 s apart while nothing waits), not never.
+            assert b"".join(console.iter_bytes()) == b"" and b"".join(api.iter_bytes()) == b""

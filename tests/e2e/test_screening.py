@@ -182,7 +182,7 @@ def test_reviewers_claim_see_blurred_thumbnails_and_decide_in_bulk(screened: Ser
         assert admin.get("/v1/admin/reviews", params={"tenant": "review", "reason": "NO_SUCH_LABEL"}).json() == []
 
         thumb = admin.get(f"/v1/admin/reviews/{pending[0]['id']}/thumbnail")
-        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp" and thumb.headers["cache-control"] == "no-store"
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp" and thumb.headers["cache-control"] == "private, max-age=3600"
         with Image.open(io.BytesIO(thumb.content)) as im:
             pixels = [tuple(p) for p in np.asarray(im.convert("RGB")).reshape(-1, 3)]
         # Small and grey (lossy WebP keeps grey within a step or two of each channel).

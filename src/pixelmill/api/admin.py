@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from pixelmill.api.deps import PrincipalDep, RuntimeDep
 from pixelmill.auth.keys import Principal
-from pixelmill.exceptions import Forbidden, ValidationError
+from pixelmill.billing.ledger import DAY_MS
+from pixelmill.exceptions import Forbidden, NotFound, ValidationError
 from pixelmill.media.output import output_profiles
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.requests import RequestBody
@@ -22,7 +23,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "code 401: missing or invalid API key"},
     403: {"description": "code 403: an admin key is needed"},
 }
-DAY_MS = 86_400_000
 
 
 def admin(principal: PrincipalDep) -> Principal:
@@ -70,11 +70,23 @@ class EngineCostLine(BaseModel):
     estimated_cost: float
 
 
+class DayLine(BaseModel):
+    day: int = Field(description="Start of the day (24 h from since), Unix epoch ms.")
+    charged: int
+    refunded: int
+    net: int
+
+
 class UsageReport(BaseModel):
     since: int
     until: int
     usage: list[UsageLine]
+    days: list[DayLine] = Field(description="Units per day of the period that had any, oldest first.")
     engines: list[EngineCostLine]
+
+
+class OwnUsageReport(UsageReport):
+    balance: int | None = Field(description="This key's units left now; null = unlimited.")
 
 
 def _period(since: int | None, until: int | None) -> tuple[int, int]:
@@ -92,21 +104,75 @@ def _report(runtime: Runtime, since: int | None, until: int | None, *, key_id: s
     return UsageReport(
         since=start, until=end,
         usage=[UsageLine(key_id=u.key_id, price_key=u.price_key, tasks=u.tasks, charged=u.charged, refunded=u.refunded, net=u.net) for u in usage],
+        days=[DayLine(day=d, charged=c, refunded=r, net=c - r) for d, c, r in runtime.ledger.by_day(start, end, key_id=key_id, tenant_id=tenant_id)],
         engines=[EngineCostLine(**c.__dict__) for c in costs],
     )
 
 
-@router.get("/v1/usage", response_model=UsageReport, responses=_ERRORS)
-def own_usage(principal: PrincipalDep, runtime: RuntimeDep, since: Since = None, until: Until = None) -> UsageReport:
-    """This key's charged and refunded units per price key over a period, and the engine time its
-    tenant's tasks used."""
-    return _report(runtime, since, until, key_id=principal.key_id, tenant_id=principal.tenant_id)
+@router.get("/v1/usage", response_model=OwnUsageReport, responses=_ERRORS)
+def own_usage(principal: PrincipalDep, runtime: RuntimeDep, since: Since = None, until: Until = None) -> OwnUsageReport:
+    """This key's balance, its charged and refunded units per price key and per day over a period,
+    and the engine time its tenant's tasks used."""
+    report = _report(runtime, since, until, key_id=principal.key_id, tenant_id=principal.tenant_id)
+    return OwnUsageReport(**report.model_dump(), balance=runtime.ledger.balance(principal.key_id))
 
 
 @router.get("/v1/admin/usage", response_model=UsageReport, responses=_ERRORS)
 def usage(_: AdminDep, runtime: RuntimeDep, since: Since = None, until: Until = None, key_id: str | None = None) -> UsageReport:
     """Usage per key and price key, and estimated engine cost per engine, over a period."""
     return _report(runtime, since, until, key_id=key_id, tenant_id=None)
+
+
+class NewKey(RequestBody):
+    tenant: str = Field("default", max_length=64, description="The tenant it belongs to (created when new).")
+    name: str = Field("", max_length=200, description="A label, e.g. who uses it.")
+    admin: bool = Field(False, description="An admin key (every tenant, the admin routes).")
+
+
+class CreatedKey(BaseModel):
+    key_id: str
+    tenant_id: str
+    is_admin: bool
+    key: str = Field(description="The key itself: shown this once, never stored.")
+
+
+class KeyLine(BaseModel):
+    id: str
+    tenant_id: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    name: str
+    is_admin: bool
+    created_at: int
+    revoked_at: int | None
+    balance: int | None = Field(description="Units left; null = unlimited.")
+    output_profile: str | None
+    require_template: bool
+    rate_per_minute: int | None
+    max_concurrent: int | None
+
+
+@router.get("/v1/admin/keys", response_model=list[KeyLine], responses=_ERRORS)
+def list_keys(_: AdminDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    """Every key, newest first, with its balance, output profile, template policy and limits (never the key)."""
+    return runtime.keys.overview()
+
+
+@router.post("/v1/admin/keys", response_model=CreatedKey, responses=_ERRORS)
+def create_key(body: NewKey, principal: AdminDep, runtime: RuntimeDep) -> CreatedKey:
+    """A new key; the answer is the only time the key itself is shown. Audited."""
+    def audited(conn: Any, key: Any) -> None:
+        runtime.audit.record(conn, principal.key_id, "key", key.id, "created", {"tenant": key.tenant_id, "admin": key.is_admin, "name": key.name})
+
+    key, plaintext = runtime.keys.create(tenant_id=body.tenant, name=body.name, is_admin=body.admin, within=audited)
+    return CreatedKey(key_id=key.id, tenant_id=key.tenant_id, is_admin=key.is_admin, key=plaintext)
+
+
+@router.post("/v1/admin/keys/{key_id}/revoke", status_code=204, response_class=Response, responses={**_ERRORS, 404: {"description": "code 3: no live key with this id"}})
+def revoke_key(key_id: str, principal: AdminDep, runtime: RuntimeDep) -> Response:
+    """Revoke a key: it stops working at once, console sessions included. Audited."""
+    if not runtime.keys.revoke(key_id, within=lambda conn: runtime.audit.record(conn, principal.key_id, "key", key_id, "revoked", {})):
+        raise NotFound(f"no live key with id {key_id}")
+    return Response(status_code=204)
 
 
 @router.get("/v1/admin/prices", response_model=dict[str, int], responses=_ERRORS)

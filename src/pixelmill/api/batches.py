@@ -56,6 +56,12 @@ def create_batch(
     return BatchAnswer(code=1, description="submitted", properties={}, data=[BatchAccepted(batch_id=batch_id, total=status.total)])
 
 
+@router.get("", response_model=list[BatchView], responses=_ERRORS)
+def list_batches(principal: PrincipalDep, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[BatchView]:
+    """The caller's tenant's latest batches, newest first, with their counts."""
+    return [BatchView(**b.to_json()) for b in runtime.batches.recent(principal, limit)]
+
+
 @router.get("/{batch_id}", response_model=BatchView, responses=_ERRORS)
 def get_batch(batch_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> BatchView:
     """Status (running, completed, cancelled) and task counts by status."""

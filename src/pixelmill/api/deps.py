@@ -14,6 +14,8 @@ bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api ke
 #: Where the console's bridge (console/bridge.py) leaves a signed-in session's principal. Only
 #: that middleware writes this scope key: nothing a client sends can.
 CONSOLE_PRINCIPAL = "pixelmill.console_principal"
+#: And a check that its session still stands (a long stream asks it now and then).
+CONSOLE_ALIVE = "pixelmill.console_alive"
 
 
 async def get_runtime(request: Request) -> Runtime:

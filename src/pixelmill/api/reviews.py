@@ -98,8 +98,9 @@ def review_image(review_id: str, runtime: RuntimeDep, _: AdminDep) -> Response:
 @router.get("/v1/admin/reviews/{review_id}/thumbnail", response_class=Response)
 def review_thumbnail(review_id: str, runtime: RuntimeDep, _: AdminDep) -> Response:
     """The held image small, blurred and grey (WebP), for a queue that shows nothing until a
-    reviewer chooses to look (``/image``). Never cached."""
-    return Response(runtime.reviews.thumbnail(review_id), media_type="image/webp", headers={"Cache-Control": "no-store"})
+    reviewer chooses to look (``/image``). It never changes and shows nothing, so the reviewer's
+    browser keeps it for an hour (privately): a queue redrawn every few seconds asks once."""
+    return Response(runtime.reviews.thumbnail(review_id), media_type="image/webp", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.post("/v1/admin/reviews/{review_id}/claim", response_model=ReviewView)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from enum import Enum
 from typing import Annotated, TypeVar
 
@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from pixelmill.api.deps import PrincipalDep, RuntimeDep, base_url
+from pixelmill.api.deps import CONSOLE_ALIVE, PrincipalDep, RuntimeDep, base_url
 from pixelmill.api.waiting import settled
 from pixelmill.exceptions import ValidationError
 from pixelmill.queue.listing import MAX_PAGE, TaskQuery
@@ -121,6 +121,8 @@ async def task_events(request: Request, principal: PrincipalDep, runtime: Runtim
     The tasks it follows are watched: their previews are stored as they render."""
     base = base_url(request, runtime)
     feed = runtime.signals.feed
+    # The stream ends at a refresh once its key is revoked (or its console session ended).
+    allowed: Callable[[], bool] = request.scope.get(CONSOLE_ALIVE) or (lambda: runtime.keys.live(principal.key_id))
     release = feed.hold()  # 503 now, before streaming, when the process holds too many streams
 
     def live(also: Sequence[str]) -> list[tuple[Task, TaskView]]:
@@ -172,6 +174,8 @@ async def task_events(request: Request, principal: PrincipalDep, runtime: Runtim
                     ids = await changes.wait(max(0.0, until))
                     named = [i for i in ids if i is not None]
                     if None in ids or time.monotonic() - refreshed >= every:
+                        if not await run_in_threadpool(allowed):
+                            return
                         found = await run_in_threadpool(live, [*sent, *named])
                         refreshed = time.monotonic()
                     else:  # the tasks a notification named; with none (another process, SQLite), the running ones
@@ -184,4 +188,5 @@ async def task_events(request: Request, principal: PrincipalDep, runtime: Runtim
     # The place is given back when the stream ends, or when it is dropped without ever starting.
     events = stream()
     weakref.finalize(events, release)
-    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    # X-Accel-Buffering: nginx would otherwise hold events back in its buffer.
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

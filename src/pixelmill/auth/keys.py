@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
@@ -90,8 +91,10 @@ class KeyStore:
         name: str = "",
         is_admin: bool = False,
         plaintext: str | None = None,
+        within: Callable[[Connection, ApiKey], None] | None = None,
     ) -> tuple[ApiKey, str]:
-        """Create a key (and its tenant when new). Returns the record and the only copy of the key."""
+        """Create a key (and its tenant when new). Returns the record and the only copy of the key.
+        ``within`` runs in the same transaction (the admin API's audit row)."""
         if not _TENANT_RE.match(tenant_id):
             raise ValidationError(
                 "tenant", f"'{tenant_id}' must be 1-64 of a-z, 0-9, '_' or '-', starting alphanumeric"
@@ -123,6 +126,8 @@ class KeyStore:
                     webhook_secret=new_secret(),
                 )
             )
+            if within is not None:
+                within(conn, key)
         return key, plaintext
 
     def get(self, key_id: str) -> ApiKey:
@@ -132,18 +137,37 @@ class KeyStore:
             raise ValidationError("key", f"no key with id {key_id}")
         return _key_from_row(row)
 
+    def live(self, key_id: str) -> bool:
+        """Whether the key exists and is not revoked (a long stream asks it now and then)."""
+        with read_tx(self._engine) as conn:
+            row = conn.execute(select(api_keys.c.revoked_at).where(api_keys.c.id == key_id)).first()
+        return row is not None and row.revoked_at is None
+
+    def overview(self) -> list[dict[str, Any]]:
+        """Every key with what an admin manages on it (never its secret), newest first."""
+        k = api_keys.c
+        with read_tx(self._engine) as conn:
+            rows = conn.execute(
+                select(k.id, k.tenant_id, k.prefix, k.name, k.is_admin, k.created_at, k.revoked_at, k.balance, k.output_profile,
+                       k.require_template, k.rate_per_minute, k.max_concurrent).order_by(k.created_at.desc(), k.id)
+            ).all()
+        return [{**r._mapping, "require_template": bool(r.require_template)} for r in rows]
+
     def list(self) -> list[ApiKey]:
         with read_tx(self._engine) as conn:
             rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
         return [_key_from_row(r) for r in rows]
 
-    def revoke(self, key_id: str) -> bool:
+    def revoke(self, key_id: str, within: Callable[[Connection], None] | None = None) -> bool:
+        """Revoke a live key (False: none such); ``within`` runs in the same transaction."""
         with write_tx(self._engine) as conn:
             res = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=self._clock.now_ms())
             )
+            if res.rowcount == 1 and within is not None:
+                within(conn)
         return res.rowcount == 1
 
     def authenticate(self, plaintext: str | None) -> Principal:

@@ -33,7 +33,8 @@ class Session:
     csrf: str
 
     def csrf_ok(self, token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(self.csrf, token)
+        # As bytes: compare_digest refuses a str with characters beyond ASCII (a 500, not a no).
+        return token is not None and hmac.compare_digest(self.csrf.encode(), token.encode("utf-8", "surrogateescape"))
 
 
 def _hash(token: str) -> str:

@@ -29,6 +29,9 @@ from pixelmill.tasks.status import TaskEvent, TaskStatus
 REFUNDED = frozenset({TaskStatus.FAILURE, TaskStatus.CANCEL})
 
 
+DAY_MS = 86_400_000
+
+
 @dataclass(frozen=True)
 class UsageRow:
     key_id: str
@@ -176,6 +179,24 @@ class Ledger:
             query = query.where(l.tenant_id == tenant_id)
         with read_tx(self._engine) as conn:
             return [UsageRow(k, p, int(n), int(c), int(r)) for k, p, n, c, r in conn.execute(query)]
+
+    def by_day(self, since_ms: int, until_ms: int, *, key_id: str | None = None, tenant_id: str | None = None) -> list[tuple[int, int, int]]:
+        """(day start, units charged, units refunded) for each day from ``since`` on that has
+        ledger rows in [since, until), oldest first. Days are counted from ``since``."""
+        l = ledger.c
+        day = ((l.created_at - since_ms) // DAY_MS).label("day")  # integer division on every dialect
+        query = (
+            select(day, func.sum(case((l.kind == "charge", -l.amount), else_=0)), func.sum(case((l.kind == "refund", l.amount), else_=0)))
+            .where(l.kind != "credit", l.created_at >= since_ms, l.created_at < until_ms)
+            .group_by(day)
+            .order_by(day)
+        )
+        if key_id is not None:
+            query = query.where(l.key_id == key_id)
+        if tenant_id is not None:
+            query = query.where(l.tenant_id == tenant_id)
+        with read_tx(self._engine) as conn:
+            return [(since_ms + int(d) * DAY_MS, int(c or 0), int(r or 0)) for d, c, r in conn.execute(query)]
 
     def engine_costs(self, since_ms: int, until_ms: int, cost_per_second: dict[str, float], tenant_id: str | None = None) -> list[EngineCost]:
         """Engine run time of tasks finished in [since, until), priced by the operator's estimate

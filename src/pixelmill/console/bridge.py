@@ -16,13 +16,15 @@ Plain ASGI, like the request-id middleware: answers stream through (the task eve
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from urllib.parse import urlsplit, urlunsplit
 
-from pixelmill.api.deps import CONSOLE_PRINCIPAL
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pixelmill.api.deps import CONSOLE_ALIVE, CONSOLE_PRINCIPAL
 from pixelmill.api.errors import EnvelopeResponse, envelope
-from pixelmill.console.guards import CSRF_HEADER, HEADERS, SAFE_METHODS, same_origin, session_of
+from pixelmill.console.guards import COOKIE, CSRF_HEADER, HEADERS, SAFE_METHODS, same_origin, session_of
 
 PREFIX = "/console/api"
 #: Headers that must not reach the API: the cookie (no route needs it) and any key of the caller's.
@@ -34,8 +36,8 @@ class ConsoleBridge:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(PREFIX + "/"):
+        path = _route_path(scope) if scope["type"] == "http" else ""
+        if not path.startswith(PREFIX + "/"):
             await self.app(scope, receive, send)
             return
         conn = HTTPConnection(scope)
@@ -53,11 +55,35 @@ class ConsoleBridge:
             await _answer(403, 403, "this change did not come from pixelmill's own console page", scope, receive, send)
             return
         inner = dict(scope)
-        inner["path"] = path[len(PREFIX):]
-        inner["raw_path"] = inner["path"].encode()
+        inner["path"] = scope.get("root_path", "") + path[len(PREFIX):]
+        raw = scope.get("raw_path") or b""
+        at = raw.find(PREFIX.encode() + b"/v1/")
+        # The path as the client encoded it (%2F, %3F kept), without the console's prefix.
+        inner["raw_path"] = raw[:at] + raw[at + len(PREFIX):] if at >= 0 else inner["path"].encode()
         inner["headers"] = [(k, v) for k, v in scope["headers"] if k not in _DROPPED]
         inner[CONSOLE_PRINCIPAL] = session.principal
-        await self.app(inner, receive, send)
+        token = conn.cookies.get(COOKIE)
+        # An event stream asks this now and then: it ends when the session does (sign-out, revoked key).
+        inner[CONSOLE_ALIVE] = lambda: runtime.sessions.get(token) is not None
+
+        async def bridged(message: Message) -> None:
+            # A redirect the API makes (a trailing slash) stays inside the bridge.
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = MutableHeaders(scope=message)
+                if "location" in headers:
+                    to = urlsplit(headers["location"])
+                    if to.path.startswith("/v1/"):
+                        headers["location"] = urlunsplit(("", "", PREFIX + to.path, to.query, to.fragment))
+            await send(message)
+
+        await self.app(inner, receive, bridged)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's root path (uvicorn --root-path), as the routes see it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 async def _answer(status: int, code: int, text: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,10 +21,35 @@ COOKIE = "pm_console"
 #: The header the console's scripts send the session's CSRF token in (forms send a field ``csrf``).
 CSRF_HEADER = "x-csrf-token"
 #: Only pixelmill's own origin, for everything a page loads or sends.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self'; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
            "Cache-Control": "no-store"}
+
+
+def storage_origins(settings: Any) -> list[str]:
+    """Where task pictures and videos load from when storage does not serve them through pixelmill
+    (S3 ``public``: the bucket or CDN; ``presigned``: the S3 endpoint)."""
+    if settings.storage != "s3" or settings.s3_url_mode == "pixelmill":
+        return []
+    if settings.s3_url_mode == "public":
+        return [_origin(str(settings.s3_public_base_url))]
+    return [_origin(settings.s3_endpoint_url)] if settings.s3_endpoint_url else ["https://*.amazonaws.com"]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def page_headers(settings: Any) -> dict[str, str]:
+    """A page's headers: the content security policy also allows storage's own origin for
+    pictures and videos, where storage hands out its own URLs."""
+    extra = " ".join(storage_origins(settings))
+    if not extra:
+        return HEADERS
+    csp = CSP.replace("img-src 'self'", f"img-src 'self' {extra}").replace("media-src 'self'", f"media-src 'self' {extra}")
+    return {**HEADERS, "Content-Security-Policy": csp}
 #: Methods that change nothing: they need the session, not the CSRF token.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -35,12 +60,21 @@ def same_origin(conn: HTTPConnection, runtime: Any) -> bool:
     sent = conn.headers.get("origin") or conn.headers.get("referer")
     if not sent or sent == "null":
         return False
-    origin = urlsplit(sent)
-    ours = {(conn.url.scheme, conn.url.netloc)}
+    ours = {_site(str(conn.url))}
     if runtime.settings.public_url:
-        public = urlsplit(str(runtime.settings.public_url))
-        ours.add((public.scheme, public.netloc))
-    return (origin.scheme, origin.netloc) in ours
+        ours.add(_site(str(runtime.settings.public_url)))
+    return _site(sent) in ours
+
+
+def _site(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port as browsers compare origins: any case, default ports filled in."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return ("", "", None)  # a port that is not one: matches nothing of ours
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def secure(conn: HTTPConnection, runtime: Any) -> bool:

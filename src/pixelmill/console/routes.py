@@ -5,7 +5,9 @@ The guards (cookie, origin, CSRF, content security policy) are in console/guards
 - ``/console``: Create (imagine bar, live task cards, the mask editor and zoom dialog).
 - ``/console/tasks/{id}``: a task's detail and lightbox.
 - ``/console/templates``: versions, diffs, releases and rollouts, the "which version" tester.
-- ``/console/review``, ``/console/ops``: admin only (a tenant's key gets a 403 page).
+- ``/console/batches``: batches from a template (or a prompt with slots) and a CSV, live counts.
+- ``/console/usage``: the key's balance and its charges per day and per price.
+- ``/console/review``, ``/console/ops``, ``/console/keys``: admin only (a tenant's key gets a 403 page).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import RuntimeDep
-from pixelmill.console.guards import COOKIE, HEADERS, same_origin, secure, session_of
+from pixelmill.console.guards import COOKIE, HEADERS, page_headers, same_origin, secure, session_of
 from pixelmill.exceptions import AuthenticationError
 
 HERE = pathlib.Path(__file__).parent
@@ -29,7 +31,8 @@ templates = Jinja2Templates(directory=HERE / "templates")
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, context, status_code=status, headers=HEADERS)
+    headers = page_headers(request.app.state.runtime.settings)
+    return templates.TemplateResponse(request, name, context, status_code=status, headers=headers)
 
 
 def _refused() -> Response:
@@ -65,9 +68,24 @@ async def templates_page(request: Request, runtime: RuntimeDep) -> Response:
     return await _shell(request, runtime, "templates")
 
 
+@router.get("/batches")
+async def batches_page(request: Request, runtime: RuntimeDep) -> Response:
+    return await _shell(request, runtime, "batches")
+
+
+@router.get("/usage")
+async def usage_page(request: Request, runtime: RuntimeDep) -> Response:
+    return await _shell(request, runtime, "usage")
+
+
 @router.get("/review")
 async def review(request: Request, runtime: RuntimeDep) -> Response:
     return await _shell(request, runtime, "review", admin=True)
+
+
+@router.get("/keys")
+async def keys_page(request: Request, runtime: RuntimeDep) -> Response:
+    return await _shell(request, runtime, "keys", admin=True)
 
 
 @router.get("/ops")

@@ -44,7 +44,7 @@ class OperationsReport:
             ).all()
             failures = conn.execute(
                 select(t.id, t.tenant_id, t.action, t.engine, t.fail_reason, t.finish_time)
-                .where(t.status == TaskStatus.FAILURE.value).order_by(t.finish_time.desc()).limit(FAILURES)
+                .where(t.status == TaskStatus.FAILURE.value).order_by(t.finish_time.desc().nulls_last()).limit(FAILURES)
             ).all()
         lanes = sorted(set(waiting) | set(busy) | {"interactive", "batch"})
         return {

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from pixelmill.auth.keys import Principal
 from pixelmill.clock import Clock
 from pixelmill.db.engine import read_tx, write_tx
 from pixelmill.db.schema import batches
+from pixelmill.db.schema import tasks as task_rows  # "tasks" names the TaskService here
 from pixelmill.exceptions import BatchNotFound, ValidationError
 from pixelmill.prompts.slots import render_template
 from pixelmill.queue.store import TaskStore
@@ -135,10 +136,22 @@ class BatchService:
 
     def status(self, principal: Principal, batch_id: str) -> BatchStatus:
         row = self._row(principal, batch_id)
-        counts = self._store.batch_counts(batch_id)
-        unfinished = sum(n for s, n in counts.items() if TaskStatus(s) not in TERMINAL)
-        state = "cancelled" if row.cancelled_at else ("running" if unfinished else "completed")
-        return BatchStatus(row.id, state, row.total, counts, row.created_at, row.cancelled_at, row.metadata or {})
+        return _status(row, self._store.batch_counts(batch_id))
+
+    def recent(self, principal: Principal, limit: int) -> list[BatchStatus]:
+        """The tenant's latest ``limit`` batches, newest first, with their counts (two queries)."""
+        b, t = batches.c, task_rows.c
+        with read_tx(self._engine) as conn:
+            rows = conn.execute(
+                select(batches).where(b.tenant_id == principal.tenant_id).order_by(b.created_at.desc(), b.id.desc()).limit(limit)
+            ).all()
+            counts: dict[str, dict[str, int]] = {r.id: {} for r in rows}
+            if rows:
+                for batch_id, status, n in conn.execute(
+                    select(t.batch_id, t.status, func.count()).where(t.batch_id.in_(list(counts))).group_by(t.batch_id, t.status)
+                ):
+                    counts[batch_id][status] = int(n)
+        return [_status(r, counts[r.id]) for r in rows]
 
     def cancel(self, principal: Principal, batch_id: str) -> BatchStatus:
         """Cancel every unfinished task (refunded); finished ones keep their results."""
@@ -165,6 +178,12 @@ class BatchService:
                 "submit_time": view.submit_time, "finish_time": view.finish_time,
             })
         return rows
+
+
+def _status(row: Any, counts: dict[str, int]) -> BatchStatus:
+    unfinished = sum(n for s, n in counts.items() if TaskStatus(s) not in TERMINAL)
+    state = "cancelled" if row.cancelled_at else ("running" if unfinished else "completed")
+    return BatchStatus(row.id, state, row.total, counts, row.created_at, row.cancelled_at, row.metadata or {})
 
 
 MANIFEST_CSV_COLUMNS = (

@@ -138,8 +138,9 @@ class TemplateStore:
             # What stands in the way of promoting each rollout now (None: nothing), for a console
             # that disables Promote and says why rather than letting it fail.
             for release in summary["releases"].values():
-                if release["candidate"] is not None:
-                    release["promote_blocked"] = self._promotion_blocker(conn, name, release["candidate"], release["version"])
+                candidate = release["candidate"]
+                release["promote_blocked"] = (None if candidate is None
+                                              else self._promotion_blocker(conn, name, candidate, release["version"]))
             return summary
 
     def _summary(self, conn: Connection, row: Any) -> dict[str, Any]:

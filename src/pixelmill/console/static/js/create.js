@@ -15,10 +15,25 @@ let cursor = null;
 
 const handlers = { onPress: press, onCancel: cancel, onModal: openModal };
 
+// How far a task has come: an answer read earlier can arrive after a later event, and a card
+// never goes back. A retry is forward (one more failed attempt), then waiting, rendering, done.
+const STAGE = { MODAL: 0, NOT_START: 1, SUBMITTED: 1, IN_PROGRESS: 2, SUCCESS: 3, FAILURE: 3, CANCEL: 3 };
+
+function rank(t) {
+  return [t.attempts.length, STAGE[t.status], parseInt(t.progress, 10) || 0];
+}
+
+function behind(t, old) {
+  if (!old) return false;
+  if (FINAL.has(old.status)) return !(FINAL.has(t.status) && t.status === old.status); // final is final
+  const [a, b] = [rank(t), rank(old)];
+  const i = a.findIndex((x, n) => x !== b[n]);
+  return i >= 0 && a[i] < b[i];
+}
+
 function draw(t, { atTop = true } = {}) {
   const old = tasks.get(t.task_id);
-  // An event can overtake a slower answer: never draw a task older than what is shown.
-  if (old && FINAL.has(old.status) && !FINAL.has(t.status)) return;
+  if (behind(t, old)) return;
   tasks.set(t.task_id, t);
   const el = card(t, handlers);
   const shown = feed.querySelector(`[data-task-id="${CSS.escape(t.task_id)}"]`);
@@ -42,20 +57,26 @@ function submitted(answer) {
   return answer.data.map((d) => d.task_id);
 }
 
+let sending = false;
+
 async function imagine(event) {
   event.preventDefault();
   const box = $("#imagine-error");
-  box.hidden = true;
   const prompt = $("#prompt").value.trim();
-  if (!prompt) return;
+  if (!prompt || sending) return; // a second Enter while the first is on its way sends nothing
+  box.hidden = true;
+  sending = true;
   $("#go").disabled = true;
   try {
-    await show(submitted(await api("/v1/midjourney/generations/imagine", { method: "POST", body: { prompt } })));
+    // One key per prompt sent: a retry of the same request (a flaky network) is the same task.
+    const headers = { "Idempotency-Key": crypto.randomUUID() };
+    await show(submitted(await api("/v1/midjourney/generations/imagine", { method: "POST", body: { prompt }, headers })));
     $("#prompt").value = "";
   } catch (e) {
     box.textContent = e.text ?? String(e);
     box.hidden = false;
   } finally {
+    sending = false;
     $("#go").disabled = false;
   }
 }
@@ -86,12 +107,24 @@ async function parentOf(t) {
 // show the time left; closing either cancels the task, and the charge is refunded.
 async function openModal(t) {
   const deadline = t.submit_time + modalMs;
-  const parent = await parentOf(t);
+  if ($("dialog[open]")) return; // one at a time: the other task's card keeps its button
+  let parent;
+  try {
+    parent = await parentOf(t);
+  } catch (e) {
+    flash(e.text ?? String(e));
+    return;
+  }
   if (t.action === "INPAINT") {
-    const drawn = await openMaskEditor($("#mask-dialog"), parent.image_urls[0], deadline, async (mask, prompt) => {
-      const upload = await api("/v1/uploads", { method: "POST", body: mask });
-      await api("/v1/midjourney/generations/modal", { method: "POST", body: { task_id: t.task_id, prompt: prompt || null, mask_url: upload.data[0].url } });
-    });
+    let drawn = false;
+    try {
+      drawn = await openMaskEditor($("#mask-dialog"), parent.image_urls[0], deadline, async (mask, prompt) => {
+        const upload = await api("/v1/uploads", { method: "POST", body: mask });
+        await api("/v1/midjourney/generations/modal", { method: "POST", body: { task_id: t.task_id, prompt: prompt || null, mask_url: upload.data[0].url } });
+      });
+    } catch (e) {
+      flash(`The picture to draw on did not load (${e.message ?? e}): the task is cancelled and refunded.`);
+    }
     if (!drawn) await cancel(t);
     return;
   }
@@ -101,9 +134,12 @@ async function openModal(t) {
   error.hidden = true;
   const stop = countdown($(".countdown", dialog), deadline);
   let sent = false;
+  let sending = false;
   const form = $("form", dialog);
   form.onsubmit = async (event) => {
     event.preventDefault();
+    if (sending) return;
+    sending = true;
     try {
       await api("/v1/midjourney/generations/modal", { method: "POST", body: { task_id: t.task_id, prompt: $("#zoom-prompt").value, zoom: Number($("#zoom-factor").value) } });
       sent = true;
@@ -111,9 +147,13 @@ async function openModal(t) {
     } catch (e) {
       error.textContent = e.text ?? String(e);
       error.hidden = false;
+    } finally {
+      sending = false;
     }
   };
   $("[data-close]", dialog).onclick = () => dialog.close();
+  // Escape while the answer is on its way would cancel the task just sent: wait for it.
+  dialog.oncancel = (event) => { if (sending) event.preventDefault(); };
   dialog.onclose = () => { stop(); if (!sent) cancel(t); };
   dialog.showModal();
 }
@@ -127,13 +167,23 @@ async function older() {
 
 $("#imagine").addEventListener("submit", imagine);
 $("#prompt").addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && !e.shiftKey) $("#imagine").requestSubmit(), e.preventDefault();
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) $("#imagine").requestSubmit(), e.preventDefault();
 });
 $("#more").addEventListener("click", older);
 bind("/", "Write a prompt", () => $("#prompt").focus());
 const asked = new URLSearchParams(location.search).get("prompt");
 if (asked) $("#prompt").value = asked;
 
+// At each opening of the stream: the cards still on their way, read again (those that finished
+// while the tab was hidden or the stream was down are not in its snapshot).
+async function resync() {
+  const ids = [...tasks.values()].filter((t) => !FINAL.has(t.status)).map((t) => t.task_id);
+  for (let i = 0; i < ids.length; i += 100) {
+    const answer = await api("/v1/midjourney/list-by-ids", { method: "POST", body: { ids: ids.slice(i, i + 100) } }).catch(() => null);
+    for (const t of answer?.data ?? []) draw(t);
+  }
+}
+
 await older();
-taskEvents((t) => draw(t));
+taskEvents((t) => draw(t), resync);
 ready();

@@ -41,13 +41,26 @@ export async function api(path, { method = "GET", body, headers = {}, keepalive 
 }
 
 // The combined event stream of the tenant's tasks: one connection per tab (browsers allow six
-// per host). Closed while the tab is hidden, reopened (with a fresh snapshot) when it shows.
-export function taskEvents(onTask) {
+// per host). Closed while the tab is hidden, reopened (with a fresh snapshot) when it shows; after
+// an error that closed it (the server restarting, a 503) it is opened again, 2 s later, then
+// slower. `onOpen` runs at each opening: the snapshot holds only tasks still on their way, so
+// the page re-reads what finished while it was not listening.
+export function taskEvents(onTask, onOpen = () => {}) {
   let source = null;
+  let wait = 2000;
+  let retry = 0;
   const open = () => {
     if (source) return;
     source = new EventSource("/console/api/v1/tasks/events");
     source.addEventListener("task", (e) => onTask(JSON.parse(e.data)));
+    source.addEventListener("open", () => { wait = 2000; onOpen(); });
+    source.addEventListener("error", () => {
+      if (source?.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+      source = null;
+      clearTimeout(retry);
+      retry = setTimeout(() => { if (!document.hidden) open(); }, wait);
+      wait = Math.min(wait * 2, 60_000);
+    });
   };
   const close = () => { source?.close(); source = null; };
   document.addEventListener("visibilitychange", () => (document.hidden ? close() : open()));
@@ -95,9 +108,14 @@ export function bind(keys, label, run, { scope = null } = {}) {
   bindings.push({ keys, label, run, scope });
 }
 
+// Fields that take letters: a key there is typing, not a shortcut. A checkbox, a button or a
+// <select> is not one (a reviewer who ticked a box still approves with A).
+const TEXT_INPUTS = new Set(["text", "search", "email", "url", "tel", "password", "number", "date", "time"]);
+
 function typing(target) {
-  return target instanceof HTMLElement
-    && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+  if (!(target instanceof HTMLElement)) return false;
+  if (target.isContentEditable || target.tagName === "TEXTAREA") return true;
+  return target.tagName === "INPUT" && TEXT_INPUTS.has(target.type);
 }
 
 function keyName(e) {
@@ -113,6 +131,8 @@ function keyName(e) {
 
 document.addEventListener("keydown", (e) => {
   if (typing(e.target) && e.key !== "Escape") return;
+  if (e.key === "Enter" && e.target instanceof HTMLElement && e.target.closest("button, a[href]")) return; // it clicks what has focus
+  if (e.isComposing) return;
   const open = document.querySelector("dialog[open]");
   const scope = open?.id ?? null;
   const name = keyName(e);

@@ -5,13 +5,16 @@
 import { $, $$, bind } from "./lib.js";
 import { countdown } from "./countdown.js";
 
-const UNDO_DEPTH = 40;
+// Undo keeps whole-mask snapshots: at most this many bytes of them (a 1024² mask is 4 MB, so
+// 16 steps; a 4096² upscale gets 2 rather than crashing a phone).
+const UNDO_BYTES = 64 * 1024 * 1024;
 const SCOPE = "mask-dialog";
 let ed = null; // the open editor's state
 
 function snapshot() {
   ed.undo.push(ed.ctx.getImageData(0, 0, ed.canvas.width, ed.canvas.height));
-  if (ed.undo.length > UNDO_DEPTH) ed.undo.shift();
+  const depth = Math.max(1, Math.floor(UNDO_BYTES / (ed.canvas.width * ed.canvas.height * 4)));
+  while (ed.undo.length > depth) ed.undo.shift();
   ed.redo = [];
 }
 
@@ -67,7 +70,7 @@ function paint(ctx) {
 }
 
 function down(e) {
-  if (!ed || e.button > 0) return;
+  if (!ed || e.button > 0 || !e.isPrimary || ed.stroke) return; // one finger draws; a second is ignored
   e.preventDefault();
   ed.canvas.setPointerCapture(e.pointerId);
   snapshot();
@@ -82,7 +85,7 @@ function down(e) {
 }
 
 function move(e) {
-  if (!ed?.stroke) return;
+  if (!ed?.stroke || !e.isPrimary) return;
   const [x, y] = at(e);
   const s = ed.stroke;
   const ctx = ed.ctx;
@@ -107,9 +110,10 @@ function move(e) {
   s.last = [x, y];
 }
 
-function up() {
-  if (!ed?.stroke) return;
+function up(e) {
+  if (!ed?.stroke || (e && !e.isPrimary)) return;
   const s = ed.stroke;
+  if (ed.tool === "lasso" && s.points.length <= 2) ed.ctx.putImageData(s.before, 0, 0); // no area: its preview line goes
   if (ed.tool === "lasso" && s.points.length > 2) {
     ed.ctx.putImageData(s.before, 0, 0);
     paint(ed.ctx);

@@ -11,6 +11,8 @@ let items = [];
 let current = null; // the opened item (claimed)
 let pending = null; // {item, decision, note, timer}: a decision inside its undo window
 const selected = new Set();
+const thumbs = new Map(); // review id -> its <img>: a redraw moves it, never loads it again
+let opening = 0; // the latest open(): an older claim's answer is let go
 
 function query() {
   const form = new FormData($("#filters"));
@@ -43,10 +45,15 @@ function drawQueue() {
     h("input", { type: "checkbox", "aria-label": `select ${item.id}`, checked: selected.has(item.id), dataset: { id: item.id },
       onchange: (e) => { e.target.checked ? selected.add(item.id) : selected.delete(item.id); bulkButtons(); } }),
     h("button", { type: "button", dataset: { reviewId: item.id }, "aria-current": String(current?.id === item.id), onclick: () => open(item) },
-      h("img", { src: image(item, "thumbnail"), alt: "" }),
+      thumb(item),
       h("span", {}, `${item.tenant_id} · ${shortId(item.task_id)} #${item.index}`, h("br"), h("small", { class: "muted" }, `${findings(item)} · ${age(item)}`)),
       item.claimed_by && item.id !== current?.id ? h("small", { class: "muted" }, " (claimed)") : null))));
   bulkButtons();
+}
+
+function thumb(item) {
+  if (!thumbs.has(item.id)) thumbs.set(item.id, h("img", { src: image(item, "thumbnail"), alt: "" }));
+  return thumbs.get(item.id);
 }
 
 function bulkButtons() {
@@ -61,28 +68,37 @@ async function refresh() {
     return;
   }
   for (const id of [...selected]) if (!items.some((i) => i.id === id)) selected.delete(id);
+  for (const id of [...thumbs.keys()]) if (!items.some((i) => i.id === id)) thumbs.delete(id);
   drawQueue();
   if (!current && !pending) openNext();
 }
 
-async function release() {
+async function release({ leaving = false } = {}) {
   if (!current) return;
   const was = current;
   current = null;
-  await api(`/v1/admin/reviews/${encodeURIComponent(was.id)}/claim`, { method: "DELETE" }).catch(() => {});
+  await api(`/v1/admin/reviews/${encodeURIComponent(was.id)}/claim`, { method: "DELETE", keepalive: leaving }).catch(() => {});
 }
 
 async function open(item) {
   if (current?.id === item.id) return;
+  const mine = ++opening;
   await release();
+  let claimed;
   try {
-    current = await api(`/v1/admin/reviews/${encodeURIComponent(item.id)}/claim`, { method: "POST" });
+    claimed = await api(`/v1/admin/reviews/${encodeURIComponent(item.id)}/claim`, { method: "POST" });
   } catch (e) {
+    if (mine !== opening) return;
     flash(e.text ?? String(e)); // claimed by another reviewer, or decided meanwhile
     items = items.filter((i) => i.id !== item.id);
     drawQueue();
     return openNext();
   }
+  if (mine !== opening) { // another item was opened meanwhile: this claim is let go at once
+    api(`/v1/admin/reviews/${encodeURIComponent(item.id)}/claim`, { method: "DELETE" }).catch(() => {});
+    return;
+  }
+  current = claimed;
   flash("");
   drawHeld();
   drawQueue();
@@ -133,6 +149,7 @@ function decide(decision) {
   const item = current;
   const note = decision === "reject" ? $("#reject-reason").value : null;
   current = null;
+  selected.delete(item.id);
   pending = { item, decision, note, timer: setTimeout(commit, UNDO_MS) };
   const bar = $("#undo");
   $("span", bar).textContent = `${decision === "approve" ? "Approved" : "Rejected"} ${shortId(item.task_id)} #${item.index}`;
@@ -164,8 +181,10 @@ function commit({ leaving = false } = {}) {
 }
 
 async function bulk(decision) {
+  commit(); // a decision in its undo window is sent first: bulk never overrules it
   const ids = [...selected];
-  const note = decision === "reject" ? REASONS[0] : null;
+  if (!ids.length) return;
+  const note = decision === "reject" ? ($("#reject-reason")?.value ?? REASONS[0]) : null;
   if (!confirm(`${decision === "approve" ? "Approve" : "Reject"} ${ids.length} picture${ids.length === 1 ? "" : "s"}?`)) return;
   if (current && ids.includes(current.id)) current = null;
   const outcomes = await api("/v1/admin/reviews/decide", { method: "POST", body: { ids, decision, note } });
@@ -178,13 +197,16 @@ async function bulk(decision) {
 
 $("#filters").addEventListener("submit", (e) => { e.preventDefault(); release().then(refresh); });
 $("#select-all").addEventListener("change", (e) => {
-  for (const i of items) e.target.checked ? selected.add(i.id) : selected.delete(i.id);
+  for (const i of items) {
+    if (e.target.checked && i.id !== pending?.item.id) selected.add(i.id);
+    else selected.delete(i.id);
+  }
   drawQueue();
 });
 $("#bulk-approve").addEventListener("click", () => bulk("approve"));
 $("#bulk-reject").addEventListener("click", () => bulk("reject"));
 $("button", $("#undo")).addEventListener("click", undo);
-window.addEventListener("pagehide", () => commit({ leaving: true }));
+window.addEventListener("pagehide", () => { commit({ leaving: true }); release({ leaving: true }); });
 
 bind("Space", "Reveal the picture", reveal);
 bind("a", "Approve, then the next", () => decide("approve"));

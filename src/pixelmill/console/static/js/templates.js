@@ -63,8 +63,9 @@ function releaseView(r, published) {
     slider.addEventListener("input", () => { shown.textContent = `${slider.value} %`; });
     const candidate = h("select", { "aria-label": `candidate version for ${r.tag}`, dataset: { candidate: r.tag } },
       published.filter((v) => v !== r.version).map((v) => h("option", { value: v, selected: v === r.candidate }, `v${v}`)));
+    const none = candidate.options.length === 0; // no other published version to roll out
     controls.push(h("div", { class: "row" }, candidate, slider, shown,
-      h("button", { type: "button", dataset: { act: "rollout" }, onclick: () => {
+      h("button", { type: "button", dataset: { act: "rollout" }, disabled: none, title: none ? "publish another version first" : "", onclick: () => {
         if (confirm(`Send ${slider.value} % of subjects of ${r.tag} to v${candidate.value}?`)) {
           change(`/releases/${tag}/rollout`, { version: Number(candidate.value), percent: Number(slider.value) }, "rollout");
         }
