@@ -48,6 +48,7 @@ def _seed(server: Server) -> dict[str, Any]:
         api.post("/v1/templates/hero-shot/versions/2/publish")
         api.put("/v1/templates/hero-shot/releases/stable", json={"version": 1})
         api.post("/v1/templates/hero-shot/releases/stable/rollout", json={"version": 2, "percent": 10})
+        api.post("/v1/batches", json={"requests": [{"template": "hero-shot", "variables": {"subject": s}} for s in ("teapot", "sneaker", "lamp")]})
     reviewer = server.cli("keys", "create", "--tenant", "review").stdout.split()[-1]
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {reviewer}"}, timeout=30) as api:
         url = api.post("/v1/uploads", content=PORTRAIT.read_bytes(), headers={"Content-Type": "image/jpeg"}).json()["data"][0]["url"]
@@ -95,6 +96,10 @@ def main() -> int:
                         page.goto("/console/templates")
                         page.wait_for_selector("body[data-ready=true] #diff div")
                         page.screenshot(path=OUT / "templates.png", full_page=True)
+                        for extra in ("batches", "usage", "keys"):
+                            page.goto(f"/console/{extra}")
+                            page.wait_for_selector("body[data-ready=true]")
+                            page.screenshot(path=OUT / f"{extra}.png", full_page=True)
                         page.goto("/console/ops")
                         page.wait_for_selector("body[data-loaded=true]")
                         page.screenshot(path=OUT / "operations.png", full_page=True)

@@ -134,3 +134,16 @@ def test_engine_costs_report_run_time_on_both_databases(billed: tuple[TaskStore,
     [cost] = ledger.engine_costs(0, 10**15, {t.engine: 0.002})
     assert (cost.engine, cost.tasks, cost.run_seconds, cost.estimated_cost) == (t.engine, 1, 2.5, 0.005)
     assert type(cost.run_seconds) is float
+
+
+def test_units_per_day_count_days_from_the_period_start(billed: tuple[TaskStore, Ledger, str], clock: ManualClock) -> None:
+    store, ledger, key_id = billed
+    start = clock.now_ms()
+    submit(store, ledger, key_id, n=2, quota=3)  # day 0: 6 charged
+    t = store.claim("w", LANES, 30)
+    assert t is not None
+    store.fail(t.id, "w", "bad input", retryable=False, backoff_seconds=(1.0,))  # day 0: 3 refunded
+    clock.advance(2 * 86_400)
+    submit(store, ledger, key_id, n=1, quota=2)  # day 2: 2 charged
+    assert ledger.by_day(start, clock.now_ms() + 1, key_id=key_id) == [(start, 6, 3), (start + 2 * 86_400_000, 2, 0)]
+    assert ledger.by_day(start, clock.now_ms() + 1, tenant_id="nobody") == []

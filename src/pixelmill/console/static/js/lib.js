@@ -161,9 +161,13 @@ function showHelp() {
 export function ready() {
   bind("?", "This list of keys", showHelp);
   bind("g c", "Go to Create", () => location.assign("/console"));
+  bind("g t", "Go to Templates", () => location.assign("/console/templates"));
+  bind("g b", "Go to Batches", () => location.assign("/console/batches"));
+  bind("g u", "Go to Usage", () => location.assign("/console/usage"));
   if (document.body.dataset.admin === "true") {
     bind("g r", "Go to Review", () => location.assign("/console/review"));
     bind("g o", "Go to Operations", () => location.assign("/console/ops"));
+    bind("g k", "Go to Keys", () => location.assign("/console/keys"));
   }
   if (document.body.dataset.admin === "true" && document.body.dataset.page !== "review") reviewBadge();
   $("#help")?.addEventListener("click", showHelp);
