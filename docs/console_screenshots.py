@@ -96,7 +96,7 @@ def main() -> int:
                         page.goto("/console/templates")
                         page.wait_for_selector("body[data-ready=true] #diff div")
                         page.screenshot(path=OUT / "templates.png", full_page=True)
-                        for extra in ("batches", "usage", "keys"):
+                        for extra in ("gallery", "batches", "usage", "keys"):
                             page.goto(f"/console/{extra}")
                             page.wait_for_selector("body[data-ready=true]")
                             page.screenshot(path=OUT / f"{extra}.png", full_page=True)

@@ -36,8 +36,10 @@ if not CHROMIUM.exists():
 sync_api = require_extra("playwright.sync_api", "dev")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    # Per module, not per session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and every later test that calls asyncio.run() would fail.
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield browser

@@ -57,7 +57,7 @@ def test_tenant_a_never_sees_tenant_b_and_admin_pages_need_an_admin_key(pages: P
     for path in ("/console/review", "/console/ops"):
         assert page.goto(path).status == 403
         assert "needs an admin API key" in page.content()
-    assert page.locator("nav").inner_text().split() == ["Create", "Templates", "Batches", "Usage"]
+    assert page.locator("nav").inner_text().split() == ["Create", "Gallery", "Templates", "Batches", "Usage"]
 
 
 def test_task_detail_shows_how_it_was_made_its_lineage_and_moves_with_arrow_keys(pages: Pages, srv: Server) -> None:

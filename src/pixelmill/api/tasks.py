@@ -12,24 +12,27 @@ time it changes (status, progress, preview, queue position), its last event once
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import IO, Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from pixelmill.api.deps import CONSOLE_ALIVE, PrincipalDep, RuntimeDep, base_url
 from pixelmill.api.waiting import settled
 from pixelmill.exceptions import ValidationError
+from pixelmill.media.archive import zip_tasks
 from pixelmill.queue.listing import MAX_PAGE, TaskQuery
 from pixelmill.runtime import Runtime
 from pixelmill.tasks.actions import Action
 from pixelmill.tasks.record import Task
+from pixelmill.tasks.requests import RequestBody
 from pixelmill.tasks.status import QUEUED, TaskStatus
 from pixelmill.tasks.view import TaskView, task_view
 
@@ -56,6 +59,17 @@ def _words(field: str, value: str | None, kind: type[E]) -> list[E]:
     return chosen
 
 
+def _aspect(value: str | None) -> tuple[int, int] | None:
+    """``16:9`` as (16, 9), in lowest terms."""
+    if value is None:
+        return None
+    w, _, h = value.partition(":")
+    if not (w.isdigit() and h.isdigit() and 0 < int(w) <= 100 and 0 < int(h) <= 100):
+        raise ValidationError("aspect", f"{value!r} is not W:H with whole numbers 1-100, e.g. 16:9")
+    d = math.gcd(int(w), int(h))
+    return int(w) // d, int(h) // d
+
+
 @router.get("/v1/tasks", response_model=TaskPage, responses={400: {"description": "code 4: a filter or the cursor is wrong"}})
 async def list_tasks(
     request: Request,
@@ -67,6 +81,8 @@ async def list_tasks(
     template: Annotated[str | None, Query(max_length=64, description="Tasks rendered from this template.")] = None,
     batch_id: Annotated[str | None, Query(max_length=32)] = None,
     parent: Annotated[str | None, Query(max_length=64, description="Tasks made from this task (its buttons and modal).")] = None,
+    starred: Annotated[bool, Query(description="Only the tasks the tenant starred.")] = False,
+    aspect: Annotated[str | None, Query(max_length=11, description="Width:height of the picture asked for, e.g. 16:9.")] = None,
     since: Annotated[int | None, Query(ge=0, description="Submitted at or after, Unix epoch ms.")] = None,
     until: Annotated[int | None, Query(ge=0, description="Submitted before, Unix epoch ms.")] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200, description="Words the prompt contains (case-insensitive).")] = None,
@@ -76,7 +92,7 @@ async def list_tasks(
     """The caller's tasks, newest first."""
     query = TaskQuery(
         statuses=_words("status", status, TaskStatus), actions=_words("action", action, Action), engine=engine, template=template,
-        batch_id=batch_id, parent=parent, since=since, until=until, text=q,
+        batch_id=batch_id, parent=parent, starred=starred, aspect=_aspect(aspect), since=since, until=until, text=q,
     )
     base = base_url(request, runtime)
 
@@ -90,6 +106,8 @@ async def list_tasks(
     return await run_in_threadpool(read)
 
 
+#: Tasks one archive or delete may name.
+MAX_CHOSEN = 200
 #: Statuses of tasks still on their way (what a stream opens with).
 RUNNING = (TaskStatus.IN_PROGRESS, TaskStatus.MODAL)
 WAITING = tuple(QUEUED)
@@ -190,3 +208,55 @@ async def task_events(request: Request, principal: PrincipalDep, runtime: Runtim
     weakref.finalize(events, release)
     # X-Accel-Buffering: nginx would otherwise hold events back in its buffer.
     return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class TaskIds(RequestBody):
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=MAX_CHOSEN, description=f"At most {MAX_CHOSEN}.")
+
+
+class Deleted(BaseModel):
+    task_id: str
+    deleted: bool
+    error: str | None = Field(description="Why it was kept: unknown, still on its way, or a kept follow-up was made from it.")
+
+
+@router.put("/v1/tasks/{task_id}/star", status_code=204, response_class=Response, responses={404: {"description": "code 3: no such task"}})
+async def star(task_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> Response:
+    """Star the task (its tenant's mark, shown as ``starred``; ``GET /v1/tasks?starred=true``)."""
+    await run_in_threadpool(runtime.service.star, principal, task_id, True)
+    return Response(status_code=204)
+
+
+@router.delete("/v1/tasks/{task_id}/star", status_code=204, response_class=Response, responses={404: {"description": "code 3: no such task"}})
+async def unstar(task_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> Response:
+    await run_in_threadpool(runtime.service.star, principal, task_id, False)
+    return Response(status_code=204)
+
+
+@router.post("/v1/tasks/archive", response_class=StreamingResponse, responses={200: {"content": {"application/zip": {}}}})
+async def archive(body: TaskIds, principal: PrincipalDep, runtime: RuntimeDep) -> StreamingResponse:
+    """A zip of the pictures of these tasks of the caller's (``<task id>-<n>.<ext>``); ids of
+    others or unknown ones are left out."""
+    def build() -> tuple[IO[bytes], int]:
+        return zip_tasks(runtime.service.get_many(principal, body.ids), runtime.storage)
+
+    zipped, count = await run_in_threadpool(build)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await run_in_threadpool(zipped.read, 1 << 20):
+                yield chunk
+        finally:
+            zipped.close()
+
+    return StreamingResponse(chunks(), media_type="application/zip", headers={
+        "Content-Disposition": 'attachment; filename="pixelmill.zip"', "X-Files": str(count)})
+
+
+@router.post("/v1/tasks/delete", response_model=list[Deleted])
+async def delete_tasks(body: TaskIds, principal: PrincipalDep, runtime: RuntimeDep) -> list[Deleted]:
+    """Delete finished tasks of the caller's now, with the files only they pointed at; each id
+    says whether it went. A task still on its way is kept (cancel it first), and so is one a
+    kept follow-up was made from (delete the follow-ups with it)."""
+    outcome = await run_in_threadpool(runtime.retention.remove, principal.tenant_id, body.ids)
+    return [Deleted(task_id=i, deleted=why is None, error=why) for i, why in outcome.items()]

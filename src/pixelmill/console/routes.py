@@ -4,6 +4,7 @@ The guards (cookie, origin, CSRF, content security policy) are in console/guards
 
 - ``/console``: Create (imagine bar, live task cards, the mask editor and zoom dialog).
 - ``/console/tasks/{id}``: a task's detail and lightbox.
+- ``/console/gallery``: every picture, filtered, starred, downloaded as a zip, deleted, compared.
 - ``/console/templates``: versions, diffs, releases and rollouts, the "which version" tester.
 - ``/console/batches``: batches from a template (or a prompt with slots) and a CSV, live counts.
 - ``/console/usage``: the key's balance and its charges per day and per price.
@@ -60,6 +61,11 @@ async def create(request: Request, runtime: RuntimeDep) -> Response:
 async def task_detail(task_id: Annotated[str, Path(max_length=64)], request: Request, runtime: RuntimeDep) -> Response:
     # The page's script asks the API for the task: an unknown id, or another tenant's, is its 404.
     return await _shell(request, runtime, "task", task_id=task_id)
+
+
+@router.get("/gallery")
+async def gallery_page(request: Request, runtime: RuntimeDep) -> Response:
+    return await _shell(request, runtime, "gallery")
 
 
 @router.get("/templates")

@@ -70,6 +70,7 @@ TASK_STATUSES = ("NOT_START", "SUBMITTED", "MODAL", "IN_PROGRESS", "SUCCESS", "F
 #: then can the planner see that the partial index holds every row they want (a bound list could
 #: hold anything), and walk the waiting tasks instead of the lane's whole history.
 QUEUED_VALUES = ("NOT_START", "SUBMITTED")
+STARRED = text("starred_at IS NOT NULL")
 QUEUED_ONLY = text("status IN ({})".format(", ".join(f"'{value}'" for value in QUEUED_VALUES)))
 #: Queued or running (tasks/status.py ACTIVE): what counts against a key's concurrency cap.
 ACTIVE_VALUES = ("IN_PROGRESS", "NOT_START", "SUBMITTED")
@@ -125,6 +126,8 @@ tasks = Table(
     #: Someone watches the task (its event stream, or a request that asked for previews): the
     #: engine's previews are stored only then.
     Column("watched", Boolean, nullable=False, server_default=false()),
+    #: When its tenant starred it (the console's gallery); NULL when not starred.
+    Column("starred_at", BigInteger, nullable=True),
     CheckConstraint(f"status IN {TASK_STATUSES!r}", name="ck_tasks_status"),
     CheckConstraint("progress BETWEEN 0 AND 100", name="ck_tasks_progress"),
     CheckConstraint("lane IN ('interactive', 'batch')", name="ck_tasks_lane"),
@@ -146,6 +149,7 @@ tasks = Table(
     Index("ix_tasks_tenant", "tenant_id", "submit_time"),
     Index("ix_tasks_parent", "parent_task_id"),  # a task's children: lineage, and retention's FK checks
     Index("ix_tasks_status_finish", "status", "finish_time"),  # what finished lately (operations)
+    Index("ix_tasks_tenant_starred", "tenant_id", "submit_time", postgresql_where=STARRED, sqlite_where=STARRED),
     Index("ix_tasks_cache", "tenant_id", "cache_key"),
     Index("ix_tasks_key_status", "api_key_id", "status"),
     Index("ix_tasks_prompt_key", "tenant_id", "prompt_key"),

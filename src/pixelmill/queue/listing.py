@@ -37,6 +37,10 @@ class TaskQuery:
     batch_id: str | None = None
     #: Tasks made from this one (its buttons, or its modal).
     parent: str | None = None
+    #: Only starred tasks.
+    starred: bool = False
+    #: Width:height of the picture asked for (its width and height params), e.g. (16, 9).
+    aspect: tuple[int, int] | None = None
     #: Submit time, Unix epoch ms: from (inclusive), until (exclusive).
     since: int | None = None
     until: int | None = None
@@ -84,6 +88,14 @@ def page(engine: Engine, tenant_id: str, query: TaskQuery, *, limit: int, cursor
         where.append(t.batch_id == query.batch_id)
     if query.parent:
         where.append(t.parent_task_id == query.parent)
+    if query.starred:
+        # Written into the SQL as the index's own condition: ix_tasks_tenant_starred holds exactly these.
+        where.append(t.starred_at.is_not(None))
+    if query.aspect is not None:
+        # Within 2 %: sizes are rounded to whole blocks of pixels (16:9 at 512 px is 680 × 384).
+        w, h = query.aspect
+        width, height = t.params["width"].as_integer(), t.params["height"].as_integer()
+        where.append(func.abs(width * h - height * w) * 50 <= width * h)
     if query.template:
         where.append(t.params["template"]["name"].as_string() == query.template)
     if query.since is not None:

@@ -22,6 +22,7 @@ points at, which a later sweep deletes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -44,7 +45,7 @@ from pixelmill.db.schema import (
 )
 from pixelmill.storage.base import Storage
 from pixelmill.tasks.record import Task
-from pixelmill.tasks.status import TERMINAL, TaskEvent
+from pixelmill.tasks.status import TERMINAL, TaskEvent, TaskStatus
 
 log = structlog.get_logger("pixelmill.retention")
 #: Tasks removed per transaction: a sweep never holds the database for long.
@@ -138,18 +139,37 @@ class Retention:
             )]
             if not ids:
                 return 0, set()
-            keys = {row.key for row in conn.execute(select(task_files.c.key).where(task_files.c.task_id.in_(ids)))}
-            tenant_of = dict(conn.execute(select(tasks.c.id, tasks.c.tenant_id).where(tasks.c.id.in_(ids))).all())
-            conn.execute(delete(webhook_events).where(webhook_events.c.task_id.in_(ids)))
-            conn.execute(delete(task_files).where(task_files.c.task_id.in_(ids)))
-            conn.execute(delete(finishing).where(finishing.c.task_id.in_(ids)))
-            conn.execute(delete(upstream_tasks).where(upstream_tasks.c.task_id.in_(ids)))
-            # Held images of an expired task go with it; decided reviews keep their record (the
-            # audit log names them) without the image, which a decision already cleared.
-            conn.execute(delete(reviews).where(reviews.c.task_id.in_(ids), reviews.c.state == "pending"))
-            conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
-            conn.execute(insert(expired_tasks), [{"id": i, "tenant_id": tenant_of[i], "expired_at": now} for i in ids])
-        return len(ids), keys
+            return len(ids), _drop(conn, ids, now)
+
+    def remove(self, tenant_id: str, task_ids: Sequence[str]) -> dict[str, str | None]:
+        """Delete these tasks of the tenant now (its owner asked), and the files that only they
+        pointed at. Per id: None when removed, else why not. A task still on its way is kept
+        (cancel it first), and so is one with a follow-up that is kept: the chain under a
+        follow-up never breaks. A task answers "expired" afterwards, as after retention."""
+        ids = list(dict.fromkeys(task_ids))
+        now = self._clock.now_ms()
+        with write_tx(self._engine) as conn:
+            found = {r.id: r for r in conn.execute(
+                select(tasks.c.id, tasks.c.status, tasks.c.finish_time).where(tasks.c.id.in_(ids), tasks.c.tenant_id == tenant_id)
+            )}
+            why: dict[str, str | None] = {i: "no such task" for i in ids if i not in found}
+            why |= {i: "still on its way: cancel it first" for i, r in found.items() if TaskStatus(r.status) not in TERMINAL}
+            children: dict[str, set[str]] = {}
+            for child, parent in conn.execute(select(tasks.c.id, tasks.c.parent_task_id).where(tasks.c.parent_task_id.in_(list(found)))):
+                children.setdefault(parent, set()).add(child)
+            removable = {i for i in found if i not in why}
+            while True:  # a parent goes only with all of its follow-ups
+                kept = {i for i in removable if not children.get(i, set()) <= removable}
+                if not kept:
+                    break
+                removable -= kept
+                why |= {i: "a kept task was made from it: delete its follow-ups too" for i in kept}
+            keys = _drop(conn, sorted(removable), now) if removable else set()
+        # Files written after the newest of these tasks finished are someone else's too: kept.
+        cutoff = max((found[i].finish_time or 0 for i in removable), default=0) + 1
+        for key in sorted(keys):
+            self._delete_if_unused(key, cutoff)
+        return {i: why.get(i) for i in ids}
 
     def _delete_if_unused(self, key: str, cutoff: int) -> bool:
         """Delete ``key`` when nobody points at it and it was last written before ``cutoff``,
@@ -173,6 +193,23 @@ class Retention:
                 return False
             conn.execute(delete(stored_files).where(stored_files.c.key == key))
         return True
+
+
+def _drop(conn: Connection, ids: Sequence[str], now: int) -> set[str]:
+    """Delete the tasks ``ids`` and what hangs on them, leaving tombstones; the keys of the files
+    their results pointed at (for the caller to delete once nobody else points at them)."""
+    keys = {row.key for row in conn.execute(select(task_files.c.key).where(task_files.c.task_id.in_(ids)))}
+    tenant_of = dict(conn.execute(select(tasks.c.id, tasks.c.tenant_id).where(tasks.c.id.in_(ids))).all())
+    conn.execute(delete(webhook_events).where(webhook_events.c.task_id.in_(ids)))
+    conn.execute(delete(task_files).where(task_files.c.task_id.in_(ids)))
+    conn.execute(delete(finishing).where(finishing.c.task_id.in_(ids)))
+    conn.execute(delete(upstream_tasks).where(upstream_tasks.c.task_id.in_(ids)))
+    # Held images of a removed task go with it; decided reviews keep their record (the audit
+    # log names them) without the image, which a decision already cleared.
+    conn.execute(delete(reviews).where(reviews.c.task_id.in_(ids), reviews.c.state == "pending"))
+    conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
+    conn.execute(insert(expired_tasks), [{"id": i, "tenant_id": tenant_of[i], "expired_at": now} for i in ids])
+    return keys
 
 
 def _pointed_at(key: Any) -> Any:

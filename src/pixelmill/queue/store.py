@@ -560,6 +560,16 @@ class TaskStore:
                 .values(watched=True)
             )
 
+    def star(self, task_id: str, tenant_id: str, on: bool) -> bool:
+        """Star (or unstar) one of the tenant's tasks; False when it has no such task. A mark for
+        its owner only: no event, no signal."""
+        with write_tx(self._engine) as conn:
+            done = conn.execute(
+                update(tasks).where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id)
+                .values(starred_at=func.coalesce(tasks.c.starred_at, self._clock.now_ms()) if on else None)
+            )
+        return done.rowcount == 1
+
     def complete(
         self, task_id: str, worker_id: str, result: TaskResult, description: str = "", stages: Mapping[str, float] | None = None
     ) -> bool:

@@ -71,6 +71,11 @@ class TaskService:
         """Someone watches the task (its event stream): the engine's previews are stored."""
         self._store.watch(task_id, principal.tenant_id)
 
+    def star(self, principal: Principal, task_id: str, on: bool) -> None:
+        """Star or unstar one of the caller's tasks (404 when it has none such)."""
+        if not self._store.star(task_id, principal.tenant_id, on):
+            raise TaskNotFound(task_id, expired=self._store.expired(task_id, principal.tenant_id))
+
     def get_many(self, principal: Principal, task_ids: Sequence[str]) -> list[Task]:
         """The caller's tasks among ``task_ids``; others' and unknown ones are left out alike."""
         return self._store.get_many(task_ids, principal.tenant_id)

@@ -150,6 +150,8 @@ class Task:
     stages: dict[str, float] = field(default_factory=dict)
     #: Someone watches it: the engine's previews are stored (observe nobody, pay nothing).
     watched: bool = False
+    #: Its tenant starred it (the console's gallery).
+    starred: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -191,4 +193,5 @@ class Task:
             preview_key=m["preview_key"],
             stages=dict(m["stages"] or {}) if "stages" in m else {},
             watched=bool(m["watched"]) if "watched" in m else False,
+            starred=m["starred_at"] is not None if "starred_at" in m else False,
         )

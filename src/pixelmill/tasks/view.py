@@ -61,6 +61,7 @@ class TaskView(BaseModel):
         "Made right after SUCCESS: {} until then (the files webhook event says when)."
     )
     engine: str = Field(description="The engine that runs it.")
+    starred: bool = Field(False, description="Its tenant starred it (PUT /v1/tasks/{task_id}/star).")
     engine_meta: dict[str, Any] = Field(description="What the engine kept (engine=remote: upstream_task_id, upstream_quota).")
     stages: dict[str, float] = Field(
         default_factory=dict,
@@ -136,6 +137,7 @@ def task_view(task: Task, base: str, queue_position: int | None = None, url_for:
             for i, key in enumerate(result.image_keys) if key
         ] if result else [],
         engine=task.engine,
+        starred=task.starred,
         engine_meta=result.meta if result else {},
         screening=list(result.screening) if result else [],
         stages=task.stages,

@@ -161,6 +161,7 @@ function showHelp() {
 export function ready() {
   bind("?", "This list of keys", showHelp);
   bind("g c", "Go to Create", () => location.assign("/console"));
+  bind("g g", "Go to Gallery", () => location.assign("/console/gallery"));
   bind("g t", "Go to Templates", () => location.assign("/console/templates"));
   bind("g b", "Go to Batches", () => location.assign("/console/batches"));
   bind("g u", "Go to Usage", () => location.assign("/console/usage"));
