@@ -10,14 +10,15 @@ import httpx
 import pytest
 
 from tests.browser.conftest import ADMIN_KEY, Pages, sign_in
-from tests.helpers import Server
+from tests.helpers import Server, wait_for
 
 SUBJECT = {"subject": {"type": "text"}}
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("templates"), ADMIN_KEY, workers=0, template_promotion_needs_evaluation="true").start()
+    server = Server(tmp_path_factory.mktemp("templates"), ADMIN_KEY, workers=1, template_promotion_needs_evaluation="true",
+                    chores_interval_seconds=0.5).start()  # evaluations are settled by the chores
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
         assert api.post("/v1/templates", json={"name": "hero", "body": "a {subject} in brand style", "variables": SUBJECT}).status_code == 200
         api.post("/v1/templates/hero/versions/1/publish")
@@ -67,3 +68,21 @@ def test_a_tenant_reads_templates_without_controls(pages: Pages, srv: Server) ->
     page = sign_in(pages.open(), key, "/console/templates")
     page.wait_for_selector("#diff div")
     assert page.locator('[data-act="rollout"]').count() == 0 and page.locator("[data-rollout]").count() == 0
+
+
+def test_an_evaluation_started_here_shows_its_contact_sheet_inside_the_page(pages: Pages, srv: Server) -> None:
+    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        assert api.put("/v1/templates/hero/sets/smoke", json={"items": [{"subject": "teapot"}]}).status_code == 200
+    page = sign_in(pages.open(), ADMIN_KEY, "/console/templates")
+    form = page.locator("#new-evaluation")
+    form.wait_for()
+    form.locator("input[aria-label='evaluation set']").fill("smoke")
+    form.locator("button[type=submit]").click()
+    page.wait_for_selector('#evaluations li:has-text("v1 vs v2")')
+    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+        wait_for(lambda: api.get("/v1/templates/hero/evaluations").json()[0]["state"] == "done", timeout=60, what="the evaluation")
+    page.reload()
+    page.wait_for_selector('#evaluations li[data-state="done"]')
+    page.locator('#evaluations li[data-state="done"] button').click()
+    sheet = page.frame_locator("iframe.sheet")
+    assert "v1 vs v2" in sheet.locator("h1").inner_text()

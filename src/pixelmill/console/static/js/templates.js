@@ -94,6 +94,40 @@ async function resolve(event) {
   }
 }
 
+// A summary in words: how far apart the candidate's pictures are from the baseline's.
+function summaryText(e) {
+  const s = e.summary;
+  if (!s) return e.state === "done" ? "no summary" : "running…";
+  if (!s.scored) return `${s.pairs} pairs, none scored`;
+  return `${s.pairs} pairs, ${s.scored} scored, ${s.failed} failed; difference mean ${Number(s.mean).toFixed(4)} (0 = same picture)`;
+}
+
+// The template's evaluations, newest first; the contact sheet of one opens inside the page. An
+// admin starts one: an evaluation set, two published versions, a seed.
+async function evaluations(published) {
+  const list = await api(`/v1/templates/${encodeURIComponent(current.name)}/evaluations`);
+  const sheet = h("div", { id: "sheet" });
+  const show = (e) => sheet.replaceChildren(
+    e.links.png ? h("img", { src: e.links.png, alt: `contact sheet of v${e.baseline} against v${e.candidate}`, class: "sheet" }) : null,
+    h("iframe", { src: e.links.sheet, title: `contact sheet of v${e.baseline} against v${e.candidate}`, class: "sheet", loading: "lazy" }));
+  const rows = [...list].sort((a, b) => b.created_at - a.created_at).map((e) => h("li", { dataset: { evaluation: e.id, state: e.state } },
+    h("strong", {}, `v${e.baseline} vs v${e.candidate}`), ` · set ${e.set} · ${e.state} · `, summaryText(e), " ",
+    h("button", { type: "button", class: "quiet", onclick: () => show(e) }, "Contact sheet")));
+  const parts = [rows.length ? h("ul", { class: "stack", id: "evaluations" }, rows) : h("p", { class: "muted" }, "No evaluations yet.")];
+  if (admin && published.length >= 2) {
+    const pick = (label, chosen) => h("select", { "aria-label": label }, published.map((v) => h("option", { value: v, selected: v === chosen }, `v${v}`)));
+    const base = pick("baseline version", published[1]); // newest first: the one before the newest
+    const cand = pick("candidate version", published[0]);
+    const set = h("input", { placeholder: "evaluation set", maxlength: 64, "aria-label": "evaluation set", required: true });
+    const seed = h("input", { type: "number", min: 0, value: 0, "aria-label": "seed" });
+    parts.push(h("form", { class: "row", id: "new-evaluation", onsubmit: (ev) => {
+      ev.preventDefault();
+      change("/evaluations", { set: set.value, baseline: Number(base.value), candidate: Number(cand.value), seed: Number(seed.value) }, "evaluation");
+    } }, "Evaluate ", base, " against ", cand, " on ", set, " seed ", seed, h("button", { type: "submit", class: "quiet" }, "Start")));
+  }
+  return h("div", {}, ...parts, sheet);
+}
+
 async function open(name) {
   current = await api(`/v1/templates/${encodeURIComponent(name)}`);
   for (const b of document.querySelectorAll("#template-list button")) b.setAttribute("aria-current", String(b.dataset.name === name));
@@ -115,6 +149,8 @@ async function open(name) {
       h("strong", {}, `v${v.version}`), ` ${v.state}`, h("small", { class: "muted" }, ` · ${when(v.published_at ?? v.created_at)} · by ${v.author} · ${v.content_hash.slice(0, 12)}`),
       v.note ? h("div", {}, v.note) : null,
       admin && v.state === "draft" ? h("button", { type: "button", class: "quiet", onclick: () => change(`/versions/${v.version}/publish`, undefined, "publish") }, "Publish") : null))),
+    h("h3", {}, "Evaluations"),
+    await evaluations(published),
     h("h3", {}, "Compare"),
     h("div", { class: "row" }, pick("diff-a", versions[Math.min(1, versions.length - 1)].version), " → ", pick("diff-b", versions[0].version)),
     h("pre", { id: "diff", class: "diff" }),
