@@ -63,40 +63,20 @@ async def task_detail(task_id: Annotated[str, Path(max_length=64)], request: Req
     return await _shell(request, runtime, "task", task_id=task_id)
 
 
-@router.get("/gallery")
-async def gallery_page(request: Request, runtime: RuntimeDep) -> Response:
-    return await _shell(request, runtime, "gallery")
+#: The signed-in pages besides Create and a task's detail, each its template and script: whether
+#: it needs an admin key.
+PAGES = {"gallery": False, "templates": False, "batches": False, "usage": False, "review": True, "ops": True, "keys": True}
 
 
-@router.get("/templates")
-async def templates_page(request: Request, runtime: RuntimeDep) -> Response:
-    # Any key reads its templates here; every change is an admin route of the API.
-    return await _shell(request, runtime, "templates")
+def _add_page(name: str, admin: bool) -> None:
+    async def page(request: Request, runtime: RuntimeDep) -> Response:
+        return await _shell(request, runtime, name, admin=admin)
+
+    router.add_api_route(f"/{name}", page, methods=["GET"], name=f"console-{name}")
 
 
-@router.get("/batches")
-async def batches_page(request: Request, runtime: RuntimeDep) -> Response:
-    return await _shell(request, runtime, "batches")
-
-
-@router.get("/usage")
-async def usage_page(request: Request, runtime: RuntimeDep) -> Response:
-    return await _shell(request, runtime, "usage")
-
-
-@router.get("/review")
-async def review(request: Request, runtime: RuntimeDep) -> Response:
-    return await _shell(request, runtime, "review", admin=True)
-
-
-@router.get("/keys")
-async def keys_page(request: Request, runtime: RuntimeDep) -> Response:
-    return await _shell(request, runtime, "keys", admin=True)
-
-
-@router.get("/ops")
-async def ops(request: Request, runtime: RuntimeDep) -> Response:
-    return await _shell(request, runtime, "ops", admin=True)
+for _name, _admin in PAGES.items():
+    _add_page(_name, _admin)
 
 
 @router.get("/login")
