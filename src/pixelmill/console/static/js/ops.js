@@ -47,8 +47,12 @@ async function refresh() {
     f.name.replaceAll("_", " "),
     h("span", { class: `verdict-${f.verdict}`, title: f.verdict }, f.value === null ? "—" : typeof f.value === "number" ? String(Number(f.value.toFixed(3))) : String(f.value), f.verdict === "ok" ? "" : ` (${f.verdict})`),
     `${f.rule} ${f.threshold}`]));
+  // A task page shows the session's own tenant's tasks: another tenant's failure is named, not linked.
+  const own = document.body.dataset.tenant;
   table("failures", ["when", "task", "tenant", "reason"], ops.failures.map((f) => [
-    when(f.finished_at), h("a", { href: `/console/tasks/${encodeURIComponent(f.task_id)}` }, `${f.action} ${shortId(f.task_id)}`), f.tenant_id, f.reason ?? ""]));
+    when(f.finished_at),
+    f.tenant_id === own ? h("a", { href: `/console/tasks/${encodeURIComponent(f.task_id)}` }, `${f.action} ${shortId(f.task_id)}`) : `${f.action} ${f.task_id}`,
+    f.tenant_id, f.reason ?? ""]));
   chart("chart-success", ops.series.map((p) => ({ value: p.success_rate })), (v) => `${(v * 100).toFixed(1)} %`);
   chart("chart-latency", ops.series.map((p) => ({ value: p.mean_ms })), (v) => `${Math.round(v)} ms`);
   chart("chart-cost", ops.series.map((p) => ({ value: p.finished ? p.cost : 0 })), (v) => `${v}`);

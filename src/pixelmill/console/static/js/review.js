@@ -216,6 +216,18 @@ bind("j", "Next item", () => { const at = items.findIndex((i) => i.id === curren
 bind("k", "Previous item", () => { const at = items.findIndex((i) => i.id === current?.id); if (at > 0) open(items[at - 1]); });
 bind("z", "Undo the last decision (5 s)", undo);
 
+// A claim lasts 5 minutes: the item open longer is claimed again every 2, so it stays this reviewer's.
+async function renew() {
+  if (!current) return;
+  const held = current;
+  try {
+    await api(`/v1/admin/reviews/${encodeURIComponent(held.id)}/claim`, { method: "POST" });
+  } catch (e) {
+    if (current?.id === held.id) flash(`${e.text ?? e}: another reviewer may decide it now.`);
+  }
+}
+
 await refresh();
 setInterval(refresh, REFRESH_MS);
+setInterval(renew, 120_000);
 ready();
