@@ -31,6 +31,7 @@ from pixelmill.api import (
 from pixelmill.api.errors import install_error_handlers
 from pixelmill.console import routes as console
 from pixelmill.console.bridge import ConsoleBridge
+from pixelmill.console.guards import WithPolicy
 from pixelmill.observe.logs import REQUEST_ID_HEADER, new_request_id
 from pixelmill.observe.stages import request_clock
 from pixelmill.runtime import Runtime, build_runtime
@@ -110,5 +111,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(observe.router)
     app.include_router(console.router)
     # The console's own files, with the pages' content security policy (nothing from elsewhere).
-    app.mount("/console/static", StaticFiles(directory=console.HERE / "static"), name="console-static")
+    app.mount("/console/static", WithPolicy(StaticFiles(directory=console.HERE / "static")), name="console-static")
     return app

@@ -111,3 +111,14 @@ def sign_in(page: Any, key: str, then: str = "/console") -> Any:
 
 
 SignIn = Callable[..., Any]
+
+#: Every visible control a finger can hit, smaller than 44 px each way: what a phone layout must not have.
+SMALL_TARGETS = """() => [...document.querySelectorAll('a[href], button, input, select, textarea, summary')]
+  .filter((el) => el.offsetParent !== null && getComputedStyle(el).visibility !== 'hidden')
+  .map((el) => [el, el.getBoundingClientRect()])
+  .filter(([el, r]) => r.height < 44 || ((el.type === 'checkbox' || el.type === 'radio' || el.tagName === 'BUTTON') && r.width < 44))
+  .map(([el, r]) => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} "${(el.textContent || el.name || '').trim().slice(0, 30)}" ${Math.round(r.width)}×${Math.round(r.height)}`)"""
+
+
+def small_targets(page: Any) -> list[str]:
+    return list(page.evaluate(SMALL_TARGETS))

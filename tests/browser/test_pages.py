@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.browser.conftest import ADMIN_KEY, PHONE, Pages, sign_in
+from tests.browser.conftest import ADMIN_KEY, PHONE, Pages, sign_in, small_targets
 from tests.helpers import Server, wait_terminal
 
 
@@ -107,7 +107,18 @@ def test_create_at_phone_size(pages: Pages, srv: Server) -> None:
     assert card.bounding_box()["width"] <= 390
     for button in card.locator(".buttons button").all():
         assert button.bounding_box()["height"] >= 44
+    assert small_targets(page) == []
     # The imagine bar stays in reach at the bottom of the screen.
     bar = page.locator("#imagine").bounding_box()
     assert bar["y"] + bar["height"] >= 844 - 2
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_the_gallery_and_a_task_at_phone_size(pages: Pages, srv: Server) -> None:
+    task = _finished(srv, ADMIN_KEY, "/v1/midjourney/generations/imagine", {"prompt": "a pier at low tide --seed 14"})
+    page = sign_in(pages.open(**PHONE), ADMIN_KEY, "/console/gallery")
+    page.wait_for_selector("#gallery figure")
+    assert small_targets(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.goto(f"/console/tasks/{task['task_id']}")
+    page.wait_for_selector("body[data-ready=true] #lineage")
+    assert small_targets(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import ADMIN_KEY, PHONE, Pages, sign_in
+from tests.browser.conftest import ADMIN_KEY, PHONE, Pages, sign_in, small_targets
 from tests.e2e.test_screening import FACE_PROMPT, RULES, upload_portrait
 from tests.helpers import Server, require_detector, wait_for, wait_terminal
 
@@ -92,6 +92,7 @@ def test_bulk_decisions_and_review_at_phone_size(pages: Pages, srv: Server) -> N
     page.wait_for_selector("#held img")
     approve = page.locator("#approve").bounding_box()
     assert approve["height"] >= 44 and page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert small_targets(page) == []
     page.on("dialog", lambda dialog: dialog.accept())
     for i in (3, 4):
         page.check(f'#queue input[data-id="{task_id}-{i}"]')

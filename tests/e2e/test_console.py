@@ -171,3 +171,9 @@ def test_a_tenant_event_stream_ends_when_its_key_is_revoked(srv: Server) -> None
             srv.cli("keys", "revoke", key_id)
             # Both end at their next refresh (10 s apart while nothing waits), not never.
             assert b"".join(console.iter_bytes()) == b"" and b"".join(api.iter_bytes()) == b""
+
+
+def test_the_consoles_own_files_carry_its_policy(srv: Server) -> None:
+    script = httpx.get(f"{srv.url}/console/static/js/lib.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["content-security-policy"].startswith("default-src 'self'") and script.headers["x-content-type-options"] == "nosniff"
