@@ -150,3 +150,26 @@ def test_a_write_racing_the_delete_of_the_same_content_leaves_the_file_there(db:
     sweep.join(10)
     writer.join(10)
     assert files.exists(key)  # it once found the file there, skipped the upload, and lost it to the delete
+
+
+def test_an_owner_removes_finished_tasks_and_the_pictures_only_they_used(db: Engine, clock: ManualClock) -> None:
+    KeyStore(db, clock).create(tenant_id="acme")
+    files = MemoryStorage()
+    storage = TrackedStorage(files, db, clock)
+    retention = Retention(db, clock, storage, default_seconds=3 * DAY)
+    store = TaskStore(db, clock, on_change=[retention.on_change])
+    parent = finish(store, storage, files=[b"p-grid", b"shared", b"again"])
+    child = finish(store, storage, files=[b"c-1"], parent=parent)
+    other = finish(store, storage, files=[b"o-grid", b"shared"])
+    running = store.insert(new_task(), queue_limit=100).id
+    clock.advance(60)
+    storage.put(b"again", "png")  # the same picture made again since: its writer may not have recorded it yet
+
+    refused = retention.remove("acme", [parent, running, "unknown"])
+    assert refused == {parent: "a kept task was made from it: delete its follow-ups too",
+                       running: "still on its way: cancel it first", "unknown": "no such task"}
+    assert retention.remove("other-tenant", [child]) == {child: "no such task"}
+    assert retention.remove("acme", [parent, child]) == {parent: None, child: None}
+    assert store.get(parent) is None and store.get(child) is None and store.expired(parent, "acme")
+    assert [files.exists(content_key(b, "png")) for b in (b"p-grid", b"c-1", b"shared", b"again", b"o-grid")] == [False, False, True, True, True]
+    assert store.get(other) is not None and store.get(running) is not None

@@ -210,7 +210,7 @@ async def task_events(request: Request, principal: PrincipalDep, runtime: Runtim
     return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-class TaskIds(RequestBody):
+class ChosenTasks(RequestBody):
     ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=MAX_CHOSEN, description=f"At most {MAX_CHOSEN}.")
 
 
@@ -234,7 +234,7 @@ async def unstar(task_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> 
 
 
 @router.post("/v1/tasks/archive", response_class=StreamingResponse, responses={200: {"content": {"application/zip": {}}}})
-async def archive(body: TaskIds, principal: PrincipalDep, runtime: RuntimeDep) -> StreamingResponse:
+async def archive(body: ChosenTasks, principal: PrincipalDep, runtime: RuntimeDep) -> StreamingResponse:
     """A zip of the pictures of these tasks of the caller's (``<task id>-<n>.<ext>``); ids of
     others or unknown ones are left out."""
     def build() -> tuple[IO[bytes], int]:
@@ -254,9 +254,9 @@ async def archive(body: TaskIds, principal: PrincipalDep, runtime: RuntimeDep) -
 
 
 @router.post("/v1/tasks/delete", response_model=list[Deleted])
-async def delete_tasks(body: TaskIds, principal: PrincipalDep, runtime: RuntimeDep) -> list[Deleted]:
-    """Delete finished tasks of the caller's now, with the files only they pointed at; each id
-    says whether it went. A task still on its way is kept (cancel it first), and so is one a
+async def delete_tasks(body: ChosenTasks, principal: PrincipalDep, runtime: RuntimeDep) -> list[Deleted]:
+    """Delete finished tasks of the caller's now, with the pictures only they used (renditions and
+    records made after a task finished go with the retention sweep); each id says whether it went. A task still on its way is kept (cancel it first), and so is one a
     kept follow-up was made from (delete the follow-ups with it)."""
     outcome = await run_in_threadpool(runtime.retention.remove, principal.tenant_id, body.ids)
     return [Deleted(task_id=i, deleted=why is None, error=why) for i, why in outcome.items()]

@@ -139,11 +139,14 @@ class Retention:
             )]
             if not ids:
                 return 0, set()
-            return len(ids), _drop(conn, ids, now)
+            return len(ids), set(_drop(conn, ids, now))
 
     def remove(self, tenant_id: str, task_ids: Sequence[str]) -> dict[str, str | None]:
         """Delete these tasks of the tenant now (its owner asked), and the files that only they
-        pointed at. Per id: None when removed, else why not. A task still on its way is kept
+        pointed at and that were written before they finished (their pictures). Files written
+        since (renditions and records, or the same content written again by another task that may
+        not have recorded it yet) are left to the sweep, which deletes them once nobody points at
+        them. Per id: None when removed, else why not. A task still on its way is kept
         (cancel it first), and so is one with a follow-up that is kept: the chain under a
         follow-up never breaks. A task answers "expired" afterwards, as after retention."""
         ids = list(dict.fromkeys(task_ids))
@@ -164,11 +167,11 @@ class Retention:
                     break
                 removable -= kept
                 why |= {i: "a kept task was made from it: delete its follow-ups too" for i in kept}
-            keys = _drop(conn, sorted(removable), now) if removable else set()
-        # Files written after the newest of these tasks finished are someone else's too: kept.
-        cutoff = max((found[i].finish_time or 0 for i in removable), default=0) + 1
-        for key in sorted(keys):
-            self._delete_if_unused(key, cutoff)
+            keys = _drop(conn, sorted(removable), now) if removable else {}
+        for key, owners in sorted(keys.items()):
+            # Written again after the first of its tasks finished: maybe by someone who has yet to
+            # record it (the same picture made again). Left to the sweep, which waits that out.
+            self._delete_if_unused(key, min(found[i].finish_time or 0 for i in owners) + 1)
         return {i: why.get(i) for i in ids}
 
     def _delete_if_unused(self, key: str, cutoff: int) -> bool:
@@ -195,10 +198,12 @@ class Retention:
         return True
 
 
-def _drop(conn: Connection, ids: Sequence[str], now: int) -> set[str]:
-    """Delete the tasks ``ids`` and what hangs on them, leaving tombstones; the keys of the files
-    their results pointed at (for the caller to delete once nobody else points at them)."""
-    keys = {row.key for row in conn.execute(select(task_files.c.key).where(task_files.c.task_id.in_(ids)))}
+def _drop(conn: Connection, ids: Sequence[str], now: int) -> dict[str, set[str]]:
+    """Delete the tasks ``ids`` and what hangs on them, leaving tombstones; the files their results
+    pointed at, each with the tasks that did (for the caller to delete once nobody else does)."""
+    keys: dict[str, set[str]] = {}
+    for row in conn.execute(select(task_files.c.key, task_files.c.task_id).where(task_files.c.task_id.in_(ids))):
+        keys.setdefault(row.key, set()).add(row.task_id)
     tenant_of = dict(conn.execute(select(tasks.c.id, tasks.c.tenant_id).where(tasks.c.id.in_(ids))).all())
     conn.execute(delete(webhook_events).where(webhook_events.c.task_id.in_(ids)))
     conn.execute(delete(task_files).where(task_files.c.task_id.in_(ids)))

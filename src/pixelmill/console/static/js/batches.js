@@ -1,6 +1,6 @@
 // Batches: start one from a template (or a prompt with {slots}) and a CSV of variables, one task
 // per row; watch the counts; download the manifest (JSON or CSV); cancel the rest (refunded).
-import { $, api, flash, h, ready, shortId, when } from "./lib.js";
+import { $, api, fillTable, flash, h, ready, shortId, when } from "./lib.js";
 
 const EVERY_MS = 2000;
 
@@ -87,7 +87,7 @@ async function refresh() {
   const list = await api("/v1/batches?limit=50").catch((e) => (flash(e.text ?? String(e)), null));
   if (!list) return;
   $("#no-batches").hidden = list.length > 0;
-  $("#batch-list").replaceChildren(h("tr", {}, ["batch", "status", "progress", ""].map((x) => h("th", {}, x))), ...list.map(row));
+  fillTable($("#batch-list"), ["batch", "status", "progress", ""], list.map(row));
 }
 
 $("#new-batch").addEventListener("submit", start);

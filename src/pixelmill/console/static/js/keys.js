@@ -1,7 +1,7 @@
 // Keys (admin): create one (shown once), revoke, and each key's balance, output profile and
 // template policy; the price of each price key. Every change is an admin route of the API,
 // and creations and revocations are in the audit log.
-import { $, api, flash, h, ready, when } from "./lib.js";
+import { $, api, fillTable, flash, h, ready, when } from "./lib.js";
 
 async function change(path, method, body) {
   try {
@@ -33,8 +33,8 @@ function row(k) {
 
 async function refresh() {
   const [keys, prices] = await Promise.all([api("/v1/admin/keys"), api("/v1/admin/prices")]);
-  $("#key-list").replaceChildren(h("tr", {}, ["key", "tenant", "state", "balance", "output profile", "template policy", ""].map((x) => h("th", {}, x))), ...keys.map(row));
-  $("#price-list").replaceChildren(h("tr", {}, h("th", {}, "price key"), h("th", {}, "units")), ...Object.entries(prices).map(([key, units]) => {
+  fillTable($("#key-list"), ["key", "tenant", "state", "balance", "output profile", "template policy", ""], keys.map(row));
+  fillTable($("#price-list"), ["price key", "units"], Object.entries(prices).map(([key, units]) => {
     const input = h("input", { type: "number", min: 0, value: units, "aria-label": `units of ${key}` });
     return h("tr", {}, h("td", {}, key), h("td", {}, input, h("button", { type: "button", class: "quiet", onclick: () => change(`/v1/admin/prices/${encodeURIComponent(key)}`, "PUT", { units: Number(input.value) }) }, "Set")));
   }));

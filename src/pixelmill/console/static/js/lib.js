@@ -87,6 +87,13 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 export const $ = (selector, root = document) => root.querySelector(selector);
+
+// Fill `table` with a header row of `head` and a row per entry of `rows`: cells are elements or
+// text, or already-made <tr> rows.
+export function fillTable(table, head, rows) {
+  const line = (r) => (r instanceof HTMLTableRowElement ? r : h("tr", {}, r.map((x) => h("td", {}, x))));
+  table.replaceChildren(h("tr", {}, head.map((x) => h("th", {}, x))), ...rows.map(line));
+}
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 
 export function shortId(id) {

@@ -1,14 +1,10 @@
 // Operations: readiness per part, queue depth per lane, workers, the seed's four health figures
 // with their thresholds, recent failures, and charts of success rate, latency and cost. Polled
 // every 5 s (no stream: nothing here needs to be faster).
-import { $, api, flash, h, ready, shortId, when } from "./lib.js";
+import { $, api, fillTable, flash, h, ready, shortId, when } from "./lib.js";
 
 const EVERY_MS = 5000;
 const SVG = "http://www.w3.org/2000/svg";
-
-function table(id, head, rows) {
-  $(`#${id} table`).replaceChildren(h("tr", {}, head.map((x) => h("th", {}, x))), ...rows.map((r) => h("tr", {}, r.map((x) => h("td", {}, x)))));
-}
 
 function chart(id, points, format) {
   const svg = $(`#${id} svg`);
@@ -40,16 +36,16 @@ async function refresh() {
     return;
   }
   flash("");
-  table("readiness", ["part", "state"], Object.entries(ops.readiness).map(([k, v]) => [k, h("span", { class: v === "ok" ? "verdict-ok" : "state-bad" }, v)]));
-  table("lanes", ["lane", "waiting", "running"], [...ops.lanes.map((l) => [l.lane, l.waiting, l.running]), ["modal (waiting for people)", ops.modal, ""]]);
-  table("workers", ["worker", "tasks"], ops.workers.length ? ops.workers.map((w) => [w.worker, w.running]) : [["none busy", `${ops.workers_per_process} per process`]]);
-  table("health", ["figure", "value", "threshold"], health.figures.map((f) => [
+  fillTable($("#readiness table"), ["part", "state"], Object.entries(ops.readiness).map(([k, v]) => [k, h("span", { class: v === "ok" ? "verdict-ok" : "state-bad" }, v)]));
+  fillTable($("#lanes table"), ["lane", "waiting", "running"], [...ops.lanes.map((l) => [l.lane, l.waiting, l.running]), ["modal (waiting for people)", ops.modal, ""]]);
+  fillTable($("#workers table"), ["worker", "tasks"], ops.workers.length ? ops.workers.map((w) => [w.worker, w.running]) : [["none busy", `${ops.workers_per_process} per process`]]);
+  fillTable($("#health table"), ["figure", "value", "threshold"], health.figures.map((f) => [
     f.name.replaceAll("_", " "),
     h("span", { class: `verdict-${f.verdict}`, title: f.verdict }, f.value === null ? "—" : typeof f.value === "number" ? String(Number(f.value.toFixed(3))) : String(f.value), f.verdict === "ok" ? "" : ` (${f.verdict})`),
     `${f.rule} ${f.threshold}`]));
   // A task page shows the session's own tenant's tasks: another tenant's failure is named, not linked.
   const own = document.body.dataset.tenant;
-  table("failures", ["when", "task", "tenant", "reason"], ops.failures.map((f) => [
+  fillTable($("#failures table"), ["when", "task", "tenant", "reason"], ops.failures.map((f) => [
     when(f.finished_at),
     f.tenant_id === own ? h("a", { href: `/console/tasks/${encodeURIComponent(f.task_id)}` }, `${f.action} ${shortId(f.task_id)}`) : `${f.action} ${f.task_id}`,
     f.tenant_id, f.reason ?? ""]));

@@ -1,13 +1,9 @@
 // Usage: the key's balance, and what it was charged (net of refunds) per day and per price over
 // the last 30 days; the engine time its tenant's tasks used.
-import { $, api, h, ready } from "./lib.js";
+import { $, api, fillTable, h, ready } from "./lib.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const DAY = 86_400_000;
-
-function table(id, head, rows) {
-  $(`#${id} table`).replaceChildren(h("tr", {}, head.map((x) => h("th", {}, x))), ...rows.map((r) => h("tr", {}, r.map((x) => h("td", {}, x)))));
-}
 
 function bars(report) {
   const svg = $("#chart-daily svg");
@@ -34,6 +30,6 @@ function bars(report) {
 const report = await api("/v1/usage");
 $("#balance").textContent = report.balance === null ? "unlimited" : `${report.balance} units left`;
 bars(report);
-table("prices", ["price", "tasks", "charged", "refunded", "net"], report.usage.map((u) => [u.price_key ?? "—", u.tasks, u.charged, u.refunded, u.net]));
-table("engines", ["engine", "tasks", "seconds", "estimated cost"], report.engines.map((e) => [e.engine, e.tasks, e.run_seconds.toFixed(1), e.estimated_cost.toFixed(4)]));
+fillTable($("#prices table"), ["price", "tasks", "charged", "refunded", "net"], report.usage.map((u) => [u.price_key ?? "—", u.tasks, u.charged, u.refunded, u.net]));
+fillTable($("#engines table"), ["engine", "tasks", "seconds", "estimated cost"], report.engines.map((e) => [e.engine, e.tasks, e.run_seconds.toFixed(1), e.estimated_cost.toFixed(4)]));
 ready();
