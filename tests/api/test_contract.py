@@ -47,6 +47,13 @@ def test_401_without_a_valid_key(server: Server, headers: dict, text: str) -> No
     r = httpx.post(f"{server.url}{IMAGINE}", json={"prompt": "a cat"}, headers=headers)
     assert r.status_code == 401
     assert r.json()["code"] == 401 and text in r.json()["description"]
+    # The submit and poll routes check a key in the thread that does their work, so a body that
+    # fails validation may be told so before a wrong key is; naming no key at all is told first.
+    for method, path, body in (("POST", IMAGINE, {"colour": "red"}), ("POST", "/mj/submit/action", {}), ("GET", "/v1/midjourney/nope", None),
+                               ("GET", "/mj/task/nope/fetch", None)):
+        if not headers:
+            r = httpx.request(method, f"{server.url}{path}", json=body, headers=headers)
+            assert r.status_code == 401, (path, r.text)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from pixelmill.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, base_url, own_bases
+from pixelmill.api.deps import CallerDep, IdempotencyKey, PrincipalDep, RuntimeDep, base_url, own_bases
 from pixelmill.api.waiting import settled, until_settled
 from pixelmill.exceptions import ValidationError
 from pixelmill.runtime import Runtime
@@ -74,20 +74,19 @@ CacheHeader = Annotated[
 
 @router.post("/generations", response_model=SubmitAnswer, responses=_ERRORS, include_in_schema=False)
 @router.post("/generations/imagine", response_model=SubmitAnswer, responses=_ERRORS)
-def imagine(
+async def imagine(
     body: ImagineRequest,
     request: Request,
-    principal: PrincipalDep,
-    runtime: RuntimeDep,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
     cache: CacheHeader = None,
 ) -> SubmitAnswer:
     """Generate a 2×2 grid of four images from a prompt (one task per run with ``--repeat``)."""
-    tasks = runtime.service.imagine(
-        principal, body, own_bases(request, runtime),
-        idempotency_key=idempotency_key, allow_cache=(cache or "").strip().lower() == "allow",
-    )
-    return _submitted(*tasks)
+    # The submit routes are the commonest of all: async, with one hop to a thread (Caller.run).
+    bases, allow_cache = own_bases(request, caller.runtime), (cache or "").strip().lower() == "allow"
+    return await caller.run(lambda principal: _submitted(*caller.runtime.service.imagine(
+        principal, body, bases, idempotency_key=idempotency_key, allow_cache=allow_cache,
+    )))
 
 
 #: The operation routes: path → (action, fields the route fixes, summary). The body model is the
@@ -111,10 +110,11 @@ _OPERATIONS: dict[str, tuple[Action, dict[str, Any], str]] = {
 def _operation_route(path: str, action: Action, fixed: dict[str, Any], summary: str) -> None:
     model = OPERATION_BODIES[action.value.lower()]
 
-    def submit(body: Delivery, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+    async def submit(body: Delivery, request: Request, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
         if fixed:
             body = body.model_copy(update=fixed)
-        return _submitted(runtime.operations.submit(principal, action, body, own_bases(request, runtime), idempotency_key=idempotency_key))
+        bases, operations = own_bases(request, caller.runtime), caller.runtime.operations
+        return await caller.run(lambda principal: _submitted(operations.submit(principal, action, body, bases, idempotency_key=idempotency_key)))
 
     submit.__annotations__["body"] = model  # each route validates its own body model
     router.add_api_route(
@@ -128,16 +128,17 @@ for _path, (_action, _fixed, _summary) in _OPERATIONS.items():
 
 
 @router.post("/generations/modal", response_model=SubmitAnswer, responses=_ERRORS)
-def modal(body: ModalRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> SubmitAnswer:
+async def modal(body: ModalRequest, request: Request, caller: CallerDep) -> SubmitAnswer:
     """Continue a MODAL task (inpaint: prompt + mask_url; custom zoom: zoom or --zoom); it is queued."""
-    return _submitted(runtime.operations.modal(principal, body, own_bases(request, runtime)))
+    bases = own_bases(request, caller.runtime)
+    return await caller.run(lambda principal: _submitted(caller.runtime.operations.modal(principal, body, bases)))
 
 
 @router.post("/generations/action", response_model=SubmitAnswer, responses=_ERRORS)
-def action(body: ActionRequest, request: Request, principal: PrincipalDep, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
+async def action(body: ActionRequest, request: Request, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> SubmitAnswer:
     """Press a button: ``custom_id`` from a task's ``buttons`` (code 4 when it does not apply)."""
-    task = runtime.operations.press(principal, body, own_bases(request, runtime), idempotency_key=idempotency_key)
-    return _submitted(task)
+    bases = own_bases(request, caller.runtime)
+    return await caller.run(lambda principal: _submitted(caller.runtime.operations.press(principal, body, bases, idempotency_key=idempotency_key)))
 
 
 @router.post("/{task_id}/cancel", response_model=SubmitAnswer, responses=_ERRORS)
@@ -178,28 +179,29 @@ class TaskList(BaseModel):
 
 
 @router.post("/list-by-ids", response_model=TaskList, responses=_ERRORS)
-def list_by_ids(body: TaskIds, request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> TaskList:
+async def list_by_ids(body: TaskIds, request: Request, caller: CallerDep) -> TaskList:
     """Many tasks in one call (what a pixelmill in front of this one polls with): the caller's
     tasks among ``ids``, as ``GET /v1/midjourney/{task_id}`` shows each; unknown ids and other
     tenants' are left out alike."""
-    base = base_url(request, runtime)
-    return TaskList(data=[_view(runtime, task, base) for task in runtime.service.get_many(principal, body.ids)])
+    runtime, base = caller.runtime, base_url(request, caller.runtime)
+    return await caller.read(lambda principal: TaskList(data=[_view(runtime, t, base) for t in runtime.service.get_many(principal, body.ids)]))
 
 
 @router.get("/{task_id}", response_model=TaskView, responses=_ERRORS)
 async def get_task(
     task_id: str,
     request: Request,
-    principal: PrincipalDep,
-    runtime: RuntimeDep,
+    caller: CallerDep,
     wait: Annotated[float | None, Query(ge=0, le=3600, description="Long-poll: answer once the task is final, or after this many seconds.")] = None,
     prefer: Annotated[str | None, Header(description="'wait=N': the same as ?wait=N.")] = None,
 ) -> TaskView:
     """The task object: status, progress, and once SUCCESS its image URLs and buttons."""
+    runtime = caller.runtime
     seconds = _wait_seconds(wait, prefer, runtime)
     base = base_url(request, runtime)
-    if seconds <= 0:  # a plain poll, the commonest call of all: one hop to a thread, not two
-        return await run_in_threadpool(lambda: _view(runtime, runtime.service.get(principal, task_id), base))
+    if seconds <= 0:  # a plain poll, the commonest call of all: one hop to a thread, not three
+        return await caller.read(lambda principal: _view(runtime, runtime.service.get(principal, task_id), base))
+    principal = await run_in_threadpool(caller.principal)
     with runtime.signals.feed.stream():
         task = await until_settled(request, runtime, principal, task_id, time.monotonic() + seconds)
     return await run_in_threadpool(_view, runtime, task, base)

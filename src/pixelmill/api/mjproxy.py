@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
+from pixelmill.api import deps
 from pixelmill.api.deps import IdempotencyKey, RuntimeDep, base_url, own_bases
 from pixelmill.api.errors import EnvelopeResponse, contract_errors
 from pixelmill.auth.keys import Principal
@@ -51,14 +51,21 @@ def _render_error(exc: PixelmillError) -> Response:
 contract_errors(tuple(PREFIXES), _render_error)
 
 
-def mj_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def mj_caller(request: Request, runtime: RuntimeDep) -> deps.Caller:
     """``mj-api-secret`` (new-api, Dooy's app), ``x-ptoken``, or ``Authorization`` raw or with
-    ``Bearer `` (Licoy's app forwards it raw)."""
+    ``Bearer `` (Licoy's app forwards it raw); checked where the route does its work."""
     token = request.headers.get("mj-api-secret") or request.headers.get("x-ptoken")
     if not token:
         authorization = request.headers.get("authorization", "").strip()
         token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else authorization
-    return runtime.keys.authenticate(token or None)
+    return deps.Caller(runtime, None, token or None).checked()
+
+
+MjCaller = Annotated[deps.Caller, Depends(mj_caller)]
+
+
+def mj_principal(caller: MjCaller) -> Principal:
+    return caller.principal()
 
 
 def _speed(request: Request) -> str | None:
@@ -101,7 +108,15 @@ def _answer(runtime: Runtime, task: Task) -> dict[str, Any]:
 
 
 @router.post("/submit/imagine")
-def imagine(body: mj.MjImagine, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def imagine(body: mj.MjImagine, request: Request, caller: MjCaller, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    # A submit and a fetch are what midjourney-proxy's clients send most: one hop to a thread.
+    bases = own_bases(request, caller.runtime)
+    return await caller.run(lambda principal: _imagine(body, request, principal, caller.runtime, bases, idempotency_key))
+
+
+def _imagine(
+    body: mj.MjImagine, request: Request, principal: Principal, runtime: Runtime, bases: list[str], idempotency_key: str | None
+) -> dict[str, Any]:
     inline = Inline(request, runtime)
     images = [*(body.base64Array or []), *([body.base64] if body.base64 else [])]
     fields = {
@@ -113,14 +128,19 @@ def imagine(body: mj.MjImagine, request: Request, principal: Caller, runtime: Ru
     if req.prompt is not None and req.to_prompt().repeat:
         # midjourney-proxy answers one task id, and its clients track (and bill) only that one.
         raise ValidationError("prompt", "--repeat makes several tasks, but this API answers one task id; submit them one by one")
-    tasks = runtime.service.imagine(principal, req, own_bases(request, runtime), idempotency_key=idempotency_key)
+    tasks = runtime.service.imagine(principal, req, bases, idempotency_key=idempotency_key)
     return _answer(runtime, tasks[0])
 
 
 @router.post("/submit/action")
-def action(body: mj.MjAction, request: Request, principal: Caller, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-    req = validated(ActionRequest, {"custom_id": mj.from_mj_custom_id(body.customId), "task_id": body.taskId, **_hook(body)})
-    return _answer(runtime, runtime.operations.press(principal, req, own_bases(request, runtime), idempotency_key=idempotency_key))
+async def action(body: mj.MjAction, request: Request, caller: MjCaller, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    runtime, bases = caller.runtime, own_bases(request, caller.runtime)
+
+    def press(principal: Principal) -> dict[str, Any]:
+        req = validated(ActionRequest, {"custom_id": mj.from_mj_custom_id(body.customId), "task_id": body.taskId, **_hook(body)})
+        return _answer(runtime, runtime.operations.press(principal, req, bases, idempotency_key=idempotency_key))
+
+    return await caller.run(press)
 
 
 @router.post("/submit/modal")
@@ -230,12 +250,14 @@ def _task(runtime: Runtime, principal: Principal, task_id: str) -> Task:
 
 
 @router.get("/task/{task_id}/fetch")
-async def fetch(task_id: str, request: Request, principal: Caller, runtime: RuntimeDep) -> JSONResponse:
-    def read() -> dict[str, Any]:
-        task = _task(runtime, principal, task_id)
-        return mj.mj_task(task, base_url(request, runtime), runtime.service.queue_position(task), runtime.storage.url)
+async def fetch(task_id: str, request: Request, caller: MjCaller) -> JSONResponse:
+    runtime, base = caller.runtime, base_url(request, caller.runtime)
 
-    return JSONResponse(await run_in_threadpool(read))
+    def read(principal: Principal) -> dict[str, Any]:
+        task = _task(runtime, principal, task_id)
+        return mj.mj_task(task, base, runtime.service.queue_position(task), runtime.storage.url)
+
+    return JSONResponse(await caller.read(read))
 
 
 @router.get("/task/{task_id}/image-seed")
@@ -248,10 +270,12 @@ def image_seed(task_id: str, principal: Caller, runtime: RuntimeDep) -> dict[str
 
 @router.post("/task/list-by-condition")
 @router.post("/task/list-by-ids", include_in_schema=False)
-def list_by_condition(body: mj.MjIds, request: Request, principal: Caller, runtime: RuntimeDep) -> list[dict[str, Any]]:
+async def list_by_condition(body: mj.MjIds, request: Request, caller: MjCaller) -> list[dict[str, Any]]:
     """The caller's tasks among ``ids``, as a bare array; ids it does not know are left out."""
-    base = base_url(request, runtime)
-    return [mj.mj_task(t, base, url_for=runtime.storage.url) for t in runtime.service.get_many(principal, body.strings())]
+    runtime, base = caller.runtime, base_url(request, caller.runtime)
+    return await caller.read(lambda principal: [
+        mj.mj_task(t, base, url_for=runtime.storage.url) for t in runtime.service.get_many(principal, body.strings())
+    ])
 
 
 @router.get("/task/list")
