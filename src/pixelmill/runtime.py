@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -35,7 +36,7 @@ from pixelmill.observe.operations import OperationsReport
 from pixelmill.observe.refusals import RefusalLog
 from pixelmill.queue.finishing import Finishing
 from pixelmill.queue.retention import Retention
-from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
+from pixelmill.queue.signals import ChangeFeed, HostChannel, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.upstream import UpstreamTasks
 from pixelmill.safety.moderation import Moderator
@@ -97,7 +98,7 @@ class Runtime:
     #: The web console's sign-ins (API keys exchanged for sessions).
     sessions: ConsoleSessions
     pools: list[WorkerPool] = field(default_factory=list)
-    listener: Listener | None = None
+    listener: Listener | HostChannel | None = None
     deliverer: WebhookDeliverer | None = None
 
     def warm_up(self) -> None:
@@ -109,11 +110,18 @@ class Runtime:
             self.service.admission.moderator.semantic.load()
 
     def listen(self) -> None:
-        """Receive other processes' wake-ups (PostgreSQL): an API process for its streams, a
-        worker process for queued work and webhook events. Once per process."""
-        if self.listener is None and self.db.dialect.name == "postgresql":
+        """Receive other processes' wake-ups, and send them ours: an API process for its streams,
+        a worker process for queued work and webhook events. Once per process. On SQLite the
+        processes of one database file meet in a directory beside it (``<file>.signals``)."""
+        if self.listener is not None:
+            return
+        if self.db.dialect.name == "postgresql":
             self.listener = Listener(self.db, self.signals)
             self.listener.start()
+        elif self.db.url.database:
+            channel = HostChannel(Path(self.db.url.database + ".signals"), self.signals)
+            if channel.start():
+                self.listener = channel
 
     def start_workers(self, size: int) -> WorkerPool:
         """Task workers, plus the webhook deliverer beside them (one per process)."""

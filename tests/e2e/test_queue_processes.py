@@ -90,3 +90,17 @@ def _metrics(port: int) -> str | None:
         return httpx.get(f"http://127.0.0.1:{port}/metrics").text
     except httpx.TransportError:
         return None
+
+
+def test_on_sqlite_a_separate_worker_is_woken_by_a_submit_not_by_its_poll(tmp_path: Path) -> None:
+    # The worker looks for work on its own every 10 minutes: only a wake-up from the API process
+    # (queue/signals.py HostChannel) can start these tasks within the test's deadline.
+    srv = Server(tmp_path, TEST_KEY, workers=0, worker_poll_seconds=600).start()
+    try:
+        with srv.client() as api, srv.worker("--concurrency", "1"):
+            first = submit(api, "a cat")  # may be taken by the worker's first look, at its start
+            assert wait_terminal(api, first, timeout=90)["status"] == "SUCCESS"
+            for prompt in ("a dog", "a fox"):  # the worker is idle now: each submit wakes it
+                assert wait_terminal(api, submit(api, prompt), timeout=30)["status"] == "SUCCESS"
+    finally:
+        srv.stop()

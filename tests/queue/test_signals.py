@@ -1,12 +1,15 @@
-"""Wake-ups across processes on PostgreSQL (LISTEN/NOTIFY) and in-process on both databases: a
-change wakes its waiters once it commits, never before, never for a rollback."""
+"""Wake-ups across processes on PostgreSQL (LISTEN/NOTIFY) and on SQLite (a Unix datagram socket
+per process beside the database file), and in-process on both databases: a change wakes its
+waiters once it commits, never before, never for a rollback."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -15,7 +18,7 @@ from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
 from pixelmill.db.engine import write_tx
 from pixelmill.exceptions import StreamsFull
-from pixelmill.queue.signals import ChangeFeed, Listener, Signals, Wakeup
+from pixelmill.queue.signals import ChangeFeed, HostChannel, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
 from tests.helpers import wait_for
 from tests.queue.test_store import LANES, new_task
@@ -145,3 +148,39 @@ def test_a_tenant_stream_hears_which_of_its_tasks_changed_here_and_in_other_proc
         return heard
 
     assert asyncio.run(listen()) == [{"t1", "t3"}, {None}, set()]
+
+
+def test_on_sqlite_processes_of_one_database_wake_each_other_through_their_sockets(tmp_path: Path) -> None:
+    from pixelmill.db.engine import make_engine
+    from pixelmill.db.migrate import upgrade
+
+    db = make_engine(f"sqlite:///{tmp_path / 'queue.db'}")
+    upgrade(db)
+    clock = ManualClock()
+    KeyStore(db, clock).create(tenant_id="acme")
+    here, there = process(False), process(False)
+    # A socket left behind by a process killed with SIGKILL: bound once, nobody reads it.
+    (tmp_path / "signals").mkdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(tmp_path / "signals" / "dead.sock"))
+    stale.close()
+    channels = [HostChannel(tmp_path / "signals", s) for s in (here, there)]
+    assert all(c.start() for c in channels)
+    try:
+        store = TaskStore(db, clock, signals=there)
+        queued = here.queued.count  # type: ignore[attr-defined]
+        task = store.insert(new_task(), queue_limit=10)
+        wait_for(lambda: here.queued.count > queued, timeout=5, what="idle workers here to be woken")  # type: ignore[attr-defined]
+        assert not (tmp_path / "signals" / "dead.sock").exists()  # refused, so removed
+        # A stream here waits 30 s between looks: the claim in the other process wakes it at once.
+        assert woken_after(here.feed, task.id, lambda: store.claim("w", LANES, 30)) < 2
+        other = Waiter(here.feed, "some-other-task")
+        with pytest.raises(RuntimeError), write_tx(db) as conn:
+            there.task_changed(conn, "some-other-task", "acme")
+            raise RuntimeError("rolled back")  # sent after the commit only: this sends nothing
+        assert woken_after(here.feed, task.id, lambda: store.set_progress(task.id, "w", 50, 30)) < 2
+        assert not other.woken.is_set()
+    finally:
+        for channel in channels:
+            channel.stop()
+    assert list((tmp_path / "signals").iterdir()) == []  # each took its socket away

@@ -8,8 +8,11 @@ nobody looks before the row is there:
 - in this process, at once (``after_commit``);
 - on PostgreSQL, to every other process too, with ``pg_notify`` (delivered at commit, and not at
   all on rollback). Each process has one ``Listener``: a connection that LISTENs and hands what
-  arrives to the same waiters. SQLite is one host and usually one process: in-process wake-ups,
-  and waiters poll now and then for writers in other processes.
+  arrives to the same waiters.
+- on SQLite, which is one host, to every other process of the same data directory through a
+  Unix datagram socket each (``HostChannel``), sent once the transaction has committed.
+
+Both are best effort: every waiter still polls now and then, so a lost wake-up only delays.
 
 ``ChangeFeed`` holds the open streams of a process: each waits on an event for its task, not on
 the database, so a thousand open streams cost no queries while nothing changes. A stream still
@@ -19,11 +22,15 @@ looks again every ``fallback_seconds`` (a notification lost while the listener r
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from sqlalchemy import Connection, Engine, func, select
@@ -208,6 +215,8 @@ class Signals:
         self.webhooks = webhooks
         #: Marks this process's own notifications, which its listener skips (woken already).
         self.origin = uuid.uuid4().hex[:12]
+        #: SQLite: the other processes of this data directory, once ``HostChannel`` runs.
+        self.host: HostChannel | None = None
 
     def task_changed(self, conn: Connection, task_id: str, tenant_id: str) -> None:
         self._send(conn, f"t:{task_id}:{tenant_id}", lambda: self.feed.changed(task_id, tenant_id))
@@ -222,6 +231,9 @@ class Signals:
         after_commit(conn, here)
         if self._postgres:
             conn.execute(select(func.pg_notify(CHANNEL, f"{self.origin}:{what}")))
+        elif (host := self.host) is not None:
+            payload = f"{self.origin}:{what}".encode()
+            after_commit(conn, lambda: host.send(payload))
 
     def dispatch(self, payload: str) -> None:
         """A notification from another process."""
@@ -277,3 +289,76 @@ class Listener:
                 self.listening.clear()
                 log.warning("change listener lost its connection; reconnecting", error=f"{type(exc).__name__}: {exc}"[:300])
                 self._stop.wait(1.0)
+
+
+class HostChannel:
+    """SQLite's ``pg_notify``: the processes sharing a data directory (an API process and a
+    ``pixelmill worker``, or several API processes) tell each other of commits at once instead of
+    waiting for their next poll. Each binds a Unix datagram socket in ``directory`` and sends
+    every wake-up to the others' sockets; a socket left by a killed process is removed by the
+    first sender it refuses. Sending never blocks: a full receiver misses that wake-up and polls.
+    """
+
+    #: How long a list of the other processes' sockets is used before the directory is read again.
+    PEERS_SECONDS = 1.0
+
+    def __init__(self, directory: Path, signals: Signals) -> None:
+        self._dir = directory
+        self._signals = signals
+        self._path = directory / f"{signals.origin}.sock"
+        self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._out.setblocking(False)
+        self._in = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._peers: list[str] = []
+        self._peers_at = -self.PEERS_SECONDS
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pixelmill-host-signals", daemon=True)
+
+    def start(self) -> bool:
+        """Bind and start receiving; False when this host cannot (the path is too long for a
+        Unix socket, or the directory is not writable): waiters then poll, as before."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._in.bind(str(self._path))
+        except OSError as exc:
+            log.warning("no wake-ups across processes; they poll", directory=str(self._dir), error=str(exc))
+            return False
+        self._in.settimeout(1.0)
+        self._thread.start()
+        self._signals.host = self
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._signals.host = None
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._in.close()
+        self._out.close()
+        self._path.unlink(missing_ok=True)
+
+    def send(self, payload: bytes) -> None:
+        now = time.monotonic()
+        if now - self._peers_at >= self.PEERS_SECONDS:
+            self._peers = [str(p) for p in self._dir.glob("*.sock") if p != self._path]
+            self._peers_at = now
+        for peer in self._peers:
+            try:
+                self._out.sendto(payload, peer)
+            except OSError as exc:
+                if exc.errno == errno.ECONNREFUSED:  # nobody bound to it: its process is gone
+                    Path(peer).unlink(missing_ok=True)
+                # EAGAIN (its queue is full), ENOENT (removed meanwhile): that one polls instead
+
+    def _run(self) -> None:
+        self._signals.missed()  # what happened before this process listened
+        while not self._stop.is_set():
+            try:
+                payload = self._in.recv(1024)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                raise
+            self._signals.dispatch(payload.decode(errors="replace"))
