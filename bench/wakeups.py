@@ -1,5 +1,6 @@
-"""Wake-ups across processes on PostgreSQL (issue 18): an API process with no workers
-(PIXELMILL_WORKERS=0) and a separate `pixelmill worker`, on a fresh PostgreSQL database.
+"""Wake-ups across processes (issue 18; on SQLite, issue 20): an API process with no workers
+(PIXELMILL_WORKERS=0) and a separate `pixelmill worker`, on a fresh PostgreSQL database (or,
+with --sqlite, the server's own SQLite file: wake-ups through queue/signals.py's HostChannel).
 
 Prints, over N sequential imagine tasks:
 - submit → worker start: the task's start_time - submit_time (both by the database's clock), p50/p95;
@@ -8,12 +9,13 @@ Prints, over N sequential imagine tasks:
   process claims the task through the same TaskStore a worker uses; ms from that commit to the
   stream's IN_PROGRESS event, p50/p95.
 
-Run: .venv/bin/python bench/wakeups.py --tasks 50
+Run: .venv/bin/python bench/wakeups.py --tasks 50   (--sqlite)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import threading
@@ -24,7 +26,7 @@ import httpx
 
 from pixelmill.clock import clock_for
 from pixelmill.db.engine import make_engine
-from pixelmill.queue.signals import ChangeFeed, Signals, Wakeup
+from pixelmill.queue.signals import ChangeFeed, HostChannel, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
 from pixelmill.tasks.actions import Lane
 from pixelmill.tasks.record import TaskResult
@@ -37,8 +39,10 @@ KEY = "pm_wakeup_" + "w" * 32
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=50)
+    ap.add_argument("--sqlite", action="store_true", help="the server's SQLite file instead of PostgreSQL")
     args = ap.parse_args()
-    with pg_database("pixelmill_wakeups") as url, tempfile.TemporaryDirectory() as tmp:
+    with (contextlib.nullcontext(None) if args.sqlite else pg_database("pixelmill_wakeups")) as pg, tempfile.TemporaryDirectory() as tmp:
+        url = pg or f"sqlite:///{Path(tmp) / 'pixelmill.db'}"
         srv = Server(Path(tmp), KEY, database_url=url, workers=0, screening="off", rate_per_minute=0,
                      max_concurrent_tasks=0, procedural_delay_ms=0).start()
         try:
@@ -68,7 +72,11 @@ def change_to_stream(api: httpx.Client, url: str, n: int) -> list[float]:
     """A stream open in the API process; another process (this one, through the same TaskStore a
     worker uses) claims the task: ms from that commit to the stream's IN_PROGRESS event."""
     engine = make_engine(url)
-    signals = Signals(True, ChangeFeed(fallback_seconds=30, max_streams=1), Wakeup(), Wakeup())
+    postgres = engine.dialect.name == "postgresql"
+    signals = Signals(postgres, ChangeFeed(fallback_seconds=30, max_streams=1), Wakeup(), Wakeup())
+    channel = None if postgres else HostChannel(Path(str(engine.url.database) + ".signals"), signals)
+    if channel is not None:
+        assert channel.start()
     store = TaskStore(engine, clock_for(engine), signals=signals)
     latencies: list[float] = []
     with httpx.Client(base_url=str(api.base_url), headers=dict(api.headers), timeout=60) as sse:
@@ -98,6 +106,8 @@ def change_to_stream(api: httpx.Client, url: str, n: int) -> list[float]:
             store.complete(task_id, "bench-worker", TaskResult())
             if i:
                 latencies.append((seen["IN_PROGRESS"] - committed) * 1000)
+    if channel is not None:
+        channel.stop()
     engine.dispose()
     return latencies
 
