@@ -66,18 +66,34 @@ def main() -> None:
 @click.option("--port", type=int, help="Port (env PIXELMILL_PORT, default 8080).")
 @click.option("--workers", type=int, help="In-process worker threads (env PIXELMILL_WORKERS).")
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    """Serve the HTTP API, with in-process workers."""
+    """Serve the HTTP API, with in-process workers (and PIXELMILL_API_PROCESSES processes)."""
     import uvicorn
 
     from pixelmill.app import create_app
     from pixelmill.runtime import build_runtime
+    from pixelmill.serving import Helpers, helper_of, listening_socket
 
+    helper = helper_of() is not None  # one of a serving process's helpers (serving.py)
     settings = _settings(host=host, port=port, workers=workers)
     _logging(settings)
     runtime = build_runtime(settings)
     new_key = runtime.keys.ensure_bootstrap(settings.api_key)
-    _banner(settings, new_key)
-    uvicorn.run(create_app(runtime=runtime), host=settings.host, port=settings.port, log_level="warning")
+    try:
+        sock = listening_socket(settings.host, settings.port, shared=helper or settings.api_processes > 1)
+    except OSError as exc:
+        raise _BadSettings(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    if not helper:
+        _banner(settings, new_key)
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime=runtime), log_level="warning"))
+    address = {"PIXELMILL_HOST": settings.host, "PIXELMILL_PORT": str(settings.port)}  # --host, --port too
+    helpers = None if helper else Helpers(settings.api_processes - 1, lambda: server.should_exit, address)
+    if helpers is not None:
+        helpers.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if helpers is not None:
+            helpers.stop()
 
 
 def _banner(settings: Settings, new_key: str | None) -> None:
@@ -94,6 +110,7 @@ def _banner(settings: Settings, new_key: str | None) -> None:
         f"pixelmill {__version__} serving on {url}  (OpenAPI docs: {url}/docs)\n"
         f"  web console: {url}/console (sign in with an API key)\n"
         f"  engine {settings.engine}, {settings.workers} in-process workers, "
+        f"{settings.api_processes} API process{'es' if settings.api_processes > 1 else ''}, "
         f"data in {settings.data_dir.resolve()}\n"
         f"{key_line}"
         f"Try it:\n"

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # --- queue -------------------------------------------------------------------------------
     #: Worker threads started inside ``pixelmill serve``. 0 = API only; run ``pixelmill worker``.
     workers: int = Field(2, ge=0, le=64)
+    #: Processes ``pixelmill serve`` answers HTTP with, all on its port (serving.py): the first
+    #: also runs the workers. One process uses one core for Python; give the API more of them.
+    api_processes: int = Field(1, ge=1, le=64)
     #: The lanes this process's workers take work from, interactive always first.
     worker_lanes: tuple[Literal["interactive", "batch"], ...] = ("interactive", "batch")
     #: How many of a process's workers may run batch work at once (default: all but one, so an

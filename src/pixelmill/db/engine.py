@@ -3,10 +3,11 @@
 SQLite needs care to behave like a queue under concurrent writers:
 - WAL lets readers run while one writer writes; ``synchronous=NORMAL`` is durable across process
   crashes (not power loss of the last commits), which is the usual WAL trade-off.
-- Writers inside one process queue on a Python lock before ``BEGIN IMMEDIATE``. Left to SQLite,
-  contending writers wait in its busy handler, which sleeps in growing steps (1, 2, 5, 10 ... ms)
-  and wastes most of the time the lock is free; a lock hands over at once. Writers in other
-  processes (a separate ``pixelmill worker``) still meet ``busy_timeout``.
+- Writers queue before ``BEGIN IMMEDIATE``: the threads of a process on a Python lock, then the
+  processes of one database file on an advisory file lock beside it (``<file>.writelock``,
+  ``flock``). Left to SQLite, contending writers wait in its busy handler, which sleeps in
+  growing steps (1, 2, 5, 10 ... ms) and wastes most of the time the lock is free; these locks
+  hand over at once. A writer outside ``write_tx`` (a migration) still meets ``busy_timeout``.
 - pysqlite's own transaction handling is switched off so that SQLAlchemy's ``begin`` decides:
   write transactions start with ``BEGIN IMMEDIATE`` (take the write lock up front and wait for it
   with ``busy_timeout``), instead of a deferred BEGIN that fails with SQLITE_BUSY when it later
@@ -15,6 +16,8 @@ SQLite needs care to behave like a queue under concurrent writers:
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -24,7 +27,32 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
-_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+class _WriteLock:
+    """One SQLite file's writers: a thread lock, then ``flock`` for the other processes."""
+
+    def __init__(self, database: str) -> None:
+        self._threads = threading.Lock()
+        # Opened once per engine and closed with it; never inherited by child processes.
+        self._fd = os.open(database + ".writelock", os.O_RDWR | os.O_CREAT, 0o644)
+        weakref.finalize(self, os.close, self._fd)
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, _WriteLock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str) -> Engine:
@@ -66,7 +94,8 @@ def _sqlite_engine(url: str) -> Engine:
         mode = "IMMEDIATE" if conn.get_execution_options().get("pixelmill_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
-    _sqlite_write_locks[engine] = threading.Lock()
+    assert engine.url.database  # a file: checked above
+    _sqlite_write_locks[engine] = _WriteLock(engine.url.database)
     return engine
 
 
