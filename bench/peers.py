@@ -72,9 +72,9 @@ def _count(url: str, sql: str) -> Callable[[], int]:
 
 
 @contextmanager
-def pixelmill(database: str) -> Iterator[Running]:
+def pixelmill(database: str, processes: int = 1) -> Iterator[Running]:
     with tempfile.TemporaryDirectory() as tmp, (pg_database("pixelmill_peers") if database == "postgresql" else _nothing()) as pg_url:
-        env = {"workers": 2, "screening": "off", **UNCAPPED}
+        env = {"workers": 2, "screening": "off", "api_processes": processes, **UNCAPPED}
         if pg_url:
             env["database_url"] = pg_url
         srv = Server(Path(tmp), KEY, **env).start()
@@ -229,6 +229,8 @@ def main() -> None:
     systems: dict[str, Callable[[], object]] = {
         "pixelmill, SQLite (default)": lambda: pixelmill("sqlite"),
         "pixelmill, PostgreSQL": lambda: pixelmill("postgresql"),
+        "pixelmill, SQLite, 2 API processes": lambda: pixelmill("sqlite", 2),
+        "pixelmill, PostgreSQL, 2 API processes": lambda: pixelmill("postgresql", 2),
         "FastAPI + Celery + Redis": lambda: celery(args.venv),
         "FastAPI + procrastinate (PostgreSQL)": lambda: procrastinate(args.venv),
     }

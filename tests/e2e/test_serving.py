@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from pixelmill.testing import listening_sockets
 from tests.conftest import TEST_KEY
 from tests.helpers import Server, wait_for, wait_terminal
 
@@ -40,25 +41,12 @@ def alive(pid: int) -> bool:
         return False
 
 
-def listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds a socket listening on TCP ``port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
-                inodes.add(fields[9])
-    fds = Path(f"/proc/{pid}/fd")
-    return any(os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes for fd in fds.iterdir() if fd.is_symlink())
-
-
 def test_two_api_processes_share_the_port_and_a_helper_that_dies_is_replaced(tmp_path: Path) -> None:
     srv = Server(tmp_path, TEST_KEY, api_processes=2).start()
     try:
         assert srv.proc is not None
         serving = srv.proc.pid
-        wait_for(lambda: len(children(serving)) == 1 and listens(children(serving)[0], srv.port), timeout=60, what="the helper to listen")
-        (helper,) = children(serving)
+        (helper,) = children(serving)  # start() waited for both processes to listen
         with srv.client() as api:
             polled = api.post(IMAGINE, json={"prompt": "polled"}).json()["data"][0]["task_id"]
         before = cpu_ticks(helper)
@@ -76,7 +64,8 @@ def test_two_api_processes_share_the_port_and_a_helper_that_dies_is_replaced(tmp
             assert {wait_terminal(api, i, timeout=120)["status"] for i in ids} == {"SUCCESS"}
 
         os.kill(helper, signal.SIGKILL)
-        wait_for(lambda: [p for p in children(serving) if p != helper and alive(p) and listens(p, srv.port)], timeout=60, what="a new helper")
+        wait_for(lambda: [p for p in children(serving) if p != helper and alive(p)] and listening_sockets(srv.port) == 2, timeout=60,
+                 what="a new helper listening")
         with srv.client() as api:
             assert api.post(IMAGINE, json={"prompt": "after the restart"}).status_code == 200
         helpers = children(serving)
@@ -91,7 +80,7 @@ def test_helpers_end_when_the_serving_process_is_killed(tmp_path: Path) -> None:
     srv = Server(tmp_path, TEST_KEY, api_processes=3, workers=0).start()
     assert srv.proc is not None
     pid = srv.proc.pid
-    wait_for(lambda: len([p for p in children(pid) if alive(p)]) == 2, timeout=60, what="two helpers")
-    helpers = children(pid)
+    helpers = children(pid)  # start() waited for all three processes to listen
+    assert len(helpers) == 2
     srv.kill()  # SIGKILL: no shutdown code runs in it
     wait_for(lambda: not any(alive(p) for p in helpers), timeout=30, what="the helpers to end with it")
