@@ -74,7 +74,7 @@ def change_to_stream(api: httpx.Client, url: str, n: int) -> list[float]:
     engine = make_engine(url)
     postgres = engine.dialect.name == "postgresql"
     signals = Signals(postgres, ChangeFeed(fallback_seconds=30, max_streams=1), Wakeup(), Wakeup())
-    channel = None if postgres else HostChannel(Path(str(engine.url.database) + ".signals"), signals)
+    channel = None if postgres else HostChannel(HostChannel.directory_for(str(engine.url.database)), signals)
     if channel is not None:
         assert channel.start()
     store = TaskStore(engine, clock_for(engine), signals=signals)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -119,7 +118,7 @@ class Runtime:
             self.listener = Listener(self.db, self.signals)
             self.listener.start()
         elif self.db.url.database:
-            channel = HostChannel(Path(self.db.url.database + ".signals"), self.signals)
+            channel = HostChannel(HostChannel.directory_for(self.db.url.database), self.signals)
             if channel.start():
                 self.listener = channel
 

@@ -184,3 +184,12 @@ def test_on_sqlite_processes_of_one_database_wake_each_other_through_their_socke
         for channel in channels:
             channel.stop()
     assert list((tmp_path / "signals").iterdir()) == []  # each took its socket away
+
+
+def test_a_database_path_too_long_for_a_socket_name_meets_in_the_temporary_directory(tmp_path: Path) -> None:
+    short = tmp_path / "q.db"
+    deep = tmp_path / ("d" * 120) / "queue.db"
+    assert HostChannel.directory_for(str(short)) == Path(f"{short}.signals")
+    far = HostChannel.directory_for(str(deep))
+    assert far == HostChannel.directory_for(str(deep)) != HostChannel.directory_for(str(deep) + "2")
+    assert len(str(far / "0123456789ab.sock")) <= 100  # every process of that file binds there

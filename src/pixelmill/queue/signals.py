@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -314,11 +316,22 @@ class HostChannel:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pixelmill-host-signals", daemon=True)
 
+    @staticmethod
+    def directory_for(database: str) -> Path:
+        """Where the processes of SQLite file ``database`` meet: beside it, unless that path is
+        too long for a Unix socket's name (about 100 bytes); then in the temporary directory,
+        under a name that only this file's absolute path gives."""
+        beside = Path(database + ".signals")
+        if len(str(beside.absolute() / "0123456789ab.sock").encode()) <= 100:
+            return beside
+        digest = hashlib.sha256(str(Path(database).resolve()).encode()).hexdigest()[:20]
+        return Path(tempfile.gettempdir()) / f"pixelmill-{digest}.signals"
+
     def start(self) -> bool:
         """Bind and start receiving; False when this host cannot (the path is too long for a
         Unix socket, or the directory is not writable): waiters then poll, as before."""
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._in.bind(str(self._path))
         except OSError as exc:
             log.warning("no wake-ups across processes; they poll", directory=str(self._dir), error=str(exc))
