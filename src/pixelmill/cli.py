@@ -71,7 +71,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     from pixelmill.app import create_app
     from pixelmill.runtime import build_runtime
-    from pixelmill.serving import Helpers, helper_of, listening_socket
+    from pixelmill.serving import Helpers, Serving, helper_of, listening_socket
 
     helper = helper_of() is not None  # one of a serving process's helpers (serving.py)
     settings = _settings(host=host, port=port, workers=workers)
@@ -79,21 +79,16 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     runtime = build_runtime(settings)
     new_key = runtime.keys.ensure_bootstrap(settings.api_key)
     try:
-        sock = listening_socket(settings.host, settings.port, shared=helper or settings.api_processes > 1)
+        sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
         raise _BadSettings(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
     if not helper:
         _banner(settings, new_key)
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime=runtime), log_level="warning"))
-    address = {"PIXELMILL_HOST": settings.host, "PIXELMILL_PORT": str(settings.port)}  # --host, --port too
-    helpers = None if helper else Helpers(settings.api_processes - 1, lambda: server.should_exit, address)
+    helpers = Helpers(settings.api_processes - 1, sock) if not helper and settings.api_processes > 1 else None
+    server = Serving(uvicorn.Config(create_app(runtime=runtime), log_level="warning"), helpers)
     if helpers is not None:
         helpers.start()
-    try:
-        server.run(sockets=[sock])
-    finally:
-        if helpers is not None:
-            helpers.stop()
+    server.run(sockets=[sock])
 
 
 def _banner(settings: Settings, new_key: str | None) -> None:

@@ -168,6 +168,8 @@ def test_on_sqlite_processes_of_one_database_wake_each_other_through_their_socke
     assert all(c.start() for c in channels)
     try:
         store = TaskStore(db, clock, signals=there)
+        # Each receiver first wakes its own process once (what it may have missed before it ran).
+        wait_for(lambda: here.queued.count >= 1, timeout=5, what="the receiver to start")  # type: ignore[attr-defined]
         queued = here.queued.count  # type: ignore[attr-defined]
         task = store.insert(new_task(), queue_limit=10)
         wait_for(lambda: here.queued.count > queued, timeout=5, what="idle workers here to be woken")  # type: ignore[attr-defined]

@@ -184,7 +184,7 @@ async def list_by_ids(body: TaskIds, request: Request, caller: CallerDep) -> Tas
     tasks among ``ids``, as ``GET /v1/midjourney/{task_id}`` shows each; unknown ids and other
     tenants' are left out alike."""
     runtime, base = caller.runtime, base_url(request, caller.runtime)
-    return await caller.read(lambda principal: TaskList(data=[_view(runtime, t, base) for t in runtime.service.get_many(principal, body.ids)]))
+    return await caller.run(lambda principal: TaskList(data=[_view(runtime, t, base) for t in runtime.service.get_many(principal, body.ids)]))
 
 
 @router.get("/{task_id}", response_model=TaskView, responses=_ERRORS)

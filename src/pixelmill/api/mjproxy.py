@@ -273,7 +273,7 @@ def image_seed(task_id: str, principal: Caller, runtime: RuntimeDep) -> dict[str
 async def list_by_condition(body: mj.MjIds, request: Request, caller: MjCaller) -> list[dict[str, Any]]:
     """The caller's tasks among ``ids``, as a bare array; ids it does not know are left out."""
     runtime, base = caller.runtime, base_url(request, caller.runtime)
-    return await caller.read(lambda principal: [
+    return await caller.run(lambda principal: [
         mj.mj_task(t, base, url_for=runtime.storage.url) for t in runtime.service.get_many(principal, body.strings())
     ])
 

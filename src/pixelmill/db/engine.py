@@ -3,11 +3,12 @@
 SQLite needs care to behave like a queue under concurrent writers:
 - WAL lets readers run while one writer writes; ``synchronous=NORMAL`` is durable across process
   crashes (not power loss of the last commits), which is the usual WAL trade-off.
-- Writers queue before ``BEGIN IMMEDIATE``: the threads of a process on a Python lock, then the
-  processes of one database file on an advisory file lock beside it (``<file>.writelock``,
-  ``flock``). Left to SQLite, contending writers wait in its busy handler, which sleeps in
-  growing steps (1, 2, 5, 10 ... ms) and wastes most of the time the lock is free; these locks
-  hand over at once. A writer outside ``write_tx`` (a migration) still meets ``busy_timeout``.
+- Writers queue before ``BEGIN IMMEDIATE``: the threads of a process on a Python lock, which
+  hands over at once, then the processes of one database file on an advisory file lock beside
+  it (``<file>.writelock``, ``flock``), looked at again every 0.1 to 2 ms. Left to SQLite,
+  contending writers wait in its busy handler, which sleeps in growing steps (1, 2, 5, 10 ...
+  100 ms) and wastes most of the time the lock is free. A writer outside ``write_tx`` (a
+  migration) still meets ``busy_timeout``.
 - pysqlite's own transaction handling is switched off so that SQLAlchemy's ``begin`` decides:
   write transactions start with ``BEGIN IMMEDIATE`` (take the write lock up front and wait for it
   with ``busy_timeout``), instead of a deferred BEGIN that fails with SQLITE_BUSY when it later
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 
 class _WriteLock:
@@ -37,19 +41,47 @@ class _WriteLock:
         self._fd = os.open(database + ".writelock", os.O_RDWR | os.O_CREAT, 0o644)
         weakref.finalize(self, os.close, self._fd)
 
+    #: As SQLite's ``busy_timeout``: a writer that never lets go (a stopped process) fails the
+    #: others after this long instead of holding them for ever.
+    TIMEOUT_SECONDS = 30.0
+
     def __enter__(self) -> None:
-        self._threads.acquire()
+        self._threads.acquire()  # this process's own writers: they wait as they always did
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+            self._flock()
         except BaseException:
             self._threads.release()
             raise
+
+    def _flock(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        # Held by another process. A blocking flock cannot be given a deadline from a thread,
+        # so look again in short, growing steps (0.1 ms up to 2 ms; SQLite's own handler sleeps
+        # up to 100 ms between looks).
+        deadline, step = time.monotonic() + self.TIMEOUT_SECONDS, 0.0001
+        while True:
+            time.sleep(step)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise _locked() from None
+                step = min(step * 2, 0.002)
 
     def __exit__(self, *exc: object) -> None:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._threads.release()
+
+
+def _locked() -> OperationalError:
+    return OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
 
 
 _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, _WriteLock] = weakref.WeakKeyDictionary()

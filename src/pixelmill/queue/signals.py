@@ -22,9 +22,12 @@ looks again every ``fallback_seconds`` (a notification lost while the listener r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
+import os
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -332,6 +335,11 @@ class HostChannel:
         Unix socket, or the directory is not writable): waiters then poll, as before."""
         try:
             self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Only a directory of this user's own that nobody else may enter: in a shared
+            # temporary directory another user could have made it first, to listen or to send.
+            info = self._dir.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+                raise PermissionError(f"{self._dir} is not a directory only this user may write to")
             self._in.bind(str(self._path))
         except OSError as exc:
             log.warning("no wake-ups across processes; they poll", directory=str(self._dir), error=str(exc))
@@ -358,9 +366,10 @@ class HostChannel:
         for peer in self._peers:
             try:
                 self._out.sendto(payload, peer)
-            except OSError as exc:
+            except OSError as exc:  # never an error for the commit that sent it
                 if exc.errno == errno.ECONNREFUSED:  # nobody bound to it: its process is gone
-                    Path(peer).unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        Path(peer).unlink(missing_ok=True)
                 # EAGAIN (its queue is full), ENOENT (removed meanwhile): that one polls instead
 
     def _run(self) -> None:
@@ -368,10 +377,11 @@ class HostChannel:
         while not self._stop.is_set():
             try:
                 payload = self._in.recv(1024)
+                self._signals.dispatch(payload.decode(errors="replace"))
             except TimeoutError:
                 continue
-            except OSError:
+            except Exception as exc:  # noqa: BLE001 - the receiver must outlive any one message
                 if self._stop.is_set():
                     return
-                raise
-            self._signals.dispatch(payload.decode(errors="replace"))
+                log.warning("a wake-up from another process failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                self._stop.wait(0.1)
