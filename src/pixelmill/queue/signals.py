@@ -353,6 +353,8 @@ class HostChannel:
         self._signals.host = None
         self._stop.set()
         if self._thread.is_alive():
+            with contextlib.suppress(OSError):  # wake the receiver now, not at its next timeout
+                self._out.sendto(b"", str(self._path))
             self._thread.join(timeout)
         self._in.close()
         self._out.close()
@@ -377,6 +379,8 @@ class HostChannel:
         while not self._stop.is_set():
             try:
                 payload = self._in.recv(1024)
+                if self._stop.is_set():
+                    return
                 self._signals.dispatch(payload.decode(errors="replace"))
             except TimeoutError:
                 continue
