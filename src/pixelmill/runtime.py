@@ -256,7 +256,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or clock_for(db, settings.fault_clock_skew_seconds)
     storage = TrackedStorage(storage, db, clock)  # every write registered: retention owns every file
     postgres = db.dialect.name == "postgresql"
-    # On SQLite a worker in another process cannot wake a stream here: streams look more often.
+    # On SQLite the wake-ups from other processes may be missing (HostChannel could not bind its
+    # socket): streams look more often there.
     feed = ChangeFeed(fallback_seconds=2.0 if postgres else 0.25, max_streams=settings.max_streams)
     signals = Signals(postgres, feed, queued=Wakeup(), webhooks=Wakeup())
     outbox = Outbox(db, clock, settings.webhook_retry_seconds, on_recorded=signals.webhook_due, url_for=storage.url)

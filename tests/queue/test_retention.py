@@ -32,6 +32,15 @@ def finish(store: TaskStore, storage: MemoryStorage, *, files: list[bytes], pare
     return task.id
 
 
+def tracked(db: Engine, clock: ManualClock) -> tuple[MemoryStorage, TrackedStorage, Retention, TaskStore]:
+    """Tenant acme, files kept 3 days, and storage that records every write (as a runtime has)."""
+    KeyStore(db, clock).create(tenant_id="acme")
+    files = MemoryStorage()
+    storage = TrackedStorage(files, db, clock)
+    retention = Retention(db, clock, storage, default_seconds=3 * DAY)
+    return files, storage, retention, TaskStore(db, clock, on_change=[retention.on_change])
+
+
 def test_the_sweep_removes_expired_tasks_and_only_their_unshared_files(db: Engine, clock: ManualClock) -> None:
     KeyStore(db, clock).create(tenant_id="acme")
     storage = MemoryStorage()
@@ -103,11 +112,7 @@ def test_an_expired_task_takes_its_held_review_images_with_it(db: Engine, clock:
 
 def test_files_nobody_points_at_go_once_old_whatever_wrote_them(db: Engine, clock: ManualClock) -> None:
     # Uploads, fetched inputs, earlier previews and outputs of lost attempts were never deleted.
-    KeyStore(db, clock).create(tenant_id="acme")
-    files = MemoryStorage()
-    storage = TrackedStorage(files, db, clock)
-    retention = Retention(db, clock, storage, default_seconds=3 * DAY)
-    store = TaskStore(db, clock, on_change=[retention.on_change])
+    files, storage, retention, store = tracked(db, clock)
     upload, preview = storage.put(b"an upload", "png").key, storage.put(b"an earlier preview", "jpg").key
     kept = finish(store, storage, files=[b"a result"])  # finished now: kept for 3 days
     clock.advance(3 * DAY - 60)
@@ -153,11 +158,7 @@ def test_a_write_racing_the_delete_of_the_same_content_leaves_the_file_there(db:
 
 
 def test_an_owner_removes_finished_tasks_and_the_pictures_only_they_used(db: Engine, clock: ManualClock) -> None:
-    KeyStore(db, clock).create(tenant_id="acme")
-    files = MemoryStorage()
-    storage = TrackedStorage(files, db, clock)
-    retention = Retention(db, clock, storage, default_seconds=3 * DAY)
-    store = TaskStore(db, clock, on_change=[retention.on_change])
+    files, storage, retention, store = tracked(db, clock)
     parent = finish(store, storage, files=[b"p-grid", b"shared", b"again"])
     child = finish(store, storage, files=[b"c-1"], parent=parent)
     other = finish(store, storage, files=[b"o-grid", b"shared"])
