@@ -200,8 +200,7 @@ class FaultyProxy:
     ``drop_after`` (forwarded, then the connection closes before the answer: the upstream did the
     work and the caller never heard). ``injected`` counts what was done; ``submits`` lists the
     Idempotency-Key (or None) of every POST forwarded to a ``/generations/``, ``/submit/`` or
-    ``/v1/images/`` route,
-    ``requests`` every request forwarded."""
+    ``/v1/images/`` route (``submitted`` their bodies), ``requests`` every request forwarded."""
 
     def __init__(self, upstream: str, *, rate: float, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 1.0, seed: int = 0) -> None:
         unknown = set(kinds) - set(FAULT_KINDS)
@@ -214,6 +213,8 @@ class FaultyProxy:
         #: "METHOD /path" of every request forwarded, in order.
         self.requests: list[str] = []
         self.submits: list[str | None] = []
+        #: The bodies of those submits, in the same order.
+        self.submitted: list[bytes] = []
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._upstream = httpx.Client(base_url=upstream, timeout=60)
@@ -256,6 +257,7 @@ class FaultyProxy:
                     outer.requests.append(f"{self.command} {self.path.split('?')[0]}")
                     if self.command == "POST" and any(p in self.path for p in ("/generations/", "/submit/", "/v1/images/")):
                         outer.submits.append(self.headers.get("Idempotency-Key"))
+                        outer.submitted.append(body)
                 if fault == "drop_after":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -74,3 +74,29 @@ def test_operations_map_onto_generations_and_edits_and_video_is_refused(tmp_path
     alpha = np.asarray(sent.convert("RGBA"))[:, :, 3]
     assert sent.size == (pick["params"]["width"], pick["params"]["height"])
     assert (alpha[:100, :100] == 0).all() and (alpha[100:, :] == 255).all() and (alpha[:, 100:] == 255).all()
+
+
+def test_dall_e_3_pictures_come_from_one_call_each_sent_at_once(tmp_path: Path) -> None:
+    """dall-e-3 refuses ``n`` above 1: a grid is four calls, each a submit under its own key."""
+    a = Server(tmp_path / "a", KEY_A, rate_per_minute=0, max_concurrent_tasks=0, workers=4).start()
+    spec = json.loads(_engines("http://placeholder"))
+    with FaultyProxy(a.url, rate=0) as proxy:
+        spec["oa"] |= {"base_url": proxy.url, "upstream_model": "dall-e-3"}
+        b = Server(tmp_path / "b", KEY_B, engines=json.dumps(spec), rate_per_minute=0, max_concurrent_tasks=0, workers=2, image_size=256,
+                   fetch_allow='["127.0.0.1/32"]')  # dall-e answers URLs, here on loopback
+        try:
+            b.start()
+            with b.client() as api:
+                task_id = api.post(f"{GEN}/imagine", json={"prompt": "a lighthouse in fog", "engine": "oa"}).json()["data"][0]["task_id"]
+                done = wait_terminal(api, task_id, timeout=60)
+                assert done["status"] == "SUCCESS", done.get("fail_reason")
+                pictures = [np.asarray(download_image(api, url)) for url in done["image_urls"]]
+        finally:
+            b.stop()
+            a.stop()
+    assert [r for r in proxy.requests if r.startswith("POST")] == ["POST /v1/images/generations"] * 4
+    assert [json.loads(body)["n"] for body in proxy.submitted] == [1, 1, 1, 1]
+    assert all(json.loads(body)["model"] == "dall-e-3" for body in proxy.submitted)
+    assert len(set(proxy.submits)) == 4 and None not in proxy.submits
+    # Four calls, four pictures: none is another's copy.
+    assert len(pictures) == 4 and len({p.tobytes() for p in pictures}) == 4

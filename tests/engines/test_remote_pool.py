@@ -133,9 +133,14 @@ def test_pool_settings_are_checked_when_the_engine_is_built(a: Scripted) -> None
         ({"accounts": [{**good, "max_in_flight": 0}]}, "account 'a': weight > 0, max_in_flight >= 1"),
         ({"accounts": [{**good, "speeds": ["warp"]}]}, "account 'a': speeds must be some of fast, relax, turbo"),
         ({"accounts": [good], "selection": "random"}, "selection"),
+        ({"accounts": [good], "contract": "openai", "pictures_per_call": 11}, "pictures_per_call must be 1 to 10"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
             RemoteConfig.from_json(spec)
+    openai = {"accounts": [good], "contract": "openai"}
+    assert RemoteConfig.from_json(openai | {"upstream_model": "dall-e-3"}).per_call == 1  # it refuses n > 1
+    assert RemoteConfig.from_json(openai).per_call == 10
+    assert RemoteConfig.from_json(openai | {"upstream_model": "dall-e-3", "pictures_per_call": 2}).per_call == 2
 
 
 def test_an_account_that_may_hold_the_submit_is_never_left_for_another(

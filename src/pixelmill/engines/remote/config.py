@@ -61,6 +61,9 @@ class RemoteConfig:
     sizes: tuple[str, ...] = ("1024x1024", "1536x1024", "1024x1536")
     quality: str | None = None
     response_format: Literal["url", "b64_json"] | None = None
+    #: OpenAI Images only: pictures one call may ask for (the API's ``n``). A grid that needs more
+    #: is asked for in several calls at once. None: 1 for dall-e-3, which refuses more, else 10.
+    pictures_per_call: int | None = None
     selection: Literal["least_busy", "weighted", "round_robin"] = "least_busy"
     #: Submits an account refuses in a row (5xx, network errors) before it is disabled; an auth
     #: failure or a ban disables it at once. A probe every ``probe_seconds`` re-enables it.
@@ -84,6 +87,13 @@ class RemoteConfig:
     #: ``PIXELMILL_PUBLIC_URL``, where the upstream reaches this deployment.
     callbacks: bool = False
     callback_poll_seconds: float = 60.0
+
+    @property
+    def per_call(self) -> int:
+        """Pictures one OpenAI Images call asks for at most (``pictures_per_call``)."""
+        if self.pictures_per_call is not None:
+            return self.pictures_per_call
+        return 1 if self.upstream_model.startswith("dall-e-3") else 10
 
     @property
     def pool(self) -> tuple[AccountConfig, ...]:
@@ -126,6 +136,8 @@ class RemoteConfig:
             w, _, h = size.partition("x")
             if not (w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
                 raise ValueError(f"remote engine: sizes: {size!r} is not WxH")
+        if config.pictures_per_call is not None and not 1 <= config.pictures_per_call <= 10:
+            raise ValueError("remote engine: pictures_per_call must be 1 to 10 (the OpenAI Images API's n)")
         if not config.sizes:
             raise ValueError("remote engine: sizes must name at least one WxH")
         names = [a.name for a in config.pool]

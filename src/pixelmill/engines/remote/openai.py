@@ -5,7 +5,9 @@ pixels it is given, as the procedural and diffusers engines do, and the executor
 operation in pixels:
 
 - imagine → ``POST /v1/images/generations`` with ``n`` = one picture per seed (four for a grid), at
-  the configured size nearest the task's aspect;
+  the configured size nearest the task's aspect. A model that makes fewer a call
+  (``pictures_per_call``: dall-e-3 makes one) is asked in several calls at once, each a submit
+  with its own Idempotency-Key;
 - variation, remix, inpaint, zoom and pan → ``POST /v1/images/edits`` with the picture and, where
   part of it is kept (inpaint, zoom, pan), the mask: transparent where the upstream repaints, as
   the API reads masks. A variation's strength has no form there: subtle and strong are both an
@@ -24,15 +26,22 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from pixelmill.engines.base import GenerationRequest, GenerationResult, ProgressCallback, VideoRequest, VideoResult
+from pixelmill.engines.base import GenerationRequest, GenerationResult, ProgressCallback, UpstreamRecord, VideoRequest, VideoResult
 from pixelmill.engines.remote.contracts import Call
 from pixelmill.engines.remote.engine import RemoteEngine
 from pixelmill.engines.remote.http import Upstream
 from pixelmill.exceptions import EngineError
+
+if TYPE_CHECKING:
+    from pixelmill.queue.accounts import Offer, Reserved, Slot
 
 
 class OpenAIImagesEngine(RemoteEngine):
@@ -42,28 +51,57 @@ class OpenAIImagesEngine(RemoteEngine):
 
     def generate(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
         record = request.upstream
-        call = self._call(request)
+        counts = _shares(len(request.seeds), self._config.per_call)
         started = time.monotonic()
-        answer, account = self._send(lambda _: call, record)
+        if len(counts) == 1:
+            answers = [self._send(lambda _: self._call(request, counts[0]), record)]
+        else:
+            answers = self._send_parts(request, counts, record, progress)
         took = int((time.monotonic() - started) * 1000)
-        images = [self._picture(account, item, request) for item in answer.get("data") or [] if isinstance(item, dict)]
+        images = [self._picture(account, item, request) for answer, account in answers
+                  for item in answer.get("data") or [] if isinstance(item, dict)]
         if len(images) < len(request.seeds):
             raise EngineError(f"upstream made {len(images)} pictures, {len(request.seeds)} asked for", retryable=True)
         if record is not None:  # no upstream task to follow: counted, and the account let go
             record.answered(took)
         if progress is not None:
             progress(1.0)
-        revised = [str(item["revised_prompt"]) for item in answer["data"] if isinstance(item, dict) and item.get("revised_prompt")]
-        meta = {"upstream_account": account.account.name, "upstream_model": self._config.upstream_model}
+        revised = [str(item["revised_prompt"]) for answer, _ in answers for item in answer.get("data") or []
+                   if isinstance(item, dict) and item.get("revised_prompt")]
+        meta = {"upstream_account": answers[0][1].account.name, "upstream_model": self._config.upstream_model}
         return GenerationResult(images=tuple(images[: len(request.seeds)]), model=self.model, meta=meta | ({"revised_prompt": revised[0]} if revised else {}))
+
+    def _send_parts(
+        self, request: GenerationRequest, counts: list[int], record: UpstreamRecord | None, progress: ProgressCallback | None,
+    ) -> list[tuple[dict[str, Any], Upstream]]:
+        """The calls of a task whose pictures take more than one (dall-e-3 makes one a call), sent
+        at once, so the task takes as long as its slowest call. Each is a submit of its own: its
+        own Idempotency-Key, an account chosen by the selection rule and counted against that
+        account's limits, failover as for any submit."""
+        parts: list[UpstreamRecord | None] = [None if record is None else _Part(record, i) for i in range(len(counts))]
+        finished = 0
+        lock = threading.Lock()
+
+        def send(i: int) -> tuple[dict[str, Any], Upstream]:
+            nonlocal finished
+            sent = self._send(lambda _: self._call(request, counts[i]), parts[i])
+            if progress is not None:
+                with lock:
+                    finished += 1
+                    progress(min(0.99, finished / len(counts)))
+            return sent
+
+        with ThreadPoolExecutor(max_workers=len(counts), thread_name_prefix=f"{self.name}-call") as pool:
+            futures = [pool.submit(send, i) for i in range(len(counts))]
+            return [future.result() for future in futures]
 
     def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
         raise EngineError("the OpenAI Images API makes no video", retryable=False)
 
-    def _call(self, request: GenerationRequest) -> Call:
+    def _call(self, request: GenerationRequest, n: int) -> Call:
         # The API needs a prompt; a blend has none, so it says what a blend is.
         prompt = request.prompt or request.source_prompt or "one picture that blends the given pictures"
-        fields: dict[str, object] = {"model": self._config.upstream_model, "prompt": prompt, "n": len(request.seeds)}
+        fields: dict[str, object] = {"model": self._config.upstream_model, "prompt": prompt, "n": n}
         if self._config.quality:
             fields["quality"] = self._config.quality
         if self._config.response_format:
@@ -105,6 +143,50 @@ class OpenAIImagesEngine(RemoteEngine):
             raise EngineError(f"upstream picture does not decode: {exc}", retryable=True) from exc
         size = (request.width, request.height)
         return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _shares(pictures: int, per_call: int) -> list[int]:
+    """How many pictures each call asks for: as few calls as ``per_call`` allows."""
+    calls = -(-pictures // per_call)
+    return [len(range(i, pictures, calls)) for i in range(calls)]
+
+
+class _Part:
+    """One call of a task that needs several, as the task's upstream record: its own
+    Idempotency-Key (the task's, then ``-2``, ``-3`` ...: the same in every attempt, so a lost
+    answer is asked again under its key) and its own account, chosen in the task's record."""
+
+    upstream_id: str | None = None
+    callback_url: str | None = None
+    park = False
+
+    def __init__(self, record: UpstreamRecord, index: int) -> None:
+        self._record = record
+        self.submit_key = record.submit_key if index == 0 else f"{record.submit_key}-{index + 1}"
+        self.account: str | None = None
+
+    def reserve(self, offers: Sequence[Offer], pick: Callable[[Sequence[Slot]], str]) -> Reserved:
+        reserved = self._record.reserve(offers, pick)
+        self.account = reserved.account
+        return reserved
+
+    def refused(self, account: str, reason: str, *, disable: bool, after: int, busy: bool = False) -> bool:
+        if self.account == account:
+            self.account = None
+        return self._record.refused(account, reason, disable=disable, after=after, busy=busy)
+
+    def accepted(self, upstream_id: str) -> None:
+        raise AssertionError("an OpenAI Images call has no upstream task")
+
+    def done(self) -> None:
+        raise AssertionError("an OpenAI Images call has no upstream task")
+
+    def answered(self, latency_ms: int) -> None:
+        self.account = None  # the task's record counts the answer, once, when every call has
+
+    def ended(self) -> None:
+        self._record.ended()
+        self.account = None
 
 
 def _png(image: Image.Image) -> bytes:
