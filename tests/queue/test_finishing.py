@@ -26,7 +26,7 @@ from pixelmill.tasks.record import Task, TaskResult
 from pixelmill.tasks.requests import ImagineRequest, UpscaleRequest
 from pixelmill.tasks.status import TaskEvent, TaskStatus
 from pixelmill.tasks.view import task_view
-from pixelmill.work.finisher import Finisher
+from pixelmill.work.finisher import BUSY_LAG_SECONDS, Finisher
 
 LOCK_SECONDS = 30
 
@@ -106,6 +106,18 @@ def test_a_pick_of_a_finished_grid_shares_its_files_and_of_an_unfinished_one_get
     assert first.result.renditions[0] == parent.result.renditions[1]
     record = json.loads(runtime.storage.get(first.result.renditions[0]["metadata"]))
     assert (record["task_id"], record["seed"], record["params"]["index"]) == (grid.id, 4, 2)
+
+
+def test_while_its_process_runs_tasks_the_finisher_makes_only_files_owed_for_a_while(runtime: Runtime, acme: Principal, clock: ManualClock) -> None:
+    imagine(runtime, acme)
+    f = finisher(runtime, "f")
+    assert f.run_once(busy=True) == 0  # just owed: the running tasks have the cores
+    clock.advance(BUSY_LAG_SECONDS - 1)
+    assert f.run_once(busy=True) == 0
+    clock.advance(1)
+    assert f.run_once(busy=True) == 1 and owed(runtime) == []  # owed long enough: made even under load
+    imagine(runtime, acme, "a crane at dusk --seed 4")
+    assert f.run_once() == 1  # an idle process makes them at once
 
 
 def test_work_a_finisher_took_and_never_finished_is_taken_again_once_its_lock_runs_out(

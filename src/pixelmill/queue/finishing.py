@@ -67,17 +67,18 @@ class Finishing:
         # tries, at once; a finisher at work on the row looks again when it adds what it made.
         conn.execute(self._owe, {"b_task": task.id, "b_now": now})
 
-    def claim(self, owner: str, limit: int, lock_seconds: float) -> list[Claimed]:
-        """Lock up to ``limit`` due rows for ``owner``, counting a try on each. A row whose tries
-        are used up is given up here too: a try that took its process down never reached
-        ``failed``."""
+    def claim(self, owner: str, limit: int, lock_seconds: float, *, due_for: float = 0.0) -> list[Claimed]:
+        """Lock up to ``limit`` rows due for at least ``due_for`` seconds for ``owner``, counting
+        a try on each. A row whose tries are used up is given up here too: a try that took its
+        process down never reached ``failed``."""
         now = self._clock.now_ms()
+        due_by = now - int(due_for * 1000)
         f = finishing.c
         free = or_(f.locked_until.is_(None), f.locked_until < now)
         with read_tx(self._engine) as conn:
             # Nearly always nothing is owed: a read, not two turns of the write lock the workers
             # queue on, each time a task finishes and each poll.
-            if conn.execute(select(f.task_id).where(free, or_(f.due_at <= now, f.attempts >= MAX_ATTEMPTS)).limit(1)).first() is None:
+            if conn.execute(select(f.task_id).where(free, or_(f.due_at <= due_by, f.attempts >= MAX_ATTEMPTS)).limit(1)).first() is None:
                 return []
         with write_tx(self._engine) as conn:
             lost = conn.execute(
@@ -88,7 +89,7 @@ class Finishing:
             log.error("renditions not made; given up", task_id=task_id, attempts=MAX_ATTEMPTS, error="each try ended its process")
         due = (
             select(f.task_id)
-            .where(f.due_at <= now, free)
+            .where(f.due_at <= due_by, free)
             .order_by(f.due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -247,6 +247,9 @@ class WorkerPool:
         finally:
             with self._running_lock:
                 self._running.pop(task.id, None)
+                idle = not self._running
+            if idle:  # the finisher waits for this while files are owed (work/finisher.py)
+                self._finish_due.set()
 
     def _execute(self, task: Task, worker_id: str, claim_seconds: float | None = None, *, resumed: bool = False) -> None:
         lease = self._settings.lease_seconds
@@ -379,15 +382,17 @@ class WorkerPool:
     def _finish_loop(self) -> None:
         assert self._finisher is not None
         while not self._stop.is_set():
+            self._finish_due.clear()  # before looking: a wake-up from now on is not lost
+            with self._running_lock:
+                busy = bool(self._running)
             try:
-                if self._finisher.run_once():
+                if self._finisher.run_once(busy=busy):
                     continue
             except Exception:
                 log.exception("finisher round failed")
                 self._stop.wait(ERROR_PAUSE_SECONDS)
                 continue
             self._finish_due.wait(self._settings.worker_poll_seconds)
-            self._finish_due.clear()
 
     def _heartbeat_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
