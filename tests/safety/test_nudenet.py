@@ -3,6 +3,8 @@ pictures it must find exactly what NudeNet 3.4's own ``detect_batch`` finds: lab
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from PIL import Image
 
 from pixelmill.engines.base import GenerationRequest
 from pixelmill.engines.procedural import ProceduralEngine
+from pixelmill.safety.detector import Finding
 from pixelmill.safety.nudenet import NudeNetDetector, preprocess
 from tests.helpers import require_detector, require_extra
 
@@ -57,3 +60,19 @@ def test_findings_match_nudenet_detect_batch() -> None:
         for f, d in zip(found, expected, strict=True):
             assert f.score == pytest.approx(d["score"], abs=2e-3)
             assert all(abs(a - b) <= 2 for a, b in zip(f.box, d["box"], strict=True))
+
+
+def test_screenings_at_once_find_what_one_alone_finds() -> None:
+    """One alone runs on every core, others beside it on one thread each: the same scores."""
+    images = pictures()
+    detector = NudeNetDetector(batch_size=2)
+    alone = detector.detect(images)
+    start = threading.Barrier(4)
+
+    def screen(_: int) -> list[list[Finding]]:
+        start.wait(timeout=60)
+        return detector.detect(images)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(screen, range(4)))
+    assert any(alone) and all(found == alone for found in together)
