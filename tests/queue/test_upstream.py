@@ -10,6 +10,7 @@ from pixelmill.clock import ManualClock
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.upstream import PARKED, UpstreamTasks
 from pixelmill.tasks.status import TaskStatus
+from pixelmill.work.upstream import SOONEST_POLL_SECONDS, ends_at
 from tests.queue.test_store import LANES, new_task
 
 CADENCE = {"mj": 3000}
@@ -71,3 +72,35 @@ def test_a_parked_task_that_ended_here_leaves_the_schedule(db: Engine, store: Ta
     assert [(d.parked, d.status) for d in due] == [(False, TaskStatus.CANCEL)]  # the poller cancels it upstream, once
     clock.advance(10)
     assert upstream.due(CADENCE, 10) == []
+
+
+def test_a_poll_moves_sooner_only_while_the_task_is_parked(db: Engine, store: TaskStore, clock: ManualClock) -> None:
+    upstream = UpstreamTasks(db, clock)
+    task_id = _running(store)
+    upstream.record(task_id, "mj", attempt=1).accepted("U-1")
+    store.hand_over(task_id, "w1", PARKED, 60, within=lambda conn: upstream.schedule(conn, task_id, clock.now_ms() + 3000))
+    upstream.poll_sooner({task_id: clock.now_ms() + 5000})  # later than planned: no change
+    clock.advance(1)
+    assert upstream.due(CADENCE, 10) == []
+    upstream.poll_sooner({task_id: clock.now_ms() + 500})
+    clock.advance(0.5)
+    assert [d.task_id for d in upstream.due(CADENCE, 10)] == [task_id]
+    store.hand_over(task_id, PARKED, "w2", 30, within=lambda conn: upstream.schedule(conn, task_id, None))
+    upstream.poll_sooner({task_id: clock.now_ms()})  # a worker holds it now: it stays off the schedule
+    clock.advance(60)
+    assert upstream.due(CADENCE, 10) == []
+
+
+def test_the_next_look_comes_when_the_progress_says_the_task_ends() -> None:
+    cadence = 3000
+    # 40 % in the 2 s since the last look: the 40 % left take 2 s, before the next poll.
+    assert ends_at(10_000, 0.6, (8_000, 0.2), cadence) == 12_000
+    # 30 % in 2 s: 2.7 s left, about when the next poll comes anyway.
+    assert ends_at(10_000, 0.6, (8_000, 0.3), cadence) is None
+    # 90 % after 4.5 s from the submit: 0.5 s left.
+    assert ends_at(10_000, 0.9, (5_500, 0.0), cadence) == 10_500
+    # Nearly done: never sooner than SOONEST_POLL_SECONDS.
+    assert ends_at(10_000, 0.99, (5_000, 0.0), cadence) == 10_000 + int(SOONEST_POLL_SECONDS * 1000)
+    # No pace to go by: progress that did not move, or went back.
+    assert ends_at(10_000, 0.5, (9_000, 0.5), cadence) is None
+    assert ends_at(10_000, 0.4, (9_000, 0.5), cadence) is None
