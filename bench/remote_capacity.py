@@ -4,7 +4,9 @@
    (500: about 2 s per imagine). Server B is a pixelmill out of the box, with only
    ``PIXELMILL_ENGINES`` pointing at A. ``--tasks`` imagines (48) go to A directly, then the same
    number through B. Prints both makespans, the ratio B/A and the peak number of A's tasks in
-   flight during B's run.
+   flight during B's run. With ``--own-cores`` A keeps to one half of the cores and B to the other,
+   as when the upstream runs on hosts of its own (it does, in every real deployment: here A is a
+   pixelmill drawing with the CPU, and on shared cores B's post-processing slows A's drawing).
 2. Waiting. A has no workers, so upstream tasks never end; ``--waiting`` imagines (1,000) go
    through one B process. Once all wait upstream, prints B's extra memory (RSS against before the
    submits), B's CPU while they wait, and B's poll requests per second sent upstream
@@ -64,26 +66,51 @@ def _submit_all(srv: Server, n: int, prompt: str) -> list[str]:
 
 
 def _finish_all(srv: Server, ids: list[str], timeout: float) -> None:
+    """Wait as a client waiting on many tasks would: one ``list-by-ids`` call every 0.1 s (a
+    GET per task per look cost the server under test more CPU than the tasks did)."""
+    tasks: list[dict[str, Any]] = []
     with srv.client() as api:
         def done() -> bool:
-            return all(api.get(f"/v1/midjourney/{t}").json()["status"] in ("SUCCESS", "FAILURE", "CANCEL") for t in ids)
+            tasks[:] = api.post("/v1/midjourney/list-by-ids", json={"ids": ids}).json()["data"]
+            return all(task["status"] in ("SUCCESS", "FAILURE", "CANCEL") for task in tasks)
 
         wait_for(done, timeout=timeout, interval=0.1, what="every task to end")
-        failed = [task for task in (api.get(f"/v1/midjourney/{t}").json() for t in ids) if task["status"] != "SUCCESS"]
+    failed = [task for task in tasks if task["status"] != "SUCCESS"]
     if failed:
         raise RuntimeError(f"{len(failed)} tasks did not succeed, e.g. {failed[0]['task_id']}: {failed[0].get('fail_reason')}")
 
 
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Keep every thread of process ``pid`` on ``cpus`` (threads it starts later inherit it)."""
+    for _ in range(2):  # again, for a thread started while the first pass ran
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except OSError:  # the thread ended meanwhile
+                pass
+
+
 def makespan(tmp: Path, args: argparse.Namespace) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    halves = (set(cores[: len(cores) // 2]), set(cores[len(cores) // 2 :]))
     a = Server(tmp / "a", KEY_A, workers=args.upstream_workers, procedural_delay_ms=args.delay_ms, **UNCAPPED).start()
+    if args.own_cores:
+        assert a.proc is not None
+        _pin(a.proc.pid, halves[0])
     try:
         started = time.monotonic()
         _finish_all(a, _submit_all(a, args.tasks, "a quiet harbour, direct"), timeout=600)
         direct = time.monotonic() - started
+        # A's renditions of those tasks come after their SUCCESS: done before B's run starts.
+        wait_for(lambda: _count(a.data_dir / "pixelmill.db", "SELECT count(*) FROM finishing") == 0, timeout=300,
+                 interval=0.1, what="A's renditions")
 
         # Out of the box: only the engine configured (--lean: what B's own post-processing costs).
         lean = {"screening": "off", "renditions": "[]"} if args.lean else {}
-        b = Server(tmp / "b", KEY_B, engines=_engines(a), engine="mj", **lean).start()
+        b = Server(tmp / "b", KEY_B, engines=_engines(a, **({"poll_seconds": args.poll_seconds} if args.poll_seconds else {})), engine="mj", **lean).start()
+        if args.own_cores:
+            assert b.proc is not None
+            _pin(b.proc.pid, halves[1])
         peak = [0]
         sampling = threading.Event()
 
@@ -108,7 +135,8 @@ def makespan(tmp: Path, args: argparse.Namespace) -> None:
     finally:
         a.stop()
     print(f"{args.tasks} imagines, upstream {args.upstream_workers} workers x {args.delay_ms} ms per image"
-          + (" (B with output screening and renditions off)" if args.lean else ""))
+          + (" (B with output screening and renditions off)" if args.lean else "")
+          + (f" (A on cores {sorted(halves[0])}, B on cores {sorted(halves[1])})" if args.own_cores else ""))
     print(f"  makespan direct to A: {direct:.1f} s; through B (default workers): {through:.1f} s; ratio B/A {through / direct:.2f}")
     print(f"  peak upstream tasks in flight during B's run: {peak[0]}")
     print(f"  CPU during B's run: A {cpu_a:.1f} s, B {cpu_b:.1f} s (the machine has {os.cpu_count()} cores)")
@@ -201,6 +229,9 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=20.0)
     ap.add_argument("--crash", type=int, default=100)
     ap.add_argument("--lean", action="store_true", help="makespan with B's output screening and renditions off")
+    ap.add_argument("--own-cores", action="store_true",
+                    help="makespan with A and B each on half of the cores, as on two hosts (A's direct run too)")
+    ap.add_argument("--poll-seconds", type=float, help="makespan with B polling A this often (default: the engine's 3 s)")
     ap.add_argument("--contract", choices=["seed004", "midjourney-proxy"], default="seed004")
     ap.add_argument("--only", choices=["makespan", "waiting", "crash"])
     args = ap.parse_args()
