@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -118,3 +119,16 @@ def sqlite_steps(db: Engine, work: Callable[[], None]) -> int:
     finally:
         db.dispose()
     return steps
+
+
+def png_chunks(data: bytes) -> list[tuple[str, bytes]]:
+    """A PNG file's chunks in order (kind, body), each checked against its CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    at, chunks = 8, []
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        assert int.from_bytes(data[at + 8 + length : at + 12 + length], "big") == zlib.crc32(kind + body)
+        chunks.append((kind.decode(), body))
+        at += 12 + length
+    return chunks

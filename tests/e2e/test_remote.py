@@ -17,7 +17,7 @@ from PIL import Image
 
 from pixelmill.media.video import probe_mp4
 from pixelmill.testing import FaultyProxy
-from tests.helpers import Server, upload_image, wait_for, wait_terminal
+from tests.helpers import Server, png_chunks, upload_image, wait_for, wait_terminal
 
 KEY_A = "pm_upstream_" + "a" * 32
 KEY_B = "pm_frontend_" + "b" * 32
@@ -66,6 +66,10 @@ def test_every_operation_runs_upstream_and_is_rehosted(upstream: Server, tmp_pat
                 assert there["final_prompt"] == "a lake at dawn --ar 3:2 --seed 5" and grid["engine_meta"]["upstream_quota"] == there["quota"]
                 # Re-hosted: B serves the same pixels from its own storage.
                 assert grid["image_urls"][0].startswith(front.url) and np.array_equal(_png(b, grid["image_urls"][0]), _png(a, there["image_urls"][0]))
+                # ...in A's file, not encoded again: its image data under B's own record of the task.
+                ours, theirs = b.get(grid["image_urls"][0]).content, a.get(there["image_urls"][0]).content
+                assert [c for c in png_chunks(ours) if c[0] == "IDAT"] == [c for c in png_chunks(theirs) if c[0] == "IDAT"]
+                assert Image.open(io.BytesIO(ours)).info["task_id"] == grid["task_id"]
 
                 pick = wait_terminal(b, b.post(f"{GEN}/upscale", json={"task_id": grid["task_id"], "index": 2}).json()["data"][0]["task_id"])
                 assert a.get(f"/v1/midjourney/{pick['engine_meta']['upstream_task_id']}").json()["parent_task_id"] == up_id

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode, read_provenance
+from tests.helpers import png_chunks
 
 RNG = np.random.default_rng(7)
 HARD = {
@@ -77,6 +78,28 @@ def test_a_file_of_another_pixelmill_is_not_transformed_again(monkeypatch: pytes
     monkeypatch.setattr(ImageCms, "profileToProfile", lambda *a, **k: transforms.append(a) or real(*a, **k))
     again = encode(ours, BUILTIN["original"])
     assert transforms == [] and np.array_equal(np.asarray(Image.open(io.BytesIO(again.data))), np.asarray(ours.convert("RGB")))
+
+
+def _idat(data: bytes) -> list[bytes]:
+    return [body for kind, body in png_chunks(data) if kind == "IDAT"]
+
+
+def test_an_upstreams_png_is_kept_where_the_profile_keeps_its_pixels() -> None:
+    picture = HARD["noisy-gradient"].resize((256, 256))
+    pillows = io.BytesIO()
+    picture.save(pillows, "PNG", compress_level=9)  # deflated otherwise than pixelmill deflates
+    ours = Image.open(io.BytesIO(encode(picture, BUILTIN["original"]).data)).info["icc_profile"]
+    theirs = io.BytesIO()  # another pixelmill's: its sRGB profile made at another time
+    picture.save(theirs, "PNG", icc_profile=ours[:24] + bytes(12) + ours[36:], compress_level=9)
+    for source in (pillows.getvalue(), theirs.getvalue()):
+        out = encode(picture, BUILTIN["original"], PROVENANCE, source=source)
+        assert _idat(out.data) == _idat(source) != _idat(encode(picture, BUILTIN["original"], PROVENANCE).data)
+        assert read_provenance(out.data) == PROVENANCE.record()
+        decoded = Image.open(io.BytesIO(out.data))
+        assert np.array_equal(np.asarray(decoded), np.asarray(picture)) and decoded.info["icc_profile"] == ours
+    # A profile that changes the pixels, or the file, encodes them anew.
+    for profile in (Profile(name="small", format="png", long_edge=128), Profile(name="capped", format="png", max_bytes=500_000), BUILTIN["web"]):
+        assert encode(picture, profile, source=pillows.getvalue()).data == encode(picture, profile).data
 
 
 @pytest.mark.parametrize(("spec", "message"), [

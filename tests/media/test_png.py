@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
-from pixelmill.media.png import encode_png
+from pixelmill.media.png import encode_png, restamp
+from tests.helpers import png_chunks
 
 RNG = np.random.default_rng(11)
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -35,15 +35,7 @@ def test_the_colour_profile_and_text_are_read_back() -> None:
 
 def test_every_chunk_carries_a_correct_checksum() -> None:
     data = encode_png(Image.new("RGB", (5, 5)), icc=SRGB, text={"a": "b"})
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    at, kinds = 8, []
-    while at < len(data):
-        length = int.from_bytes(data[at : at + 4], "big")
-        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
-        assert int.from_bytes(data[at + 8 + length : at + 12 + length], "big") == zlib.crc32(kind + body)
-        kinds.append(kind.decode())
-        at += 12 + length
-    assert kinds == ["IHDR", "iCCP", "iTXt", "IDAT", "IEND"]
+    assert [kind for kind, _ in png_chunks(data)] == ["IHDR", "iCCP", "iTXt", "IDAT", "IEND"]
 
 
 def test_a_smooth_picture_is_compressed() -> None:
@@ -54,3 +46,47 @@ def test_a_smooth_picture_is_compressed() -> None:
 def test_other_modes_are_refused() -> None:
     with pytest.raises(ValueError, match="RGB or RGBA, not L"):
         encode_png(Image.new("L", (4, 4)))
+
+
+def _pillow_png(image: Image.Image, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", **options)
+    return out.getvalue()
+
+
+def test_an_upstreams_file_keeps_its_image_data_under_our_profile_and_text() -> None:
+    pixels = RNG.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    theirs = _pillow_png(Image.fromarray(pixels), pnginfo=_text({"prompt": "their prompt", "Software": "upstream"}), dpi=(72, 72))
+    text = {"pixelmill": '{"task_id": "ours"}', "task_id": "ours"}
+    kept = restamp(theirs, (40, 24), icc=SRGB, text=text)
+    assert kept is not None
+    chunks = png_chunks(kept)
+    assert [kind for kind, _ in chunks] == ["IHDR", "iCCP", "iTXt", "iTXt", "IDAT", "IEND"]
+    assert [body for kind, body in chunks if kind == "IDAT"] == [body for kind, body in png_chunks(theirs) if kind == "IDAT"]
+    with Image.open(io.BytesIO(kept)) as decoded:
+        assert np.array_equal(np.asarray(decoded), pixels)
+        assert decoded.info["icc_profile"] == SRGB and decoded.info["task_id"] == "ours"
+        assert "prompt" not in decoded.info and "Software" not in decoded.info and "dpi" not in decoded.info
+
+
+def test_a_file_whose_pixels_would_change_is_encoded_anew() -> None:
+    rgb = Image.fromarray(RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    for data in (
+        _pillow_png(rgb, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()),  # its own profile
+        _pillow_png(rgb.convert("RGBA")),
+        _pillow_png(rgb.convert("P")),  # a palette
+        _pillow_png(rgb.convert("L")),
+        _pillow_png(Image.fromarray(RNG.integers(0, 65535, (16, 16), dtype=np.uint16))),  # 16 bits
+        b"GIF89a" + bytes(40),
+        _pillow_png(rgb)[:-20],  # cut short
+    ):
+        assert restamp(data, (16, 16)) is None
+    assert restamp(_pillow_png(rgb), (16, 17)) is None  # not the task's size
+    assert restamp(_pillow_png(rgb), (16, 16)) is not None
+
+
+def _text(entries: dict[str, str]) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    for key, value in entries.items():
+        info.add_text(key, value)
+    return info

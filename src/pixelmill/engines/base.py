@@ -222,6 +222,9 @@ class GenerationResult:
     model: str
     #: What the engine wants kept with the task (a remote engine: the upstream task id and charge).
     meta: dict[str, Any] = field(default_factory=dict)
+    #: By image, the file it was decoded from unchanged (a remote engine's download), or None:
+    #: stored without encoding it again where the output profile allows (``media/output.py``).
+    files: tuple[bytes | None, ...] = ()
 
 
 class Engine(ABC):

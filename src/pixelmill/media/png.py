@@ -16,7 +16,7 @@ exactly like its own (tests/media/test_png.py).
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -53,10 +53,64 @@ def encode_png(image: Image.Image, *, level: int = FAST_LEVEL, icc: bytes | None
     if color_type is None:
         raise ValueError(f"encode_png writes RGB or RGBA, not {image.mode}")
     parts = [_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", image.width, image.height, 8, color_type, 0, 0, 0))]
-    if icc:
-        parts.append(_chunk(b"iCCP", b"ICC Profile\0\0" + zlib_ng.compress(icc)))
+    parts += _stamps(icc, text)
+    parts += [_chunk(b"IDAT", zlib_ng.compress(filtered_rows(image), level)), _chunk(b"IEND", b"")]
+    return b"".join(parts)
+
+
+def _stamps(icc: bytes | None, text: Mapping[str, str] | None) -> list[bytes]:
+    """The colour profile and text chunks, which go before the image data."""
+    parts = [_chunk(b"iCCP", b"ICC Profile\0\0" + zlib_ng.compress(icc))] if icc else []
     for key, value in (text or {}).items():
         # keyword, no compression (flag 0, method 0), no language tag, no translated keyword
         parts.append(_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")))
-    parts += [_chunk(b"IDAT", zlib_ng.compress(filtered_rows(image), level)), _chunk(b"IEND", b"")]
+    return parts
+
+
+#: Chunks a kept file may carry: the image itself. Every other chunk is dropped (text, times,
+#: physical size, gamma: Pillow's decoding ignores them too), except a colour profile, which
+#: makes the pixels mean something else (``restamp`` then declines).
+_IMAGE_CHUNKS = (b"IHDR", b"IDAT", b"IEND")
+
+
+def restamp(
+    data: bytes, size: tuple[int, int], *, icc: bytes | None = None, text: Mapping[str, str] | None = None,
+    same_colours: Callable[[bytes], bool] = lambda profile: False,
+) -> bytes | None:
+    """A PNG file someone else encoded (an upstream's picture), kept as it is deflated, with this
+    service's colour profile and text in place of its own chunks: the same file ``encode_png``
+    writes for its pixels, less the encoding. None when the file is not an 8-bit RGB picture of
+    ``size``, not interlaced and without a colour profile of its own (one that ``same_colours``
+    says means what ``icc`` does is fine): then it is encoded anew."""
+    if not data.startswith(_SIGNATURE):
+        return None
+    chunks: list[tuple[bytes, bytes]] = []
+    at = len(_SIGNATURE)
+    while at + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        if len(body) != length:
+            return None
+        if kind in _IMAGE_CHUNKS:
+            chunks.append((kind, body))
+        elif kind == b"iCCP":
+            packed = body.partition(b"\0")[2]
+            try:
+                profile = zlib_ng.decompress(packed[1:]) if packed[:1] == b"\0" else b""
+            except Exception:  # noqa: BLE001 - zlib_ng.error, which its stubs do not type as an exception
+                return None
+            if not same_colours(profile):
+                return None
+        elif kind[0] & 0x20 == 0:  # a critical chunk this writer does not know (a palette)
+            return None
+        at += 12 + length
+        if kind == b"IEND":
+            break
+    if not chunks or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND" or len(chunks[0][1]) != 13:
+        return None
+    width, height, depth, color_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    if (width, height) != size or (depth, color_type, compression, filtering, interlace) != (8, _COLOR_TYPES["RGB"], 0, 0, 0):
+        return None
+    parts = [_SIGNATURE, _chunk(b"IHDR", chunks[0][1]), *_stamps(icc, text)]
+    parts += [_chunk(kind, body) for kind, body in chunks[1:]]
     return b"".join(parts)

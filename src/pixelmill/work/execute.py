@@ -116,7 +116,9 @@ class Executor:
     def close(self) -> None:
         self._encoders.shutdown(wait=True)
 
-    def publish(self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True) -> Published:
+    def publish(
+        self, task: Task, images: Sequence[Image.Image], model: str, grid: bool = True, files: Sequence[bytes | None] = (),
+    ) -> Published:
         """Screen the task's images and store those that pass under its output profile, with
         their provenance embedded; the grid too, with a blank tile where an image did not pass.
         Nothing else: renditions and provenance records beside the images are made after SUCCESS
@@ -126,12 +128,14 @@ class Executor:
         The files are encoded while screening runs, the grid as if every image passed (almost
         always so); nothing is stored before its verdict, and a grid with a blank tile is encoded
         again. On a GPU host screening and encoding use different parts of the machine; on a CPU
-        they share the cores, and the overlap still hides most of the encoding."""
+        they share the cores, and the overlap still hides most of the encoding. ``files``: by
+        image, the file it was decoded from unchanged (``GenerationResult.files``)."""
         profile = self._profile(task)
         created = _now()
+        sources = list(files) + [None] * (len(images) - len(files))
         encodings = [
-            self._encoders.submit(in_this_context(self._encode), image, profile, self._provenance(task, index, model, created))
-            for index, image in enumerate(images, 1)
+            self._encoders.submit(in_this_context(self._encode), image, profile, self._provenance(task, index, model, created), source)
+            for index, (image, source) in enumerate(zip(images, sources, strict=False), 1)
         ]
         full_grid = self._encoders.submit(in_this_context(self._encode), compose_grid(list(images)), profile) if grid else None
         try:
@@ -229,10 +233,10 @@ class Executor:
         return self._put(encoded.data, encoded.ext)
 
     @staticmethod
-    def _encode(image: Image.Image, profile: Profile, record: Provenance | None = None) -> Encoded:
+    def _encode(image: Image.Image, profile: Profile, record: Provenance | None = None, source: bytes | None = None) -> Encoded:
         """One file under ``profile``; a cap no file can meet is a final, clear failure."""
         try:
-            return encode(image, profile, record)
+            return encode(image, profile, record, source)
         except CapMissed as exc:
             raise EngineError(str(exc), retryable=False) from exc
 
@@ -330,9 +334,11 @@ class Executor:
         if len(result.images) != 4:
             raise EngineError(f"engine returned {len(result.images)} images, expected 4", retryable=True)
         images = list(result.images)
+        files = result.files
         if keep is not None:
             images = [composite(keep[0], im, keep[1]) for im in images]
-        return self.publish(task, images, result.model).result(request.width, request.height, result.meta)
+            files = ()  # other pixels now
+        return self.publish(task, images, result.model, files=files).result(request.width, request.height, result.meta)
 
     # --- single pictures -------------------------------------------------------------------------
 
@@ -354,7 +360,8 @@ class Executor:
             )
             with stage("engine"):
                 done = engine.generate(request, lambda f, preview=None: progress(ENGINE_SHARE * f, preview))
-            return self.publish(task, done.images[:1], done.model, grid=False).result(request.width, request.height, done.meta)
+            return self.publish(task, done.images[:1], done.model, grid=False, files=done.files[:1]).result(
+                request.width, request.height, done.meta)
         if mode is None:
             # The chosen image is already stored under its content key: the plain pick is that
             # same object (and its renditions, once its parent has them), with no engine call.

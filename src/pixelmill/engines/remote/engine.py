@@ -120,12 +120,14 @@ class RemoteEngine(Engine):
         if not urls:
             raise EngineError(f"upstream task {task['task_id']} finished without images", retryable=True)
         if task.get("grid") and len(urls) == 1:  # the upstream shows only the 2×2 grid: its four pictures
-            grid = self._image(account, urls[0], request.width * 2, request.height * 2)
+            grid, _ = self._image(account, urls[0], request.width * 2, request.height * 2)
             images = tuple(grid.crop((x, y, x + request.width, y + request.height))
                            for y in (0, request.height) for x in (0, request.width))
+            files: tuple[bytes | None, ...] = ()
         else:
-            images = tuple(self._image(account, u, request.width, request.height) for u in urls)
-        return GenerationResult(images=images, model=self.model, meta=_meta(task, account))
+            decoded = [self._image(account, u, request.width, request.height) for u in urls]
+            images, files = tuple(image for image, _ in decoded), tuple(data for _, data in decoded)
+        return GenerationResult(images=images, model=self.model, meta=_meta(task, account), files=files)
 
     def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
         if request.step is None:
@@ -288,15 +290,14 @@ class RemoteEngine(Engine):
                 raise EngineError(f"upstream task {task_id} still {status} after {self._config.timeout_seconds:g}s", retryable=True)
             time.sleep(self._config.poll_seconds)
 
-    def _image(self, account: Upstream, url: str, width: int, height: int) -> Image.Image:
+    def _image(self, account: Upstream, url: str, width: int, height: int) -> tuple[Image.Image, bytes | None]:
+        """The picture at ``url`` at the task's size, and its file when that holds it unchanged."""
         data = account.download(url)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                image = im.convert("RGB")
-        except Exception as exc:  # any undecodable answer is the upstream's fault
-            raise EngineError(f"upstream image {url} does not decode: {exc}", retryable=True) from exc
+        image = decode_picture(data, f"upstream image {url}")
         # The upstream chose its own sizes from the prompt; the task promised width x height.
-        return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)
+        if image.size == (width, height):
+            return image, data
+        return image.resize((width, height), Image.Resampling.LANCZOS), None
 
     # --- for the upstream poller (work/upstream.py) --------------------------------------------
 
@@ -401,3 +402,12 @@ def _meta(task: dict[str, Any], account: Upstream) -> dict[str, Any]:
         "upstream_task_id": str(task["task_id"]), "upstream_account": account.account.name,
         "upstream_quota": task.get("quota"), "upstream_action": task.get("action"),
     }
+
+
+def decode_picture(data: bytes, what: str) -> Image.Image:
+    """An upstream's picture as RGB; one that does not decode is the upstream's fault (retryable)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.convert("RGB")
+    except Exception as exc:  # any undecodable answer is the upstream's fault
+        raise EngineError(f"{what} does not decode: {exc}", retryable=True) from exc

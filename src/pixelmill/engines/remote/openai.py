@@ -36,7 +36,7 @@ from PIL import Image
 
 from pixelmill.engines.base import GenerationRequest, GenerationResult, ProgressCallback, UpstreamRecord, VideoRequest, VideoResult
 from pixelmill.engines.remote.contracts import Call
-from pixelmill.engines.remote.engine import RemoteEngine
+from pixelmill.engines.remote.engine import RemoteEngine, decode_picture
 from pixelmill.engines.remote.http import Upstream
 from pixelmill.exceptions import EngineError
 
@@ -58,8 +58,9 @@ class OpenAIImagesEngine(RemoteEngine):
         else:
             answers = self._send_parts(request, counts, record, progress)
         took = int((time.monotonic() - started) * 1000)
-        images = [self._picture(account, item, request) for answer, account in answers
-                  for item in answer.get("data") or [] if isinstance(item, dict)]
+        pictures = [self._picture(account, item, request) for answer, account in answers
+                    for item in answer.get("data") or [] if isinstance(item, dict)]
+        images, files = [image for image, _ in pictures], [data for _, data in pictures]
         if len(images) < len(request.seeds):
             raise EngineError(f"upstream made {len(images)} pictures, {len(request.seeds)} asked for", retryable=True)
         if record is not None:  # no upstream task to follow: counted, and the account let go
@@ -69,7 +70,8 @@ class OpenAIImagesEngine(RemoteEngine):
         revised = [str(item["revised_prompt"]) for answer, _ in answers for item in answer.get("data") or []
                    if isinstance(item, dict) and item.get("revised_prompt")]
         meta = {"upstream_account": answers[0][1].account.name, "upstream_model": self._config.upstream_model}
-        return GenerationResult(images=tuple(images[: len(request.seeds)]), model=self.model, meta=meta | ({"revised_prompt": revised[0]} if revised else {}))
+        return GenerationResult(images=tuple(images[: len(request.seeds)]), model=self.model,
+                                meta=meta | ({"revised_prompt": revised[0]} if revised else {}), files=tuple(files[: len(request.seeds)]))
 
     def _send_parts(
         self, request: GenerationRequest, counts: list[int], record: UpstreamRecord | None, progress: ProgressCallback | None,
@@ -129,20 +131,17 @@ class OpenAIImagesEngine(RemoteEngine):
 
         return min(self._config.sizes, key=off)
 
-    def _picture(self, account: Upstream, item: dict[str, object], request: GenerationRequest) -> Image.Image:
+    def _picture(self, account: Upstream, item: dict[str, object], request: GenerationRequest) -> tuple[Image.Image, bytes | None]:
+        """A picture of the answer at the task's size, and its file when that holds it unchanged."""
         if isinstance(item.get("b64_json"), str):
             data = base64.b64decode(str(item["b64_json"]))
         elif isinstance(item.get("url"), str):
             data = account.download(str(item["url"]))
         else:
             raise EngineError("upstream answered a picture with neither b64_json nor url", retryable=True)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                image = im.convert("RGB")
-        except Exception as exc:  # any undecodable answer is the upstream's fault
-            raise EngineError(f"upstream picture does not decode: {exc}", retryable=True) from exc
+        image = decode_picture(data, "upstream picture")
         size = (request.width, request.height)
-        return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+        return (image, data) if image.size == size else (image.resize(size, Image.Resampling.LANCZOS), None)
 
 
 def _shares(pictures: int, per_call: int) -> list[int]:
