@@ -99,6 +99,7 @@ class UpstreamPoller:
         self._tick = min(MAX_TICK_SECONDS, *(e.config.poll_seconds / 4 for e in self._engines.values()))
         #: The last progress seen of each waiting task (ms, fraction), for the time it has left.
         self._seen: dict[str, tuple[int, float]] = {}
+        self._prune_at = 0
         #: Runs handed-back tasks: downloading and storing are a worker's work, not the loop's.
         self._runner = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pixelmill-upstream-run")
 
@@ -237,7 +238,7 @@ class UpstreamPoller:
                     self._give_up(item)
                     continue
                 fraction = upstream_progress(answer) if answer is not None else None
-                if fraction is not None:
+                if fraction:  # 0 % says nothing of the pace (a task still queued upstream)
                     last = self._seen.get(item.task_id, (item.accepted_at, 0.0))
                     self._seen[item.task_id] = (now, fraction) if fraction > last[1] else last
                     at = ends_at(now, fraction, last, self._cadence_ms[item.engine])
@@ -256,7 +257,8 @@ class UpstreamPoller:
             self._store.heartbeat(PARKED, ids, self.park_lease(engine))
         if sooner:
             self._upstream.poll_sooner(sooner)
-        if len(self._seen) > ROUND_SIZE:  # tasks another process took back, or that ended meanwhile
+        if now >= self._prune_at:  # tasks another process took back, or that ended meanwhile
+            self._prune_at = now + SEEN_SECONDS * 1000
             self._seen = {k: v for k, v in self._seen.items() if now - v[0] < SEEN_SECONDS * 1000}
 
     def _unscheduled(self, task_id: str) -> Callable[[Connection], None]:
