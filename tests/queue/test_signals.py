@@ -18,7 +18,7 @@ from pixelmill.auth.keys import KeyStore
 from pixelmill.clock import ManualClock
 from pixelmill.db.engine import write_tx
 from pixelmill.exceptions import StreamsFull
-from pixelmill.queue.signals import ChangeFeed, HostChannel, Listener, Signals, Wakeup
+from pixelmill.queue.signals import LISTEN_CHECK_SECONDS, ChangeFeed, HostChannel, Listener, Signals, Wakeup
 from pixelmill.queue.store import TaskStore
 from tests.helpers import wait_for
 from tests.queue.test_store import LANES, new_task
@@ -89,7 +89,11 @@ def test_a_change_committed_by_another_process_wakes_waiters_here_at_once(pg: En
         assert woken_after(here.feed, task.id, lambda: store.set_progress(task.id, "w", 50, 30)) < 2
         assert not other.woken.is_set()
     finally:
+        stopping = time.monotonic()
         listener.stop()
+    # Stopped at once, not at the end of a wait for notifications (the Listener's thread is
+    # joined for up to 5 s: still alive here means stop did not reach it).
+    assert not listener._thread.is_alive() and time.monotonic() - stopping < LISTEN_CHECK_SECONDS
 
 
 def test_in_process_waiters_are_woken_once_the_change_commits(db: Engine, clock: ManualClock) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import select as io_select
 import socket
 import stat
 import tempfile
@@ -260,6 +261,10 @@ class Signals:
         self.feed.changed_all()
 
 
+#: The longest a Listener sleeps between looks at its connection with nothing to wake it.
+LISTEN_CHECK_SECONDS = 30.0
+
+
 class Listener:
     """One PostgreSQL connection per process that LISTENs and dispatches to ``Signals``; it
     reconnects after any error (a restart of the database), waking everybody when it does."""
@@ -268,6 +273,9 @@ class Listener:
         self._url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._signals = signals
         self._stop = threading.Event()
+        # The waiting thread sleeps on the connection's socket and on this pair: stop() writes
+        # to it, so a close does not wait out a poll interval (every runtime's close took 1 s).
+        self._wake, self._woken = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name="pixelmill-listener", daemon=True)
         self.listening = threading.Event()
 
@@ -276,7 +284,12 @@ class Listener:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._wake.send(b"\0")
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._wake.close()
+            self._woken.close()
 
     def _run(self) -> None:
         import psycopg  # the postgres extra: a Listener exists only on PostgreSQL
@@ -288,10 +301,15 @@ class Listener:
                     self.listening.set()
                     self._signals.missed()
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        # What the connection holds already first, then wait for more (or stop);
+                        # a lost connection shows as readable, and reading it raises.
+                        for note in conn.notifies(timeout=0):
                             self._signals.dispatch(note.payload)
+                        io_select.select([conn.fileno(), self._woken.fileno()], [], [], LISTEN_CHECK_SECONDS)
             except Exception as exc:  # noqa: BLE001 - a lost connection is expected (restarts): reconnect
                 self.listening.clear()
+                if self._stop.is_set():
+                    break
                 log.warning("change listener lost its connection; reconnecting", error=f"{type(exc).__name__}: {exc}"[:300])
                 self._stop.wait(1.0)
 
