@@ -19,10 +19,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from pixelmill.engines.base import GenerationRequest
-from pixelmill.engines.procedural import ProceduralEngine
-from pixelmill.media.grid import compose_grid
 from pixelmill.media.output import RENDITIONS, _resized
+from png import sample_pictures
 
 
 def _psnr(a: Image.Image, b: Image.Image) -> float:
@@ -34,25 +32,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    engine = ProceduralEngine()
     print("| picture | rendition | method | ms (median) | kB | PSNR dB |")
     print("|---|---|---|---|---|---|")
-    for side in (512, 1024):
-        request = GenerationRequest(prompt="a red fox in fresh snow, detailed fur", width=side, height=side, seeds=(1, 2, 3, 4))
-        images = engine.generate(request, lambda fraction, preview=None: None).images
-        for label, picture in ((f"image {side}²", images[0]), (f"grid {2 * side}²", compose_grid(list(images)))):
-            for name, profile in RENDITIONS.items():
-                source = _resized(picture.convert("RGB"), profile)
-                for method in range(7):
-                    times, data = [], b""
-                    for _ in range(args.repeat):
-                        started = time.perf_counter()
-                        buf = io.BytesIO()
-                        source.save(buf, format="WEBP", quality=profile.quality, method=method)
-                        times.append((time.perf_counter() - started) * 1000)
-                        data = buf.getvalue()
-                    psnr = _psnr(source, Image.open(io.BytesIO(data)))
-                    print(f"| {label} | {name} q{profile.quality} | {method} | {statistics.median(times):.1f} | {len(data) / 1e3:.1f} | {psnr:.2f} |")
+    for label, picture in sample_pictures():
+        for name, profile in RENDITIONS.items():
+            source = _resized(picture.convert("RGB"), profile)
+            for method in range(7):
+                times, data = [], b""
+                for _ in range(args.repeat):
+                    started = time.perf_counter()
+                    buf = io.BytesIO()
+                    source.save(buf, format="WEBP", quality=profile.quality, method=method)
+                    times.append((time.perf_counter() - started) * 1000)
+                    data = buf.getvalue()
+                psnr = _psnr(source, Image.open(io.BytesIO(data)))
+                print(f"| {label} | {name} q{profile.quality} | {method} | {statistics.median(times):.1f} | {len(data) / 1e3:.1f} | {psnr:.2f} |")
 
 
 if __name__ == "__main__":
