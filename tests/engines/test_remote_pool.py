@@ -4,15 +4,19 @@ may have received it, is gone, or is full."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import Engine
 
 from pixelmill.clock import ManualClock
 from pixelmill.engines.base import Busy, GenerationRequest, UpstreamStep, Waiting
 from pixelmill.engines.remote import RemoteConfig, RemoteEngine
+from pixelmill.engines.remote.openai import OpenAIImagesEngine
 from pixelmill.queue.store import TaskStore
 from pixelmill.queue.upstream import TaskUpstream, UpstreamTasks
 from tests.engines.test_remote_table import OK, Scripted, serving
@@ -166,4 +170,36 @@ def test_an_unanswered_midjourney_proxy_submit_is_looked_up_by_its_state_not_sen
     a.script = ["drop", (200, [{"id": "99", "state": record.submit_key, "status": "SUBMITTED"}])]
     assert _submit(engine, record) == "99"
     assert len(a.seen) == 2 and b.seen == []
+    engine.close()
+
+
+def _picture_answer() -> tuple[int, dict[str, Any]]:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (30, 90, 200)).save(out, "PNG")
+    return 200, {"created": 1, "data": [{"b64_json": base64.b64encode(out.getvalue()).decode()}]}
+
+
+def test_a_dall_e_3_grid_takes_its_accounts_room_before_any_call_then_sends_all_there(
+    a: Scripted, b: Scripted, db: Engine, store: TaskStore, clock: ManualClock,
+) -> None:
+    # b takes 2 submits a minute: the grid's four calls are one task's submit, not four.
+    spec = {"accounts": [{"name": "a", "base_url": a.url, "api_key": "key-a", "max_in_flight": 1},
+                         {"name": "b", "base_url": b.url, "api_key": "key-b", "max_in_flight": 1, "submit_per_minute": 2}],
+            "contract": "openai", "upstream_model": "dall-e-3", "backoff_seconds": [0.01], "max_tries": 2}
+    engine = OpenAIImagesEngine("mj", RemoteConfig.from_json(spec))
+    upstream = UpstreamTasks(db, clock)
+    holders = [_record(store, upstream) for _ in range(2)]
+    for holder in holders:  # both accounts busy with a task each
+        engine._choose(holder, set(), speed=None, sticky=None)
+    request = GenerationRequest(prompt="a lake", width=64, height=64, seeds=(1, 2, 3, 4), upstream=(grid := _record(store, upstream)))
+    with pytest.raises(Busy):
+        engine.generate(request)
+    assert a.seen == [] and b.seen == []  # nothing sent, nothing paid for
+    holders[1].answered(10)  # b has room again
+    b.script = [_picture_answer() for _ in range(4)]
+    result = engine.generate(request)
+    assert len(result.images) == 4 and result.meta["upstream_account"] == "b" and a.seen == []
+    keys = sorted(seen["idempotency-key"] for seen in b.seen)
+    assert keys == sorted([grid.submit_key] + [f"{grid.submit_key}-{i}" for i in (2, 3, 4)])
+    assert grid.account is None  # answered: the account is let go
     engine.close()

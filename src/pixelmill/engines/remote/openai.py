@@ -6,8 +6,8 @@ operation in pixels:
 
 - imagine → ``POST /v1/images/generations`` with ``n`` = one picture per seed (four for a grid), at
   the configured size nearest the task's aspect. A model that makes fewer a call
-  (``pictures_per_call``: dall-e-3 makes one) is asked in several calls at once, each a submit
-  with its own Idempotency-Key;
+  (``pictures_per_call``: dall-e-3 makes one) is asked in several calls at once, to the task's
+  one account, each under its own Idempotency-Key;
 - variation, remix, inpaint, zoom and pan → ``POST /v1/images/edits`` with the picture and, where
   part of it is kept (inpaint, zoom, pan), the mask: transparent where the upstream repaints, as
   the API reads masks. A variation's strength has no form there: subtle and strong are both an
@@ -25,6 +25,7 @@ its record, the OpenAI API may make (and bill) the pictures again.
 from __future__ import annotations
 
 import base64
+import contextvars
 import io
 import threading
 import time
@@ -52,11 +53,12 @@ class OpenAIImagesEngine(RemoteEngine):
     def generate(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
         record = request.upstream
         counts = _shares(len(request.seeds), self._config.per_call)
+        calls = {n: self._call(request, n) for n in set(counts)}  # the pictures of an edit are encoded once
         started = time.monotonic()
         if len(counts) == 1:
-            answers = [self._send(lambda _: self._call(request, counts[0]), record)]
+            answers = [self._send(lambda _: calls[counts[0]], record)]
         else:
-            answers = self._send_parts(request, counts, record, progress)
+            answers = self._send_parts([calls[n] for n in counts], record, progress)
         took = int((time.monotonic() - started) * 1000)
         pictures = [self._picture(account, item, request) for answer, account in answers
                     for item in answer.get("data") or [] if isinstance(item, dict)]
@@ -73,28 +75,48 @@ class OpenAIImagesEngine(RemoteEngine):
         return GenerationResult(images=tuple(images[: len(request.seeds)]), model=self.model,
                                 meta=meta | ({"revised_prompt": revised[0]} if revised else {}), files=tuple(files[: len(request.seeds)]))
 
-    def _send_parts(
-        self, request: GenerationRequest, counts: list[int], record: UpstreamRecord | None, progress: ProgressCallback | None,
-    ) -> list[tuple[dict[str, Any], Upstream]]:
-        """The calls of a task whose pictures take more than one (dall-e-3 makes one a call), sent
-        at once, so the task takes as long as its slowest call. Each is a submit of its own: its
-        own Idempotency-Key, an account chosen by the selection rule and counted against that
-        account's limits, failover as for any submit."""
-        parts: list[UpstreamRecord | None] = [None if record is None else _Part(record, i) for i in range(len(counts))]
+    def _send_parts(self, calls: list[Call], record: UpstreamRecord | None, progress: ProgressCallback | None) -> list[tuple[dict[str, Any], Upstream]]:
+        """The calls of a task whose pictures take more than one (dall-e-3 makes one a call).
+
+        The task's account is chosen first, as for a single call, before anything is sent: when
+        every account is full the task waits in the queue with nothing paid for. Then every call
+        goes to that account at once, each under its own Idempotency-Key (the task's, then
+        ``-2``, ``-3`` ...: the same in every attempt), and the task counts as one upstream task
+        there, as a single call does. Once a call has failed for good the others are not tried
+        again; the task's next attempt sends them all anew, to the same account under the same
+        keys (it may hold some of them, as after a crash)."""
+        if record is not None and record.upstream_id is None and record.account is not None:
+            account = record.account  # an earlier attempt's: it may hold some of the calls
+        else:
+            chosen = self._choose(record, set(), speed=None, sticky=None)
+            assert chosen is not None  # nothing tried yet: an account, or Busy, or an error
+            account = chosen
+        failed = threading.Event()
         finished = 0
         lock = threading.Lock()
 
         def send(i: int) -> tuple[dict[str, Any], Upstream]:
             nonlocal finished
-            sent = self._send(lambda _: self._call(request, counts[i]), parts[i])
+
+            def build(_: Upstream) -> Call:
+                if failed.is_set():
+                    raise EngineError("another call of this task failed", retryable=True)
+                return calls[i]
+
+            try:
+                sent = self._send(build, None if record is None else _Part(record, i, account))
+            except BaseException:
+                failed.set()
+                raise
             if progress is not None:
                 with lock:
                     finished += 1
-                    progress(min(0.99, finished / len(counts)))
+                    progress(min(0.99, finished / len(calls)))
             return sent
 
-        with ThreadPoolExecutor(max_workers=len(counts), thread_name_prefix=f"{self.name}-call") as pool:
-            futures = [pool.submit(send, i) for i in range(len(counts))]
+        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix=f"{self.name}-call") as pool:
+            # Each call in a copy of this thread's context: its log lines name the task.
+            futures = [pool.submit(contextvars.copy_context().run, send, i) for i in range(len(calls))]
             return [future.result() for future in futures]
 
     def animate(self, request: VideoRequest, progress: ProgressCallback | None = None) -> VideoResult:
@@ -151,28 +173,25 @@ def _shares(pictures: int, per_call: int) -> list[int]:
 
 
 class _Part:
-    """One call of a task that needs several, as the task's upstream record: its own
-    Idempotency-Key (the task's, then ``-2``, ``-3`` ...: the same in every attempt, so a lost
-    answer is asked again under its key) and its own account, chosen in the task's record."""
+    """One call of a task that needs several, as the task's upstream record shows it to
+    ``_send``: its own Idempotency-Key (the task's, then ``-2``, ``-3`` ...) and the task's
+    account, which it keeps (``_send`` then asks only it, as it does an account that may hold
+    a submit)."""
 
     upstream_id: str | None = None
     callback_url: str | None = None
     park = False
 
-    def __init__(self, record: UpstreamRecord, index: int) -> None:
+    def __init__(self, record: UpstreamRecord, index: int, account: str) -> None:
         self._record = record
         self.submit_key = record.submit_key if index == 0 else f"{record.submit_key}-{index + 1}"
-        self.account: str | None = None
+        self.account: str | None = account
 
     def reserve(self, offers: Sequence[Offer], pick: Callable[[Sequence[Slot]], str]) -> Reserved:
-        reserved = self._record.reserve(offers, pick)
-        self.account = reserved.account
-        return reserved
+        raise AssertionError("a call of a task with several goes to the task's account")
 
     def refused(self, account: str, reason: str, *, disable: bool, after: int, busy: bool = False) -> bool:
-        if self.account == account:
-            self.account = None
-        return self._record.refused(account, reason, disable=disable, after=after, busy=busy)
+        raise AssertionError("a call of a task with several goes to the task's account")
 
     def accepted(self, upstream_id: str) -> None:
         raise AssertionError("an OpenAI Images call has no upstream task")
@@ -181,11 +200,10 @@ class _Part:
         raise AssertionError("an OpenAI Images call has no upstream task")
 
     def answered(self, latency_ms: int) -> None:
-        self.account = None  # the task's record counts the answer, once, when every call has
+        raise AssertionError("the task's record counts the answer, once, when every call has")
 
-    def ended(self) -> None:
+    def ended(self) -> None:  # its account left the configuration
         self._record.ended()
-        self.account = None
 
 
 def _png(image: Image.Image) -> bytes:
