@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -83,6 +85,28 @@ def test_a_file_whose_pixels_would_change_is_encoded_anew() -> None:
         assert restamp(data, (16, 16)) is None
     assert restamp(_pillow_png(rgb), (16, 17)) is None  # not the task's size
     assert restamp(_pillow_png(rgb), (16, 16)) is not None
+
+
+def test_nothing_but_the_pixels_is_kept() -> None:
+    """Bytes a decoder never shows (after the image data's end, or rows beyond the picture) and
+    files laid out otherwise than this writer's are encoded anew, so screening saw all that is
+    stored."""
+    rgb = Image.fromarray(RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    chunks = png_chunks(_pillow_png(rgb))
+    header, data = chunks[0][1], b"".join(body for kind, body in chunks if kind == "IDAT")
+    rows = zlib.decompress(data)
+
+    def png(*parts: tuple[bytes, bytes]) -> bytes:
+        return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(b)) + k + b + struct.pack(">I", zlib.crc32(k + b)) for k, b in parts)
+
+    assert restamp(png((b"IHDR", header), (b"IDAT", data), (b"IEND", b"")), (16, 16)) is not None
+    assert restamp(png((b"IHDR", header), (b"IDAT", data + b"<html>secret"), (b"IEND", b"")), (16, 16)) is None
+    assert restamp(png((b"IHDR", header), (b"IDAT", zlib.compress(rows + bytes(49))), (b"IEND", b"")), (16, 16)) is None
+    assert restamp(png((b"IHDR", header), (b"IDAT", zlib.compress(rows[:-1])), (b"IEND", b"")), (16, 16)) is None
+    split = png((b"IHDR", header), (b"IDAT", data[:9]), (b"tEXt", b"a\0b"), (b"IDAT", data[9:]), (b"IEND", b""))
+    assert restamp(split, (16, 16)) is None
+    assert restamp(png((b"IHDR", header), (b"IHDR", header), (b"IDAT", data), (b"IEND", b"")), (16, 16)) is None
+    assert restamp(png((b"IHDR", header), (b"IDAT", data)), (16, 16)) is None  # no end
 
 
 def _text(entries: dict[str, str]) -> PngImagePlugin.PngInfo:
