@@ -1,5 +1,5 @@
 """How the WebP renditions beside every image are written: the measurement behind
-``media/output.py``'s ``WEBP_METHOD`` (issue 20: settings chosen by measurement; issue 21: a
+``media/output.py``'s ``RENDITION_EFFORT`` (issue 20: settings chosen by measurement; issue 21: a
 gateway re-hosting every upstream picture spent half its CPU on them).
 
 For one image and the grid of an imagine at 512 and 1024 px (the procedural engine, a fixed

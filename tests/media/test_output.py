@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from pixelmill.media.output import BUILTIN, RENDITIONS, CapMissed, Profile, Provenance, encode, read_provenance
+from pixelmill.media.output import BUILTIN, RENDITION_EFFORT, RENDITIONS, CapMissed, Profile, Provenance, encode, read_provenance
 from tests.helpers import png_chunks
 
 RNG = np.random.default_rng(7)
@@ -127,3 +127,13 @@ def test_a_profile_from_json_takes_every_setting() -> None:
                                     "strip_metadata": True})
     assert (p.name, p.format, p.quality, p.size, p.fit, p.max_bytes, p.strip_metadata, p.ext) == (
         "brand", "jpeg", 80, (1200, 800), "cover", 400_000, True, "jpg")
+
+
+def test_renditions_are_written_at_a_lower_webp_effort_than_profiles_callers_ask_for() -> None:
+    picture = HARD["noisy-gradient"].resize((512, 512))
+    default = encode(picture, Profile(name="p", format="webp", quality=82, strip_metadata=True))
+    quick = encode(picture, Profile(name="p", format="webp", quality=82, strip_metadata=True, effort=RENDITION_EFFORT))
+    assert encode(picture, RENDITIONS["web"]).data == quick.data != default.data
+    assert BUILTIN["web"].effort is None  # the caller-facing profile: Pillow's default
+    with pytest.raises(ValueError, match="effort: Input should be less than or equal to 6"):
+        Profile.from_json("x", {"format": "webp", "effort": 7})

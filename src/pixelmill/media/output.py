@@ -66,6 +66,8 @@ class Profile(BaseModel):
     #: Largest file in bytes, met by search (quality, then size); at least MIN_BYTES.
     max_bytes: StrictInt | None = Field(None, ge=MIN_BYTES)
     strip_metadata: StrictBool = False
+    #: WebP only: libwebp's effort, 0 (fastest) to 6 (smallest files); None: Pillow's default, 4.
+    effort: StrictInt | None = Field(None, ge=0, le=6)
 
     @field_validator("size", mode="before")
     @classmethod
@@ -98,10 +100,12 @@ class Profile(BaseModel):
         return EXTENSIONS[self.format]
 
 
-#: libwebp's effort (0-6). Pillow's default, 4, took 3x as long as 2 for files 5-15 % smaller at
-#: the same PSNR (bench/webp.py); the renditions beside every image were half the CPU of a
-#: gateway re-hosting upstream pictures (bench/remote_capacity.py).
-WEBP_METHOD = 2
+#: The renditions' WebP effort. Pillow's default, 4, took 3x as long as 2 for files 5-15 % smaller
+#: at the same PSNR (bench/webp.py), and the renditions beside every image were a fifth of the CPU
+#: of a gateway re-hosting upstream pictures (bench/remote_capacity.py). Profiles that callers
+#: ask for keep the default unless their operator sets ``effort``: under a size cap, larger files
+#: would mean a lower quality.
+RENDITION_EFFORT = 2
 
 #: The built-in profiles; operators add their own (PIXELMILL_OUTPUT_PROFILES).
 BUILTIN: dict[str, Profile] = {
@@ -112,8 +116,8 @@ BUILTIN: dict[str, Profile] = {
 }
 #: The extra renditions written for every image, whatever its profile.
 RENDITIONS: dict[str, Profile] = {
-    "web": Profile(name="web", format="webp", quality=82, long_edge=1024, strip_metadata=True),
-    "thumb": Profile(name="thumb", format="webp", quality=75, long_edge=256, strip_metadata=True),
+    "web": Profile(name="web", format="webp", quality=82, long_edge=1024, strip_metadata=True, effort=RENDITION_EFFORT),
+    "thumb": Profile(name="thumb", format="webp", quality=75, long_edge=256, strip_metadata=True, effort=RENDITION_EFFORT),
 }
 
 
@@ -194,11 +198,12 @@ def _to_srgb(image: Image.Image) -> Image.Image:
 
 
 def _kept_as_is(image: Image.Image, profile: Profile) -> bool:
-    """Whether ``profile`` stores ``image``'s pixels unchanged, in a PNG without a cap."""
+    """Whether ``profile`` stores ``image``'s pixels unchanged (``_to_srgb`` and ``_resized``
+    leave them), in a PNG without a cap."""
     icc = image.info.get("icc_profile")
     return (
-        profile.format == "png" and profile.max_bytes is None and image.mode == "RGB" and _resized(image, profile) is image
-        and not (icc and not _is_ours(icc))
+        profile.format == "png" and profile.max_bytes is None and image.mode == "RGB" and profile.size is None
+        and (profile.long_edge is None or max(image.size) <= profile.long_edge) and not (icc and not _is_ours(icc))
     )
 
 
@@ -240,8 +245,8 @@ def _save(image: Image.Image, profile: Profile, quality: int, record: dict[str, 
     options: dict[str, Any] = {"icc_profile": _SRGB, "quality": quality}
     if record is not None:
         options["xmp"] = _xmp(record)
-    if profile.format == "webp":
-        options["method"] = WEBP_METHOD
+    if profile.format == "webp" and profile.effort is not None:
+        options["method"] = profile.effort
     image.save(buf, format=FORMATS[profile.format], **options)
     return buf.getvalue()
 
