@@ -72,7 +72,7 @@ def _finish_all(srv: Server, ids: list[str], timeout: float) -> None:
     with srv.client() as api:
         def done() -> bool:
             tasks[:] = api.post("/v1/midjourney/list-by-ids", json={"ids": ids}).json()["data"]
-            return all(task["status"] in ("SUCCESS", "FAILURE", "CANCEL") for task in tasks)
+            return len(tasks) == len(ids) and all(task["status"] in ("SUCCESS", "FAILURE", "CANCEL") for task in tasks)
 
         wait_for(done, timeout=timeout, interval=0.1, what="every task to end")
     failed = [task for task in tasks if task["status"] != "SUCCESS"]

@@ -138,6 +138,7 @@ def test_pool_settings_are_checked_when_the_engine_is_built(a: Scripted) -> None
         ({"accounts": [{**good, "speeds": ["warp"]}]}, "account 'a': speeds must be some of fast, relax, turbo"),
         ({"accounts": [good], "selection": "random"}, "selection"),
         ({"accounts": [good], "contract": "openai", "pictures_per_call": 11}, "pictures_per_call must be 1 to 10"),
+        ({"accounts": [good], "pictures_per_call": 1}, "pictures_per_call is for the openai contract only"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
             RemoteConfig.from_json(spec)

@@ -6,9 +6,11 @@ completes a task wakes it at once, and it looks for work of other processes ever
 It runs at normal priority: a lowered one was tried, and a starved finisher holding the SQLite
 write lock (its storage writes are recorded) would have stalled the workers behind it. Instead,
 while its process runs tasks that callers wait for, it takes only files owed for ``BUSY_LAG_SECONDS``
-(``run_once(busy=True)``): a burst's tasks have the cores first, the renditions follow when it
-is over, and under load that never ends they lag by that much at most. A gateway's burst of 48
-re-hosted imagines spent a fifth of its CPU on them (bench/remote_capacity.py).
+(``run_once(busy=True)``): a burst's tasks have the cores first and the renditions follow when it
+is over; under load that never ends they start that late, and keep up as long as the finisher
+does. A gateway's burst of 48 re-hosted imagines spent a fifth of its CPU on them
+(bench/remote_capacity.py). "Runs tasks" means a worker holds one: a worker waiting on an OpenAI
+Images call counts, though the cores are idle then; the lag is the bound of that cost.
 """
 
 from __future__ import annotations

@@ -97,8 +97,9 @@ class UpstreamPoller:
         self._backoff = tuple(retry_backoff_seconds)
         self._cadence_ms = {name: int(e.poll_seconds(upstream.callbacks) * 1000) for name, e in self._engines.items()}
         self._tick = min(MAX_TICK_SECONDS, *(e.config.poll_seconds / 4 for e in self._engines.values()))
-        #: The last progress seen of each waiting task (ms, fraction), for the time it has left.
-        self._seen: dict[str, tuple[int, float]] = {}
+        #: The last progress seen of each waiting upstream task (ms, fraction), by (task, upstream
+        #: id): the time it has left. A resubmitted task starts afresh.
+        self._seen: dict[tuple[str, str | None], tuple[int, float]] = {}
         self._prune_at = 0
         #: Runs handed-back tasks: downloading and storing are a worker's work, not the loop's.
         self._runner = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pixelmill-upstream-run")
@@ -235,12 +236,14 @@ class UpstreamPoller:
                 self._metrics.upstream_polls.labels(item.engine, seen).inc()
             if answer is None or upstream_running(answer):
                 if answer is not None and self._overdue(item):
+                    self._seen.pop((item.task_id, item.upstream_id), None)
                     self._give_up(item)
                     continue
                 fraction = upstream_progress(answer) if answer is not None else None
                 if fraction:  # 0 % says nothing of the pace (a task still queued upstream)
-                    last = self._seen.get(item.task_id, (item.accepted_at, 0.0))
-                    self._seen[item.task_id] = (now, fraction) if fraction > last[1] else last
+                    seen = (item.task_id, item.upstream_id)
+                    last = self._seen.get(seen, (item.accepted_at, 0.0))
+                    self._seen[seen] = (now, fraction) if fraction > last[1] else last
                     at = ends_at(now, fraction, last, self._cadence_ms[item.engine])
                     if at is not None:
                         sooner[item.task_id] = at
@@ -249,7 +252,7 @@ class UpstreamPoller:
                 else:
                     waiting.setdefault(item.engine, []).append(item.task_id)
                 continue
-            self._seen.pop(item.task_id, None)
+            self._seen.pop((item.task_id, item.upstream_id), None)
             task = self._store.hand_over(item.task_id, PARKED, self.owner, self._lease_seconds, within=self._unscheduled(item.task_id))
             if task is not None:
                 self._runner.submit(self._run, task)

@@ -138,6 +138,8 @@ class RemoteConfig:
                 raise ValueError(f"remote engine: sizes: {size!r} is not WxH")
         if config.pictures_per_call is not None and not 1 <= config.pictures_per_call <= 10:
             raise ValueError("remote engine: pictures_per_call must be 1 to 10 (the OpenAI Images API's n)")
+        if config.pictures_per_call is not None and config.contract != "openai":
+            raise ValueError("remote engine: pictures_per_call is for the openai contract only (a task upstream makes its grid)")
         if not config.sizes:
             raise ValueError("remote engine: sizes must name at least one WxH")
         names = [a.name for a in config.pool]
