@@ -241,9 +241,9 @@ class UpstreamPoller:
                     continue
                 fraction = upstream_progress(answer) if answer is not None else None
                 if fraction:  # 0 % says nothing of the pace (a task still queued upstream)
-                    seen = (item.task_id, item.upstream_id)
-                    last = self._seen.get(seen, (item.accepted_at, 0.0))
-                    self._seen[seen] = (now, fraction) if fraction > last[1] else last
+                    followed = (item.task_id, item.upstream_id)
+                    last = self._seen.get(followed, (item.accepted_at, 0.0))
+                    self._seen[followed] = (now, fraction) if fraction > last[1] else last
                     at = ends_at(now, fraction, last, self._cadence_ms[item.engine])
                     if at is not None:
                         sooner[item.task_id] = at
