@@ -31,7 +31,6 @@ import socket
 import stat
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -322,9 +321,6 @@ class HostChannel:
     first sender it refuses. Sending never blocks: a full receiver misses that wake-up and polls.
     """
 
-    #: How long a list of the other processes' sockets is used before the directory is read again.
-    PEERS_SECONDS = 1.0
-
     def __init__(self, directory: Path, signals: Signals) -> None:
         self._dir = directory
         self._signals = signals
@@ -332,8 +328,6 @@ class HostChannel:
         self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._out.setblocking(False)
         self._in = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._peers: list[str] = []
-        self._peers_at = -self.PEERS_SECONDS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pixelmill-host-signals", daemon=True)
 
@@ -379,11 +373,15 @@ class HostChannel:
         self._path.unlink(missing_ok=True)
 
     def send(self, payload: bytes) -> None:
-        now = time.monotonic()
-        if now - self._peers_at >= self.PEERS_SECONDS:
-            self._peers = [str(p) for p in self._dir.glob("*.sock") if p != self._path]
-            self._peers_at = now
-        for peer in self._peers:
+        # The directory is read at every send (a few microseconds): a list kept for a second
+        # missed a process that bound its socket meanwhile, and a worker that had looked for work
+        # once at its start then slept until its next poll.
+        try:
+            names = os.listdir(self._dir)
+        except OSError:
+            return
+        mine = self._path.name
+        for peer in (str(self._dir / name) for name in names if name.endswith(".sock") and name != mine):
             try:
                 self._out.sendto(payload, peer)
             except OSError as exc:  # never an error for the commit that sent it
