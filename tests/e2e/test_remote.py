@@ -66,7 +66,9 @@ def test_every_operation_runs_upstream_and_is_rehosted(upstream: Server, tmp_pat
                 assert there["final_prompt"] == "a lake at dawn --ar 3:2 --seed 5" and grid["engine_meta"]["upstream_quota"] == there["quota"]
                 # Re-hosted: B serves the same pixels from its own storage.
                 assert grid["image_urls"][0].startswith(front.url) and np.array_equal(_png(b, grid["image_urls"][0]), _png(a, there["image_urls"][0]))
-                # ...in A's file, not encoded again: its image data under B's own record of the task.
+                # ...as A's image data under B's own record of the task. (Both write the same
+                # deflate here, so this does not tell a kept file from one written again:
+                # tests/media/test_output.py shows the upstream's data is kept.)
                 ours, theirs = b.get(grid["image_urls"][0]).content, a.get(there["image_urls"][0]).content
                 assert [c for c in png_chunks(ours) if c[0] == "IDAT"] == [c for c in png_chunks(theirs) if c[0] == "IDAT"]
                 assert Image.open(io.BytesIO(ours)).info["task_id"] == grid["task_id"]

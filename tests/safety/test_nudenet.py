@@ -63,13 +63,17 @@ def test_findings_match_nudenet_detect_batch() -> None:
 
 
 def test_screenings_at_once_find_what_one_alone_finds() -> None:
-    """One alone runs on every core, others beside it on one thread each: the same findings."""
+    """One alone runs on every core, one beside another on a single thread: the same findings."""
     images = pictures()
     detector = NudeNetDetector(batch_size=2)
     alone = detector.detect(images)
     single_runs = []
     single = detector._single.run
     detector._single.run = lambda *a, **k: single_runs.append(1) or single(*a, **k)
+    detector._running = 1  # as if another screening were under way
+    beside = detector.detect(images)
+    detector._running = 0
+    assert len(single_runs) == 4  # every batch of 2 of the 8 pictures, on the single thread
     start = threading.Barrier(4)
 
     def screen(_: int) -> list[list[Finding]]:
@@ -78,9 +82,9 @@ def test_screenings_at_once_find_what_one_alone_finds() -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         together = list(pool.map(screen, range(4)))
-    assert any(alone) and single_runs  # the four met: some ran beside another, on one thread
     expected = [f for per_image in alone for f in per_image]
-    for found in together:
+    assert expected
+    for found in (beside, *together):
         got = [f for per_image in found for f in per_image]
         assert [(f.label, f.box) for f in got] == [(f.label, f.box) for f in expected]
         assert [f.score for f in got] == pytest.approx([f.score for f in expected], abs=1e-5)
