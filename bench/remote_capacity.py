@@ -93,6 +93,8 @@ def _pin(pid: int, cpus: set[int]) -> None:
 def makespan(tmp: Path, args: argparse.Namespace) -> None:
     cores = sorted(os.sched_getaffinity(0))
     halves = (set(cores[: len(cores) // 2]), set(cores[len(cores) // 2 :]))
+    if args.own_cores and len(cores) < 2:
+        raise SystemExit("--own-cores needs at least 2 cores to split between A and B")
     a = Server(tmp / "a", KEY_A, workers=args.upstream_workers, procedural_delay_ms=args.delay_ms, **UNCAPPED).start()
     if args.own_cores:
         assert a.proc is not None
